@@ -1,0 +1,247 @@
+//! The whole service, built once from the configuration. A request passes, outer → inner:
+//! 1. request id and path normalisation (400 for path tricks) — before anything reads the path;
+//! 2. reserved `/oauth2/` paths — answered here, never forwarded;
+//! 3. route match on host + normalised path (404 when none);
+//! 4. the auth gate — strips identity headers, decides, injects identity;
+//! 5. the forwarder — streams to the upstream; errors rendered by `error.rs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::upgrade::OnUpgrade;
+use hyper::body::Incoming;
+
+use crate::auth::oidc::OidcProvider;
+use crate::auth::{Auth, Verdict, append_cookies};
+use crate::config::{Config, SessionSecrets};
+use crate::error::RequestError;
+use crate::http::body::Body;
+use crate::http::headers::X_REQUEST_ID;
+use crate::http::negotiate::is_non_navigational;
+use crate::http::normalize::normalize;
+use crate::http::paths;
+use crate::identity_headers::DataSigner;
+use crate::metrics::{Decision, Metrics};
+use crate::proxy::{Forwarder, Inbound, hop};
+use crate::session::keyring::KeyRing;
+use crate::signing::SigningKey;
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    SigningKey(#[from] crate::signing::SigningKeyError),
+    #[error("session secret file {path}: {source}")]
+    SecretFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no session secret configured")]
+    NoSecret,
+}
+
+pub struct App {
+    pub cfg: Arc<Config>,
+    pub auth: Auth,
+    pub metrics: Arc<Metrics>,
+    forwarders: Vec<Forwarder>,
+    request_ids: RequestIds,
+}
+
+/// Request ids: a random per-process prefix and a counter — unique, cheap, not secret.
+struct RequestIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}{:08x}", self.prefix, n as u32)
+    }
+}
+
+/// Loads the configured secrets, or the generated development secret (created on first use).
+pub fn session_secrets(cfg: &Config) -> Result<Vec<crate::config::Secret>, BuildError> {
+    match &cfg.session.secrets {
+        SessionSecrets::Configured(list) if !list.is_empty() => Ok(list.clone()),
+        SessionSecrets::Configured(_) => Err(BuildError::NoSecret),
+        SessionSecrets::Generated(path) => {
+            let err = |source| BuildError::SecretFile { path: path.display().to_string(), source };
+            let secret = match std::fs::read_to_string(path) {
+                Ok(s) if s.trim().len() >= 32 => s.trim().to_string(),
+                _ => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(err)?;
+                    }
+                    let s = crate::session::keyring::generate_secret();
+                    write_private(path, &s).map_err(err)?;
+                    s
+                }
+            };
+            tracing::warn!(
+                file = %path.display(),
+                "no session.secrets configured: using a generated secret kept in this file. Production must set session.secrets (see `portcullis keygen`)"
+            );
+            Ok(vec![crate::config::Secret::new(secret)])
+        }
+    }
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())
+}
+
+impl App {
+    pub fn build(cfg: Config) -> Result<App, BuildError> {
+        let cfg = Arc::new(cfg);
+        let secrets = session_secrets(&cfg)?;
+        let keyring = KeyRing::new(&secrets).map_err(|_| BuildError::NoSecret)?;
+        let key = match &cfg.headers.signing_key_file {
+            Some(f) => SigningKey::load(f)?,
+            None => SigningKey::generate(),
+        };
+        let signer = DataSigner {
+            key: Arc::new(key),
+            format: cfg.headers.jwt_format,
+            signer: cfg.headers.signer.clone(),
+            forwarded_user: cfg.headers.forwarded_user,
+            access_token: cfg.headers.access_token,
+        };
+        let mut callback = cfg.public_url.clone();
+        callback.set_path(paths::CALLBACK);
+        let providers = cfg
+            .providers
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                if p.name == "pool" && p.client_secret.is_none() {
+                    p.client_secret = KeyRing::derive_secret(&secrets, "pool-client").map(crate::config::Secret::new);
+                }
+                let http = crate::auth::http_client::IdpClient::new(p.timeout);
+                Arc::new(OidcProvider::new(p, &callback, http))
+            })
+            .collect();
+        let route_names = cfg.routes.iter().map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path)).collect();
+        let metrics = Arc::new(Metrics::new(route_names));
+        let forwarders = cfg.routes.iter().map(Forwarder::new).collect();
+        let auth = Auth::new(cfg.clone(), providers, keyring, signer, metrics.clone());
+        let mut p = [0u8; 4];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p).expect("system RNG available");
+        Ok(App {
+            cfg,
+            auth,
+            metrics,
+            forwarders,
+            request_ids: RequestIds { prefix: u32::from_be_bytes(p), counter: AtomicU64::new(0) },
+        })
+    }
+
+    /// Discovers every provider once (readiness); failures are retried on use.
+    pub async fn warm_up(&self) -> bool {
+        let mut ok = true;
+        for p in &self.auth.providers {
+            ok &= p.warm_up().await;
+        }
+        ok
+    }
+
+    pub fn providers_ready(&self) -> Vec<(String, bool)> {
+        self.auth.providers.iter().map(|p| (p.name().to_string(), p.is_discovered())).collect()
+    }
+
+    /// Handles one request from the public listener.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+        let rid = self.request_ids.next();
+        let (parts, body) = req.into_parts();
+        let mut resp = self.route(parts, body, peer, tls, &rid).await;
+        if let Ok(v) = HeaderValue::from_str(&rid) {
+            resp.headers_mut().entry(X_REQUEST_ID).or_insert(v);
+        }
+        resp
+    }
+
+    async fn route(&self, mut parts: Parts, body: Incoming, peer: SocketAddr, tls: bool, rid: &str) -> Response<Body> {
+        // 1. Normalise once; the normalised path is both matched and forwarded.
+        match normalize(parts.uri.path()) {
+            Ok(None) => {}
+            Ok(Some(p)) => {
+                let pq = match parts.uri.query() {
+                    Some(q) => format!("{p}?{q}"),
+                    None => p,
+                };
+                let mut up = parts.uri.clone().into_parts();
+                up.path_and_query = pq.parse().ok();
+                match Uri::from_parts(up) {
+                    Ok(u) => parts.uri = u,
+                    Err(_) => return self.reject(RequestError::BadRequest("malformed path".into()), &parts, rid),
+                }
+            }
+            Err(e) => return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid),
+        }
+
+        // 2. Reserved paths.
+        if parts.uri.path().starts_with(paths::RESERVED_PREFIX) {
+            let resp = match self.auth.endpoint(&parts, parts.uri.path(), peer.ip(), rid).await {
+                Some(r) => r,
+                None => RequestError::NotFound.render(rid, is_non_navigational(&parts.headers)),
+            };
+            self.metrics.request(None, Decision::Internal, resp.status().as_u16());
+            return resp;
+        }
+
+        // 3. Route.
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()));
+        let Some(route) = self.auth.routes.find(host, parts.uri.path()) else {
+            return self.reject(RequestError::NoRoute, &parts, rid);
+        };
+        let route_index = route.index;
+
+        // 4. The auth gate.
+        let upgrade = if hop::wants_upgrade(&parts.headers) { parts.extensions.remove::<OnUpgrade>() } else { None };
+        let (set_cookie, decision) = match self.auth.gate(route, &mut parts, rid).await {
+            Verdict::Respond { response, decision } => {
+                self.metrics.request(Some(route_index), decision, response.status().as_u16());
+                return response;
+            }
+            Verdict::Forward { set_cookie, decision, .. } => (set_cookie, decision),
+        };
+
+        // 5. Forward.
+        let json = is_non_navigational(&parts.headers);
+        let inbound = Inbound { peer, tls, trusted: self.auth.is_trusted(peer.ip()) };
+        let started = Instant::now();
+        let mut resp = match self.forwarders[route_index].forward(parts, body, &inbound, upgrade).await {
+            Ok(r) => r,
+            Err(e) => e.render(rid, json),
+        };
+        self.metrics.upstream_latency(route_index, started.elapsed());
+        append_cookies(&mut resp, &set_cookie);
+        self.metrics.request(Some(route_index), decision, resp.status().as_u16());
+        resp
+    }
+
+    fn reject(&self, e: RequestError, parts: &Parts, rid: &str) -> Response<Body> {
+        let resp = e.render(rid, is_non_navigational(&parts.headers));
+        self.metrics.request(None, Decision::Internal, resp.status().as_u16());
+        resp
+    }
+}

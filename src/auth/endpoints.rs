@@ -1,0 +1,199 @@
+//! Reserved paths under `/oauth2/` (SPEC §3), answered by Portcullis itself: callback, start,
+//! sign-out, userinfo, forward-auth, and the header-signing keys. The built-in pool's paths are
+//! handed to the pool.
+
+use std::net::IpAddr;
+
+use http::request::Parts;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+
+use super::login::{query_param, redirect, start_url};
+use super::redirect::safe_target;
+use super::{Auth, authorize};
+use crate::config::OnUnauthenticated;
+use crate::error::{RequestError, html_escape, page};
+use crate::http::body::{self, Body};
+use crate::http::headers::*;
+use crate::http::negotiate::is_non_navigational;
+use crate::http::paths;
+use crate::session::now_unix;
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(body::full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<bytes::Bytes>) -> Response<Body> {
+    let mut r = Response::new(body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+impl Auth {
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.cfg.server.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
+    /// Answers a reserved path (not the pool's). `None` when the path is not ours.
+    pub async fn endpoint(&self, parts: &Parts, path: &str, peer: IpAddr, request_id: &str) -> Option<Response<Body>> {
+        let query = parts.uri.query();
+        let xhr = is_non_navigational(&parts.headers);
+        let get_only = |r: Response<Body>| {
+            if parts.method == Method::GET || parts.method == Method::HEAD {
+                r
+            } else {
+                RequestError::MethodNotAllowed.render(request_id, xhr)
+            }
+        };
+        Some(match path {
+            paths::CALLBACK => get_only(self.callback(query, &parts.headers, request_id).await),
+            paths::START => get_only(self.start(query, request_id).await),
+            paths::SIGN_OUT => {
+                if parts.method == Method::GET || parts.method == Method::POST {
+                    self.sign_out(query, &parts.headers).await
+                } else {
+                    RequestError::MethodNotAllowed.render(request_id, xhr)
+                }
+            }
+            paths::USERINFO => get_only(self.userinfo(&parts.headers, request_id).await),
+            paths::AUTH => get_only(self.forward_auth(parts, peer, request_id).await),
+            paths::JWKS => get_only(json(StatusCode::OK, &serde_json::json!({"keys": [self.signer.key.jwk()]}))),
+            p if p.starts_with(paths::PUBLIC_KEYS_PREFIX) => {
+                let kid = &p[paths::PUBLIC_KEYS_PREFIX.len()..];
+                if kid == self.signer.key.kid() {
+                    let mut r = text(StatusCode::OK, "application/x-pem-file", self.signer.key.public_pem().to_string());
+                    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+                    get_only(r)
+                } else {
+                    RequestError::NotFound.render(request_id, xhr)
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// `/oauth2/start`: validated `rd`; the provider named, or the one of the route `rd` matches;
+    /// a chooser page when that route offers several.
+    async fn start(&self, query: Option<&str>, request_id: &str) -> Response<Body> {
+        let rd = safe_target(query_param(query, "rd").as_deref(), &self.cfg.public_origin, &self.cfg.allowed_redirect_origins);
+        let rd_path = url::Url::parse(&rd).map(|u| u.path().to_string()).unwrap_or_else(|_| rd.split('?').next().unwrap_or("/").to_string());
+        let route = self.routes.find(None, &rd_path);
+        let candidates: Vec<usize> = match route {
+            Some(r) if !r.providers.is_empty() => r.providers.clone(),
+            _ => (0..self.providers.len()).collect(),
+        };
+        let chosen = match query_param(query, "provider") {
+            Some(name) => match self.providers.iter().position(|p| p.name() == name) {
+                Some(i) => Some(i),
+                None => return RequestError::BadRequest(format!("unknown provider {:?}", crate::error::sanitize_code(&name))).render(request_id, false),
+            },
+            None if candidates.len() == 1 => Some(candidates[0]),
+            None => None,
+        };
+        match chosen {
+            Some(i) => self.start_login(i, &rd).await.unwrap_or_else(|e| e.render(request_id, false)),
+            None if candidates.is_empty() => RequestError::NotFound.render(request_id, false),
+            None => {
+                let items: String = candidates
+                    .iter()
+                    .map(|i| {
+                        let p = &self.providers[*i];
+                        format!(
+                            "<li><a href=\"{}\">{}</a></li>",
+                            html_escape(&start_url(&rd, Some(p.name()))),
+                            html_escape(&p.cfg.display_name)
+                        )
+                    })
+                    .collect();
+                let mut r = text(StatusCode::OK, "text/html; charset=utf-8", page("Choose how to sign in", &format!("<ul>{items}</ul>")));
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+        }
+    }
+
+    async fn userinfo(&self, headers: &http::HeaderMap, request_id: &str) -> Response<Body> {
+        let state = self.session(headers, now_unix()).await;
+        let Some(o) = state.opened else {
+            return RequestError::Denied.render(request_id, true);
+        };
+        let p = &self.providers[o.provider].cfg;
+        let s = &o.session;
+        let mut r = json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "sub": s.sub,
+                "email": s.email(),
+                "email_verified": s.claims.get("email_verified"),
+                "preferred_username": s.claims.get("preferred_username"),
+                "name": s.claims.get("name"),
+                "groups": s.groups(&p.groups_claim),
+                "provider": s.provider,
+                "claims": o.identity.claims(),
+                "expires_at": s.expires_at,
+            }),
+        );
+        super::append_cookies(&mut r, &state.set_cookie);
+        r
+    }
+
+    /// `/oauth2/auth` for nginx `auth_request`, Traefik, Envoy, Caddy. The original host and
+    /// URI are believed only from trusted proxies.
+    async fn forward_auth(&self, parts: &Parts, peer: IpAddr, request_id: &str) -> Response<Body> {
+        let h = &parts.headers;
+        let hv = |n: &http::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let own_host = parts.uri.authority().map(|a| a.as_str().to_string()).or_else(|| hv(&header::HOST));
+        let (host, uri) = if self.is_trusted(peer) {
+            let host = hv(&X_FORWARDED_HOST).or(own_host);
+            let uri = hv(&X_FORWARDED_URI).or_else(|| {
+                hv(&X_ORIGINAL_URL).map(|u| url::Url::parse(&u).map(|x| x.path().to_string()).unwrap_or(u))
+            });
+            (host, uri.unwrap_or_else(|| "/".into()))
+        } else {
+            (own_host, "/".into())
+        };
+        let path_only = uri.split('?').next().unwrap_or("/");
+        let path = match crate::http::normalize::normalize(path_only) {
+            Ok(Some(p)) => p,
+            Ok(None) => path_only.to_string(),
+            Err(e) => return RequestError::BadRequest(e.to_string()).render(request_id, true),
+        };
+        let Some(route) = self.routes.find(host.as_deref(), &path) else {
+            return RequestError::NoRoute.render(request_id, true);
+        };
+        let now = now_unix();
+        let state = self.session(h, now).await;
+        let mut resp = match &state.opened {
+            None if route.on_unauthenticated == OnUnauthenticated::Allow => text(StatusCode::OK, "text/plain", "ok"),
+            None => {
+                let mut r = RequestError::Unauthenticated { login_url: start_url(&uri, None) }.render(request_id, true);
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Some(o) => {
+                let gc = &self.providers[o.provider].cfg.groups_claim;
+                match authorize::check(&route.authorization, &o.session, gc) {
+                    Err(required) if route.on_unauthenticated != OnUnauthenticated::Allow => {
+                        RequestError::Forbidden { required }.render(request_id, true)
+                    }
+                    _ => {
+                        let mut r = text(StatusCode::OK, "text/plain", "ok");
+                        o.identity.inject(r.headers_mut(), &self.signer, now);
+                        r
+                    }
+                }
+            }
+        };
+        super::append_cookies(&mut resp, &state.set_cookie);
+        resp
+    }
+}
+
+/// A redirect helper re-exported for callers outside auth.
+pub fn found(location: &str) -> Response<Body> {
+    redirect(location, &[])
+}

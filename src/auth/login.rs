@@ -1,0 +1,243 @@
+//! The authorization-code flow: start (state, nonce, PKCE S256 verifier sealed into a
+//! login-in-progress cookie named after the state, so several tabs can sign in at once), the
+//! callback at `/oauth2/idpresponse` (state check, 15-minute window, code exchange, ID token
+//! validation, userinfo, session cookie), and sign-out (every shard cleared, RP-initiated
+//! logout when the IdP has an `end_session_endpoint`).
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use url::form_urlencoded;
+
+use super::Auth;
+use super::oidc::OidcError;
+use super::redirect::safe_target;
+use crate::error::RequestError;
+use crate::http::body::{self, Body};
+use crate::http::paths;
+use crate::metrics::LoginOutcome;
+use crate::session::shards::cookies;
+use crate::session::{Session, now_unix};
+
+const LOGIN_PURPOSE: &[u8] = b"portcullis-login";
+
+/// What the login-in-progress cookie carries (sealed).
+#[derive(Serialize, Deserialize)]
+struct PendingLogin {
+    state: String,
+    nonce: String,
+    verifier: String,
+    provider: String,
+    rd: String,
+    created: i64,
+}
+
+fn pct(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `/oauth2/start?rd=…[&provider=…]`.
+pub fn start_url(rd: &str, provider: Option<&str>) -> String {
+    let mut u = format!("{}?rd={}", paths::START, pct(rd));
+    if let Some(p) = provider {
+        u.push_str("&provider=");
+        u.push_str(&pct(p));
+    }
+    u
+}
+
+/// A 302 with `Cache-Control: no-store` and cookies.
+pub fn redirect(location: &str, cookies: &[HeaderValue]) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for c in cookies {
+        h.append(header::SET_COOKIE, c.clone());
+    }
+    r
+}
+
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+fn idp_failure(e: OidcError) -> RequestError {
+    RequestError::IdpUnavailable(e.to_string())
+}
+
+impl Auth {
+    fn login_cookie_name(&self, state: &str) -> String {
+        format!("{}{}", self.jar.login_prefix(), &state[..state.len().min(16)])
+    }
+
+    /// Begins a sign-in with provider `index`, returning to `rd` (already validated).
+    pub async fn start_login(&self, index: usize, rd: &str) -> Result<Response<Body>, RequestError> {
+        let provider = &self.providers[index];
+        let state = self.keyring.random_hex(16);
+        let nonce = self.keyring.random_hex(16);
+        let verifier = self.keyring.random_hex(32);
+        let url = provider.authorize_url(&state, &nonce, &verifier).await.map_err(idp_failure)?;
+        let now = now_unix();
+        let pending = PendingLogin {
+            state: state.clone(),
+            nonce,
+            verifier,
+            provider: provider.name().to_string(),
+            rd: rd.to_string(),
+            created: now,
+        };
+        let sealed = self.keyring.seal(LOGIN_PURPOSE, &serde_json::to_vec(&pending).expect("serialisable"));
+        use base64::Engine;
+        let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+        let cookie = format!(
+            "{}={value}; Max-Age={}; Path={}; HttpOnly; SameSite=Lax{}",
+            self.login_cookie_name(&state),
+            self.cfg.session.login_window.as_secs(),
+            paths::RESERVED_PREFIX,
+            if self.cfg.secure_cookies() { "; Secure" } else { "" }
+        );
+        let cookie = HeaderValue::from_str(&cookie).map_err(|e| RequestError::Internal(e.to_string()))?;
+        Ok(redirect(url.as_str(), &[cookie]))
+    }
+
+    fn clear_login_cookie(&self, name: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "{name}=; Max-Age=0; Path={}; HttpOnly; SameSite=Lax{}",
+            paths::RESERVED_PREFIX,
+            if self.cfg.secure_cookies() { "; Secure" } else { "" }
+        ))
+        .expect("cookie name built from a hex state")
+    }
+
+    /// `GET /oauth2/idpresponse`.
+    pub async fn callback(&self, query: Option<&str>, headers: &HeaderMap, request_id: &str) -> Response<Body> {
+        let restart = start_url("/", None);
+        let expired = |restart: String| RequestError::LoginExpired { restart };
+        let state = query_param(query, "state").filter(|s| s.len() >= 16 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let Some(state) = state else {
+            self.metrics.login(LoginOutcome::Expired);
+            return expired(restart).render(request_id, false);
+        };
+        let name = self.login_cookie_name(&state);
+        let pending = cookies(headers)
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| crate::session::shards::CookieJar::decode(v))
+            .and_then(|sealed| self.keyring.open(LOGIN_PURPOSE, &sealed))
+            .and_then(|plain| serde_json::from_slice::<PendingLogin>(&plain).ok());
+        let clear = self.clear_login_cookie(&name);
+        let with_clear = |e: RequestError| (e, clear.clone());
+        let result = async {
+            let Some(pending) = pending else { return Err(with_clear(expired(restart.clone()))) };
+            let restart = start_url(&pending.rd, Some(&pending.provider));
+            let now = now_unix();
+            // Constant-time comparison is unnecessary: the state came sealed from our own cookie
+            // (unforgeable); this check binds the callback to that cookie.
+            if pending.state != state || now - pending.created > self.cfg.session.login_window.as_secs() as i64 {
+                self.metrics.login(LoginOutcome::Expired);
+                return Err(with_clear(expired(restart)));
+            }
+            if let Some(err) = query_param(query, "error") {
+                self.metrics.login(LoginOutcome::IdpError);
+                return Err(with_clear(RequestError::IdpError { code: err, restart }));
+            }
+            let Some(code) = query_param(query, "code") else {
+                self.metrics.login(LoginOutcome::Failed);
+                return Err(with_clear(RequestError::BadRequest("the callback has no code".into())));
+            };
+            let Some(index) = self.providers.iter().position(|p| p.name() == pending.provider) else {
+                return Err(with_clear(expired(restart)));
+            };
+            let provider = &self.providers[index];
+            let tokens = provider
+                .exchange(&code, &pending.verifier, &pending.nonce, now)
+                .await
+                .map_err(|e| {
+                    self.metrics.login(LoginOutcome::Failed);
+                    with_clear(idp_failure(e))
+                })?;
+            let mut claims = tokens.id_claims;
+            let sub = claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            match provider.userinfo(&tokens.access_token, &sub).await {
+                Ok(Some(info)) => {
+                    for (k, v) in info {
+                        claims.insert(k, v);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.login(LoginOutcome::Failed);
+                    return Err(with_clear(idp_failure(e)));
+                }
+            }
+            let session = Session {
+                sid: self.keyring.random_hex(16),
+                sub,
+                provider: pending.provider.clone(),
+                claims,
+                access_token: Some(tokens.access_token),
+                access_expires_at: tokens.access_expires_at,
+                refresh_token: tokens.refresh_token,
+                id_token: tokens.id_token,
+                created_at: now,
+                expires_at: now + self.cfg.session.timeout.as_secs() as i64,
+            };
+            let (mut set, text) = self.seal(&session, now).map_err(|e| {
+                self.metrics.login(LoginOutcome::Failed);
+                tracing::warn!(provider = provider.name(), error = %e, "session too large for cookies");
+                with_clear(RequestError::SessionTooLarge)
+            })?;
+            self.remember(&text, session);
+            set.push(clear.clone());
+            self.metrics.login(LoginOutcome::Success);
+            tracing::info!(provider = provider.name(), "auth.decision" = "login", "sign-in completed");
+            let target = safe_target(Some(&pending.rd), &self.cfg.public_origin, &self.cfg.allowed_redirect_origins);
+            Ok(redirect(&target, &set))
+        }
+        .await;
+        match result {
+            Ok(r) => r,
+            Err((e, clear)) => {
+                let mut r = e.render(request_id, false);
+                r.headers_mut().append(header::SET_COOKIE, clear);
+                r
+            }
+        }
+    }
+
+    /// `GET|POST /oauth2/sign_out?rd=…`.
+    pub async fn sign_out(&self, query: Option<&str>, headers: &HeaderMap) -> Response<Body> {
+        let rd = safe_target(query_param(query, "rd").as_deref(), &self.cfg.public_origin, &self.cfg.allowed_redirect_origins);
+        let state = self.session(headers, now_unix()).await;
+        let mut set: Vec<HeaderValue> = self.jar.clear().to_vec();
+        for (n, _) in cookies(headers) {
+            if n.starts_with(self.jar.login_prefix()) {
+                set.push(self.clear_login_cookie(n));
+            }
+        }
+        let mut location = rd.clone();
+        if let Some(opened) = state.opened {
+            let provider = &self.providers[opened.provider];
+            if let Some(mut end) = provider.end_session_endpoint().await {
+                let post_logout = if rd.starts_with('/') {
+                    format!("{}{}", self.cfg.public_origin, rd)
+                } else {
+                    rd.clone()
+                };
+                {
+                    let mut q = end.query_pairs_mut();
+                    if let Some(idt) = &opened.session.id_token {
+                        q.append_pair("id_token_hint", idt);
+                    }
+                    q.append_pair("client_id", &provider.cfg.client_id);
+                    q.append_pair("post_logout_redirect_uri", &post_logout);
+                }
+                location = end.to_string();
+            }
+            tracing::info!(provider = provider.name(), "auth.decision" = "sign_out", "signed out");
+        }
+        redirect(&location, &set)
+    }
+}

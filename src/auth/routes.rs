@@ -1,0 +1,92 @@
+//! The ordered route table: first route whose host (if any) and path prefix match wins.
+//! Built once at start-up; matching allocates nothing.
+
+use crate::config::RouteConfig;
+
+pub struct RouteTable {
+    routes: Vec<RouteConfig>,
+}
+
+/// The request host without its port, as written (callers compare case-insensitively).
+pub fn host_only(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.find(']').map(|i| &authority[..=i]).unwrap_or(authority);
+    }
+    authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<RouteConfig>) -> RouteTable {
+        RouteTable { routes }
+    }
+
+    pub fn get(&self, index: usize) -> &RouteConfig {
+        &self.routes[index]
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RouteConfig> {
+        self.routes.iter()
+    }
+
+    /// First matching route for a host (may include a port) and a normalised path.
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&RouteConfig> {
+        let host = host.map(host_only);
+        self.routes.iter().find(|r| {
+            path.starts_with(r.path.as_str())
+                && match (&r.host, host) {
+                    (None, _) => true,
+                    (Some(want), Some(h)) => want.eq_ignore_ascii_case(h),
+                    (Some(_), None) => false,
+                }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Authorization, OnUnauthenticated, Upstream};
+    use std::time::Duration;
+
+    pub fn route(i: usize, path: &str, host: Option<&str>) -> RouteConfig {
+        RouteConfig {
+            index: i,
+            path: path.into(),
+            host: host.map(Into::into),
+            upstream: Upstream::File("/".into()),
+            on_unauthenticated: OnUnauthenticated::Allow,
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            providers: vec![],
+            authorization: Authorization::default(),
+        }
+    }
+
+    #[test]
+    fn first_match_wins_with_host_and_case_sensitive_paths() {
+        let t = RouteTable::new(vec![
+            route(0, "/public/", None),
+            route(1, "/", Some("admin.example.com")),
+            route(2, "/", None),
+        ]);
+        let cases = [
+            (None, "/public/x", Some(0)),
+            (Some("admin.example.com:8443"), "/public/x", Some(0)),
+            (Some("ADMIN.example.com"), "/x", Some(1)),
+            (Some("app.example.com"), "/x", Some(2)),
+            (None, "/PUBLIC/x", Some(2)),
+        ];
+        for (host, path, want) in cases {
+            assert_eq!(t.find(host, path).map(|r| r.index), want, "{host:?} {path}");
+        }
+        assert_eq!(host_only("[::1]:80"), "[::1]");
+    }
+}

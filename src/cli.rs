@@ -1,0 +1,31 @@
+//! Command-line interface: `serve`, `check`, `keygen` (and the pool's admin commands).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "An authenticating reverse proxy: OpenID Connect sign-in in front of any web app.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit (0 valid, 64 invalid).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print a fresh random session secret (or, with --signing-key, a P-256 PEM key for headers.signing_key_file).
+    Keygen {
+        #[arg(long)]
+        signing_key: bool,
+    },
+}

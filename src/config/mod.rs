@@ -1,0 +1,248 @@
+//! Configuration: the TOML schema (`raw`) is turned into an immutable, typed [`Config`] by
+//! [`load`], which reports every problem at once, each with its key path. Validation reads
+//! files it must check but writes nothing; secrets never appear in a message.
+
+pub mod duration;
+pub mod raw;
+pub mod secret;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use url::Url;
+
+pub use secret::Secret;
+pub use validate::{load, load_str};
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found; collected, then reported together.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { path: path.into(), message: message.into() });
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(.file, .problems))]
+    Invalid { file: String, problems: Vec<Problem> },
+}
+
+fn render_problems(file: &str, problems: &[Problem]) -> String {
+    let mut s = format!(
+        "config error: {} problem{} in {}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        file
+    );
+    for p in problems {
+        s.push_str(&format!("\n  {}: {}", p.path, p.message));
+    }
+    s
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnauthenticated {
+    Authenticate,
+    Deny,
+    Allow,
+}
+
+impl OnUnauthenticated {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnauthenticated::Authenticate => "authenticate",
+            OnUnauthenticated::Deny => "deny",
+            OnUnauthenticated::Allow => "allow",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtFormat {
+    Alb,
+    Standard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub tls: Option<TlsFiles>,
+    pub admin_listen: SocketAddr,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Where the session secrets come from.
+#[derive(Debug, Clone)]
+pub enum SessionSecrets {
+    /// Configured: the first seals, all open.
+    Configured(Vec<Secret>),
+    /// Not configured: generated once and kept in this file (development only; warned about).
+    Generated(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    pub timeout: Duration,
+    pub secrets: SessionSecrets,
+    pub login_window: Duration,
+    /// Refresh the access token this long before it expires.
+    pub refresh_margin: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    pub jwt_format: JwtFormat,
+    pub signer: String,
+    pub signing_key_file: Option<PathBuf>,
+    pub forwarded_user: bool,
+    pub access_token: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub display_name: String,
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub extra_auth_params: Vec<(String, String)>,
+    pub groups_claim: String,
+    pub token_auth: TokenAuth,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// `http://` or `https://`: scheme + authority, and a base path prefixed to every request.
+    Http { base: Url, insecure_skip_verify: bool, ca_file: Option<PathBuf> },
+    /// `file:///dir`: a static directory.
+    File(PathBuf),
+}
+
+/// A claim requirement: the claim must equal one of the values (or, for an array claim,
+/// contain one of them).
+#[derive(Debug, Clone)]
+pub struct ClaimRule {
+    pub claim: String,
+    pub any_of: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Authorization {
+    pub emails: Vec<String>,
+    pub email_domains: Vec<String>,
+    pub groups: Vec<String>,
+    pub claims: Vec<ClaimRule>,
+}
+
+impl Authorization {
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty()
+            && self.email_domains.is_empty()
+            && self.groups.is_empty()
+            && self.claims.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub index: usize,
+    pub path: String,
+    pub host: Option<String>,
+    pub upstream: Upstream,
+    pub on_unauthenticated: OnUnauthenticated,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// Indexes into [`Config::providers`]; more than one shows a chooser page.
+    pub providers: Vec<usize>,
+    pub authorization: Authorization,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The validated, immutable configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub public_url: Url,
+    /// `scheme://host[:port]` of `public_url`, for redirect checks and cookie `Secure`.
+    pub public_origin: String,
+    pub data_dir: PathBuf,
+    pub allowed_redirect_origins: Vec<String>,
+    pub server: ServerConfig,
+    pub session: SessionConfig,
+    pub headers: HeadersConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub log: LogConfig,
+    /// The raw `[pool]` table, validated by the pool module.
+    pub pool: Option<toml::Value>,
+}
+
+impl Config {
+    /// Cookies carry `Secure` whenever users reach us over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    pub fn provider_index(&self, name: &str) -> Option<usize> {
+        self.providers.iter().position(|p| p.name == name)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}

@@ -1,0 +1,8 @@
+//! HTTP vocabulary shared by every layer: the response body type, header names and reserved
+//! paths (each declared once), request-path normalisation and content negotiation.
+
+pub mod body;
+pub mod headers;
+pub mod negotiate;
+pub mod normalize;
+pub mod paths;

@@ -1,0 +1,184 @@
+//! Request-path normalisation (SPEC §3): the path a route is matched against is exactly the
+//! path the upstream receives, so the two can never disagree (path-confusion attacks such as
+//! `/public/../admin`, `/%61dmin`, `//admin`, Tomcat's `..;/`).
+//!
+//! Rules, applied once: percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2,
+//! so `%2e` counts as a dot); other escapes are kept, upper-cased; an encoded `/` (`%2F`) or `\`
+//! (`%5C`) therefore never splits or joins a segment; empty segments (`//`) are merged; dot
+//! segments are resolved (RFC 3986 §5.2.4), never above the root; a dot segment carrying `;`
+//! parameters (`..;x`) is rejected. A raw `\` or control byte is rejected.
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum PathError {
+    #[error("a dot-segment with parameters (like `..;x`) is not allowed in a path")]
+    DotSegmentWithParams,
+    #[error("the path contains a character that is not allowed (a backslash or control byte)")]
+    ForbiddenByte,
+    #[error("the path is not absolute")]
+    NotAbsolute,
+    #[error("the path contains a malformed percent-escape")]
+    BadEscape,
+}
+
+/// Returns `None` when `path` is already normal (the common case: no allocation), or the
+/// normalised path.
+pub fn normalize(path: &str) -> Result<Option<String>, PathError> {
+    if !path.starts_with('/') {
+        if path == "*" {
+            return Ok(None);
+        }
+        return Err(PathError::NotAbsolute);
+    }
+    if is_plain(path.as_bytes()) {
+        return Ok(None);
+    }
+    let mut out: Vec<String> = Vec::new();
+    let trailing_slash = path.ends_with('/');
+    let mut last_was_dot = false;
+    for raw in path[1..].split('/') {
+        if raw.is_empty() {
+            last_was_dot = false;
+            continue;
+        }
+        let seg = decode_unreserved(raw)?;
+        let (head, has_params) = match seg.find(';') {
+            Some(i) => (&seg[..i], true),
+            None => (seg.as_str(), false),
+        };
+        if head == "." || head == ".." {
+            if has_params {
+                return Err(PathError::DotSegmentWithParams);
+            }
+            if head == ".." {
+                out.pop();
+            }
+            last_was_dot = true;
+            continue;
+        }
+        last_was_dot = false;
+        out.push(seg);
+    }
+    let mut result = String::with_capacity(path.len());
+    for seg in &out {
+        result.push('/');
+        result.push_str(seg);
+    }
+    if (trailing_slash || last_was_dot) && !result.is_empty() {
+        result.push('/');
+    }
+    if result.is_empty() {
+        result.push('/');
+    }
+    if result == path {
+        Ok(None)
+    } else {
+        Ok(Some(result))
+    }
+}
+
+/// Fast check: nothing here could change under normalisation.
+fn is_plain(p: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for (i, &b) in p.iter().enumerate() {
+        match b {
+            b'%' | b'\\' | b';' => return false,
+            0..=0x1f | 0x7f => return false,
+            b'/' if prev == b'/' => return false,
+            b'.' if prev == b'/' => {
+                // `/.` starts a dot segment only when followed by `/`, `.` or the end.
+                match p.get(i + 1) {
+                    None | Some(b'/') | Some(b'.') => return false,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+    }
+    true
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn decode_unreserved(seg: &str) -> Result<String, PathError> {
+    let b = seg.as_bytes();
+    let mut out = String::with_capacity(seg.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' || c < 0x20 || c == 0x7f {
+            return Err(PathError::ForbiddenByte);
+        }
+        if c == b'%' {
+            let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(PathError::BadEscape);
+            };
+            let v = h * 16 + l;
+            if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                out.push(v as char);
+            } else {
+                out.push('%');
+                out.push(b[i + 1].to_ascii_uppercase() as char);
+                out.push(b[i + 2].to_ascii_uppercase() as char);
+            }
+            i += 3;
+            continue;
+        }
+        // Multi-byte UTF-8 cannot appear in a hyper-parsed path; copy bytes as chars safely.
+        out.push(c as char);
+        i += 1;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_table() {
+        let cases: &[(&str, Result<&str, PathError>)] = &[
+            ("/", Ok("/")),
+            ("/a/b", Ok("/a/b")),
+            ("/a/./b", Ok("/a/b")),
+            ("/a/../b", Ok("/b")),
+            ("/../../etc/passwd", Ok("/etc/passwd")),
+            ("/public/../admin", Ok("/admin")),
+            ("/public/%2e%2e/admin", Ok("/admin")),
+            ("/public/%2E%2e/admin", Ok("/admin")),
+            ("/public/.%2e/admin", Ok("/admin")),
+            ("/%61dmin/x", Ok("/admin/x")),
+            ("//admin", Ok("/admin")),
+            ("/a//b/", Ok("/a/b/")),
+            ("/a/b/..", Ok("/a/")),
+            ("/a/b/.", Ok("/a/b/")),
+            ("/a%2fb", Ok("/a%2Fb")),
+            ("/a%2F..%2Fb", Ok("/a%2F..%2Fb")),
+            ("/a/%5c../b", Ok("/a/%5C../b")),
+            ("/a/..;x/b", Err(PathError::DotSegmentWithParams)),
+            ("/a/.;/b", Err(PathError::DotSegmentWithParams)),
+            ("/a/%2e%2e;x/b", Err(PathError::DotSegmentWithParams)),
+            ("/a;x/b", Ok("/a;x/b")),
+            ("/a\\b", Err(PathError::ForbiddenByte)),
+            ("/a%zz", Err(PathError::BadEscape)),
+            ("/.well-known/x", Ok("/.well-known/x")),
+            ("/a/.hidden", Ok("/a/.hidden")),
+        ];
+        for (input, want) in cases {
+            let got = normalize(input).map(|o| o.unwrap_or_else(|| input.to_string()));
+            assert_eq!(got.as_deref().map_err(|e| e.clone()), want.as_ref().map(|s| *s).map_err(|e| e.clone()), "{input}");
+        }
+    }
+}

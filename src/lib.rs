@@ -1,0 +1,23 @@
+//! Portcullis: an authenticating reverse proxy. See README.md for what it does and
+//! `../shared/SPEC.md` for the contract. `main.rs` is a thin shell over [`run`].
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod identity_headers;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod session;
+pub mod signing;
+
+/// Exit code for an invalid configuration (EX_USAGE … EX_DATAERR family; SPEC says 64).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Installs the ring crypto provider for rustls once per process.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

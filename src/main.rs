@@ -1,0 +1,101 @@
+//! `portcullis`: CLI → configuration → telemetry → App → serve until SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use portcullis::cli::{Cli, Command};
+use portcullis::config::{self, Config, LogFormat};
+use portcullis::{EXIT_CONFIG, app::App, server};
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("portcullis={},warn", cfg.log.level)));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match cfg.log.format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Plain => b.init(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
+    portcullis::install_crypto();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen { signing_key } => {
+            if signing_key {
+                print!("{}", portcullis::signing::SigningKey::generate().private_pem());
+            } else {
+                println!("{}", portcullis::session::keyring::generate_secret());
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => match load(&config) {
+            Ok(c) => {
+                println!("{}: ok ({} routes, {} providers)", config.display(), c.routes.len(), c.providers.len());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_tracing(&cfg);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            rt.block_on(serve(cfg))
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> ExitCode {
+    let listeners = match server::bind(&cfg.server.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = match tokio::net::TcpListener::bind(cfg.server.admin_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, addr = %cfg.server.admin_listen, "cannot bind the admin listener");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match App::build(cfg) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    for l in &listeners {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(addr = %a, public_url = %app.cfg.public_url, "listening");
+        }
+    }
+    if let Ok(a) = admin.local_addr() {
+        tracing::info!(addr = %a, "admin listening");
+    }
+    tokio::spawn(server::admin::serve(app.clone(), admin));
+    let warm = app.clone();
+    tokio::spawn(async move {
+        warm.warm_up().await;
+    });
+    match server::serve(app, listeners, server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}

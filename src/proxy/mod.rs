@@ -1,0 +1,250 @@
+//! Forwarding to a route's upstream: `http(s)://` through a pooled hyper client, or a static
+//! `file://` directory. Bodies stream in both directions, never buffered; WebSocket (and any
+//! HTTP/1.1) upgrades are spliced through; hop-by-hop headers go; `X-Forwarded-*` are set.
+//! Upstream connect failure → 502, no response headers within the route timeout → 504.
+
+pub mod hop;
+pub mod static_files;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::config::{RouteConfig, Upstream};
+use crate::error::RequestError;
+use crate::http::body::{self, Body};
+use crate::http::headers::*;
+use static_files::StaticDir;
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+pub struct HttpUpstream {
+    client: HttpsClient,
+    scheme: Scheme,
+    authority: Authority,
+    /// Base path without a trailing slash ("" for none), prefixed to every request path.
+    base_path: String,
+    timeout: Duration,
+}
+
+pub enum Forwarder {
+    Http(HttpUpstream),
+    File(StaticDir),
+}
+
+/// Facts about the inbound connection the forwarded headers are derived from.
+pub struct Inbound {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub trusted: bool,
+}
+
+fn tls_config(insecure: bool, ca_file: Option<&std::path::Path>) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    let mut cfg = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = crate::auth::http_client::root_store();
+        if let Some(f) = ca_file {
+            crate::auth::http_client::add_pem_file(&mut roots, f);
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg
+}
+
+/// `insecure_skip_upstream_tls_verify`: accepts any upstream certificate (still checks the
+/// handshake signature). Only for upstreams on a trusted network.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl Forwarder {
+    pub fn new(route: &RouteConfig) -> Forwarder {
+        match &route.upstream {
+            Upstream::File(dir) => Forwarder::File(StaticDir::new(dir.clone())),
+            Upstream::Http { base, insecure_skip_verify, ca_file } => {
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http.set_connect_timeout(Some(route.connect_timeout));
+                http.set_nodelay(true);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls_config(*insecure_skip_verify, ca_file.as_deref()))
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http);
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(256)
+                    .build(https);
+                let scheme = if base.scheme() == "https" { Scheme::HTTPS } else { Scheme::HTTP };
+                let host = base.host_str().unwrap_or("localhost");
+                let authority = match base.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.to_string(),
+                };
+                let authority = Authority::try_from(authority.as_str()).expect("validated upstream URL has an authority");
+                Forwarder::Http(HttpUpstream {
+                    client,
+                    scheme,
+                    authority,
+                    base_path: base.path().trim_end_matches('/').to_string(),
+                    timeout: route.timeout,
+                })
+            }
+        }
+    }
+
+    /// Forwards a request whose headers the auth gate has already prepared.
+    pub async fn forward(
+        &self,
+        mut parts: Parts,
+        body: hyper::body::Incoming,
+        inbound: &Inbound,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response<Body>, RequestError> {
+        let up = match self {
+            Forwarder::File(dir) => return dir.serve(&parts.method, parts.uri.path()).await,
+            Forwarder::Http(up) => up,
+        };
+        let keep_upgrade = upgrade.is_some();
+        hop::remove(&mut parts.headers, keep_upgrade);
+        set_forwarded(&mut parts, inbound);
+
+        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let pq = if up.base_path.is_empty() {
+            PathAndQuery::try_from(pq)
+        } else {
+            PathAndQuery::try_from(format!("{}{}", up.base_path, pq))
+        }
+        .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+        // Preserve the client's Host, as ALB does; the URI only picks the connection.
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = parts.uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        parts.uri = Uri::builder()
+            .scheme(up.scheme.clone())
+            .authority(up.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+        parts.version = http::Version::HTTP_11;
+        let req = Request::from_parts(parts, body::stream(body));
+        let resp = match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+            Err(_) => return Err(RequestError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(RequestError::UpstreamUnreachable(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let (mut rparts, rbody) = resp.into_parts();
+        if rparts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = upgrade else {
+                return Err(RequestError::UpstreamUnreachable("unexpected 101 from upstream".into()));
+            };
+            let resp = Response::from_parts(rparts.clone(), rbody);
+            let upstream_upgrade = hyper::upgrade::on(resp);
+            tokio::spawn(async move {
+                let (Ok(client), Ok(server)) = (client_upgrade.await, upstream_upgrade.await) else {
+                    tracing::debug!("upgrade did not complete");
+                    return;
+                };
+                let mut client = TokioIo::new(client);
+                let mut server = TokioIo::new(server);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+            return Ok(Response::from_parts(rparts, body::empty()));
+        }
+        hop::remove(&mut rparts.headers, false);
+        Ok(Response::from_parts(rparts, body::stream(rbody)))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `X-Forwarded-For` is appended with the peer; `-Proto` and `-Host` are ours unless the peer
+/// is a trusted proxy that already set them.
+fn set_forwarded(parts: &mut Parts, inbound: &Inbound) {
+    let h = &mut parts.headers;
+    let peer_ip = inbound.peer.ip().to_string();
+    // Appended, as ALB does: only the right-most entry is ours and trustworthy.
+    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer_ip}"),
+        _ => peer_ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+    if !(inbound.trusted && h.contains_key(X_FORWARDED_PROTO)) {
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if inbound.tls { "https" } else { "http" }));
+    }
+    if !(inbound.trusted && h.contains_key(X_FORWARDED_HOST)) {
+        let host = h
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        match host {
+            Some(v) => {
+                h.insert(X_FORWARDED_HOST, v);
+            }
+            None => {
+                h.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Sessions: what a signed-in user carries ([`Session`]), sealed with an AEAD key ring
+//! ([`keyring`]) into ALB-style cookie shards ([`shards`]). Anything that does not open —
+//! tampered, truncated, reordered, foreign, expired — is "no session", never an error.
+
+pub mod cache;
+pub mod keyring;
+pub mod shards;
+
+use serde::{Deserialize, Serialize};
+
+/// A signed-in user's session. `expires_at` is enforced from inside the sealed value, never
+/// from the cookie's Max-Age (a client can keep a cookie as long as it likes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    /// Random id: keys refresh de-duplication and caches; never shown to anyone.
+    pub sid: String,
+    pub sub: String,
+    pub provider: String,
+    /// ID token claims with the userinfo claims merged over them.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl Session {
+    /// The session itself has run out (`session.timeout`).
+    pub fn is_expired(&self, now: i64) -> bool {
+        now >= self.expires_at
+    }
+
+    /// The access token needs a refresh (given a margin in seconds).
+    pub fn access_token_expired(&self, now: i64, margin: i64) -> bool {
+        self.access_expires_at.is_some_and(|at| now + margin >= at)
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.claims.get("email").and_then(|v| v.as_str())
+    }
+
+    /// `email_verified` is false only when the IdP said so (missing counts as not false).
+    pub fn email_verified_not_false(&self) -> bool {
+        match self.claims.get("email_verified") {
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => s != "false",
+            _ => true,
+        }
+    }
+
+    /// Group names from the named claim (array of strings, or a single string).
+    pub fn groups(&self, claim: &str) -> Vec<&str> {
+        match self.claims.get(claim) {
+            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str()).collect(),
+            Some(serde_json::Value::String(s)) => vec![s.as_str()],
+            _ => vec![],
+        }
+    }
+}
+
+/// Current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
