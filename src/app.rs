@@ -43,6 +43,8 @@ pub enum BuildError {
     },
     #[error("no session secret configured")]
     NoSecret,
+    #[error(transparent)]
+    Pool(#[from] crate::pool::PoolError),
 }
 
 pub struct App {
@@ -51,6 +53,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     forwarders: Vec<Forwarder>,
     request_ids: RequestIds,
+    /// The built-in user pool (SPEC §7), when configured.
+    pub pool: Option<Arc<crate::pool::Pool>>,
 }
 
 /// Request ids: a random per-process prefix and a counter — unique, cheap, not secret.
@@ -139,6 +143,10 @@ impl App {
         let route_names = cfg.routes.iter().map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path)).collect();
         let metrics = Arc::new(Metrics::new(route_names));
         let forwarders = cfg.routes.iter().map(Forwarder::new).collect();
+        let pool = match &cfg.pool {
+            Some(pc) => Some(Arc::new(crate::pool::Pool::new(&cfg, pc.clone(), &secrets)?)),
+            None => None,
+        };
         let auth = Auth::new(cfg.clone(), providers, keyring, signer, metrics.clone());
         let mut p = [0u8; 4];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p).expect("system RNG available");
@@ -148,6 +156,7 @@ impl App {
             metrics,
             forwarders,
             request_ids: RequestIds { prefix: u32::from_be_bytes(p), counter: AtomicU64::new(0) },
+            pool,
         })
     }
 
@@ -194,7 +203,14 @@ impl App {
             Err(e) => return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid),
         }
 
-        // 2. Reserved paths.
+        // 2. Reserved paths; the built-in pool's first (it is an OpenID Provider of its own).
+        if let Some(pool) = &self.pool
+            && pool.owns(parts.uri.path())
+        {
+            let resp = pool.handle(&parts, body, peer.ip(), rid).await;
+            self.metrics.request(None, Decision::Internal, resp.status().as_u16());
+            return resp;
+        }
         if parts.uri.path().starts_with(paths::RESERVED_PREFIX) {
             let resp = match self.auth.endpoint(&parts, parts.uri.path(), peer.ip(), rid).await {
                 Some(r) => r,

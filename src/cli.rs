@@ -28,4 +28,6 @@ pub enum Command {
         #[arg(long)]
         signing_key: bool,
     },
+    /// Administer the built-in user pool: `pool users …`, `pool groups …` (see `pool --help`).
+    Pool(crate::pool::cli::PoolArgs),
 }

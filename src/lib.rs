@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod identity_headers;
 pub mod metrics;
+pub mod pool;
 pub mod proxy;
 pub mod server;
 pub mod session;

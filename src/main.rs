@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Pool(args) => portcullis::pool::cli::run(args),
         Command::Check { config } => match load(&config) {
             Ok(c) => {
                 println!("{}: ok ({} routes, {} providers)", config.display(), c.routes.len(), c.providers.len());
@@ -78,6 +79,12 @@ async fn serve(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(pool) = &app.pool
+        && let Err(e) = pool.ready().await
+    {
+        tracing::error!(error = %e, "cannot start the user pool");
+        return ExitCode::FAILURE;
+    }
     for l in &listeners {
         if let Ok(a) = l.local_addr() {
             tracing::info!(addr = %a, public_url = %app.cfg.public_url, "listening");

@@ -51,6 +51,11 @@ impl SigningKey {
         Self::from_pkcs8(&der).ok_or_else(|| SigningKeyError::Format { path: path.display().to_string() })
     }
 
+    /// Parses a PKCS#8 PEM ("BEGIN PRIVATE KEY"), e.g. one kept in the pool's database.
+    pub fn from_pem(text: &str) -> Option<SigningKey> {
+        Self::from_pkcs8(&pem_body(text, "PRIVATE KEY")?)
+    }
+
     fn from_pkcs8(der: &[u8]) -> Option<SigningKey> {
         let rng = SystemRandom::new();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng).ok()?;

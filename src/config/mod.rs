@@ -226,8 +226,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<RouteConfig>,
     pub log: LogConfig,
-    /// The raw `[pool]` table, validated by the pool module.
-    pub pool: Option<toml::Value>,
+    /// The built-in user pool, when `[pool]` is present.
+    pub pool: Option<crate::pool::PoolConfig>,
 }
 
 impl Config {

@@ -207,12 +207,13 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         Some(_) => p.push("providers", "must be a table of named providers ([providers.NAME])"),
     }
 
-    let pool = table.get("pool").cloned();
-    if pool.is_some() && !providers.iter().any(|pr: &ProviderConfig| pr.name == "pool") {
+    let pool_raw = table.get("pool");
+    let pool = pool_raw.and_then(|v| crate::pool::config::build(v, path, &data_dir, p));
+    if pool_raw.is_some() && !providers.iter().any(|pr: &ProviderConfig| pr.name == "pool") {
         if let Some(url) = &public_url {
             providers.push(pool_provider(url));
         }
-    } else if pool.is_some() {
+    } else if pool_raw.is_some() {
         p.push("providers.pool", "the name \"pool\" is reserved for the built-in user pool");
     }
 

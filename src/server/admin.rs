@@ -34,10 +34,19 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 ready &= ok;
                 lines.push_str(&format!("provider {name}: {}\n", if ok { "ok" } else { "not discovered" }));
             }
+            if let Some(pool) = &app.pool {
+                let ok = pool.database_ok().await;
+                ready &= ok;
+                lines.push_str(&format!("pool database: {}\n", if ok { "ok" } else { "unreachable" }));
+            }
             let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             plain(status, "text/plain", lines)
         }
         paths::METRICS => plain(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()),
+        p if p.starts_with("/pool/") => match &app.pool {
+            Some(pool) => pool.admin_api(req).await,
+            None => plain(StatusCode::NOT_FOUND, "text/plain", "no [pool] is configured\n".into()),
+        },
         _ => plain(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }

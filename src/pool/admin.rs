@@ -1,0 +1,187 @@
+//! Administration, shared by `portcullis pool …` and the admin JSON API: create (with a
+//! temporary password → FORCE_CHANGE_PASSWORD), list, show, delete, set password, reset
+//! password (RESET_REQUIRED + a code), disable, enable, unlock, global sign-out, groups.
+//! Users are named by user name (any case/width variant) or email address.
+
+use serde_json::Value;
+
+use super::config::PoolConfig;
+use super::i18n::{self, Lang};
+use super::pages::login::user_key;
+use super::store::{NewUser, Store, StoreError, User, UserStatus};
+use super::{attributes, delivery, now, password, username};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("{0}")]
+    Exists(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("cannot deliver the code: {0}")]
+    Delivery(String),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Exists(what) => AdminError::Exists(format!("a user with this {what} already exists")),
+            other => AdminError::Store(other),
+        }
+    }
+}
+
+pub struct Admin<'a> {
+    pub cfg: &'a PoolConfig,
+    pub store: &'a Store,
+}
+
+/// A temporary password that satisfies any policy (all four classes, 20 characters).
+pub fn temporary_password() -> String {
+    let mut b = [0u8; 12];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("system RNG available");
+    use base64::Engine;
+    format!("{}aA1!", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+fn group_name_ok(g: &str) -> bool {
+    !g.is_empty() && g.len() <= 128 && !g.chars().any(|c| c.is_control() || c == ',')
+}
+
+impl Admin<'_> {
+    pub async fn find(&self, name: &str) -> Result<User, AdminError> {
+        self.store.user_by_login(&username::canonical(name), name).await?.ok_or_else(|| AdminError::NoSuchUser(name.to_string()))
+    }
+
+    /// Creates a user. Without `password` a temporary one is generated and returned.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password_in: Option<&str>,
+        permanent: bool,
+        attrs: &[(String, String)],
+        groups: &[String],
+    ) -> Result<(User, Option<String>), AdminError> {
+        let verified: Vec<(String, String)> = attrs.iter().filter(|(k, _)| k.ends_with("_verified")).cloned().collect();
+        let plain: Vec<(String, String)> = attrs.iter().filter(|(k, _)| !k.ends_with("_verified")).cloned().collect();
+        let generated = password_in.is_none().then(temporary_password);
+        let pw = password_in.map(str::to_string).or(generated.clone()).unwrap_or_default();
+        let checked = attributes::validate(&plain, &self.cfg.required_attributes, self.cfg.default_phone_region);
+        let mut errors = super::pages::signup::problems_for(self.cfg, Lang::En, name, &pw, &checked);
+        for (k, v) in &verified {
+            if !matches!(k.as_str(), "email_verified" | "phone_number_verified") || !matches!(v.as_str(), "true" | "false") {
+                errors.push(format!("{k}: only email_verified / phone_number_verified = true|false"));
+            }
+        }
+        for g in groups {
+            if !group_name_ok(g) {
+                errors.push(format!("group {g:?}: not a valid group name"));
+            }
+        }
+        let (Ok(mut map), true) = (checked, errors.is_empty()) else { return Err(AdminError::Invalid(errors)) };
+        let Ok(canonical) = username::validate(name) else { return Err(AdminError::Invalid(errors)) };
+        for (claim, flag) in [("email", "email_verified"), ("phone_number", "phone_number_verified")] {
+            if map.contains_key(claim) {
+                let v = verified.iter().any(|(k, v)| k == flag && v == "true");
+                map.insert(flag.into(), Value::Bool(v));
+            }
+        }
+        let hash = password::hash(&pw).await.map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
+        let status = if permanent { UserStatus::Confirmed } else { UserStatus::ForceChangePassword };
+        let sub = uuid::Uuid::new_v4().to_string();
+        self.store.create_user(&NewUser { sub: sub.clone(), username: canonical, status, password_hash: hash, attributes: map }, now()).await?;
+        for g in groups {
+            self.store.add_to_group(&sub, g).await?;
+        }
+        let user = self.store.user_by_sub(&sub).await?.ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
+        tracing::info!(sub = %user.sub, "pool.event" = "admin_create", "user created by an administrator");
+        Ok((user, generated))
+    }
+
+    pub async fn list(&self) -> Result<Vec<User>, AdminError> {
+        Ok(self.store.list_users(10_000).await?)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
+        let u = self.find(name).await?;
+        self.store.delete_user(&u.sub).await?;
+        self.store.clear_attempts(&user_key(&u.username)).await?;
+        Ok(())
+    }
+
+    pub async fn set_password(&self, name: &str, pw: &str, permanent: bool) -> Result<User, AdminError> {
+        let u = self.find(name).await?;
+        let rules = password::unmet_rules(pw, &self.cfg.password_policy);
+        if !rules.is_empty() {
+            return Err(AdminError::Invalid(vec![i18n::password_error(Lang::En, &rules)]));
+        }
+        let hash = password::hash(pw).await.map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
+        let status = if permanent { UserStatus::Confirmed } else { UserStatus::ForceChangePassword };
+        self.store.set_password(&u.sub, &hash, status, now()).await?;
+        self.find(name).await
+    }
+
+    /// The user must choose a new password with a code, which is sent now.
+    pub async fn reset_password(&self, name: &str) -> Result<User, AdminError> {
+        let u = self.find(name).await?;
+        self.store.set_status(&u.sub, UserStatus::ResetRequired, now()).await?;
+        self.store.sign_out_everywhere(&u.sub).await?;
+        delivery::issue(self.cfg, self.store, &u, delivery::Purpose::Reset, Lang::En, now())
+            .await
+            .map_err(|e| AdminError::Delivery(e.to_string()))?;
+        self.find(name).await
+    }
+
+    pub async fn disable(&self, name: &str) -> Result<User, AdminError> {
+        let u = self.find(name).await?;
+        self.store.set_status(&u.sub, UserStatus::Disabled, now()).await?;
+        self.store.sign_out_everywhere(&u.sub).await?;
+        self.find(name).await
+    }
+
+    pub async fn enable(&self, name: &str) -> Result<User, AdminError> {
+        let u = self.find(name).await?;
+        if u.status == UserStatus::Disabled {
+            self.store.set_status(&u.sub, UserStatus::Confirmed, now()).await?;
+        }
+        self.find(name).await
+    }
+
+    /// Clears the lockout of the user (every spelling of the name shares it).
+    pub async fn unlock(&self, name: &str) -> Result<bool, AdminError> {
+        let key = match self.find(name).await {
+            Ok(u) => user_key(&u.username),
+            Err(AdminError::NoSuchUser(_)) => user_key(&username::canonical(name)),
+            Err(e) => return Err(e),
+        };
+        Ok(self.store.clear_attempts(&key).await?)
+    }
+
+    pub async fn sign_out(&self, name: &str) -> Result<(), AdminError> {
+        let u = self.find(name).await?;
+        self.store.sign_out_everywhere(&u.sub).await?;
+        Ok(())
+    }
+
+    pub async fn add_to_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
+        if !group_name_ok(group) {
+            return Err(AdminError::Invalid(vec![format!("group {group:?}: not a valid group name")]));
+        }
+        let u = self.find(name).await?;
+        self.store.add_to_group(&u.sub, group).await?;
+        self.find(name).await
+    }
+
+    pub async fn remove_from_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
+        let u = self.find(name).await?;
+        self.store.remove_from_group(&u.sub, group).await?;
+        self.find(name).await
+    }
+
+    pub async fn groups(&self) -> Result<Vec<(String, Vec<String>)>, AdminError> {
+        Ok(self.store.list_groups().await?)
+    }
+}

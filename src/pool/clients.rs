@@ -1,0 +1,111 @@
+//! The pool's registered clients: the proxy itself (`portcullis`, its secret derived from the
+//! session secrets, redirect URI exactly `{public_url}/oauth2/idpresponse`, post-logout to any
+//! URL on the public origin) and every `[[pool.clients]]` entry. Redirect URIs are compared
+//! exactly (OAuth 2.0 Security BCP §4.1: no prefix or pattern matching).
+
+use super::config::ClientConfig;
+use crate::config::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub secret: Option<Secret>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// For the built-in client: any post-logout URL on this origin.
+    pub post_logout_origin: Option<String>,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
+
+    pub fn redirect_allowed(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|u| u == uri)
+    }
+
+    pub fn post_logout_allowed(&self, uri: &str) -> bool {
+        if self.post_logout_redirect_uris.iter().any(|u| u == uri) {
+            return true;
+        }
+        match (&self.post_logout_origin, url::Url::parse(uri)) {
+            (Some(origin), Ok(u)) => u.origin().ascii_serialization() == *origin,
+            _ => false,
+        }
+    }
+
+    /// Constant-time secret check; a public client has no secret to check.
+    pub fn secret_matches(&self, given: &str) -> bool {
+        match &self.secret {
+            Some(s) => crate::pool::ct_eq(s.expose().as_bytes(), given.as_bytes()),
+            None => false,
+        }
+    }
+}
+
+pub struct Clients {
+    list: Vec<Client>,
+}
+
+impl Clients {
+    pub fn new(configured: &[ClientConfig], builtin_secret: Option<Secret>, callback: String, public_origin: String) -> Clients {
+        let mut list = vec![Client {
+            client_id: "portcullis".into(),
+            secret: builtin_secret,
+            redirect_uris: vec![callback],
+            post_logout_redirect_uris: vec![],
+            post_logout_origin: Some(public_origin),
+        }];
+        list.extend(configured.iter().map(|c| Client {
+            client_id: c.client_id.clone(),
+            secret: c.client_secret.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            post_logout_origin: None,
+        }));
+        Clients { list }
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<&Client> {
+        self.list.iter().find(|c| c.client_id == client_id)
+    }
+
+    /// Origins that hosted forms may redirect to after a POST (CSP `form-action`).
+    pub fn redirect_origins(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .list
+            .iter()
+            .flat_map(|c| c.redirect_uris.iter().chain(c.post_logout_redirect_uris.iter()))
+            .filter_map(|u| url::Url::parse(u).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|u| u.origin().ascii_serialization())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_match_exactly() {
+        let clients = Clients::new(&[], Some(Secret::new("s".into())), "https://app.example.com/oauth2/idpresponse".into(), "https://app.example.com".into());
+        let c = clients.get("portcullis").unwrap();
+        assert!(c.redirect_allowed("https://app.example.com/oauth2/idpresponse"));
+        for bad in [
+            "https://app.example.com/oauth2/idpresponse/",
+            "https://app.example.com/oauth2/idpresponse?x=1",
+            "https://app.example.com.evil.test/oauth2/idpresponse",
+            "http://app.example.com/oauth2/idpresponse",
+        ] {
+            assert!(!c.redirect_allowed(bad), "{bad}");
+        }
+        assert!(c.post_logout_allowed("https://app.example.com/anything?x=1"));
+        assert!(!c.post_logout_allowed("https://evil.test/"));
+        assert!(c.secret_matches("s") && !c.secret_matches("t"));
+    }
+}

@@ -1,0 +1,493 @@
+//! The `[pool]` table (SPEC §9) → a typed, immutable [`PoolConfig`]. Every problem is pushed
+//! into the shared [`Problems`] list with its key path (`pool.lockout.max`, `pool.clients[0]…`);
+//! unknown keys are errors; secrets are resolved here and never printed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::attributes::{is_custom_name, is_standard_attribute};
+use crate::config::{Problems, Secret, duration, secret};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    database: Option<String>,
+    self_signup: Option<bool>,
+    required_attributes: Option<Vec<String>>,
+    signup_attributes: Option<Vec<String>>,
+    default_phone_region: Option<String>,
+    delivery: Option<String>,
+    smtp: Option<RawSmtp>,
+    password_policy: Option<RawPasswordPolicy>,
+    lockout: Option<RawLockout>,
+    tokens: Option<RawTokens>,
+    ui: Option<RawUi>,
+    admin_token: Option<String>,
+    admin_token_file: Option<String>,
+    session_timeout: Option<String>,
+    clients: Option<Vec<RawClient>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: Option<String>,
+    port: Option<u16>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+    from: Option<String>,
+    tls: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPasswordPolicy {
+    min_length: Option<usize>,
+    require_lowercase: Option<bool>,
+    require_uppercase: Option<bool>,
+    require_digits: Option<bool>,
+    require_symbols: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLockout {
+    max_attempts: Option<u32>,
+    initial: Option<String>,
+    max: Option<String>,
+    reset_after: Option<String>,
+    ip_max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    id: Option<String>,
+    access: Option<String>,
+    refresh: Option<String>,
+    code: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    title: Option<String>,
+    logo: Option<String>,
+    css: Option<String>,
+    templates_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    pub require_lowercase: bool,
+    pub require_uppercase: bool,
+    pub require_digits: bool,
+    pub require_symbols: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy { min_length: 8, require_lowercase: true, require_uppercase: true, require_digits: true, require_symbols: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutPolicy {
+    pub max_attempts: u32,
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+    /// Failed sign-ins from one client address before it is throttled the same way (0: off).
+    pub ip_max_attempts: u32,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            max_attempts: 5,
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(15 * 60),
+            reset_after: Duration::from_secs(15 * 60),
+            ip_max_attempts: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLifetimes {
+    pub id: Duration,
+    pub access: Duration,
+    pub refresh: Duration,
+    pub code: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    StartTls,
+    Implicit,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub tls: SmtpTls,
+}
+
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Development: the code is written to the server log (clearly labelled).
+    Log,
+    Smtp(SmtpConfig),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UiConfig {
+    pub title: String,
+    pub logo: Option<PathBuf>,
+    pub css: Option<PathBuf>,
+    pub templates_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub client_id: String,
+    /// `None`: a public client, which must use PKCE S256.
+    pub client_secret: Option<Secret>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub database: String,
+    pub self_signup: bool,
+    pub required_attributes: Vec<String>,
+    /// Optional attributes also offered on the sign-up page.
+    pub signup_attributes: Vec<String>,
+    pub default_phone_region: phonenumber::country::Id,
+    pub delivery: Delivery,
+    pub password_policy: PasswordPolicy,
+    pub lockout: LockoutPolicy,
+    pub tokens: TokenLifetimes,
+    pub ui: UiConfig,
+    pub admin_token: Option<Secret>,
+    pub session_timeout: Duration,
+    pub clients: Vec<ClientConfig>,
+}
+
+fn dur(text: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
+    match text {
+        None => default,
+        Some(t) => match duration::parse(t) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                p.push(path, format!("{t:?} is not a duration like 30s, 15m, 1h or 30d"));
+                default
+            }
+        },
+    }
+}
+
+fn relative_to(config_file: &Path, path: &str) -> PathBuf {
+    let pb = PathBuf::from(path);
+    if pb.is_absolute() { pb } else { config_file.parent().map(|d| d.join(&pb)).unwrap_or(pb) }
+}
+
+/// Resolves a relative SQLite path against the configuration file's directory.
+fn database_url(text: Option<&str>, config_file: &Path, data_dir: &Path, p: &mut Problems) -> String {
+    let Some(text) = text else {
+        return format!("sqlite://{}", data_dir.join("pool.db").display());
+    };
+    let text = match secret::expand_env(text) {
+        Ok(t) => t,
+        Err(e) => {
+            p.push("pool.database", e.to_string());
+            return String::new();
+        }
+    };
+    if let Some(rest) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
+        let (file, query) = rest.split_once('?').map(|(f, q)| (f, Some(q))).unwrap_or((rest, None));
+        if file.is_empty() || file == ":memory:" {
+            p.push("pool.database", "an in-memory SQLite database would lose every user at restart; give a file path");
+            return text;
+        }
+        let path = relative_to(config_file, file);
+        return match query {
+            Some(q) => format!("sqlite://{}?{q}", path.display()),
+            None => format!("sqlite://{}", path.display()),
+        };
+    }
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        return text;
+    }
+    p.push("pool.database", "must start with sqlite:// or postgres://");
+    text
+}
+
+fn resolve_secret(inline: Option<&str>, file: Option<&str>, path: &str, p: &mut Problems) -> Option<Secret> {
+    if inline.is_some() && file.is_some() {
+        p.push(path, format!("set either {path} or {path}_file, not both"));
+        return None;
+    }
+    match secret::resolve(inline, file) {
+        Ok(s) => s,
+        Err(e) => {
+            p.push(path, e.to_string());
+            None
+        }
+    }
+}
+
+fn attribute_list(list: Option<Vec<String>>, default: &[&str], path: &str, p: &mut Problems) -> Vec<String> {
+    let list = list.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
+    for (i, a) in list.iter().enumerate() {
+        if !is_standard_attribute(a) && !is_custom_name(a) {
+            p.push(format!("{path}[{i}]"), format!("{a:?} is neither a standard OIDC attribute (email, phone_number, name, given_name, family_name, …) nor custom:NAME"));
+        }
+    }
+    list
+}
+
+fn redirect_list(list: Option<Vec<String>>, path: &str, p: &mut Problems) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, u) in list.unwrap_or_default().into_iter().enumerate() {
+        match Url::parse(&u) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.fragment().is_none() => out.push(u),
+            // Native apps may use private-use schemes (RFC 8252 §7.1).
+            Ok(parsed) if parsed.scheme().contains('.') => out.push(u),
+            _ => p.push(format!("{path}[{i}]"), format!("{u:?} is not an absolute http(s) URL without a fragment")),
+        }
+    }
+    out
+}
+
+/// Validates the raw `[pool]` table. `None` when it could not be read at all.
+pub fn build(value: &toml::Value, config_file: &Path, data_dir: &Path, p: &mut Problems) -> Option<PoolConfig> {
+    let raw = match RawPool::deserialize(value.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            p.push("pool", e.message().trim().to_string());
+            return None;
+        }
+    };
+    let database = database_url(raw.database.as_deref(), config_file, data_dir, p);
+    let required_attributes = attribute_list(raw.required_attributes, &["email"], "pool.required_attributes", p);
+    let signup_attributes = attribute_list(raw.signup_attributes, &[], "pool.signup_attributes", p);
+    let region = raw.default_phone_region.unwrap_or_else(|| "US".into());
+    let default_phone_region = match region.to_ascii_uppercase().parse::<phonenumber::country::Id>() {
+        Ok(id) => id,
+        Err(_) => {
+            p.push("pool.default_phone_region", format!("{region:?} is not a two-letter region code like US, GB or JP"));
+            phonenumber::country::Id::US
+        }
+    };
+    let delivery = match raw.delivery.as_deref().unwrap_or("log") {
+        "log" => {
+            if raw.smtp.is_some() {
+                p.push("pool.smtp", "is set but pool.delivery is \"log\"; set delivery = \"smtp\" to use it");
+            }
+            Delivery::Log
+        }
+        "smtp" => match raw.smtp {
+            None => {
+                p.push("pool.smtp", "is required when pool.delivery = \"smtp\" (host, port, from)");
+                Delivery::Log
+            }
+            Some(s) => {
+                let host = s.host.unwrap_or_default();
+                if host.is_empty() {
+                    p.push("pool.smtp.host", "is required");
+                }
+                let from = s.from.unwrap_or_default();
+                if !email_address::EmailAddress::is_valid(&from) {
+                    p.push("pool.smtp.from", format!("{from:?} is not an email address"));
+                }
+                let tls = match s.tls.as_deref().unwrap_or("starttls") {
+                    "none" => SmtpTls::None,
+                    "starttls" => SmtpTls::StartTls,
+                    "tls" | "implicit" => SmtpTls::Implicit,
+                    other => {
+                        p.push("pool.smtp.tls", format!("{other:?} is not one of starttls, tls, none"));
+                        SmtpTls::StartTls
+                    }
+                };
+                let port = s.port.unwrap_or(match tls {
+                    SmtpTls::Implicit => 465,
+                    SmtpTls::StartTls => 587,
+                    SmtpTls::None => 25,
+                });
+                let password = resolve_secret(s.password.as_deref(), s.password_file.as_deref(), "pool.smtp.password", p);
+                Delivery::Smtp(SmtpConfig { host, port, username: s.username, password, from, tls })
+            }
+        },
+        other => {
+            p.push("pool.delivery", format!("{other:?} is not one of log, smtp"));
+            Delivery::Log
+        }
+    };
+    let pp = raw.password_policy.unwrap_or_default();
+    let d = PasswordPolicy::default();
+    let password_policy = PasswordPolicy {
+        min_length: pp.min_length.unwrap_or(d.min_length),
+        require_lowercase: pp.require_lowercase.unwrap_or(d.require_lowercase),
+        require_uppercase: pp.require_uppercase.unwrap_or(d.require_uppercase),
+        require_digits: pp.require_digits.unwrap_or(d.require_digits),
+        require_symbols: pp.require_symbols.unwrap_or(d.require_symbols),
+    };
+    if !(6..=256).contains(&password_policy.min_length) {
+        p.push("pool.password_policy.min_length", format!("{} is not between 6 and 256", password_policy.min_length));
+    }
+    let lo = raw.lockout.unwrap_or_default();
+    let dl = LockoutPolicy::default();
+    let lockout = LockoutPolicy {
+        max_attempts: lo.max_attempts.unwrap_or(dl.max_attempts),
+        initial: dur(lo.initial.as_deref(), dl.initial, "pool.lockout.initial", p),
+        max: dur(lo.max.as_deref(), dl.max, "pool.lockout.max", p),
+        reset_after: dur(lo.reset_after.as_deref(), dl.reset_after, "pool.lockout.reset_after", p),
+        ip_max_attempts: lo.ip_max_attempts.unwrap_or(dl.ip_max_attempts),
+    };
+    if lockout.max_attempts == 0 {
+        p.push("pool.lockout.max_attempts", "must be at least 1");
+    }
+    if lockout.max < lockout.initial {
+        p.push("pool.lockout.max", "must not be shorter than pool.lockout.initial");
+    }
+    let t = raw.tokens.unwrap_or_default();
+    let tokens = TokenLifetimes {
+        id: dur(t.id.as_deref(), Duration::from_secs(3600), "pool.tokens.id", p),
+        access: dur(t.access.as_deref(), Duration::from_secs(3600), "pool.tokens.access", p),
+        refresh: dur(t.refresh.as_deref(), Duration::from_secs(30 * 86400), "pool.tokens.refresh", p),
+        code: dur(t.code.as_deref(), Duration::from_secs(60), "pool.tokens.code", p),
+    };
+    let u = raw.ui.unwrap_or_default();
+    let ui = UiConfig {
+        title: u.title.unwrap_or_else(|| "Sign in".into()),
+        logo: u.logo.map(|l| relative_to(config_file, &l)),
+        css: u.css.map(|c| relative_to(config_file, &c)),
+        templates_dir: u.templates_dir.map(|t| relative_to(config_file, &t)),
+    };
+    for (key, f) in [("pool.ui.logo", &ui.logo), ("pool.ui.css", &ui.css)] {
+        if let Some(f) = f
+            && !f.is_file()
+        {
+            p.push(key, format!("{} is not a readable file", f.display()));
+        }
+    }
+    if let Some(dir) = &ui.templates_dir
+        && !dir.is_dir()
+    {
+        p.push("pool.ui.templates_dir", format!("{} is not a directory", dir.display()));
+    }
+    let admin_token = resolve_secret(raw.admin_token.as_deref(), raw.admin_token_file.as_deref(), "pool.admin_token", p);
+    if let Some(t) = &admin_token
+        && t.expose().len() < 16
+    {
+        p.push("pool.admin_token", "must be at least 16 characters");
+    }
+    let session_timeout = dur(raw.session_timeout.as_deref(), Duration::from_secs(3600), "pool.session_timeout", p);
+    let mut clients = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, c) in raw.clients.unwrap_or_default().into_iter().enumerate() {
+        let kp = format!("pool.clients[{i}]");
+        let client_id = c.client_id.unwrap_or_default();
+        if client_id.is_empty() || !client_id.chars().all(|ch| ch.is_ascii_graphic()) {
+            p.push(format!("{kp}.client_id"), "is required (printable ASCII, no spaces)");
+        } else if client_id == "portcullis" || seen.insert(client_id.clone(), i).is_some() {
+            p.push(format!("{kp}.client_id"), format!("{client_id:?} is already used (\"portcullis\" is the proxy's own client)"));
+        }
+        let client_secret = resolve_secret(c.client_secret.as_deref(), c.client_secret_file.as_deref(), &format!("{kp}.client_secret"), p);
+        let redirect_uris = redirect_list(c.redirect_uris, &format!("{kp}.redirect_uris"), p);
+        if redirect_uris.is_empty() {
+            p.push(format!("{kp}.redirect_uris"), "at least one redirect URI is required");
+        }
+        let post_logout_redirect_uris = redirect_list(c.post_logout_redirect_uris, &format!("{kp}.post_logout_redirect_uris"), p);
+        clients.push(ClientConfig { client_id, client_secret, redirect_uris, post_logout_redirect_uris });
+    }
+    Some(PoolConfig {
+        database,
+        self_signup: raw.self_signup.unwrap_or(true),
+        required_attributes,
+        signup_attributes,
+        default_phone_region,
+        delivery,
+        password_policy,
+        lockout,
+        tokens,
+        ui,
+        admin_token,
+        session_timeout,
+        clients,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> (Option<PoolConfig>, Vec<String>) {
+        let v: toml::Value = toml::from_str::<toml::Table>(text).map(toml::Value::Table).unwrap();
+        let mut p = Problems::default();
+        let c = build(&v, Path::new("/etc/p/portcullis.toml"), Path::new("/var/lib/p"), &mut p);
+        (c, p.0.into_iter().map(|x| x.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_are_cognito_like() {
+        let (c, problems) = check("");
+        assert!(problems.is_empty(), "{problems:?}");
+        let c = c.unwrap();
+        assert_eq!(c.database, "sqlite:///var/lib/p/pool.db");
+        assert_eq!(c.lockout.max_attempts, 5);
+        assert_eq!(c.tokens.refresh, Duration::from_secs(30 * 86400));
+        assert_eq!(c.required_attributes, vec!["email".to_string()]);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let (_, problems) = check(
+            "database = \"mysql://x\"\nrequired_attributes = [\"shoe_size\"]\ndefault_phone_region = \"ZZ\"\n\
+             lockout = { initial = \"soon\" }\ntokens = { id = \"0s\" }\n[[clients]]\nclient_id = \"portcullis\"\nredirect_uris = [\"/relative\"]\n",
+        );
+        let joined = problems.join("\n");
+        for key in [
+            "pool.database",
+            "pool.required_attributes[0]",
+            "pool.default_phone_region",
+            "pool.lockout.initial",
+            "pool.tokens.id",
+            "pool.clients[0].client_id",
+            "pool.clients[0].redirect_uris[0]",
+        ] {
+            assert!(joined.contains(key), "missing {key} in {joined}");
+        }
+        let (_, unknown) = check("colour = \"red\"");
+        assert!(unknown[0].contains("colour"), "{unknown:?}");
+    }
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_config_file() {
+        let (c, _) = check("database = \"sqlite://./data/pool.db\"");
+        assert_eq!(c.unwrap().database, "sqlite:///etc/p/./data/pool.db");
+    }
+}

@@ -1,0 +1,96 @@
+//! One-time codes: six random digits, 24 h for sign-up confirmation and 1 h for password reset,
+//! stored hashed with a limited number of attempts (`store::security`). Delivery is `log` —
+//! the code is written to the server log, a deliberate, clearly labelled development exception
+//! to "no secrets in logs" — or `smtp`, to the user's email address.
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::config::{Delivery, PoolConfig};
+use super::i18n::{self, Lang};
+use super::smtp;
+use super::store::{Store, StoreError, User};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Signup,
+    Reset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Signup => "signup",
+            Purpose::Reset => "reset",
+        }
+    }
+
+    pub fn lifetime_secs(self) -> i64 {
+        match self {
+            Purpose::Signup => 24 * 3600,
+            Purpose::Reset => 3600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Smtp(#[from] smtp::SmtpError),
+    #[error("user {0} has no email address to send a code to")]
+    NoAddress(String),
+}
+
+/// Six uniformly random digits (rejection sampling, no modulo bias).
+pub fn generate_code() -> String {
+    let rng = SystemRandom::new();
+    loop {
+        let mut b = [0u8; 4];
+        rng.fill(&mut b).expect("system RNG available");
+        let n = u32::from_be_bytes(b);
+        if n < 4_294_000_000 {
+            return format!("{:06}", n % 1_000_000);
+        }
+    }
+}
+
+/// Creates a fresh code for (user, purpose), stores it and delivers it.
+pub async fn issue(cfg: &PoolConfig, store: &Store, user: &User, purpose: Purpose, lang: Lang, now: i64) -> Result<(), DeliveryError> {
+    let code = generate_code();
+    store.put_code(&user.sub, purpose.as_str(), &code, now + purpose.lifetime_secs()).await?;
+    match &cfg.delivery {
+        Delivery::Log => {
+            // Development only (pool.delivery = "log"): the code is deliberately logged.
+            tracing::warn!(
+                target: "portcullis::pool::delivery",
+                delivery = "log",
+                username = %user.username,
+                purpose = purpose.as_str(),
+                code = %code,
+                "DEVELOPMENT ONLY one-time code (pool.delivery = \"log\"; use \"smtp\" in production)"
+            );
+            Ok(())
+        }
+        Delivery::Smtp(smtp_cfg) => {
+            let to = user.email().ok_or_else(|| DeliveryError::NoAddress(user.username.clone()))?;
+            let hours = (purpose.lifetime_secs() / 3600).to_string();
+            let body = i18n::fill(i18n::t(lang, "mail_body"), &[("code", &code), ("hours", &hours)]);
+            smtp::send(smtp_cfg, to, i18n::t(lang, "mail_subject"), &body).await?;
+            tracing::info!(username = %user.username, purpose = purpose.as_str(), "one-time code sent by email");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_six_digits_and_vary() {
+        let codes: std::collections::BTreeSet<String> = (0..50).map(|_| generate_code()).collect();
+        assert!(codes.iter().all(|c| c.len() == 6 && c.chars().all(|d| d.is_ascii_digit())));
+        assert!(codes.len() > 40);
+    }
+}

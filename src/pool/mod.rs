@@ -1,0 +1,271 @@
+//! The built-in user pool (SPEC §7): a Cognito-style OpenID Provider served at
+//! `{public_url}/oauth2/pool`, with hosted sign-in pages, users in SQLite or PostgreSQL, and an
+//! admin CLI/API. The proxy reaches it over real HTTP/OIDC like any other provider; nothing in
+//! the relying party trusts the pool by any other path.
+//!
+//! Invariants: every state-changing form is CSRF-checked; every value reaching a page is
+//! escaped by the template engine; codes, tokens and passwords are stored hashed and never
+//! logged (except the explicitly labelled `delivery = "log"` development line); lockout and
+//! rate-limit counters live in the database so they hold across replicas.
+
+pub mod admin;
+pub mod admin_api;
+pub mod attributes;
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod delivery;
+pub mod i18n;
+pub mod jwt;
+pub mod lockout;
+mod op;
+mod pages;
+pub mod password;
+pub mod smtp;
+pub mod store;
+pub mod username;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::OnceCell;
+
+use crate::config::{Config, Secret};
+use crate::http::body::Body;
+use crate::session::keyring::KeyRing;
+pub use config::PoolConfig;
+use i18n::Lang;
+use jwt::Keys;
+use store::{Store, StoreError};
+
+/// Largest form or JSON body the pool reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What the pool needs from the database before it can answer: the store, the signing keys,
+/// and a dummy hash (so unknown users cost one Argon2 verification, like known ones).
+pub struct Ready {
+    pub store: Store,
+    pub keys: Keys,
+    pub dummy_hash: String,
+}
+
+/// Why the pool could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("pool database {url}: {source}")]
+    Store {
+        url: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("pool templates: {0}")]
+    Templates(String),
+    #[error("pool assets: {0}")]
+    Assets(String),
+    #[error("password hashing failed")]
+    Hash,
+}
+
+pub struct Pool {
+    pub cfg: Arc<PoolConfig>,
+    /// The issuer URL, e.g. `https://app.example.com/oauth2/pool`.
+    pub issuer: String,
+    /// The issuer's path, e.g. `/oauth2/pool`; every page and endpoint lives under it.
+    pub base: String,
+    secure: bool,
+    pub clients: clients::Clients,
+    sealer: KeyRing,
+    csrf_key: ring::hmac::Key,
+    pages: pages::Renderer,
+    ready: OnceCell<Ready>,
+}
+
+/// Redacts the database URL's password for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Constant-time equality for secrets (length is not hidden).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn now() -> i64 {
+    crate::session::now_unix()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Pool {
+    /// Builds the pool (templates, assets, clients); the database is opened by [`Pool::ready`].
+    pub fn new(cfg: &Config, pool: PoolConfig, secrets: &[Secret]) -> Result<Pool, PoolError> {
+        let mut issuer_url = cfg.public_url.clone();
+        issuer_url.set_path(crate::http::paths::POOL_PREFIX);
+        let issuer = issuer_url.as_str().trim_end_matches('/').to_string();
+        let base = issuer_url.path().trim_end_matches('/').to_string();
+        let mut callback = cfg.public_url.clone();
+        callback.set_path(crate::http::paths::CALLBACK);
+        let builtin_secret = KeyRing::derive_secret(secrets, "pool-client").map(Secret::new);
+        let clients = clients::Clients::new(&pool.clients, builtin_secret, callback.to_string(), cfg.public_origin.clone());
+        let sealer = KeyRing::new(secrets).map_err(|e| PoolError::Templates(e.to_string()))?;
+        let csrf_secret = KeyRing::derive_secret(secrets, "pool-csrf").unwrap_or_default();
+        let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
+        let pages = pages::Renderer::new(&pool.ui, &clients)?;
+        Ok(Pool {
+            cfg: Arc::new(pool),
+            issuer,
+            base,
+            secure: cfg.secure_cookies(),
+            clients,
+            sealer,
+            csrf_key,
+            pages,
+            ready: OnceCell::new(),
+        })
+    }
+
+    /// Opens the database (migrating it) and loads the signing keys, once.
+    pub async fn ready(&self) -> Result<&Ready, PoolError> {
+        self.ready
+            .get_or_try_init(|| async {
+                let err = |source| PoolError::Store { url: redact_url(&self.cfg.database), source };
+                let store = Store::open(&self.cfg.database).await.map_err(err)?;
+                let keys = Keys::load(&store, now()).await.map_err(err)?;
+                let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
+                    .await
+                    .map_err(|_| PoolError::Hash)?;
+                let _ = store.purge_expired(now()).await;
+                tracing::info!(database = %redact_url(&self.cfg.database), issuer = %self.issuer, "user pool ready");
+                Ok(Ready { store, keys, dummy_hash })
+            })
+            .await
+    }
+
+    /// Readiness for `/readyz`: the database answers.
+    pub async fn database_ok(&self) -> bool {
+        match self.ready().await {
+            Ok(r) => r.store.ping().await,
+            Err(_) => false,
+        }
+    }
+
+    /// Whether a request path belongs to the pool.
+    pub fn owns(&self, path: &str) -> bool {
+        path == self.base || path.strip_prefix(&self.base).is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// Answers a request under the issuer path.
+    pub async fn handle<B>(&self, parts: &Parts, body: B, peer: IpAddr, rid: &str) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let lang = Lang::negotiate(parts.headers.get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
+        let form = if parts.method == Method::POST {
+            match read_body(body).await {
+                Ok(b) => {
+                    let is_form = parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+                    if !is_form && !b.is_empty() {
+                        return pages::plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected application/x-www-form-urlencoded\n");
+                    }
+                    url::form_urlencoded::parse(&b).into_owned().collect()
+                }
+                Err(resp) => return resp,
+            }
+        } else {
+            Vec::new()
+        };
+        let query = parts.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+        let req = Req { parts, form, query, ip: peer, lang, rid };
+        let sub = &parts.uri.path()[self.base.len()..];
+        let ready = match self.ready().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, request_id = rid, "user pool unavailable");
+                return self.pages.message(self, &req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+            }
+        };
+        let m = &parts.method;
+        let get = m == Method::GET || m == Method::HEAD;
+        let post = m == Method::POST;
+        match sub {
+            "/.well-known/openid-configuration" if get => op::discovery(self),
+            "/jwks.json" if get => op::jwks(ready),
+            "/authorize" if get => op::authorize(self, ready, &req).await,
+            "/token" if post => op::token(self, ready, &req).await,
+            "/userinfo" if get || post => op::userinfo(self, ready, &req).await,
+            "/logout" if get || post => op::end_session(self, ready, &req).await,
+            "/login" if get => pages::login::show(self, &req, None),
+            "/login" if post => pages::login::submit(self, ready, &req).await,
+            "/signup" if get => pages::signup::show(self, &req),
+            "/signup" if post => pages::signup::submit(self, ready, &req).await,
+            "/confirm" if get => pages::signup::show_confirm(self, &req),
+            "/confirm" if post => pages::signup::confirm(self, ready, &req).await,
+            "/resend-code" if post => pages::signup::resend(self, ready, &req).await,
+            "/forgot-password" if get => pages::password::show_forgot(self, &req),
+            "/forgot-password" if post => pages::password::forgot(self, ready, &req).await,
+            "/reset-password" if get => pages::password::show_reset(self, &req),
+            "/reset-password" if post => pages::password::reset(self, ready, &req).await,
+            "/change-password" if get => pages::password::show_change(self, ready, &req).await,
+            "/change-password" if post => pages::password::change(self, ready, &req).await,
+            "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => self.pages.asset(sub),
+            "" | "/" if get => pages::login::show(self, &req, None),
+            _ => crate::error::RequestError::NotFound.render(rid, false),
+        }
+    }
+}
+
+/// One pool request: parsed query and form, client address, chosen language.
+pub struct Req<'a> {
+    pub parts: &'a Parts,
+    pub form: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub ip: IpAddr,
+    pub lang: Lang,
+    pub rid: &'a str,
+}
+
+impl Req<'_> {
+    /// A form field (POST body), or "" when absent.
+    pub fn field(&self, name: &str) -> &str {
+        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    /// A query parameter, or "" when absent.
+    pub fn param(&self, name: &str) -> &str {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    /// A form field, else the query parameter of that name.
+    pub fn value(&self, name: &str) -> &str {
+        let f = self.field(name);
+        if f.is_empty() { self.param(name) } else { f }
+    }
+}
+
+async fn read_body<B>(body: B) -> Result<Bytes, Response<Body>>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(pages::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or unreadable\n")),
+    }
+}

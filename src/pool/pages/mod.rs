@@ -1,0 +1,380 @@
+//! Hosted pages: server-rendered with minijinja (auto-escaping every value), no JavaScript,
+//! a strict Content-Security-Policy, and a CSRF token (`csrf_token`, an HMAC of a random
+//! cookie) on every form. Templates are embedded; any of them can be replaced from
+//! `pool.ui.templates_dir`. This module also owns the pool's browser session and the sealed
+//! login request (`req`) that carries an authorization request through the pages.
+
+pub mod login;
+pub mod password;
+pub mod signup;
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderValue, Response, StatusCode, header};
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+
+use super::clients::Clients;
+use super::config::UiConfig;
+use super::i18n::{self, Lang};
+use super::store::User;
+use super::{Pool, PoolError, Ready, Req, now};
+use crate::http::body::{self, Body};
+
+const CSRF_COOKIE: &str = "portcullis_pool_csrf";
+pub const SESSION_COOKIE: &str = "portcullis_pool_session";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    ("signup.html", include_str!("../templates/signup.html")),
+    ("confirm.html", include_str!("../templates/confirm.html")),
+    ("forgot_password.html", include_str!("../templates/forgot_password.html")),
+    ("reset_password.html", include_str!("../templates/reset_password.html")),
+    ("change_password.html", include_str!("../templates/change_password.html")),
+    ("message.html", include_str!("../templates/message.html")),
+];
+const POOL_CSS: &str = include_str!("../templates/pool.css");
+
+pub struct Renderer {
+    env: Environment<'static>,
+    csp: HeaderValue,
+    brand_css: Option<Vec<u8>>,
+    logo: Option<(Vec<u8>, &'static str)>,
+    title: String,
+}
+
+fn image_type(path: &std::path::Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        // SVG is served, but the CSP (`default-src 'none'`) keeps any script in it inert.
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+impl Renderer {
+    pub fn new(ui: &UiConfig, clients: &Clients) -> Result<Renderer, PoolError> {
+        let mut env = Environment::new();
+        for (name, src) in TEMPLATES {
+            let override_src = ui.templates_dir.as_ref().map(|d| d.join(name)).filter(|p| p.is_file());
+            let source = match override_src {
+                Some(p) => std::fs::read_to_string(&p).map_err(|e| PoolError::Templates(format!("{}: {e}", p.display())))?,
+                None => src.to_string(),
+            };
+            env.add_template_owned(name.to_string(), source).map_err(|e| PoolError::Templates(format!("{name}: {e}")))?;
+        }
+        // Every template is HTML, whatever its name: auto-escape all of them.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| PoolError::Assets(format!("{}: {e}", p.display())));
+        let brand_css = ui.css.as_deref().map(read).transpose()?;
+        let logo = match &ui.logo {
+            Some(p) => Some((read(p)?, image_type(p))),
+            None => None,
+        };
+        // Forms post to ourselves and then redirect to a registered client; browsers check
+        // form-action on that redirect too, so the clients' origins are listed.
+        let mut form_action = String::from("'self'");
+        for o in clients.redirect_origins() {
+            form_action.push(' ');
+            form_action.push_str(&o);
+        }
+        let csp = format!(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+        );
+        Ok(Renderer {
+            env,
+            csp: HeaderValue::from_str(&csp).map_err(|_| PoolError::Templates("client redirect origin is not a valid header value".into()))?,
+            brand_css,
+            logo,
+            title: ui.title.clone(),
+        })
+    }
+
+    pub fn asset(&self, sub: &str) -> Response<Body> {
+        let (bytes, ct): (Vec<u8>, &'static str) = match sub {
+            "/assets/pool.css" => (POOL_CSS.as_bytes().to_vec(), "text/css; charset=utf-8"),
+            "/assets/brand.css" => match &self.brand_css {
+                Some(b) => (b.clone(), "text/css; charset=utf-8"),
+                None => return plain(StatusCode::NOT_FOUND, "not found\n"),
+            },
+            _ => match &self.logo {
+                Some((b, ct)) => (b.clone(), ct),
+                None => return plain(StatusCode::NOT_FOUND, "not found\n"),
+            },
+        };
+        let mut r = Response::new(body::full(bytes));
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'self'"));
+        r
+    }
+
+    /// Renders a template into a response, adding the CSRF cookie when it is new.
+    pub fn render(&self, pool: &Pool, req: &Req<'_>, status: StatusCode, template: &str, heading_key: &str, mut page: Page) -> Response<Body> {
+        let (csrf_token, set_cookie) = pool.csrf_for(req);
+        if let Some(c) = set_cookie {
+            page.cookies.push(c);
+        }
+        let ctx = minijinja::context! {
+            t => i18n::all(req.lang),
+            lang => req.lang.code(),
+            title => &self.title,
+            heading => i18n::t(req.lang, heading_key),
+            logo => self.logo.is_some(),
+            brand_css => self.brand_css.is_some(),
+            base => &pool.base,
+            page => template.trim_end_matches(".html"),
+            csrf_token => csrf_token,
+            q => page.query_suffix(),
+            errors => &page.errors,
+            notice => &page.notice,
+            values => &page.values,
+            fields => &page.fields,
+            self_signup => pool.cfg.self_signup,
+            password_rules => password_rules(pool, req.lang),
+            challenge => &page.challenge,
+            message => &page.message,
+            user => &page.user,
+        };
+        let html = match self.env.get_template(template).and_then(|t| t.render(ctx)) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(template, error = %e, request_id = req.rid, "page template failed");
+                return crate::error::RequestError::Internal("template".into()).render(req.rid, false);
+            }
+        };
+        let mut r = Response::new(body::full(html));
+        *r.status_mut() = status;
+        self.secure_headers(&mut r, "text/html; charset=utf-8");
+        for c in page.cookies {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        r
+    }
+
+    fn secure_headers(&self, r: &mut Response<Body>, ct: &'static str) {
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::CONTENT_SECURITY_POLICY, self.csp.clone());
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        // Codes and states travel in URLs: never leak them to other sites.
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    }
+
+    /// A page with only a heading, a message and a link back to sign-in.
+    pub fn message(&self, pool: &Pool, req: &Req<'_>, status: StatusCode, heading: &str, message: &str) -> Response<Body> {
+        let page = Page { message: i18n::t(req.lang, message).to_string(), req: req.value("req").to_string(), ..Page::default() };
+        self.render(pool, req, status, "message.html", heading, page)
+    }
+}
+
+fn password_rules(pool: &Pool, lang: Lang) -> String {
+    let p = &pool.cfg.password_policy;
+    let mut rules = vec![i18n::fill(i18n::t(lang, "rule_min"), &[("n", &p.min_length.to_string())])];
+    for (on, key) in [(p.require_lowercase, "rule_lower"), (p.require_uppercase, "rule_upper"), (p.require_digits, "rule_digit"), (p.require_symbols, "rule_symbol")] {
+        if on {
+            rules.push(i18n::t(lang, key).to_string());
+        }
+    }
+    rules.join(if lang == Lang::Ja { "、" } else { ", " })
+}
+
+/// What a page shows besides the fixed texts.
+#[derive(Default)]
+pub struct Page {
+    pub errors: Vec<String>,
+    pub notice: String,
+    pub values: BTreeMap<String, String>,
+    pub fields: Vec<Field>,
+    pub challenge: String,
+    pub message: String,
+    pub user: String,
+    /// The sealed login request, carried in every link and form action.
+    pub req: String,
+    pub cookies: Vec<String>,
+}
+
+impl Page {
+    fn query_suffix(&self) -> String {
+        if self.req.is_empty() {
+            String::new()
+        } else {
+            format!("?req={}", url::form_urlencoded::byte_serialize(self.req.as_bytes()).collect::<String>())
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Field {
+    pub name: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub autocomplete: &'static str,
+    pub required: bool,
+    pub value: String,
+}
+
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut r = Response::new(body::full(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub fn redirect(location: &str, cookies: &[String]) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "invalid redirect\n"),
+    }
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+pub fn cookie_value<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
+    req.parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// An authorization request waiting for the user to sign in, sealed (AEAD) into `req`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub scope: String,
+    pub code_challenge: Option<String>,
+    pub exp: i64,
+}
+
+/// A temporary-password sign-in waiting for the new password, sealed into `challenge`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Challenge {
+    sub: String,
+    exp: i64,
+}
+
+impl Pool {
+    pub fn cookie(&self, name: &str, value: &str, max_age: i64) -> String {
+        format!(
+            "{name}={value}; Path={}; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+            self.base,
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    fn csrf_token(&self, cookie: &str) -> String {
+        crate::session::keyring::hex(&ring::hmac::sign(&self.csrf_key, cookie.as_bytes()).as_ref()[..20])
+    }
+
+    /// The token for this browser's CSRF cookie, and a Set-Cookie when the cookie is new.
+    fn csrf_for(&self, req: &Req<'_>) -> (String, Option<String>) {
+        match cookie_value(req, CSRF_COOKIE) {
+            Some(c) if c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()) => (self.csrf_token(c), None),
+            _ => {
+                let c = self.sealer.random_hex(16);
+                (self.csrf_token(&c), Some(self.cookie(CSRF_COOKIE, &c, 86_400)))
+            }
+        }
+    }
+
+    /// Double-submit check: the form's `csrf_token` must be the HMAC of the browser's cookie.
+    pub fn csrf_ok(&self, req: &Req<'_>) -> bool {
+        let Some(c) = cookie_value(req, CSRF_COOKIE) else { return false };
+        let want = self.csrf_token(c);
+        crate::pool::ct_eq(want.as_bytes(), req.field("csrf_token").as_bytes())
+    }
+
+    pub fn csrf_failed(&self, req: &Req<'_>) -> Response<Body> {
+        tracing::info!(request_id = req.rid, "pool.form" = "csrf_rejected", "form rejected: CSRF token missing or wrong");
+        self.pages.message(self, req, StatusCode::FORBIDDEN, "error_title", "csrf")
+    }
+
+    pub fn seal_request(&self, a: &AuthRequest) -> String {
+        let json = serde_json::to_vec(a).unwrap_or_default();
+        URL_SAFE_NO_PAD.encode(self.sealer.seal(b"pool-authreq", &json))
+    }
+
+    /// Opens `req`: `Ok(None)` when absent, `Err(())` when forged or expired.
+    pub fn open_request(&self, req: &Req<'_>) -> Result<Option<AuthRequest>, ()> {
+        let raw = req.value("req");
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| ())?;
+        let plain = self.sealer.open(b"pool-authreq", &bytes).ok_or(())?;
+        let a: AuthRequest = serde_json::from_slice(&plain).map_err(|_| ())?;
+        if a.exp < now() { Err(()) } else { Ok(Some(a)) }
+    }
+
+    pub fn seal_challenge(&self, sub: &str) -> String {
+        let json = serde_json::to_vec(&Challenge { sub: sub.to_string(), exp: now() + 600 }).unwrap_or_default();
+        URL_SAFE_NO_PAD.encode(self.sealer.seal(b"pool-challenge", &json))
+    }
+
+    pub fn open_challenge(&self, raw: &str) -> Option<String> {
+        let plain = self.sealer.open(b"pool-challenge", &URL_SAFE_NO_PAD.decode(raw).ok()?)?;
+        let c: Challenge = serde_json::from_slice(&plain).ok()?;
+        (c.exp >= now()).then_some(c.sub)
+    }
+
+    /// The user of this browser's pool session, when it is live and the user may sign in.
+    pub async fn session_user(&self, ready: &Ready, req: &Req<'_>) -> Option<(User, i64)> {
+        let id = cookie_value(req, SESSION_COOKIE)?;
+        let (sub, auth_time) = ready.store.web_session(id, now()).await.ok()??;
+        let user = ready.store.user_by_sub(&sub).await.ok()??;
+        (user.status == super::store::UserStatus::Confirmed).then_some((user, auth_time))
+    }
+
+    /// A successful sign-in: start a pool session, then answer the waiting authorization
+    /// request with a code, or show "signed in" when there was none.
+    pub async fn finish_sign_in(&self, ready: &Ready, req: &Req<'_>, user: &User, areq: Option<AuthRequest>) -> Response<Body> {
+        let id = self.sealer.random_hex(32);
+        let t = now();
+        let max_age = self.cfg.session_timeout.as_secs() as i64;
+        if let Err(e) = ready.store.create_web_session(&id, &user.sub, t, t + max_age).await {
+            tracing::error!(error = %e, request_id = req.rid, "cannot store pool session");
+            return self.pages.message(self, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+        }
+        tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_in", "user signed in");
+        let cookies = vec![self.cookie(SESSION_COOKIE, &id, max_age)];
+        match areq {
+            Some(a) => super::op::issue_code(self, ready, req, &a, user, t, cookies).await,
+            None => {
+                let page = Page { user: user.username.clone(), cookies, ..Page::default() };
+                self.pages.render(self, req, StatusCode::OK, "message.html", "signed_in_title", page)
+            }
+        }
+    }
+}

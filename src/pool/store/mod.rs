@@ -1,0 +1,164 @@
+//! The pool's database: SQLite (default; WAL, synchronous=FULL, so a `kill -9` loses no
+//! committed write) or PostgreSQL (several replicas), through one sqlx `Any` pool. Every query is
+//! written once in the SQL both accept (`$n` placeholders, `ON CONFLICT`, `RETURNING`).
+//! Migrations run on start, idempotently, serialised across replicas on PostgreSQL.
+//! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
+
+mod security;
+mod tokens;
+mod users;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+pub use security::CodeCheck;
+pub use tokens::{RefreshUse, StoredCode};
+pub use users::{NewUser, User, UserStatus};
+
+/// A database failure; the message never contains a row's secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("a user with this {0} already exists")]
+    Exists(&'static str),
+    #[error("no such user")]
+    NoSuchUser,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot create the database directory {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: AnyPool,
+    pub backend: Backend,
+}
+
+/// Schema version 1. Each statement is idempotent so a half-applied migration can be rerun.
+const SCHEMA_V1: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS pool_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS users (sub TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, email TEXT, \
+     status TEXT NOT NULL, password_hash TEXT NOT NULL, attributes TEXT NOT NULL, \
+     created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS users_email ON users (email)",
+    "CREATE TABLE IF NOT EXISTS user_groups (sub TEXT NOT NULL, group_name TEXT NOT NULL, PRIMARY KEY (sub, group_name))",
+    "CREATE TABLE IF NOT EXISTS codes (sub TEXT NOT NULL, purpose TEXT NOT NULL, code_hash TEXT NOT NULL, \
+     expires_at BIGINT NOT NULL, attempts BIGINT NOT NULL, PRIMARY KEY (sub, purpose))",
+    "CREATE TABLE IF NOT EXISTS attempts (lock_key TEXT PRIMARY KEY, failures BIGINT NOT NULL, last_failure BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS signing_keys (kid TEXT PRIMARY KEY, private_pem TEXT NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS auth_codes (code_hash TEXT PRIMARY KEY, family TEXT NOT NULL, client_id TEXT NOT NULL, \
+     redirect_uri TEXT NOT NULL, sub TEXT NOT NULL, scope TEXT NOT NULL, nonce TEXT, code_challenge TEXT, \
+     auth_time BIGINT NOT NULL, expires_at BIGINT NOT NULL, used BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS token_families (family TEXT PRIMARY KEY, sub TEXT NOT NULL, client_id TEXT NOT NULL, \
+     revoked BIGINT NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS token_families_sub ON token_families (sub)",
+    "CREATE TABLE IF NOT EXISTS refresh_tokens (token_hash TEXT PRIMARY KEY, family TEXT NOT NULL, scope TEXT NOT NULL, \
+     auth_time BIGINT NOT NULL, expires_at BIGINT NOT NULL, used BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS web_sessions (id_hash TEXT PRIMARY KEY, sub TEXT NOT NULL, auth_time BIGINT NOT NULL, \
+     expires_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS web_sessions_sub ON web_sessions (sub)",
+];
+
+impl Store {
+    /// Connects (creating a SQLite file and its directory when missing) without migrating.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let mut url = url.to_string();
+        if backend == Backend::Sqlite {
+            let file = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let file = file.split('?').next().unwrap_or(file);
+            if let Some(dir) = Path::new(file).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
+            }
+            if !url.contains("mode=") {
+                url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+            }
+        }
+        let opts = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10));
+        let opts = if backend == Backend::Sqlite {
+            opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // FULL: a committed sign-up survives a crash of the process or the machine.
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            })
+        } else {
+            opts
+        };
+        let db = opts.connect(&url).await?;
+        Ok(Store { db, backend })
+    }
+
+    /// Connects and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let store = Store::connect(url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.db.acquire().await?;
+        match self.backend {
+            Backend::Sqlite => {
+                // WAL is persistent in the file; set once, before any table exists.
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+            }
+            Backend::Postgres => {
+                // Replicas starting together must not race on CREATE TABLE.
+                conn.execute("SELECT pg_advisory_lock(7305)").await?;
+            }
+        }
+        let mut result = Ok(());
+        for stmt in SCHEMA_V1 {
+            if let Err(e) = conn.execute(*stmt).await {
+                result = Err(StoreError::Db(e));
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = sqlx::query(
+                "INSERT INTO pool_meta (name, value) VALUES ('schema_version', '1') ON CONFLICT (name) DO NOTHING",
+            )
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::Db);
+        }
+        if self.backend == Backend::Postgres {
+            conn.execute("SELECT pg_advisory_unlock(7305)").await?;
+        }
+        result
+    }
+
+    /// Readiness: one round trip.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.db).await.is_ok()
+    }
+}
+
+/// SHA-256 hex of a secret value, for storage and lookup.
+pub fn hash_secret(value: &str) -> String {
+    crate::session::keyring::hex(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref())
+}
