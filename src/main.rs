@@ -11,7 +11,7 @@ use portcullis::{EXIT_CONFIG, app::App, server};
 fn init_tracing(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("portcullis={},warn", cfg.log.level)));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.log.format {
         LogFormat::Json => b.json().init(),
         LogFormat::Plain => b.init(),

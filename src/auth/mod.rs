@@ -105,7 +105,7 @@ impl Auth {
     fn opened_from(&self, session: Session) -> Option<Opened> {
         let provider = self.providers.iter().position(|p| p.name() == session.provider)?;
         let p = &self.providers[provider].cfg;
-        let identity = Identity::new(&session, &p.groups_claim, p.issuer.as_str(), &p.client_id);
+        let identity = Identity::new(&session, &p.groups_claim, &p.issuer, &p.client_id);
         Some(Opened { session, identity, provider })
     }
 

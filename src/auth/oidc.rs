@@ -159,7 +159,7 @@ impl OidcProvider {
         if let Some(d) = self.state.lock().clone() {
             return Ok(d);
         }
-        let issuer = IssuerUrl::from_url(self.cfg.issuer.clone());
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone()).map_err(|e| OidcError::InvalidResponse(e.to_string()))?;
         let metadata = Metadata::discover_async(issuer, &self.http).await.map_err(|e| {
             use openidconnect::DiscoveryError as D;
             match e {

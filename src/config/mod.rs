@@ -148,7 +148,8 @@ pub struct HeadersConfig {
 pub struct ProviderConfig {
     pub name: String,
     pub display_name: String,
-    pub issuer: Url,
+    /// Exactly as configured: OIDC compares issuers as strings (no added trailing slash).
+    pub issuer: String,
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub scopes: Vec<String>,

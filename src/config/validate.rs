@@ -259,8 +259,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
 
 /// The built-in pool is reached over OIDC like any provider (SPEC §2).
 fn pool_provider(public_url: &Url) -> ProviderConfig {
-    let mut issuer = public_url.clone();
-    issuer.set_path(crate::http::paths::POOL_PREFIX);
+    let issuer = format!("{}{}", origin_of(public_url), crate::http::paths::POOL_PREFIX);
     ProviderConfig {
         name: "pool".into(),
         display_name: "Sign in".into(),
@@ -483,7 +482,7 @@ fn build_provider(name: &str, raw: RawProvider, kp: &str, p: &mut Problems) -> O
             None
         }
         Some(Ok(s)) => match Url::parse(&s) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(s.clone()),
             _ => {
                 p.push(format!("{kp}.issuer"), format!("{s:?} is not an http(s) URL"));
                 None
@@ -599,14 +598,18 @@ fn build_route(
             p.push(format!("{kp}.upstream"), "is required (http://…, https://… or file:///dir)");
             None
         }
+        Some(u) if u.starts_with("file://") => {
+            // `file:///abs/dir`, or `file://./rel/dir` relative to the config file.
+            let raw_path = percent_encoding::percent_decode_str(&u[7..]).decode_utf8_lossy().to_string();
+            let dir = relative_to(path, &raw_path);
+            if dir.is_dir() {
+                Some(Upstream::File(dir))
+            } else {
+                p.push(format!("{kp}.upstream"), format!("{u:?} is not an existing directory"));
+                None
+            }
+        }
         Some(u) => match Url::parse(u) {
-            Ok(url) if url.scheme() == "file" => match url.to_file_path() {
-                Ok(dir) if dir.is_dir() => Some(Upstream::File(dir)),
-                _ => {
-                    p.push(format!("{kp}.upstream"), format!("{u:?} is not an existing directory"));
-                    None
-                }
-            },
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                 if url.query().is_some() || url.fragment().is_some() {
                     p.push(format!("{kp}.upstream"), "must not have a query or fragment");

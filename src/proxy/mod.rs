@@ -51,7 +51,7 @@ fn tls_config(insecure: bool, ca_file: Option<&std::path::Path>) -> rustls::Clie
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions");
-    let mut cfg = if insecure {
+    let cfg = if insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
@@ -63,7 +63,7 @@ fn tls_config(insecure: bool, ca_file: Option<&std::path::Path>) -> rustls::Clie
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // ALPN is set by hyper-rustls from `enable_http1`.
     cfg
 }
 

@@ -126,6 +126,13 @@ const configuration = {
   cookies: {
     // fixed keys: cookies stay valid across restarts of the test IdP
     keys: ['portcullis-test-idp-cookie-key-1'],
+    // cookies are per host, not per port: distinct names keep them apart from
+    // Portcullis's own cookies when both run on 127.0.0.1
+    names: {
+      session: 'idp_session',
+      interaction: 'idp_interaction',
+      resume: 'idp_interaction_resume',
+    },
     long: { httpOnly: true, sameSite: 'lax' },
     short: { httpOnly: true, sameSite: 'lax' },
   },
@@ -205,6 +212,17 @@ try {
   provider = new Provider(ISSUER, configuration);
 } catch (err) {
   fail(`invalid configuration: ${err.message}`);
+}
+
+// static clients are validated lazily by oidc-provider: validate them now, so a bad
+// IDP_CLIENTS fails the start instead of the first request
+for (const c of clients) {
+  try {
+    if (!c || typeof c.client_id !== 'string') throw new Error('client_id missing');
+    if (!await provider.Client.find(c.client_id)) throw new Error('not found after load');
+  } catch (err) {
+    fail(`invalid client ${JSON.stringify(c?.client_id)} in IDP_CLIENTS: ${err.error_description || err.message}`);
+  }
 }
 
 // surface server-side errors on stderr (tests capture it)
