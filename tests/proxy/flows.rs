@@ -25,11 +25,21 @@ async fn unauthenticated_modes_redirect_deny_allow_and_xhr() {
     assert!(header(&v, "x-amzn-oidc-identity").is_none());
 
     // deny: 401.
-    let r = c.get(format!("{base}/api/things")).header("accept", HTML).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/api/things"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     // authenticate, browser: 302 to the IdP with PKCE S256, state and nonce.
-    let r = c.get(format!("{base}/app?x=1")).header("accept", HTML).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/app?x=1"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302, "{}", s.proxy.logs());
     let loc = reqwest::Url::parse(&location(&r)).unwrap();
     assert!(loc.as_str().starts_with(&s.idp.issuer), "{loc}");
@@ -40,16 +50,46 @@ async fn unauthenticated_modes_redirect_deny_allow_and_xhr() {
     assert_eq!(q["redirect_uri"], format!("{base}/oauth2/idpresponse"));
     assert!(q["state"].len() >= 32 && q["nonce"].len() >= 32 && q["code_challenge"].len() >= 43);
     assert!(q["scope"].contains("openid") && q["scope"].contains("email"));
-    let set_cookie: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    assert!(set_cookie.iter().any(|c| c.contains("-login-") && c.contains("HttpOnly") && c.contains("Max-Age=900")), "{set_cookie:?}");
+    let set_cookie: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        set_cookie
+            .iter()
+            .any(|c| c.contains("-login-") && c.contains("HttpOnly") && c.contains("Max-Age=900")),
+        "{set_cookie:?}"
+    );
 
     // authenticate, XHR / fetch / JSON-only Accept: 401 JSON naming the login URL.
-    for (k, v) in [("x-requested-with", "XMLHttpRequest"), ("sec-fetch-mode", "cors"), ("accept", "application/json")] {
-        let r = c.get(format!("{base}/app")).header(k, v).send().await.unwrap();
+    for (k, v) in [
+        ("x-requested-with", "XMLHttpRequest"),
+        ("sec-fetch-mode", "cors"),
+        ("accept", "application/json"),
+    ] {
+        let r = c
+            .get(format!("{base}/app"))
+            .header(k, v)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{k}");
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
         let j: serde_json::Value = r.json().await.unwrap();
-        assert!(j["login_url"].as_str().unwrap().starts_with("/oauth2/start?rd="), "{j}");
+        assert!(
+            j["login_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("/oauth2/start?rd="),
+            "{j}"
+        );
         assert!(j["request_id"].is_string());
     }
 }
@@ -63,12 +103,23 @@ async fn full_login_sets_identity_headers_and_hides_session_cookies() {
     let cb = login(&c, &s.proxy, "/app/home?q=1", "alice").await;
     assert_eq!(cb.status(), 302, "{}", cb.text().await.unwrap());
     assert_eq!(location(&cb), "/app/home?q=1");
-    let cookies: Vec<String> = cb.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    let shard0 = cookies.iter().find(|c| c.starts_with("AWSELBAuthSessionCookie-0=")).expect("session shard 0");
+    let cookies: Vec<String> = cb
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let shard0 = cookies
+        .iter()
+        .find(|c| c.starts_with("AWSELBAuthSessionCookie-0="))
+        .expect("session shard 0");
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(shard0.contains(attr), "{shard0}");
     }
-    assert!(!shard0.contains("Secure"), "plain-http public_url must not set Secure");
+    assert!(
+        !shard0.contains("Secure"),
+        "plain-http public_url must not set Secure"
+    );
     assert!(cookies.iter().all(|c| c.len() <= 4000));
 
     let session = session_cookie(&cb);
@@ -82,30 +133,53 @@ async fn full_login_sets_identity_headers_and_hides_session_cookies() {
         .unwrap();
     let v = echoed(r).await;
     assert_eq!(header(&v, "x-amzn-oidc-identity"), Some("alice"));
-    assert_eq!(v["headers"]["x-amzn-oidc-identity"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["headers"]["x-amzn-oidc-identity"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(v["headers"].get("x_forwarded_user").is_none());
     assert_eq!(header(&v, "x-forwarded-user"), Some("alice"));
     assert_eq!(header(&v, "x-forwarded-email"), Some("alice@example.com"));
     assert_eq!(header(&v, "x-forwarded-groups"), Some("admins,staff"));
     assert_eq!(header(&v, "x-forwarded-preferred-username"), Some("alice"));
-    assert!(!header(&v, "x-amzn-oidc-accesstoken").unwrap_or("").is_empty());
+    assert!(
+        !header(&v, "x-amzn-oidc-accesstoken")
+            .unwrap_or("")
+            .is_empty()
+    );
     let cookie = header(&v, "cookie").unwrap_or("");
     assert!(cookie.contains("other=kept"), "{cookie}");
-    assert!(!cookie.contains("AWSELBAuthSessionCookie"), "session cookies must not reach the upstream: {cookie}");
+    assert!(
+        !cookie.contains("AWSELBAuthSessionCookie"),
+        "session cookies must not reach the upstream: {cookie}"
+    );
 
     // The data JWT in ALB format: padded base64url, security fields in the header.
     let data = header(&v, "x-amzn-oidc-data").unwrap();
     let parts: Vec<&str> = data.split('.').collect();
     assert_eq!(parts.len(), 3);
-    let h: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE.decode(parts[0]).unwrap()).unwrap();
+    let h: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE
+            .decode(parts[0])
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(h["alg"], "ES256");
     assert_eq!(h["client"], "portcullis");
     assert_eq!(h["iss"], s.idp.issuer);
     assert_eq!(h["signer"], "portcullis");
     let exp = h["exp"].as_i64().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    assert!(exp > now && exp <= now + 600, "exp at most 10 minutes ahead");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        exp > now && exp <= now + 600,
+        "exp at most 10 minutes ahead"
+    );
 
     // The ALB way of verifying: PEM by kid, PyJWT + cryptography (an independent verifier).
     let kid = h["kid"].as_str().unwrap();
@@ -116,16 +190,31 @@ async fn full_login_sets_identity_headers_and_hides_session_cookies() {
         .arg(data)
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "PyJWT verification failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "PyJWT verification failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let verified: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(verified["sub"], "alice");
     assert_eq!(verified["email"], "alice@example.com");
 
     // /oauth2/userinfo
-    let u: serde_json::Value = c.get(format!("{base}/oauth2/userinfo")).send().await.unwrap().json().await.unwrap();
+    let u: serde_json::Value = c
+        .get(format!("{base}/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(u["sub"], "alice");
     assert_eq!(u["groups"], json!(["admins", "staff"]));
-    let anon = client().get(format!("{base}/oauth2/userinfo")).send().await.unwrap();
+    let anon = client()
+        .get(format!("{base}/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anon.status(), 401);
 }
 
@@ -148,7 +237,10 @@ async fn spoofed_identity_headers_are_stripped_on_every_route() {
     ];
     let check = |v: &serde_json::Value| {
         let text = v["headers"].to_string();
-        assert!(!text.contains("evil"), "spoofed header reached upstream: {text}");
+        assert!(
+            !text.contains("evil"),
+            "spoofed header reached upstream: {text}"
+        );
     };
     // Anonymous on an allow route.
     let mut rb = client().get(format!("{base}/public/x"));
@@ -162,7 +254,9 @@ async fn spoofed_identity_headers_are_stripped_on_every_route() {
         rb = rb.header(k, val);
     }
     assert_eq!(rb.send().await.unwrap().status(), 401);
-    let mut rb = client().get(format!("{base}/admin/x")).header("accept", HTML);
+    let mut rb = client()
+        .get(format!("{base}/admin/x"))
+        .header("accept", HTML);
     for (k, val) in spoof {
         rb = rb.header(k, val);
     }
@@ -193,19 +287,66 @@ async fn authorization_rules_pass_and_fail() {
     let mallory = client();
     login(&mallory, &s.proxy, "/", "mallory").await;
 
-    assert_eq!(alice.get(format!("{base}/admin/x")).send().await.unwrap().status(), 200);
-    let r = bob.get(format!("{base}/admin/x")).header("accept", HTML).send().await.unwrap();
+    assert_eq!(
+        alice
+            .get(format!("{base}/admin/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = bob
+        .get(format!("{base}/admin/x"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let page = r.text().await.unwrap();
-    assert!(page.contains("admins"), "the 403 page names what was required");
-    assert!(!page.contains("staff"), "the 403 page does not list the user's own groups");
+    assert!(
+        page.contains("admins"),
+        "the 403 page names what was required"
+    );
+    assert!(
+        !page.contains("staff"),
+        "the 403 page does not list the user's own groups"
+    );
     // Email domain: alice@example.com verified passes; bob@other.org fails; mallory@example.com
     // is unverified and fails.
-    assert_eq!(alice.get(format!("{base}/corp/x")).send().await.unwrap().status(), 200);
-    assert_eq!(bob.get(format!("{base}/corp/x")).send().await.unwrap().status(), 403);
-    assert_eq!(mallory.get(format!("{base}/corp/x")).send().await.unwrap().status(), 403);
+    assert_eq!(
+        alice
+            .get(format!("{base}/corp/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        bob.get(format!("{base}/corp/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        mallory
+            .get(format!("{base}/corp/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     // XHR gets JSON.
-    let r = bob.get(format!("{base}/admin/x")).header("x-requested-with", "XMLHttpRequest").send().await.unwrap();
+    let r = bob
+        .get(format!("{base}/admin/x"))
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let j: serde_json::Value = r.json().await.unwrap();
     assert_eq!(j["error"], "forbidden");
@@ -223,8 +364,18 @@ async fn expired_access_token_is_refreshed_once() {
     let at1 = header(&v1, "x-amzn-oidc-accesstoken").unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let r = c.get(format!("{base}/x")).send().await.unwrap();
-    let refreshed: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
-    assert!(refreshed.iter().any(|c| c.starts_with("AWSELBAuthSessionCookie-0=") && !c.contains("Max-Age=0")), "refresh re-issues the session cookie: {refreshed:?}");
+    let refreshed: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        refreshed
+            .iter()
+            .any(|c| c.starts_with("AWSELBAuthSessionCookie-0=") && !c.contains("Max-Age=0")),
+        "refresh re-issues the session cookie: {refreshed:?}"
+    );
     let v2 = echoed(r).await;
     let at2 = header(&v2, "x-amzn-oidc-accesstoken").unwrap().to_string();
     assert_ne!(at1, at2, "a new access token after refresh");
@@ -232,7 +383,10 @@ async fn expired_access_token_is_refreshed_once() {
     // The new cookie works without another refresh.
     let r = c.get(format!("{base}/x")).send().await.unwrap();
     assert!(r.headers().get("set-cookie").is_none());
-    assert_eq!(echoed(r).await["headers"]["x-amzn-oidc-accesstoken"][0], at2.as_str());
+    assert_eq!(
+        echoed(r).await["headers"]["x-amzn-oidc-accesstoken"][0],
+        at2.as_str()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +398,12 @@ async fn failed_refresh_is_no_session() {
     login(&c, &s.proxy, "/", "alice").await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
     s.idp.set_down(true).await;
-    let r = c.get(format!("{base}/x")).header("accept", HTML).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/x"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     // Refresh failed: no session, so the route's authenticate applies (IdP is down → 302 still
     // needs only the cached discovery).
     assert_eq!(r.status(), 302, "{}", r.status());
@@ -258,19 +417,42 @@ async fn sign_out_clears_every_shard_and_logs_out_at_the_idp() {
     let base = &s.proxy.base;
     let c = client();
     login(&c, &s.proxy, "/", "alice").await;
-    let r = c.get(format!("{base}/oauth2/sign_out?rd=/bye")).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/oauth2/sign_out?rd=/bye"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
-    let cleared: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let cleared: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
     for i in 0..4 {
-        assert!(cleared.iter().any(|c| c.starts_with(&format!("AWSELBAuthSessionCookie-{i}=;")) && c.contains("Max-Age=0")), "{cleared:?}");
+        assert!(
+            cleared
+                .iter()
+                .any(|c| c.starts_with(&format!("AWSELBAuthSessionCookie-{i}=;"))
+                    && c.contains("Max-Age=0")),
+            "{cleared:?}"
+        );
     }
     let loc = reqwest::Url::parse(&location(&r)).unwrap();
-    assert!(loc.as_str().starts_with(&s.idp.issuer), "RP-initiated logout at the IdP: {loc}");
+    assert!(
+        loc.as_str().starts_with(&s.idp.issuer),
+        "RP-initiated logout at the IdP: {loc}"
+    );
     let q: std::collections::HashMap<_, _> = loc.query_pairs().into_owned().collect();
     assert!(q.contains_key("id_token_hint"));
     assert_eq!(q["post_logout_redirect_uri"], format!("{base}/bye"));
     // The session is gone from the browser.
-    let r = c.get(format!("{base}/x")).header("accept", HTML).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/x"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert!(location(&r).starts_with(&s.idp.issuer));
 }
@@ -281,8 +463,18 @@ async fn several_tabs_can_sign_in_at_once() {
     let s = Stack::start().await;
     let base = &s.proxy.base;
     let c = client();
-    let tab1 = c.get(format!("{base}/one")).header("accept", HTML).send().await.unwrap();
-    let tab2 = c.get(format!("{base}/two")).header("accept", HTML).send().await.unwrap();
+    let tab1 = c
+        .get(format!("{base}/one"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    let tab2 = c
+        .get(format!("{base}/two"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     // Finish tab 2 first, then tab 1: each returns to its own page.
     let cb2 = complete_login(&c, tab2, "alice").await;
     assert_eq!(location(&cb2), "/two");
@@ -296,13 +488,28 @@ async fn bad_state_and_expired_login_window_get_401_start_again() {
     let s = Stack::start_with(3600, "login_window = \"2s\"", json!({})).await;
     let base = &s.proxy.base;
     let c = client();
-    for q in ["", "?code=abc", "?code=abc&state=00112233445566778899aabbccddeeff", "?state=zz"] {
-        let r = c.get(format!("{base}/oauth2/idpresponse{q}")).header("accept", HTML).send().await.unwrap();
+    for q in [
+        "",
+        "?code=abc",
+        "?code=abc&state=00112233445566778899aabbccddeeff",
+        "?state=zz",
+    ] {
+        let r = c
+            .get(format!("{base}/oauth2/idpresponse{q}"))
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{q}");
         assert!(r.text().await.unwrap().contains("Start again"));
     }
     // A login that takes longer than the window.
-    let start = c.get(format!("{base}/slowpoke")).header("accept", HTML).send().await.unwrap();
+    let start = c
+        .get(format!("{base}/slowpoke"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     let loc = location(&start);
     tokio::time::sleep(Duration::from_millis(2600)).await;
     // The browser may still send the cookie (clock skew); the sealed creation time decides.
@@ -312,7 +519,11 @@ async fn bad_state_and_expired_login_window_get_401_start_again() {
 
 /// Re-wraps a Location so `complete_login` can continue from it.
 fn start_from(loc: String) -> reqwest::Response {
-    let resp = http::Response::builder().status(302).header("location", loc).body("").unwrap();
+    let resp = http::Response::builder()
+        .status(302)
+        .header("location", loc)
+        .body("")
+        .unwrap();
     reqwest::Response::from(resp)
 }
 
@@ -322,11 +533,23 @@ async fn idp_error_at_callback_is_561() {
     let s = Stack::start().await;
     let base = &s.proxy.base;
     let c = client();
-    let start = c.get(format!("{base}/x")).header("accept", HTML).send().await.unwrap();
+    let start = c
+        .get(format!("{base}/x"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     let loc = reqwest::Url::parse(&location(&start)).unwrap();
-    let state = loc.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
+    let state = loc
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .to_string();
     let r = c
-        .get(format!("{base}/oauth2/idpresponse?error=access_denied&state={state}"))
+        .get(format!(
+            "{base}/oauth2/idpresponse?error=access_denied&state={state}"
+        ))
         .header("accept", HTML)
         .send()
         .await
@@ -341,14 +564,24 @@ async fn idp_down_during_token_exchange_is_502() {
     let s = Stack::start().await;
     let base = &s.proxy.base;
     let c = client();
-    let start = c.get(format!("{base}/x")).header("accept", HTML).send().await.unwrap();
+    let start = c
+        .get(format!("{base}/x"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     // Walk the IdP part by hand and stop before the callback.
     let mut url = reqwest::Url::parse(&location(&start)).unwrap();
     let callback = loop {
         let r = c.get(url.clone()).send().await.unwrap();
         if r.status() == 200 && url.path().starts_with("/interaction/") {
             let post = url.join(&format!("{}/login", url.path())).unwrap();
-            let r2 = c.post(post.clone()).form(&[("login", "alice")]).send().await.unwrap();
+            let r2 = c
+                .post(post.clone())
+                .form(&[("login", "alice")])
+                .send()
+                .await
+                .unwrap();
             url = post.join(&location(&r2)).unwrap();
         } else {
             url = url.join(&location(&r)).unwrap();
@@ -373,7 +606,10 @@ async fn session_too_large_for_four_shards_is_a_clear_500() {
     let cb = login(&c, &s.proxy, "/", "big").await;
     assert_eq!(cb.status(), 500);
     let text = cb.text().await.unwrap();
-    assert!(text.contains("too large") && text.contains("redis"), "{text}");
+    assert!(
+        text.contains("too large") && text.contains("redis"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,7 +631,11 @@ async fn tampered_truncated_reordered_and_foreign_cookies_are_no_session() {
             (n.to_string(), v.to_string())
         })
         .collect();
-    assert!(shards.len() >= 2, "the medium account needs several shards, got {}", shards.len());
+    assert!(
+        shards.len() >= 2,
+        "the medium account needs several shards, got {}",
+        shards.len()
+    );
     let send = |cookie: String| {
         let base = base.clone();
         async move {
@@ -413,7 +653,12 @@ async fn tampered_truncated_reordered_and_foreign_cookies_are_no_session() {
                 .as_u16()
         }
     };
-    let join = |list: &[(String, String)]| list.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
+    let join = |list: &[(String, String)]| {
+        list.iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     assert_eq!(send(join(&shards)).await, 200, "the untouched cookie works");
     // Tampered.
     let mut t = shards.clone();
@@ -433,15 +678,26 @@ async fn tampered_truncated_reordered_and_foreign_cookies_are_no_session() {
     r[1].1 = v0;
     assert_eq!(send(join(&r)).await, 302);
     // Garbage.
-    assert_eq!(send("AWSELBAuthSessionCookie-0=%%%not-base64".into()).await, 302);
+    assert_eq!(
+        send("AWSELBAuthSessionCookie-0=%%%not-base64".into()).await,
+        302
+    );
     assert_eq!(send("AWSELBAuthSessionCookie-0=".into()).await, 302);
     // Foreign: sealed by another deployment's secret.
     let (port, admin) = Proxy::ports();
     let other_cfg = config(port, admin, &s.idp.issuer, &s.echo.url(), "", &s.static_dir)
         .replace(SECRET, "another-secret-another-secret-another-secret");
     let other = Proxy::start(port, admin, &other_cfg).await;
-    let r = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
-        .get(format!("{}/x", other.base)).header("accept", HTML).header("cookie", join(&shards)).send().await.unwrap();
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/x", other.base))
+        .header("accept", HTML)
+        .header("cookie", join(&shards))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
 }
 
@@ -451,24 +707,63 @@ async fn logs_of_a_full_login_hold_no_secrets() {
     let s = Stack::start().await;
     let base = &s.proxy.base;
     let c = client();
-    let start = c.get(format!("{base}/x")).header("accept", HTML).send().await.unwrap();
+    let start = c
+        .get(format!("{base}/x"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     let cb = complete_login(&c, start, "alice").await;
-    let code = reqwest::Url::parse(cb.url().as_str()).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.to_string();
-    let cookies: Vec<String> = cb.headers().get_all("set-cookie").iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_string())
+    let code = reqwest::Url::parse(cb.url().as_str())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let cookies: Vec<String> = cb
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .split_once('=')
+                .unwrap()
+                .1
+                .to_string()
+        })
         .filter(|v| v.len() > 8)
         .collect();
     let v = echoed(c.get(format!("{base}/x")).send().await.unwrap()).await;
     let token = header(&v, "x-amzn-oidc-accesstoken").unwrap().to_string();
     let data = header(&v, "x-amzn-oidc-data").unwrap().to_string();
-    c.get(format!("{base}/oauth2/sign_out")).send().await.unwrap();
+    c.get(format!("{base}/oauth2/sign_out"))
+        .send()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = s.proxy.logs();
-    assert!(logs.contains("sign-in completed"), "debug logs were captured: {logs}");
-    for secret in [code.as_str(), token.as_str(), data.as_str(), SECRET, CLIENT_SECRET] {
+    assert!(
+        logs.contains("sign-in completed"),
+        "debug logs were captured: {logs}"
+    );
+    for secret in [
+        code.as_str(),
+        token.as_str(),
+        data.as_str(),
+        SECRET,
+        CLIENT_SECRET,
+    ] {
         assert!(!logs.contains(secret), "a secret appeared in the logs");
     }
     for cookie in &cookies {
-        assert!(!logs.contains(&cookie[..cookie.len().min(40)]), "a cookie value appeared in the logs");
+        assert!(
+            !logs.contains(&cookie[..cookie.len().min(40)]),
+            "a cookie value appeared in the logs"
+        );
     }
 }

@@ -24,7 +24,11 @@ pub const CLIENT_SECRET: &str = "s3cret-client-secret";
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -69,7 +73,8 @@ impl Idp {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(30)).expect("test IdP did not report IDP_READY within 30s");
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("test IdP did not report IDP_READY within 30s");
         Idp { child, issuer }
     }
 
@@ -93,7 +98,11 @@ impl Idp {
     }
 
     pub async fn set_down(&self, down: bool) {
-        let url = format!("{}/__test/{}", self.issuer, if down { "down" } else { "up" });
+        let url = format!(
+            "{}/__test/{}",
+            self.issuer,
+            if down { "down" } else { "up" }
+        );
         let r = reqwest::Client::new().post(url).send().await.unwrap();
         assert!(r.status().is_success());
     }
@@ -118,17 +127,24 @@ async fn echo_handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hy
     }
     let mut headers = serde_json::Map::new();
     for (k, v) in req.headers() {
-        let e = headers.entry(k.as_str().to_string()).or_insert_with(|| json!([]));
-        e.as_array_mut().unwrap().push(json!(String::from_utf8_lossy(v.as_bytes())));
+        let e = headers
+            .entry(k.as_str().to_string())
+            .or_insert_with(|| json!([]));
+        e.as_array_mut()
+            .unwrap()
+            .push(json!(String::from_utf8_lossy(v.as_bytes())));
     }
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let body = req.into_body().collect().await?.to_bytes();
     let v = json!({"method": method, "uri": uri, "path": path, "headers": headers, "body_len": body.len()});
     let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
-    resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
-    resp.headers_mut().insert("connection", "x-upstream-private".parse().unwrap());
-    resp.headers_mut().insert("x-upstream-private", "must-not-leak".parse().unwrap());
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    resp.headers_mut()
+        .insert("connection", "x-upstream-private".parse().unwrap());
+    resp.headers_mut()
+        .insert("x-upstream-private", "must-not-leak".parse().unwrap());
     Ok(resp)
 }
 
@@ -138,7 +154,9 @@ impl Echo {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 tokio::spawn(async move {
                     // Peek: WebSocket upgrades go to tungstenite, everything else to hyper.
                     let mut buf = [0u8; 2048];
@@ -147,10 +165,9 @@ impl Echo {
                     if head.contains("upgrade: websocket") {
                         if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
                             while let Some(Ok(msg)) = ws.next().await {
-                                if msg.is_text() || msg.is_binary() {
-                                    if ws.send(msg).await.is_err() {
-                                        break;
-                                    }
+                                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err()
+                                {
+                                    break;
                                 }
                             }
                         }
@@ -176,7 +193,6 @@ pub struct Proxy {
     pub base: String,
     pub admin: String,
     pub port: u16,
-    pub dir: PathBuf,
     log: PathBuf,
 }
 
@@ -194,13 +210,22 @@ impl Proxy {
         Self::start_with_env(port, admin_port, config, &[]).await
     }
 
-    pub async fn start_with_env(port: u16, admin_port: u16, config: &str, env: &[(&str, &str)]) -> Proxy {
+    pub async fn start_with_env(
+        port: u16,
+        admin_port: u16,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let dir = temp_dir("proxy");
         let cfg = dir.join("portcullis.toml");
         std::fs::write(&cfg, config).unwrap();
         let log = dir.join("stderr.log");
         let mut cmd = Command::new(bin());
-        cmd.arg("serve").arg("--config").arg(&cfg).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -210,7 +235,6 @@ impl Proxy {
             base: format!("http://127.0.0.1:{port}"),
             admin: format!("http://127.0.0.1:{admin_port}"),
             port,
-            dir,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -220,7 +244,11 @@ impl Proxy {
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "portcullis did not become healthy: {}", p.logs());
+            assert!(
+                Instant::now() < deadline,
+                "portcullis did not become healthy: {}",
+                p.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         p
@@ -266,7 +294,10 @@ pub fn client() -> reqwest::Client {
 pub const HTML: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
 pub fn location(r: &reqwest::Response) -> String {
-    r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    r.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 fn absolute(base: &reqwest::Url, loc: &str) -> reqwest::Url {
@@ -275,31 +306,63 @@ fn absolute(base: &reqwest::Url, loc: &str) -> reqwest::Url {
 
 /// Follows an IdP sign-in from a proxy redirect (`start`, a 302 to the IdP) as `user`, up to
 /// and including the callback on the proxy. Returns the callback's response.
-pub async fn complete_login(c: &reqwest::Client, start: reqwest::Response, user: &str) -> reqwest::Response {
+pub async fn complete_login(
+    c: &reqwest::Client,
+    start: reqwest::Response,
+    user: &str,
+) -> reqwest::Response {
     assert_eq!(start.status(), 302, "expected a redirect to the IdP");
     let mut url = absolute(start.url(), &location(&start));
     for _ in 0..12 {
         if url.path() == "/oauth2/idpresponse" {
             return c.get(url).header("accept", HTML).send().await.unwrap();
         }
-        let r = c.get(url.clone()).header("accept", HTML).send().await.unwrap();
+        let r = c
+            .get(url.clone())
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         if status == 200 && url.path().starts_with("/interaction/") {
             let post = absolute(&url, &format!("{}/login", url.path()));
-            let r2 = c.post(post.clone()).form(&[("login", user)]).send().await.unwrap();
-            assert!(r2.status().is_redirection(), "interaction login failed: {}", r2.status());
+            let r2 = c
+                .post(post.clone())
+                .form(&[("login", user)])
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r2.status().is_redirection(),
+                "interaction login failed: {}",
+                r2.status()
+            );
             url = absolute(&post, &location(&r2));
             continue;
         }
-        assert!(r.status().is_redirection(), "unexpected {status} at {url}: {}", r.text().await.unwrap_or_default());
+        assert!(
+            r.status().is_redirection(),
+            "unexpected {status} at {url}: {}",
+            r.text().await.unwrap_or_default()
+        );
         url = absolute(&url, &location(&r));
     }
     panic!("login did not reach the callback");
 }
 
 /// Signs in through `path` and returns the callback response (302 back to `path`).
-pub async fn login(c: &reqwest::Client, proxy: &Proxy, path: &str, user: &str) -> reqwest::Response {
-    let r = c.get(format!("{}{path}", proxy.base)).header("accept", HTML).send().await.unwrap();
+pub async fn login(
+    c: &reqwest::Client,
+    proxy: &Proxy,
+    path: &str,
+    user: &str,
+) -> reqwest::Response {
+    let r = c
+        .get(format!("{}{path}", proxy.base))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     complete_login(c, r, user).await
 }
 
@@ -310,11 +373,21 @@ pub async fn echoed(r: reqwest::Response) -> Value {
 }
 
 pub fn header<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
-    v["headers"][name].as_array().and_then(|a| a.first()).and_then(|s| s.as_str())
+    v["headers"][name]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|s| s.as_str())
 }
 
 /// The standard test configuration: routes for every mode in front of `echo`.
-pub fn config(port: u16, admin: u16, issuer: &str, echo: &str, extra_session: &str, static_dir: &Path) -> String {
+pub fn config(
+    port: u16,
+    admin: u16,
+    issuer: &str,
+    echo: &str,
+    extra_session: &str,
+    static_dir: &Path,
+) -> String {
     format!(
         r#"
 public_url = "http://127.0.0.1:{port}"
@@ -403,9 +476,21 @@ impl Stack {
         std::fs::create_dir_all(static_dir.join("static/css")).unwrap();
         std::fs::write(static_dir.join("static/index.html"), "<h1>static home</h1>").unwrap();
         std::fs::write(static_dir.join("static/css/site.css"), "body{color:red}").unwrap();
-        let cfg = config(port, admin, &idp.issuer, &echo.url(), extra_session, &static_dir);
+        let cfg = config(
+            port,
+            admin,
+            &idp.issuer,
+            &echo.url(),
+            extra_session,
+            &static_dir,
+        );
         let proxy = Proxy::start(port, admin, &cfg).await;
-        Stack { idp, echo, proxy, static_dir }
+        Stack {
+            idp,
+            echo,
+            proxy,
+            static_dir,
+        }
     }
 }
 
@@ -413,7 +498,9 @@ impl Stack {
 /// the status and the whole response text.
 pub async fn raw_get(port: u16, path: &str, extra_headers: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/html\r\nConnection: close\r\n{extra_headers}\r\n"
     );
@@ -421,7 +508,11 @@ pub async fn raw_get(port: u16, path: &str, extra_headers: &str) -> (u16, String
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }
 
@@ -438,5 +529,8 @@ pub fn session_cookie(r: &reqwest::Response) -> String {
 
 /// A client without a cookie store (cookies are sent by hand).
 pub fn bare_client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }

@@ -15,7 +15,11 @@ fn setup() {
 async fn https_listener_speaks_http2_and_http1() {
     setup();
     let dir = temp_dir("tls");
-    let (cert, key, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    let (cert, key, ca) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
     let sh = format!(
         "set -e; cd {d}; \
          openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null; \
@@ -24,8 +28,16 @@ async fn https_listener_speaks_http2_and_http1() {
          openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out cert.pem 2>/dev/null",
         d = dir.display()
     );
-    let st = std::process::Command::new("sh").arg("-c").arg(&sh).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&sh)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let (port, admin) = Proxy::ports();
     let echo = Echo::start().await;
     let cfg = format!(
@@ -55,8 +67,19 @@ on_unauthenticated = "allow"
             b = b.http1_only();
         }
         let c = b.build().unwrap();
-        let r = c.get(format!("https://localhost:{port}/hello")).send().await.unwrap();
-        assert_eq!(r.version(), if http2 { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 });
+        let r = c
+            .get(format!("https://localhost:{port}/hello"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.version(),
+            if http2 {
+                reqwest::Version::HTTP_2
+            } else {
+                reqwest::Version::HTTP_11
+            }
+        );
         let v = echoed(r).await;
         assert_eq!(header(&v, "x-forwarded-proto"), Some("https"));
     }
@@ -68,10 +91,18 @@ async fn websocket_upgrade_is_proxied_with_a_session() {
     let s = Stack::start().await;
     // Anonymous on an allow route.
     let url = format!("ws://127.0.0.1:{}/public/ws", s.proxy.port);
-    let (mut ws, resp) = tokio_tungstenite::connect_async(url).await.expect("upgrade through the proxy");
+    let (mut ws, resp) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade through the proxy");
     assert_eq!(resp.status(), 101);
-    ws.send(tokio_tungstenite::tungstenite::Message::text("ping-1")).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("ping-1"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(got.into_text().unwrap().as_str(), "ping-1");
     // On an authenticate route: refused without a session, echoes with one.
     let url = format!("ws://127.0.0.1:{}/ws", s.proxy.port);
@@ -90,9 +121,17 @@ async fn websocket_upgrade_is_proxied_with_a_session() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("authenticated upgrade");
-    ws.send(tokio_tungstenite::tungstenite::Message::text("hello")).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("authenticated upgrade");
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hello"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(got.into_text().unwrap().as_str(), "hello");
 }
 
@@ -118,13 +157,29 @@ timeout = "30s"
     );
     let mut proxy = Proxy::start(port, admin, &cfg).await;
     let base = proxy.base.clone();
-    let inflight = tokio::spawn(async move { client().get(format!("{base}/slow")).send().await.map(|r| r.status().as_u16()) });
+    let inflight = tokio::spawn(async move {
+        client()
+            .get(format!("{base}/slow"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = std::process::Command::new("kill").args(["-TERM", &proxy.pid().to_string()]).status();
-    let status = inflight.await.unwrap().expect("the in-flight request completes");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &proxy.pid().to_string()])
+        .status();
+    let status = inflight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
     assert_eq!(status, 200);
-    let exit = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10))).await.unwrap();
-    assert!(exit.is_some_and(|s| s.success()), "exits cleanly after draining");
+    let exit = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "exits cleanly after draining"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,13 +216,29 @@ providers = ["one", "two"]
     );
     let proxy = Proxy::start(port, admin, &cfg).await;
     let c = client();
-    let r = c.get(format!("{base}/app")).header("accept", HTML).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/app"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(location(&r), "/oauth2/start?rd=%2Fapp");
-    let r = c.get(format!("{base}/oauth2/start?rd=%2Fapp")).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/oauth2/start?rd=%2Fapp"))
+        .send()
+        .await
+        .unwrap();
     let page = r.text().await.unwrap();
-    assert!(page.contains("First IdP") && page.contains("Second IdP"), "{page}");
-    let r = c.get(format!("{base}/oauth2/start?rd=%2Fapp&provider=two")).send().await.unwrap();
+    assert!(
+        page.contains("First IdP") && page.contains("Second IdP"),
+        "{page}"
+    );
+    let r = c
+        .get(format!("{base}/oauth2/start?rd=%2Fapp&provider=two"))
+        .send()
+        .await
+        .unwrap();
     let cb = complete_login(&c, r, "alice").await;
     assert_eq!(location(&cb), "/app");
     let _ = proxy;
