@@ -215,7 +215,18 @@ impl Auth {
                 created_at: now,
                 expires_at: now + self.cfg.session.timeout.as_secs() as i64,
             };
-            let (mut set, text) = self.seal(&session, now).map_err(|e| {
+            let mut session = session;
+            let sealed = match self.seal(&session, now) {
+                Ok(v) => Ok(v),
+                // The ID token is kept only as the logout hint (optional in RP-initiated
+                // logout); drop it before giving up on a session that does not fit.
+                Err(_) if session.id_token.is_some() => {
+                    session.id_token = None;
+                    self.seal(&session, now)
+                }
+                Err(e) => Err(e),
+            };
+            let (mut set, text) = sealed.map_err(|e| {
                 self.metrics.login(LoginOutcome::Failed);
                 tracing::warn!(provider = provider.name(), error = %e, "session too large for cookies");
                 with_clear(RequestError::SessionTooLarge)

@@ -70,7 +70,7 @@ const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
 ];
 
 /// Unknown-`kid` JWKS refetches are at most this frequent per provider.
-const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -196,7 +196,6 @@ impl OidcProvider {
             end_session,
         });
         *self.state.lock() = Some(d.clone());
-        *self.last_jwks_fetch.lock() = Some(Instant::now());
         tracing::info!(provider = %self.cfg.name, issuer = %self.cfg.issuer, "provider discovered");
         Ok(d)
     }

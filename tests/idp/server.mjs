@@ -49,15 +49,18 @@ function jwkOf(type, options, kid) {
   return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig' };
 }
 
-const stamp = crypto.randomBytes(4).toString('hex');
-const jwks = {
-  keys: [
-    // RS256 first: it is the default id_token_signed_response_alg.
-    jwkOf('rsa', { modulusLength: 2048 }, `rsa-${stamp}`), // RS256 and PS256
-    jwkOf('ec', { namedCurve: 'P-256' }, `ec-${stamp}`), // ES256
-    jwkOf('ed25519', {}, `ed25519-${stamp}`), // EdDSA (and Ed25519)
-  ],
-};
+function freshJwks() {
+  const stamp = crypto.randomBytes(4).toString('hex');
+  return {
+    keys: [
+      // RS256 first: it is the default id_token_signed_response_alg.
+      jwkOf('rsa', { modulusLength: 2048 }, `rsa-${stamp}`), // RS256 and PS256
+      jwkOf('ec', { namedCurve: 'P-256' }, `ec-${stamp}`), // ES256
+      jwkOf('ed25519', {}, `ed25519-${stamp}`), // EdDSA (and Ed25519)
+    ],
+  };
+}
+const jwks = freshJwks();
 
 // ---------------------------------------------------------------------------
 // accounts (fixed fixtures)
@@ -82,6 +85,16 @@ const ACCOUNTS = {
     email: 'mallory@example.com',
     email_verified: false,
     groups: [],
+  },
+  // ~2,500 characters of claims: a session that needs two or three cookie shards
+  medium: {
+    sub: 'medium',
+    email: 'medium@example.com',
+    email_verified: true,
+    name: 'Medium Claims',
+    preferred_username: 'medium',
+    groups: ['staff'],
+    blob: 'm'.repeat(2500),
   },
   big: {
     sub: 'big',
@@ -177,7 +190,8 @@ const configuration = {
     },
   },
   enabledJWA: {
-    idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
+    // HS256 is enabled only so tests can prove the relying party refuses HMAC-signed ID tokens.
+    idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519', 'HS256'],
     userinfoSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
   },
   pkce: {
@@ -336,7 +350,7 @@ async function handleInteraction(req, res, uid, action) {
 // HTTP server: test controls, interactions, then the provider
 
 let down = false;
-const providerCallback = provider.callback();
+let providerCallback = provider.callback();
 
 // generous header limit: id_token_hint of the `big` account is ~27 KB in the query string
 const server = http.createServer({ maxHeaderSize: 256 * 1024 }, async (req, res) => {
@@ -350,6 +364,13 @@ const server = http.createServer({ maxHeaderSize: 256 * 1024 }, async (req, res)
       } else if (pathname === '/__test/down' && req.method === 'POST') {
         down = true;
         send(res, 200, JSON.stringify({ down }), 'application/json');
+      } else if (pathname === '/__test/rotate-keys' && req.method === 'POST') {
+        // Key rotation: a new provider instance with a fresh key set (new kids) replaces the
+        // old one; relying parties must refetch the JWKS when they meet an unknown kid.
+        provider = new Provider(ISSUER, { ...configuration, jwks: freshJwks() });
+        provider.on('server_error', (_ctx, err) => process.stderr.write(`idp server_error: ${err.stack || err}\n`));
+        providerCallback = provider.callback();
+        send(res, 200, JSON.stringify({ rotated: true }), 'application/json');
       } else if (pathname === '/__test/up' && req.method === 'POST') {
         down = false;
         send(res, 200, JSON.stringify({ down }), 'application/json');

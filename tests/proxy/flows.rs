@@ -767,3 +767,58 @@ async fn logs_of_a_full_login_hold_no_secrets() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_tokens_signed_with_each_supported_algorithm_verify() {
+    setup();
+    for alg in ["RS256", "PS256", "ES256", "EdDSA"] {
+        let s = Stack::start_with(3600, "", json!({"id_token_signed_response_alg": alg})).await;
+        let c = client();
+        let cb = login(&c, &s.proxy, "/", "alice").await;
+        assert_eq!(cb.status(), 302, "{alg}: {}", s.proxy.logs());
+        let v = echoed(c.get(format!("{}/x", s.proxy.base)).send().await.unwrap()).await;
+        assert_eq!(header(&v, "x-amzn-oidc-identity"), Some("alice"), "{alg}");
+    }
+}
+
+/// OIDC Core 3.1.3.7 / RFC 8725 §3.1: an HMAC-signed ID token (keyed with the client secret, or
+/// a public key misused as one) is never accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hmac_signed_id_tokens_are_refused() {
+    setup();
+    let s = Stack::start_with(3600, "", json!({"id_token_signed_response_alg": "HS256"})).await;
+    let c = client();
+    let cb = login(&c, &s.proxy, "/", "alice").await;
+    assert_eq!(
+        cb.status(),
+        502,
+        "an HS256 ID token must not create a session"
+    );
+    let r = c
+        .get(format!("{}/x", s.proxy.base))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+}
+
+/// Key rotation at the IdP: a token signed with a kid unknown since discovery triggers one JWKS
+/// refetch, after which it verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_after_key_rotation_refetches_the_jwks() {
+    setup();
+    let s = Stack::start().await;
+    let first = client();
+    assert_eq!(login(&first, &s.proxy, "/", "alice").await.status(), 302);
+    let r = reqwest::Client::new()
+        .post(format!("{}/__test/rotate-keys", s.idp.issuer))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let second = client();
+    let cb = login(&second, &s.proxy, "/", "bob").await;
+    assert_eq!(cb.status(), 302, "{}", s.proxy.logs());
+    assert!(s.proxy.logs().contains("JWKS refetched"));
+}

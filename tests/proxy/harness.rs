@@ -120,10 +120,45 @@ pub struct Echo {
     pub addr: SocketAddr,
 }
 
-async fn echo_handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+type EchoBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// Released by a request to `/release`: lets `/stream` send its last chunk. A proxy that
+/// buffered the response would deadlock the streaming test instead of passing it.
+static RELEASE: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+
+async fn echo_handle(req: Request<Incoming>) -> Result<Response<EchoBody>, hyper::Error> {
     let path = req.uri().path().to_string();
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    if path.ends_with("/release") {
+        RELEASE.notify_one();
+        return Ok(Response::new(
+            Full::new(Bytes::from_static(b"released")).boxed(),
+        ));
+    }
+    if path.ends_with("/stream") {
+        let (tx, rx) = tokio::sync::mpsc::channel::<
+            Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+        >(4);
+        tokio::spawn(async move {
+            let _ = tx
+                .send(Ok(hyper::body::Frame::data(Bytes::from_static(
+                    b"first-chunk\n",
+                ))))
+                .await;
+            RELEASE.notified().await;
+            let _ = tx
+                .send(Ok(hyper::body::Frame::data(Bytes::from_static(
+                    b"last-chunk\n",
+                ))))
+                .await;
+        });
+        let stream = tokio_stream_from(rx);
+        return Ok(Response::new(BodyExt::boxed(
+            http_body_util::StreamBody::new(stream),
+        )));
     }
     let mut headers = serde_json::Map::new();
     for (k, v) in req.headers() {
@@ -138,7 +173,7 @@ async fn echo_handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hy
     let uri = req.uri().to_string();
     let body = req.into_body().collect().await?.to_bytes();
     let v = json!({"method": method, "uri": uri, "path": path, "headers": headers, "body_len": body.len()});
-    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
+    let mut resp = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
     resp.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     resp.headers_mut()
@@ -533,4 +568,10 @@ pub fn bare_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -243,3 +243,46 @@ providers = ["one", "two"]
     assert_eq!(location(&cb), "/app");
     let _ = proxy;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_in_both_directions() {
+    setup();
+    let s = Stack::start().await;
+    let base = &s.proxy.base;
+    // Response: the first chunk must arrive while the upstream still holds the last one.
+    let mut r = client()
+        .get(format!("{base}/public/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+        .await
+        .expect("first chunk before the end")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"first-chunk\n");
+    client()
+        .get(format!("{base}/public/release"))
+        .send()
+        .await
+        .unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&last[..], b"last-chunk\n");
+    // Request: a 24 MiB upload arrives whole.
+    let body = vec![b'x'; 24 * 1024 * 1024];
+    let v = echoed(
+        client()
+            .post(format!("{base}/public/upload"))
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["body_len"], 24 * 1024 * 1024);
+}
