@@ -175,17 +175,16 @@ impl Forwarder {
         hop::remove(&mut parts.headers, keep_upgrade);
         set_forwarded(&mut parts, inbound);
 
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let pq = if up.base_path.is_empty() {
-            PathAndQuery::try_from(pq)
-        } else {
-            PathAndQuery::try_from(format!("{}{}", up.base_path, pq))
-        }
-        .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+        // Without a base path the (already normalised) path-and-query is reused as is: a
+        // refcount bump, no copy.
+        let pq = match (up.base_path.is_empty(), parts.uri.path_and_query()) {
+            (true, Some(pq)) => pq.clone(),
+            (_, pq) => {
+                let pq = pq.map(|p| p.as_str()).unwrap_or("/");
+                PathAndQuery::try_from(format!("{}{}", up.base_path, pq))
+                    .map_err(|e| RequestError::BadRequest(e.to_string()))?
+            }
+        };
         // Preserve the client's Host, as ALB does; the URI only picks the connection.
         if !parts.headers.contains_key(header::HOST)
             && let Some(a) = parts.uri.authority()
