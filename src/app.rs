@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, Uri};
-use hyper::upgrade::OnUpgrade;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use crate::auth::oidc::OidcProvider;
 use crate::auth::{Auth, Verdict, append_cookies};
@@ -76,7 +76,10 @@ pub fn session_secrets(cfg: &Config) -> Result<Vec<crate::config::Secret>, Build
         SessionSecrets::Configured(list) if !list.is_empty() => Ok(list.clone()),
         SessionSecrets::Configured(_) => Err(BuildError::NoSecret),
         SessionSecrets::Generated(path) => {
-            let err = |source| BuildError::SecretFile { path: path.display().to_string(), source };
+            let err = |source| BuildError::SecretFile {
+                path: path.display().to_string(),
+                source,
+            };
             let secret = match std::fs::read_to_string(path) {
                 Ok(s) if s.trim().len() >= 32 => s.trim().to_string(),
                 _ => {
@@ -134,28 +137,41 @@ impl App {
             .map(|p| {
                 let mut p = p.clone();
                 if p.name == "pool" && p.client_secret.is_none() {
-                    p.client_secret = KeyRing::derive_secret(&secrets, "pool-client").map(crate::config::Secret::new);
+                    p.client_secret = KeyRing::derive_secret(&secrets, "pool-client")
+                        .map(crate::config::Secret::new);
                 }
                 let http = crate::auth::http_client::IdpClient::new(p.timeout);
                 Arc::new(OidcProvider::new(p, &callback, http))
             })
             .collect();
-        let route_names = cfg.routes.iter().map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path)).collect();
+        let route_names = cfg
+            .routes
+            .iter()
+            .map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path))
+            .collect();
         let metrics = Arc::new(Metrics::new(route_names));
         let forwarders = cfg.routes.iter().map(Forwarder::new).collect();
         let pool = match &cfg.pool {
-            Some(pc) => Some(Arc::new(crate::pool::Pool::new(&cfg, pc.clone(), &secrets)?)),
+            Some(pc) => Some(Arc::new(crate::pool::Pool::new(
+                &cfg,
+                pc.clone(),
+                &secrets,
+            )?)),
             None => None,
         };
         let auth = Auth::new(cfg.clone(), providers, keyring, signer, metrics.clone());
         let mut p = [0u8; 4];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p).expect("system RNG available");
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p)
+            .expect("system RNG available");
         Ok(App {
             cfg,
             auth,
             metrics,
             forwarders,
-            request_ids: RequestIds { prefix: u32::from_be_bytes(p), counter: AtomicU64::new(0) },
+            request_ids: RequestIds {
+                prefix: u32::from_be_bytes(p),
+                counter: AtomicU64::new(0),
+            },
             pool,
         })
     }
@@ -170,11 +186,20 @@ impl App {
     }
 
     pub fn providers_ready(&self) -> Vec<(String, bool)> {
-        self.auth.providers.iter().map(|p| (p.name().to_string(), p.is_discovered())).collect()
+        self.auth
+            .providers
+            .iter()
+            .map(|p| (p.name().to_string(), p.is_discovered()))
+            .collect()
     }
 
     /// Handles one request from the public listener.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<Body> {
         let rid = self.request_ids.next();
         let (parts, body) = req.into_parts();
         let mut resp = self.route(parts, body, peer, tls, &rid).await;
@@ -184,7 +209,14 @@ impl App {
         resp
     }
 
-    async fn route(&self, mut parts: Parts, body: Incoming, peer: SocketAddr, tls: bool, rid: &str) -> Response<Body> {
+    async fn route(
+        &self,
+        mut parts: Parts,
+        body: Incoming,
+        peer: SocketAddr,
+        tls: bool,
+        rid: &str,
+    ) -> Response<Body> {
         // 1. Normalise once; the normalised path is both matched and forwarded.
         match normalize(parts.uri.path()) {
             Ok(None) => {}
@@ -197,7 +229,13 @@ impl App {
                 up.path_and_query = pq.parse().ok();
                 match Uri::from_parts(up) {
                     Ok(u) => parts.uri = u,
-                    Err(_) => return self.reject(RequestError::BadRequest("malformed path".into()), &parts, rid),
+                    Err(_) => {
+                        return self.reject(
+                            RequestError::BadRequest("malformed path".into()),
+                            &parts,
+                            rid,
+                        );
+                    }
                 }
             }
             Err(e) => return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid),
@@ -208,56 +246,82 @@ impl App {
             && pool.owns(parts.uri.path())
         {
             let resp = pool.handle(&parts, body, peer.ip(), rid).await;
-            self.metrics.request(None, Decision::Internal, resp.status().as_u16());
+            self.metrics
+                .request(None, Decision::Internal, resp.status().as_u16());
             return resp;
         }
         if parts.uri.path().starts_with(paths::RESERVED_PREFIX) {
-            let resp = match self.auth.endpoint(&parts, parts.uri.path(), peer.ip(), rid).await {
+            let resp = match self
+                .auth
+                .endpoint(&parts, parts.uri.path(), peer.ip(), rid)
+                .await
+            {
                 Some(r) => r,
                 None => RequestError::NotFound.render(rid, is_non_navigational(&parts.headers)),
             };
-            self.metrics.request(None, Decision::Internal, resp.status().as_u16());
+            self.metrics
+                .request(None, Decision::Internal, resp.status().as_u16());
             return resp;
         }
 
         // 3. Route.
-        let host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()));
+        let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
         let Some(route) = self.auth.routes.find(host, parts.uri.path()) else {
             return self.reject(RequestError::NoRoute, &parts, rid);
         };
         let route_index = route.index;
 
         // 4. The auth gate.
-        let upgrade = if hop::wants_upgrade(&parts.headers) { parts.extensions.remove::<OnUpgrade>() } else { None };
+        let upgrade = if hop::wants_upgrade(&parts.headers) {
+            parts.extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
         let (set_cookie, decision) = match self.auth.gate(route, &mut parts, rid).await {
             Verdict::Respond { response, decision } => {
-                self.metrics.request(Some(route_index), decision, response.status().as_u16());
+                self.metrics
+                    .request(Some(route_index), decision, response.status().as_u16());
                 return response;
             }
-            Verdict::Forward { set_cookie, decision, .. } => (set_cookie, decision),
+            Verdict::Forward {
+                set_cookie,
+                decision,
+                ..
+            } => (set_cookie, decision),
         };
 
         // 5. Forward.
         let json = is_non_navigational(&parts.headers);
-        let inbound = Inbound { peer, tls, trusted: self.auth.is_trusted(peer.ip()) };
+        let inbound = Inbound {
+            peer,
+            tls,
+            trusted: self.auth.is_trusted(peer.ip()),
+        };
         let started = Instant::now();
-        let mut resp = match self.forwarders[route_index].forward(parts, body, &inbound, upgrade).await {
+        let mut resp = match self.forwarders[route_index]
+            .forward(parts, body, &inbound, upgrade)
+            .await
+        {
             Ok(r) => r,
             Err(e) => e.render(rid, json),
         };
-        self.metrics.upstream_latency(route_index, started.elapsed());
+        self.metrics
+            .upstream_latency(route_index, started.elapsed());
         append_cookies(&mut resp, &set_cookie);
-        self.metrics.request(Some(route_index), decision, resp.status().as_u16());
+        self.metrics
+            .request(Some(route_index), decision, resp.status().as_u16());
         resp
     }
 
     fn reject(&self, e: RequestError, parts: &Parts, rid: &str) -> Response<Body> {
         let resp = e.render(rid, is_non_navigational(&parts.headers));
-        self.metrics.request(None, Decision::Internal, resp.status().as_u16());
+        self.metrics
+            .request(None, Decision::Internal, resp.status().as_u16());
         resp
     }
 }

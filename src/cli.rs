@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "An authenticating reverse proxy: OpenID Connect sign-in in front of any web app.")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An authenticating reverse proxy: OpenID Connect sign-in in front of any web app."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -76,7 +76,13 @@ pub fn sanitize_code(code: &str) -> String {
 impl RequestError {
     fn shown(&self) -> Shown {
         use RequestError::*;
-        let s = |status, title, message: &str, code| Shown { status, title, message: message.to_string(), link: None, code };
+        let s = |status, title, message: &str, code| Shown {
+            status,
+            title,
+            message: message.to_string(),
+            link: None,
+            code,
+        };
         match self {
             BadRequest(why) => s(StatusCode::BAD_REQUEST, "Bad request", why, "bad_request"),
             NoRoute | NotFound => s(StatusCode::NOT_FOUND, "Not found", "Nothing is served at this address.", "not_found"),
@@ -146,7 +152,14 @@ impl RequestError {
                 .unwrap_or_default();
             (
                 "text/html; charset=utf-8",
-                page(shown.title, &format!("<p>{}</p>{link}<p class=\"rid\">Request id: {}</p>", escape(&shown.message), escape(request_id))),
+                page(
+                    shown.title,
+                    &format!(
+                        "<p>{}</p>{link}<p class=\"rid\">Request id: {}</p>",
+                        escape(&shown.message),
+                        escape(request_id)
+                    ),
+                ),
             )
         };
         let mut resp = Response::new(body::full(body));
@@ -181,13 +194,29 @@ mod tests {
     fn statuses_by_fault() {
         let cases = [
             (RequestError::Denied, 401),
-            (RequestError::Forbidden { required: "x".into() }, 403),
-            (RequestError::IdpError { code: "access_denied".into(), restart: "/".into() }, 561),
+            (
+                RequestError::Forbidden {
+                    required: "x".into(),
+                },
+                403,
+            ),
+            (
+                RequestError::IdpError {
+                    code: "access_denied".into(),
+                    restart: "/".into(),
+                },
+                561,
+            ),
             (RequestError::IdpUnavailable("x".into()), 502),
             (RequestError::UpstreamUnreachable("x".into()), 502),
             (RequestError::UpstreamTimeout, 504),
             (RequestError::SessionTooLarge, 500),
-            (RequestError::LoginExpired { restart: "/".into() }, 401),
+            (
+                RequestError::LoginExpired {
+                    restart: "/".into(),
+                },
+                401,
+            ),
         ];
         for (e, status) in cases {
             assert_eq!(e.status().as_u16(), status, "{e:?}");
@@ -198,7 +227,10 @@ mod tests {
     fn hides_internals_and_escapes() {
         let r = RequestError::Internal("secret stack detail".into()).render("rid1", true);
         assert_eq!(r.status(), 500);
-        let e = RequestError::IdpError { code: "<script>".into(), restart: "/".into() };
+        let e = RequestError::IdpError {
+            code: "<script>".into(),
+            restart: "/".into(),
+        };
         let shown = e.shown();
         assert!(!shown.message.contains('<'));
     }

@@ -26,8 +26,22 @@ pub const DATA_TTL_SECS: i64 = 600;
 const DATA_RENEW_SECS: i64 = 60;
 
 /// ID-token protocol claims that are not identity and are not copied into the data JWT.
-const PROTOCOL_CLAIMS: &[&str] =
-    &["aud", "azp", "nonce", "at_hash", "c_hash", "iat", "exp", "iss", "auth_time", "jti", "sid", "acr", "amr", "nbf"];
+const PROTOCOL_CLAIMS: &[&str] = &[
+    "aud",
+    "azp",
+    "nonce",
+    "at_hash",
+    "c_hash",
+    "iat",
+    "exp",
+    "iss",
+    "auth_time",
+    "jti",
+    "sid",
+    "acr",
+    "amr",
+    "nbf",
+];
 
 fn normalized_eq(name: &[u8], target: &str) -> bool {
     name.len() == target.len()
@@ -105,7 +119,11 @@ impl Identity {
             access_token: session.access_token.as_deref().and_then(value),
             user: value(&session.sub),
             email: s("email").and_then(value),
-            groups: if groups.is_empty() { None } else { value(&groups.join(",")) },
+            groups: if groups.is_empty() {
+                None
+            } else {
+                value(&groups.join(","))
+            },
             preferred_username: s("preferred_username").and_then(value),
             data_claims,
             issuer: issuer.to_string(),
@@ -147,7 +165,14 @@ impl Identity {
             return v.clone();
         }
         let exp = now + DATA_TTL_SECS;
-        let jwt = sign_data(signer, &self.data_claims, &self.issuer, &self.client_id, now, exp);
+        let jwt = sign_data(
+            signer,
+            &self.data_claims,
+            &self.issuer,
+            &self.client_id,
+            now,
+            exp,
+        );
         let v = HeaderValue::from_str(&jwt).expect("a JWT is base64url and dots");
         *slot = Some((v.clone(), exp));
         v
@@ -213,7 +238,10 @@ mod tests {
             "x-forwarded-preferred-username",
             "x-amzn-oidc-accesstoken",
         ] {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("evil"));
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("evil"),
+            );
         }
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         h.insert("accept", HeaderValue::from_static("*/*"));
@@ -225,15 +253,25 @@ mod tests {
     fn alb_jwt_is_padded_and_verifies() {
         use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
         let key = Arc::new(SigningKey::generate());
-        let signer = DataSigner { key: key.clone(), format: JwtFormat::Alb, signer: "arn:x".into(), forwarded_user: true, access_token: true };
+        let signer = DataSigner {
+            key: key.clone(),
+            format: JwtFormat::Alb,
+            signer: "arn:x".into(),
+            forwarded_user: true,
+            access_token: true,
+        };
         let mut claims = serde_json::Map::new();
         claims.insert("sub".into(), "alice".into());
         claims.insert("email".into(), "a@example.com".into());
         let jwt = sign_data(&signer, &claims, "https://idp", "cid", 100, 700);
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
-        assert!(parts[2].ends_with('='), "ES256 signature of 64 bytes is padded in ALB format");
-        let header: serde_json::Value = serde_json::from_slice(&URL_SAFE.decode(parts[0]).unwrap()).unwrap();
+        assert!(
+            parts[2].ends_with('='),
+            "ES256 signature of 64 bytes is padded in ALB format"
+        );
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE.decode(parts[0]).unwrap()).unwrap();
         assert_eq!(header["signer"], "arn:x");
         assert_eq!(header["client"], "cid");
         assert_eq!(header["exp"], 700);

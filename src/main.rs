@@ -9,9 +9,15 @@ use portcullis::config::{self, Config, LogFormat};
 use portcullis::{EXIT_CONFIG, app::App, server};
 
 fn init_tracing(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("portcullis={},warn", cfg.log.level)));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("portcullis={},warn", cfg.log.level))
+        });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cfg.log.format {
         LogFormat::Json => b.json().init(),
         LogFormat::Plain => b.init(),
@@ -31,7 +37,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keygen { signing_key } => {
             if signing_key {
-                print!("{}", portcullis::signing::SigningKey::generate().private_pem());
+                print!(
+                    "{}",
+                    portcullis::signing::SigningKey::generate().private_pem()
+                );
             } else {
                 println!("{}", portcullis::session::keyring::generate_secret());
             }
@@ -40,7 +49,12 @@ fn main() -> ExitCode {
         Command::Pool(args) => portcullis::pool::cli::run(args),
         Command::Check { config } => match load(&config) {
             Ok(c) => {
-                println!("{}: ok ({} routes, {} providers)", config.display(), c.routes.len(), c.providers.len());
+                println!(
+                    "{}: ok ({} routes, {} providers)",
+                    config.display(),
+                    c.routes.len(),
+                    c.providers.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -51,7 +65,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_tracing(&cfg);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             rt.block_on(serve(cfg))
         }
     }

@@ -21,12 +21,20 @@ pub enum Decision {
     Internal = 4,
 }
 
-const DECISIONS: [&str; 5] = ["allowed", "public", "unauthenticated", "forbidden", "internal"];
-const STATUSES: [u16; 25] = [
-    200, 201, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 413, 429, 431, 500, 501, 502, 503,
-    504, 561, 0,
+const DECISIONS: [&str; 5] = [
+    "allowed",
+    "public",
+    "unauthenticated",
+    "forbidden",
+    "internal",
 ];
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const STATUSES: [u16; 25] = [
+    200, 201, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 413, 429, 431, 500,
+    501, 502, 503, 504, 561, 0,
+];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 #[derive(Debug, Clone, Copy)]
 pub enum LoginOutcome {
@@ -62,7 +70,10 @@ pub struct Metrics {
 }
 
 fn status_index(status: u16) -> usize {
-    STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1)
+    STATUSES
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or(STATUSES.len() - 1)
 }
 
 impl Metrics {
@@ -91,7 +102,9 @@ impl Metrics {
     }
 
     pub fn upstream_latency(&self, route: usize, d: Duration) {
-        let Some(h) = self.upstream.get(route) else { return };
+        let Some(h) = self.upstream.get(route) else {
+            return;
+        };
         let secs = d.as_secs_f64();
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
@@ -105,16 +118,26 @@ impl Metrics {
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        s.push_str("# HELP portcullis_requests_total Requests by route, auth decision and status.\n");
+        s.push_str(
+            "# HELP portcullis_requests_total Requests by route, auth decision and status.\n",
+        );
         s.push_str("# TYPE portcullis_requests_total counter\n");
         for r in 0..=self.route_names.len() {
-            let route = self.route_names.get(r).map(String::as_str).unwrap_or("none");
+            let route = self
+                .route_names
+                .get(r)
+                .map(String::as_str)
+                .unwrap_or("none");
             for (d, dname) in DECISIONS.iter().enumerate() {
                 for (si, st) in STATUSES.iter().enumerate() {
                     let i = (r * DECISIONS.len() + d) * STATUSES.len() + si;
                     let v = self.requests[i].load(Relaxed);
                     if v > 0 {
-                        let status = if *st == 0 { "other".to_string() } else { st.to_string() };
+                        let status = if *st == 0 {
+                            "other".to_string()
+                        } else {
+                            st.to_string()
+                        };
                         let _ = writeln!(
                             s,
                             "portcullis_requests_total{{route=\"{route}\",decision=\"{dname}\",status=\"{status}\"}} {v}"
@@ -126,9 +149,15 @@ impl Metrics {
         s.push_str("# HELP portcullis_logins_total Completed sign-in callbacks by outcome.\n");
         s.push_str("# TYPE portcullis_logins_total counter\n");
         for (i, name) in LOGIN_OUTCOMES.iter().enumerate() {
-            let _ = writeln!(s, "portcullis_logins_total{{outcome=\"{name}\"}} {}", self.logins[i].load(Relaxed));
+            let _ = writeln!(
+                s,
+                "portcullis_logins_total{{outcome=\"{name}\"}} {}",
+                self.logins[i].load(Relaxed)
+            );
         }
-        s.push_str("# HELP portcullis_upstream_duration_seconds Time to upstream response headers.\n");
+        s.push_str(
+            "# HELP portcullis_upstream_duration_seconds Time to upstream response headers.\n",
+        );
         s.push_str("# TYPE portcullis_upstream_duration_seconds histogram\n");
         for (r, h) in self.upstream.iter().enumerate() {
             let route = &self.route_names[r];
@@ -140,13 +169,19 @@ impl Metrics {
                 );
             }
             let count = h.count.load(Relaxed);
-            let _ = writeln!(s, "portcullis_upstream_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                s,
+                "portcullis_upstream_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
             let _ = writeln!(
                 s,
                 "portcullis_upstream_duration_seconds_sum{{route=\"{route}\"}} {}",
                 h.sum_micros.load(Relaxed) as f64 / 1e6
             );
-            let _ = writeln!(s, "portcullis_upstream_duration_seconds_count{{route=\"{route}\"}} {count}");
+            let _ = writeln!(
+                s,
+                "portcullis_upstream_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
         }
         s
     }
@@ -165,8 +200,16 @@ mod tests {
         m.login(LoginOutcome::Success);
         m.upstream_latency(0, Duration::from_millis(3));
         let text = m.render();
-        assert!(text.contains("portcullis_requests_total{route=\"r0\",decision=\"allowed\",status=\"200\"} 2"), "{text}");
-        assert!(text.contains("route=\"none\",decision=\"internal\",status=\"other\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "portcullis_requests_total{route=\"r0\",decision=\"allowed\",status=\"200\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("route=\"none\",decision=\"internal\",status=\"other\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("portcullis_logins_total{outcome=\"success\"} 1"));
         assert!(text.contains("portcullis_upstream_duration_seconds_count{route=\"r0\"} 1"));
     }

@@ -22,7 +22,9 @@ pub enum SigningKeyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a PKCS#8 P-256 private key in PEM (\"BEGIN PRIVATE KEY\"); create one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`")]
+    #[error(
+        "{path} is not a PKCS#8 P-256 private key in PEM (\"BEGIN PRIVATE KEY\"); create one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`"
+    )]
     Format { path: String },
 }
 
@@ -44,11 +46,16 @@ impl SigningKey {
     }
 
     pub fn load(path: &Path) -> Result<SigningKey, SigningKeyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SigningKeyError::Read { path: path.display().to_string(), source })?;
-        let der = pem_body(&text, "PRIVATE KEY")
-            .ok_or_else(|| SigningKeyError::Format { path: path.display().to_string() })?;
-        Self::from_pkcs8(&der).ok_or_else(|| SigningKeyError::Format { path: path.display().to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| SigningKeyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let der = pem_body(&text, "PRIVATE KEY").ok_or_else(|| SigningKeyError::Format {
+            path: path.display().to_string(),
+        })?;
+        Self::from_pkcs8(&der).ok_or_else(|| SigningKeyError::Format {
+            path: path.display().to_string(),
+        })
     }
 
     /// Parses a PKCS#8 PEM ("BEGIN PRIVATE KEY"), e.g. one kept in the pool's database.
@@ -64,14 +71,28 @@ impl SigningKey {
         spki.extend_from_slice(&point);
         let digest = ring::digest::digest(&ring::digest::SHA256, &spki);
         let h = crate::session::keyring::hex(&digest.as_ref()[..16]);
-        let kid = format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]);
+        let kid = format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        );
         let public_pem = pem("PUBLIC KEY", &spki);
         let jwk = serde_json::json!({
             "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
             "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
         });
-        Some(SigningKey { kid, pair, rng, public_pem, jwk, pkcs8: der.to_vec() })
+        Some(SigningKey {
+            kid,
+            pair,
+            rng,
+            public_pem,
+            jwk,
+            pkcs8: der.to_vec(),
+        })
     }
 
     pub fn kid(&self) -> &str {
@@ -117,7 +138,10 @@ pub fn pem_body(text: &str, label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
     let stop = text[start..].find(&end)? + start;
-    let b64: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let b64: String = text[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     STANDARD.decode(b64).ok()
 }
 
@@ -132,7 +156,9 @@ mod tests {
         let sig = k.sign(b"msg");
         let der = pem_body(k.public_pem(), "PUBLIC KEY").unwrap();
         let point = &der[P256_SPKI_PREFIX.len()..];
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).verify(b"msg", &sig).unwrap();
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+            .verify(b"msg", &sig)
+            .unwrap();
         let path = std::env::temp_dir().join(format!("pc-sk-{}.pem", std::process::id()));
         std::fs::write(&path, k.private_pem()).unwrap();
         let again = SigningKey::load(&path).unwrap();

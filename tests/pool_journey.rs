@@ -11,20 +11,54 @@ async fn sign_up_confirm_sign_in_sign_out(backend: Backend) {
     let c = browser();
 
     let (r, hops) = follow(&c, &s.base, s.url("/hello?x=1")).await;
-    assert!(hops[0].starts_with(&s.url("/oauth2/pool/authorize?")), "{hops:?}");
-    assert!(hops.last().unwrap().starts_with(&s.url("/oauth2/pool/login?req=")), "{hops:?}");
+    assert!(
+        hops[0].starts_with(&s.url("/oauth2/pool/authorize?")),
+        "{hops:?}"
+    );
+    assert!(
+        hops.last()
+            .unwrap()
+            .starts_with(&s.url("/oauth2/pool/login?req=")),
+        "{hops:?}"
+    );
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
-    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     let login_html = r.text().await.unwrap();
-    assert!(login_html.contains("name=\"username\"") && login_html.contains("name=\"password\"") && login_html.contains("name=\"csrf_token\""));
-    assert!(!login_html.contains("<script"), "hosted pages need no JavaScript");
+    assert!(
+        login_html.contains("name=\"username\"")
+            && login_html.contains("name=\"password\"")
+            && login_html.contains("name=\"csrf_token\"")
+    );
+    assert!(
+        !login_html.contains("<script"),
+        "hosted pages need no JavaScript"
+    );
 
     let confirm_url = sign_up(&c, &s, &login_html, "Alice", "alice@example.com").await;
-    assert!(confirm_url.contains("/oauth2/pool/confirm?username=alice"), "{confirm_url}");
+    assert!(
+        confirm_url.contains("/oauth2/pool/confirm?username=alice"),
+        "{confirm_url}"
+    );
     let login_url = confirm(&c, &s, &confirm_url, "alice").await;
-    assert!(login_url.contains("notice=confirmed") && login_url.contains("req="), "{login_url}");
-    let notice = c.get(&login_url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        login_url.contains("notice=confirmed") && login_url.contains("req="),
+        "{login_url}"
+    );
+    let notice = c
+        .get(&login_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(notice.contains("Your account is confirmed"), "{notice}");
 
     // Sign in with the full-width spelling of the name: the same user.
@@ -45,27 +79,49 @@ async fn sign_up_confirm_sign_in_sign_out(backend: Backend) {
     let sub = h["x-amzn-oidc-identity"].as_str().unwrap();
     assert_eq!(sub.len(), 36, "sub is a UUID: {sub}");
     assert!(h["x-amzn-oidc-data"].as_str().unwrap().split('.').count() == 3);
-    assert!(h["x-amzn-oidc-accesstoken"].as_str().unwrap().starts_with("ey"));
+    assert!(
+        h["x-amzn-oidc-accesstoken"]
+            .as_str()
+            .unwrap()
+            .starts_with("ey")
+    );
 
-    let info: serde_json::Value = c.get(s.url("/oauth2/userinfo")).send().await.unwrap().json().await.unwrap();
+    let info: serde_json::Value = c
+        .get(s.url("/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["sub"], sub);
     assert_eq!(info["email_verified"], true);
     assert_eq!(info["claims"]["cognito:username"], "alice");
 
     // Sign out: the proxy clears its cookies and sends us to the pool's end-session endpoint,
     // which ends the pool session and returns to the site, which needs a sign-in again.
-    let r = c.get(s.url("/oauth2/sign_out?rd=/bye")).send().await.unwrap();
+    let r = c
+        .get(s.url("/oauth2/sign_out?rd=/bye"))
+        .send()
+        .await
+        .unwrap();
     let to = location(&r);
     assert!(to.starts_with(&s.url("/oauth2/pool/logout?")), "{to}");
     let (r, hops) = follow(&c, &s.base, to).await;
     assert_eq!(hops[0], s.url("/bye"), "{hops:?}");
-    assert!(hops.last().unwrap().contains("/oauth2/pool/login?req="), "signed out of the pool too: {hops:?}");
+    assert!(
+        hops.last().unwrap().contains("/oauth2/pool/login?req="),
+        "signed out of the pool too: {hops:?}"
+    );
     assert!(r.text().await.unwrap().contains("name=\"password\""));
 
     // The log never carries the password, a token or a cookie (only the labelled dev code line).
     let log = s.log_text();
     assert!(!log.contains(PASSWORD), "password in the log");
-    assert!(!log.contains("portcullis_pool_session="), "cookie in the log");
+    assert!(
+        !log.contains("portcullis_pool_session="),
+        "cookie in the log"
+    );
 }
 on_both!(journey, sign_up_confirm_sign_in_sign_out);
 
@@ -74,8 +130,18 @@ async fn japanese_browser_gets_japanese_pages(backend: Backend) {
     let c = browser_lang("ja-JP,ja;q=0.9,en;q=0.8");
     let (r, _) = follow(&c, &s.base, s.url("/")).await;
     let html = r.text().await.unwrap();
-    assert!(html.contains("<html lang=\"ja\">") && html.contains("サインイン") && html.contains("パスワード"), "{html}");
+    assert!(
+        html.contains("<html lang=\"ja\">")
+            && html.contains("サインイン")
+            && html.contains("パスワード"),
+        "{html}"
+    );
     let r = sign_in(&c, &s, &s.url("/oauth2/pool/login"), "nobody", "wrong").await;
-    assert!(r.text().await.unwrap().contains("ユーザー名またはパスワードが正しくありません。"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("ユーザー名またはパスワードが正しくありません。")
+    );
 }
 on_both!(japanese, japanese_browser_gets_japanese_pages);

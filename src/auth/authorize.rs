@@ -15,7 +15,9 @@ fn domain_of(email: &str) -> Option<&str> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if local.is_empty() || local.contains(char::is_whitespace) || !ok_domain {
         return None;
     }
@@ -33,23 +35,36 @@ pub fn check(rules: &Authorization, session: &Session, groups_claim: &str) -> Re
         .filter(|_| session.email_verified_not_false())
         .filter(|e| domain_of(e).is_some());
     if !rules.emails.is_empty() {
-        let ok = verified_email.is_some_and(|e| rules.emails.iter().any(|a| a.eq_ignore_ascii_case(e)));
+        let ok =
+            verified_email.is_some_and(|e| rules.emails.iter().any(|a| a.eq_ignore_ascii_case(e)));
         if !ok {
-            unmet.push(format!("one of the allowed email addresses ({})", rules.emails.join(", ")));
+            unmet.push(format!(
+                "one of the allowed email addresses ({})",
+                rules.emails.join(", ")
+            ));
         }
     }
     if !rules.email_domains.is_empty() {
-        let ok = verified_email
-            .and_then(domain_of)
-            .is_some_and(|d| rules.email_domains.iter().any(|a| a.eq_ignore_ascii_case(d)));
+        let ok = verified_email.and_then(domain_of).is_some_and(|d| {
+            rules
+                .email_domains
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(d))
+        });
         if !ok {
-            unmet.push(format!("a verified email address at {}", rules.email_domains.join(" or ")));
+            unmet.push(format!(
+                "a verified email address at {}",
+                rules.email_domains.join(" or ")
+            ));
         }
     }
     if !rules.groups.is_empty() {
         let groups = session.groups(groups_claim);
         if !rules.groups.iter().any(|g| groups.contains(&g.as_str())) {
-            unmet.push(format!("membership in one of the groups {}", rules.groups.join(", ")));
+            unmet.push(format!(
+                "membership in one of the groups {}",
+                rules.groups.join(", ")
+            ));
         }
     }
     for rule in &rules.claims {
@@ -60,10 +75,18 @@ pub fn check(rules: &Authorization, session: &Session, groups_claim: &str) -> Re
         };
         if !ok {
             let vals: Vec<String> = rule.any_of.iter().map(|v| v.to_string()).collect();
-            unmet.push(format!("the claim {} to be {}", rule.claim, vals.join(" or ")));
+            unmet.push(format!(
+                "the claim {} to be {}",
+                rule.claim,
+                vals.join(" or ")
+            ));
         }
     }
-    if unmet.is_empty() { Ok(()) } else { Err(unmet.join("; and ")) }
+    if unmet.is_empty() {
+        Ok(())
+    } else {
+        Err(unmet.join("; and "))
+    }
 }
 
 #[cfg(test)]
@@ -89,20 +112,41 @@ mod tests {
 
     #[test]
     fn table() {
-        let domains = Authorization { email_domains: vec!["example.com".into()], ..Default::default() };
-        let groups = Authorization { groups: vec!["admins".into()], ..Default::default() };
+        let domains = Authorization {
+            email_domains: vec!["example.com".into()],
+            ..Default::default()
+        };
+        let groups = Authorization {
+            groups: vec!["admins".into()],
+            ..Default::default()
+        };
         let claims = Authorization {
-            claims: vec![ClaimRule { claim: "custom:tenant".into(), any_of: vec![json!("acme")] }],
+            claims: vec![ClaimRule {
+                claim: "custom:tenant".into(),
+                any_of: vec![json!("acme")],
+            }],
             ..Default::default()
         };
         let cases = [
             (&domains, json!({"email": "a@example.com"}), true),
-            (&domains, json!({"email": "a@example.com", "email_verified": false}), false),
-            (&domains, json!({"email": "a@example.com", "email_verified": "false"}), false),
+            (
+                &domains,
+                json!({"email": "a@example.com", "email_verified": false}),
+                false,
+            ),
+            (
+                &domains,
+                json!({"email": "a@example.com", "email_verified": "false"}),
+                false,
+            ),
             (&domains, json!({"email": "a@evil.com"}), false),
             (&domains, json!({"email": "a@sub.example.com"}), false),
             (&domains, json!({"email": "a@example.com@evil.com"}), false),
-            (&domains, json!({"email": "a@evil.com\n@example.com"}), false),
+            (
+                &domains,
+                json!({"email": "a@evil.com\n@example.com"}),
+                false,
+            ),
             (&domains, json!({}), false),
             (&groups, json!({"groups": ["staff", "admins"]}), true),
             (&groups, json!({"groups": ["Admins"]}), false),
@@ -111,9 +155,18 @@ mod tests {
             (&claims, json!({"custom:tenant": "other"}), false),
         ];
         for (rules, claims, want) in cases {
-            assert_eq!(check(rules, &session(claims.clone()), "groups").is_ok(), want, "{claims}");
+            assert_eq!(
+                check(rules, &session(claims.clone()), "groups").is_ok(),
+                want,
+                "{claims}"
+            );
         }
-        let err = check(&groups, &session(json!({"groups": ["secret-group"]})), "groups").unwrap_err();
+        let err = check(
+            &groups,
+            &session(json!({"groups": ["secret-group"]})),
+            "groups",
+        )
+        .unwrap_err();
         assert!(err.contains("admins") && !err.contains("secret-group"));
     }
 }

@@ -21,25 +21,44 @@ use crate::session::now_unix;
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(body::full(v.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: impl Into<bytes::Bytes>) -> Response<Body> {
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<Body> {
     let mut r = Response::new(body::full(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 impl Auth {
     pub fn is_trusted(&self, peer: IpAddr) -> bool {
-        self.cfg.server.trusted_proxies.iter().any(|n| n.contains(&peer))
+        self.cfg
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&peer))
     }
 
     /// Answers a reserved path (not the pool's). `None` when the path is not ours.
-    pub async fn endpoint(&self, parts: &Parts, path: &str, peer: IpAddr, request_id: &str) -> Option<Response<Body>> {
+    pub async fn endpoint(
+        &self,
+        parts: &Parts,
+        path: &str,
+        peer: IpAddr,
+        request_id: &str,
+    ) -> Option<Response<Body>> {
         let query = parts.uri.query();
         let xhr = is_non_navigational(&parts.headers);
         let get_only = |r: Response<Body>| {
@@ -61,12 +80,22 @@ impl Auth {
             }
             paths::USERINFO => get_only(self.userinfo(&parts.headers, request_id).await),
             paths::AUTH => get_only(self.forward_auth(parts, peer, request_id).await),
-            paths::JWKS => get_only(json(StatusCode::OK, &serde_json::json!({"keys": [self.signer.key.jwk()]}))),
+            paths::JWKS => get_only(json(
+                StatusCode::OK,
+                &serde_json::json!({"keys": [self.signer.key.jwk()]}),
+            )),
             p if p.starts_with(paths::PUBLIC_KEYS_PREFIX) => {
                 let kid = &p[paths::PUBLIC_KEYS_PREFIX.len()..];
                 if kid == self.signer.key.kid() {
-                    let mut r = text(StatusCode::OK, "application/x-pem-file", self.signer.key.public_pem().to_string());
-                    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+                    let mut r = text(
+                        StatusCode::OK,
+                        "application/x-pem-file",
+                        self.signer.key.public_pem().to_string(),
+                    );
+                    r.headers_mut().insert(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("public, max-age=3600"),
+                    );
                     get_only(r)
                 } else {
                     RequestError::NotFound.render(request_id, xhr)
@@ -79,8 +108,14 @@ impl Auth {
     /// `/oauth2/start`: validated `rd`; the provider named, or the one of the route `rd` matches;
     /// a chooser page when that route offers several.
     async fn start(&self, query: Option<&str>, request_id: &str) -> Response<Body> {
-        let rd = safe_target(query_param(query, "rd").as_deref(), &self.cfg.public_origin, &self.cfg.allowed_redirect_origins);
-        let rd_path = url::Url::parse(&rd).map(|u| u.path().to_string()).unwrap_or_else(|_| rd.split('?').next().unwrap_or("/").to_string());
+        let rd = safe_target(
+            query_param(query, "rd").as_deref(),
+            &self.cfg.public_origin,
+            &self.cfg.allowed_redirect_origins,
+        );
+        let rd_path = url::Url::parse(&rd)
+            .map(|u| u.path().to_string())
+            .unwrap_or_else(|_| rd.split('?').next().unwrap_or("/").to_string());
         let route = self.routes.find(None, &rd_path);
         let candidates: Vec<usize> = match route {
             Some(r) if !r.providers.is_empty() => r.providers.clone(),
@@ -89,13 +124,22 @@ impl Auth {
         let chosen = match query_param(query, "provider") {
             Some(name) => match self.providers.iter().position(|p| p.name() == name) {
                 Some(i) => Some(i),
-                None => return RequestError::BadRequest(format!("unknown provider {:?}", crate::error::sanitize_code(&name))).render(request_id, false),
+                None => {
+                    return RequestError::BadRequest(format!(
+                        "unknown provider {:?}",
+                        crate::error::sanitize_code(&name)
+                    ))
+                    .render(request_id, false);
+                }
             },
             None if candidates.len() == 1 => Some(candidates[0]),
             None => None,
         };
         match chosen {
-            Some(i) => self.start_login(i, &rd).await.unwrap_or_else(|e| e.render(request_id, false)),
+            Some(i) => self
+                .start_login(i, &rd)
+                .await
+                .unwrap_or_else(|e| e.render(request_id, false)),
             None if candidates.is_empty() => RequestError::NotFound.render(request_id, false),
             None => {
                 let items: String = candidates
@@ -109,8 +153,13 @@ impl Auth {
                         )
                     })
                     .collect();
-                let mut r = text(StatusCode::OK, "text/html; charset=utf-8", page("Choose how to sign in", &format!("<ul>{items}</ul>")));
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                let mut r = text(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    page("Choose how to sign in", &format!("<ul>{items}</ul>")),
+                );
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
         }
@@ -146,11 +195,19 @@ impl Auth {
     async fn forward_auth(&self, parts: &Parts, peer: IpAddr, request_id: &str) -> Response<Body> {
         let h = &parts.headers;
         let hv = |n: &http::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let own_host = parts.uri.authority().map(|a| a.as_str().to_string()).or_else(|| hv(&header::HOST));
+        let own_host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| hv(&header::HOST));
         let (host, uri) = if self.is_trusted(peer) {
             let host = hv(&X_FORWARDED_HOST).or(own_host);
             let uri = hv(&X_FORWARDED_URI).or_else(|| {
-                hv(&X_ORIGINAL_URL).map(|u| url::Url::parse(&u).map(|x| x.path().to_string()).unwrap_or(u))
+                hv(&X_ORIGINAL_URL).map(|u| {
+                    url::Url::parse(&u)
+                        .map(|x| x.path().to_string())
+                        .unwrap_or(u)
+                })
             });
             (host, uri.unwrap_or_else(|| "/".into()))
         } else {
@@ -168,10 +225,16 @@ impl Auth {
         let now = now_unix();
         let state = self.session(h, now).await;
         let mut resp = match &state.opened {
-            None if route.on_unauthenticated == OnUnauthenticated::Allow => text(StatusCode::OK, "text/plain", "ok"),
+            None if route.on_unauthenticated == OnUnauthenticated::Allow => {
+                text(StatusCode::OK, "text/plain", "ok")
+            }
             None => {
-                let mut r = RequestError::Unauthenticated { login_url: start_url(&uri, None) }.render(request_id, true);
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                let mut r = RequestError::Unauthenticated {
+                    login_url: start_url(&uri, None),
+                }
+                .render(request_id, true);
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
             Some(o) => {

@@ -52,9 +52,14 @@ impl IdpClient {
     }
 
     /// Executes a request and reads the body under the size cap.
-    pub async fn execute(&self, req: reqwest::Request) -> Result<http::Response<Vec<u8>>, HttpError> {
+    pub async fn execute(
+        &self,
+        req: reqwest::Request,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
         let mut resp = self.inner.execute(req).await.map_err(HttpError::Request)?;
-        let mut builder = http::Response::builder().status(resp.status()).version(resp.version());
+        let mut builder = http::Response::builder()
+            .status(resp.status())
+            .version(resp.version());
         if let Some(h) = builder.headers_mut() {
             *h = resp.headers().clone();
         }
@@ -65,11 +70,20 @@ impl IdpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        builder.body(body).map_err(|e| HttpError::Build(e.to_string()))
+        builder
+            .body(body)
+            .map_err(|e| HttpError::Build(e.to_string()))
     }
 
-    pub async fn get_json(&self, url: &str, bearer: Option<&str>) -> Result<(http::StatusCode, Bytes), HttpError> {
-        let mut rb = self.inner.get(url).header(http::header::ACCEPT, "application/json");
+    pub async fn get_json(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<(http::StatusCode, Bytes), HttpError> {
+        let mut rb = self
+            .inner
+            .get(url)
+            .header(http::header::ACCEPT, "application/json");
         if let Some(t) = bearer {
             rb = rb.bearer_auth(t);
         }
@@ -93,7 +107,9 @@ pub fn root_store() -> rustls::RootCertStore {
 /// Adds every certificate of a PEM bundle; returns how many were added.
 pub fn add_pem_file(roots: &mut rustls::RootCertStore, path: &std::path::Path) -> usize {
     use rustls_pki_types::pem::PemObject;
-    let Ok(iter) = rustls_pki_types::CertificateDer::pem_file_iter(path) else { return 0 };
+    let Ok(iter) = rustls_pki_types::CertificateDer::pem_file_iter(path) else {
+        return 0;
+    };
     let mut n = 0;
     for cert in iter.flatten() {
         if roots.add(cert).is_ok() {
@@ -105,7 +121,8 @@ pub fn add_pem_file(roots: &mut rustls::RootCertStore, path: &std::path::Path) -
 
 impl<'c> openidconnect::AsyncHttpClient<'c> for IdpClient {
     type Error = HttpError;
-    type Future = Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, HttpError>> + Send + 'c>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<openidconnect::HttpResponse, HttpError>> + Send + 'c>>;
 
     fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
         Box::pin(async move {

@@ -61,7 +61,9 @@ pub fn redirect(location: &str, cookies: &[HeaderValue]) -> Response<Body> {
 }
 
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn idp_failure(e: OidcError) -> RequestError {
@@ -70,16 +72,27 @@ fn idp_failure(e: OidcError) -> RequestError {
 
 impl Auth {
     fn login_cookie_name(&self, state: &str) -> String {
-        format!("{}{}", self.jar.login_prefix(), &state[..state.len().min(16)])
+        format!(
+            "{}{}",
+            self.jar.login_prefix(),
+            &state[..state.len().min(16)]
+        )
     }
 
     /// Begins a sign-in with provider `index`, returning to `rd` (already validated).
-    pub async fn start_login(&self, index: usize, rd: &str) -> Result<Response<Body>, RequestError> {
+    pub async fn start_login(
+        &self,
+        index: usize,
+        rd: &str,
+    ) -> Result<Response<Body>, RequestError> {
         let provider = &self.providers[index];
         let state = self.keyring.random_hex(16);
         let nonce = self.keyring.random_hex(16);
         let verifier = self.keyring.random_hex(32);
-        let url = provider.authorize_url(&state, &nonce, &verifier).await.map_err(idp_failure)?;
+        let url = provider
+            .authorize_url(&state, &nonce, &verifier)
+            .await
+            .map_err(idp_failure)?;
         let now = now_unix();
         let pending = PendingLogin {
             state: state.clone(),
@@ -89,7 +102,10 @@ impl Auth {
             rd: rd.to_string(),
             created: now,
         };
-        let sealed = self.keyring.seal(LOGIN_PURPOSE, &serde_json::to_vec(&pending).expect("serialisable"));
+        let sealed = self.keyring.seal(
+            LOGIN_PURPOSE,
+            &serde_json::to_vec(&pending).expect("serialisable"),
+        );
         use base64::Engine;
         let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
         let cookie = format!(
@@ -97,9 +113,14 @@ impl Auth {
             self.login_cookie_name(&state),
             self.cfg.session.login_window.as_secs(),
             paths::RESERVED_PREFIX,
-            if self.cfg.secure_cookies() { "; Secure" } else { "" }
+            if self.cfg.secure_cookies() {
+                "; Secure"
+            } else {
+                ""
+            }
         );
-        let cookie = HeaderValue::from_str(&cookie).map_err(|e| RequestError::Internal(e.to_string()))?;
+        let cookie =
+            HeaderValue::from_str(&cookie).map_err(|e| RequestError::Internal(e.to_string()))?;
         Ok(redirect(url.as_str(), &[cookie]))
     }
 
@@ -107,16 +128,26 @@ impl Auth {
         HeaderValue::from_str(&format!(
             "{name}=; Max-Age=0; Path={}; HttpOnly; SameSite=Lax{}",
             paths::RESERVED_PREFIX,
-            if self.cfg.secure_cookies() { "; Secure" } else { "" }
+            if self.cfg.secure_cookies() {
+                "; Secure"
+            } else {
+                ""
+            }
         ))
         .expect("cookie name built from a hex state")
     }
 
     /// `GET /oauth2/idpresponse`.
-    pub async fn callback(&self, query: Option<&str>, headers: &HeaderMap, request_id: &str) -> Response<Body> {
+    pub async fn callback(
+        &self,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        request_id: &str,
+    ) -> Response<Body> {
         let restart = start_url("/", None);
         let expired = |restart: String| RequestError::LoginExpired { restart };
-        let state = query_param(query, "state").filter(|s| s.len() >= 16 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let state = query_param(query, "state")
+            .filter(|s| s.len() >= 16 && s.bytes().all(|b| b.is_ascii_hexdigit()));
         let Some(state) = state else {
             self.metrics.login(LoginOutcome::Expired);
             return expired(restart).render(request_id, false);
@@ -184,7 +215,18 @@ impl Auth {
                 created_at: now,
                 expires_at: now + self.cfg.session.timeout.as_secs() as i64,
             };
-            let (mut set, text) = self.seal(&session, now).map_err(|e| {
+            let mut session = session;
+            let sealed = match self.seal(&session, now) {
+                Ok(v) => Ok(v),
+                // The ID token is kept only as the logout hint (optional in RP-initiated
+                // logout); drop it before giving up on a session that does not fit.
+                Err(_) if session.id_token.is_some() => {
+                    session.id_token = None;
+                    self.seal(&session, now)
+                }
+                Err(e) => Err(e),
+            };
+            let (mut set, text) = sealed.map_err(|e| {
                 self.metrics.login(LoginOutcome::Failed);
                 tracing::warn!(provider = provider.name(), error = %e, "session too large for cookies");
                 with_clear(RequestError::SessionTooLarge)
@@ -209,7 +251,11 @@ impl Auth {
 
     /// `GET|POST /oauth2/sign_out?rd=…`.
     pub async fn sign_out(&self, query: Option<&str>, headers: &HeaderMap) -> Response<Body> {
-        let rd = safe_target(query_param(query, "rd").as_deref(), &self.cfg.public_origin, &self.cfg.allowed_redirect_origins);
+        let rd = safe_target(
+            query_param(query, "rd").as_deref(),
+            &self.cfg.public_origin,
+            &self.cfg.allowed_redirect_origins,
+        );
         let state = self.session(headers, now_unix()).await;
         let mut set: Vec<HeaderValue> = self.jar.clear().to_vec();
         for (n, _) in cookies(headers) {
@@ -236,7 +282,11 @@ impl Auth {
                 }
                 location = end.to_string();
             }
-            tracing::info!(provider = provider.name(), "auth.decision" = "sign_out", "signed out");
+            tracing::info!(
+                provider = provider.name(),
+                "auth.decision" = "sign_out",
+                "signed out"
+            );
         }
         redirect(&location, &set)
     }

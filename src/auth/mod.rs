@@ -64,8 +64,15 @@ pub struct SessionState {
 
 /// What the gate decided.
 pub enum Verdict {
-    Forward { opened: Option<Arc<Opened>>, set_cookie: Vec<HeaderValue>, decision: Decision },
-    Respond { response: Response<Body>, decision: Decision },
+    Forward {
+        opened: Option<Arc<Opened>>,
+        set_cookie: Vec<HeaderValue>,
+        decision: Decision,
+    },
+    Respond {
+        response: Response<Body>,
+        decision: Decision,
+    },
 }
 
 pub struct Auth {
@@ -103,14 +110,25 @@ impl Auth {
     }
 
     fn opened_from(&self, session: Session) -> Option<Opened> {
-        let provider = self.providers.iter().position(|p| p.name() == session.provider)?;
+        let provider = self
+            .providers
+            .iter()
+            .position(|p| p.name() == session.provider)?;
         let p = &self.providers[provider].cfg;
-        let identity = Identity::new(&session, &p.groups_claim, p.issuer.as_str(), &p.client_id);
-        Some(Opened { session, identity, provider })
+        let identity = Identity::new(&session, &p.groups_claim, &p.issuer, &p.client_id);
+        Some(Opened {
+            session,
+            identity,
+            provider,
+        })
     }
 
     /// Seals a session into `Set-Cookie` values (shards + deletions of unused shards).
-    pub fn seal(&self, session: &Session, now: i64) -> Result<(Vec<HeaderValue>, String), TooLarge> {
+    pub fn seal(
+        &self,
+        session: &Session,
+        now: i64,
+    ) -> Result<(Vec<HeaderValue>, String), TooLarge> {
         let json = serde_json::to_vec(session).expect("a session serialises to JSON");
         let sealed = self.keyring.seal(SESSION_PURPOSE, &json);
         let values = self.jar.encode(&sealed, session.expires_at - now)?;
@@ -129,11 +147,15 @@ impl Auth {
     /// Finds the request's session: cached, else opened from the cookie; refreshed when the
     /// access token has expired and a refresh token exists.
     pub async fn session(&self, headers: &HeaderMap, now: i64) -> SessionState {
-        let Some(text) = self.jar.read(headers) else { return SessionState::default() };
+        let Some(text) = self.jar.read(headers) else {
+            return SessionState::default();
+        };
         let opened = match self.cache.get(&text) {
             Some(o) => o,
             None => {
-                let Some(sealed) = CookieJar::decode(&text) else { return SessionState::default() };
+                let Some(sealed) = CookieJar::decode(&text) else {
+                    return SessionState::default();
+                };
                 let Some(plain) = self.keyring.open(SESSION_PURPOSE, &sealed) else {
                     return SessionState::default();
                 };
@@ -155,11 +177,19 @@ impl Auth {
             return SessionState::default();
         }
         let margin = self.cfg.session.refresh_margin.as_secs() as i64;
-        if opened.session.access_token_expired(now, margin) && opened.session.refresh_token.is_some() {
+        if opened.session.access_token_expired(now, margin)
+            && opened.session.refresh_token.is_some()
+        {
             let r = self.refresh_once(&opened, now).await;
-            return SessionState { opened: r.opened, set_cookie: r.set_cookie };
+            return SessionState {
+                opened: r.opened,
+                set_cookie: r.set_cookie,
+            };
         }
-        SessionState { opened: Some(opened), set_cookie: Vec::new() }
+        SessionState {
+            opened: Some(opened),
+            set_cookie: Vec::new(),
+        }
     }
 
     /// One refresh per session at a time: concurrent requests share the first one's result.
@@ -169,13 +199,21 @@ impl Auth {
             map.retain(|_, c| c.get().is_none_or(|r| now - r.at < REFRESH_SHARE_SECS));
             map.entry(opened.session.sid.clone()).or_default().clone()
         };
-        cell.get_or_init(|| self.do_refresh(opened.clone(), now)).await.clone()
+        cell.get_or_init(|| self.do_refresh(opened.clone(), now))
+            .await
+            .clone()
     }
 
     async fn do_refresh(&self, opened: Arc<Opened>, now: i64) -> Refreshed {
-        let failed = Refreshed { opened: None, set_cookie: self.jar.clear().to_vec(), at: now };
+        let failed = Refreshed {
+            opened: None,
+            set_cookie: self.jar.clear().to_vec(),
+            at: now,
+        };
         let provider = &self.providers[opened.provider];
-        let Some(rt) = opened.session.refresh_token.as_deref() else { return failed };
+        let Some(rt) = opened.session.refresh_token.as_deref() else {
+            return failed;
+        };
         let tokens = match provider.refresh(rt, now).await {
             Ok(t) => t,
             Err(e) => {
@@ -186,7 +224,10 @@ impl Auth {
         let mut s = opened.session.clone();
         if !tokens.id_claims.is_empty() {
             if tokens.id_claims.get("sub").and_then(|v| v.as_str()) != Some(s.sub.as_str()) {
-                tracing::warn!(provider = provider.name(), "refreshed ID token has a different subject; session dropped");
+                tracing::warn!(
+                    provider = provider.name(),
+                    "refreshed ID token has a different subject; session dropped"
+                );
                 return failed;
             }
             for (k, v) in tokens.id_claims {
@@ -209,7 +250,11 @@ impl Auth {
         match self.seal(&s, now) {
             Ok((set_cookie, text)) => {
                 tracing::debug!(provider = provider.name(), "session refreshed");
-                Refreshed { opened: self.remember(&text, s), set_cookie, at: now }
+                Refreshed {
+                    opened: self.remember(&text, s),
+                    set_cookie,
+                    at: now,
+                }
             }
             Err(_) => failed,
         }
@@ -231,47 +276,95 @@ impl Auth {
                     decision: Decision::Public,
                 },
                 OnUnauthenticated::Deny => {
-                    tracing::info!(route = route_name, "auth.decision" = "deny", "auth.reason" = "no_session", "Request denied");
+                    tracing::info!(
+                        route = route_name,
+                        "auth.decision" = "deny",
+                        "auth.reason" = "no_session",
+                        "Request denied"
+                    );
                     let json = is_non_navigational(&parts.headers);
                     let mut response = RequestError::Denied.render(request_id, json);
                     append_cookies(&mut response, &state.set_cookie);
-                    Verdict::Respond { response, decision: Decision::Unauthenticated }
+                    Verdict::Respond {
+                        response,
+                        decision: Decision::Unauthenticated,
+                    }
                 }
                 OnUnauthenticated::Authenticate => {
-                    let rd = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                    let rd = parts
+                        .uri
+                        .path_and_query()
+                        .map(|p| p.as_str())
+                        .unwrap_or("/");
                     let mut response = if is_non_navigational(&parts.headers) {
-                        tracing::info!(route = route_name, "auth.decision" = "deny", "auth.reason" = "no_session_xhr", "Request denied");
+                        tracing::info!(
+                            route = route_name,
+                            "auth.decision" = "deny",
+                            "auth.reason" = "no_session_xhr",
+                            "Request denied"
+                        );
                         let login_url = login::start_url(rd, None);
                         RequestError::Unauthenticated { login_url }.render(request_id, true)
                     } else {
-                        tracing::info!(route = route_name, "auth.decision" = "authenticate", "auth.reason" = "no_session", "Request redirected to sign in");
+                        tracing::info!(
+                            route = route_name,
+                            "auth.decision" = "authenticate",
+                            "auth.reason" = "no_session",
+                            "Request redirected to sign in"
+                        );
                         match self.login_redirect(route, rd).await {
                             Ok(r) => r,
                             Err(e) => e.render(request_id, false),
                         }
                     };
                     append_cookies(&mut response, &state.set_cookie);
-                    Verdict::Respond { response, decision: Decision::Unauthenticated }
+                    Verdict::Respond {
+                        response,
+                        decision: Decision::Unauthenticated,
+                    }
                 }
             };
         };
         let groups_claim = &self.providers[opened.provider].cfg.groups_claim;
         if route.on_unauthenticated != OnUnauthenticated::Allow
-            && let Err(required) = authorize::check(&route.authorization, &opened.session, groups_claim)
+            && let Err(required) =
+                authorize::check(&route.authorization, &opened.session, groups_claim)
         {
-            tracing::info!(route = route_name, "auth.decision" = "forbid", "auth.reason" = "authorization", "Request denied");
+            tracing::info!(
+                route = route_name,
+                "auth.decision" = "forbid",
+                "auth.reason" = "authorization",
+                "Request denied"
+            );
             let json = is_non_navigational(&parts.headers);
             let mut response = RequestError::Forbidden { required }.render(request_id, json);
             append_cookies(&mut response, &state.set_cookie);
-            return Verdict::Respond { response, decision: Decision::Forbidden };
+            return Verdict::Respond {
+                response,
+                decision: Decision::Forbidden,
+            };
         }
-        opened.identity.inject(&mut parts.headers, &self.signer, now);
-        tracing::debug!(route = route_name, "auth.decision" = "allow", "Request allowed");
-        Verdict::Forward { opened: Some(opened), set_cookie: state.set_cookie, decision: Decision::Allowed }
+        opened
+            .identity
+            .inject(&mut parts.headers, &self.signer, now);
+        tracing::debug!(
+            route = route_name,
+            "auth.decision" = "allow",
+            "Request allowed"
+        );
+        Verdict::Forward {
+            opened: Some(opened),
+            set_cookie: state.set_cookie,
+            decision: Decision::Allowed,
+        }
     }
 
     /// Redirect that begins a sign-in for `route` (chooser page when it offers several IdPs).
-    async fn login_redirect(&self, route: &RouteConfig, rd: &str) -> Result<Response<Body>, RequestError> {
+    async fn login_redirect(
+        &self,
+        route: &RouteConfig,
+        rd: &str,
+    ) -> Result<Response<Body>, RequestError> {
         match route.providers.as_slice() {
             [one] => self.start_login(*one, rd).await,
             _ => Ok(login::redirect(&login::start_url(rd, None), &[])),
@@ -282,6 +375,7 @@ impl Auth {
 /// Adds `Set-Cookie` values to a response.
 pub fn append_cookies(resp: &mut Response<Body>, cookies: &[HeaderValue]) {
     for c in cookies {
-        resp.headers_mut().append(http::header::SET_COOKIE, c.clone());
+        resp.headers_mut()
+            .append(http::header::SET_COOKIE, c.clone());
     }
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use openidconnect::core::*;
 use openidconnect::{
-    AdditionalProviderMetadata, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, Scope,
-    TokenResponse,
+    AdditionalProviderMetadata, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, TokenResponse,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,14 @@ type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// Algorithms accepted for ID tokens: asymmetric only. `none` and every HMAC are refused, so a
 /// token "signed" with a public key as an HMAC secret can never verify.
@@ -63,7 +70,7 @@ const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
 ];
 
 /// Unknown-`kid` JWKS refetches are at most this frequent per provider.
-const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -110,8 +117,15 @@ pub struct OidcProvider {
 }
 
 fn client_for(cfg: &ProviderConfig, metadata: Metadata, redirect: &RedirectUrl) -> Client {
-    let secret = cfg.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().to_string()));
-    let secret = if cfg.token_auth == TokenAuth::None { None } else { secret };
+    let secret = cfg
+        .client_secret
+        .as_ref()
+        .map(|s| ClientSecret::new(s.expose().to_string()));
+    let secret = if cfg.token_auth == TokenAuth::None {
+        None
+    } else {
+        secret
+    };
     let auth_type = match cfg.token_auth {
         TokenAuth::ClientSecretPost => openidconnect::AuthType::RequestBody,
         TokenAuth::None => openidconnect::AuthType::RequestBody,
@@ -159,23 +173,29 @@ impl OidcProvider {
         if let Some(d) = self.state.lock().clone() {
             return Ok(d);
         }
-        let issuer = IssuerUrl::from_url(self.cfg.issuer.clone());
-        let metadata = Metadata::discover_async(issuer, &self.http).await.map_err(|e| {
-            use openidconnect::DiscoveryError as D;
-            match e {
-                D::Request(inner) => OidcError::Unreachable(inner.to_string()),
-                other => OidcError::InvalidResponse(other.to_string()),
-            }
-        })?;
+        let issuer = IssuerUrl::new(self.cfg.issuer.clone())
+            .map_err(|e| OidcError::InvalidResponse(e.to_string()))?;
+        let metadata = Metadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| {
+                use openidconnect::DiscoveryError as D;
+                match e {
+                    D::Request(inner) => OidcError::Unreachable(inner.to_string()),
+                    other => OidcError::InvalidResponse(other.to_string()),
+                }
+            })?;
         let end_session = metadata
             .additional_metadata()
             .end_session_endpoint
             .as_deref()
             .and_then(|u| Url::parse(u).ok());
         let client = client_for(&self.cfg, metadata.clone(), &self.redirect_uri);
-        let d = Arc::new(Discovered { metadata, client, end_session });
+        let d = Arc::new(Discovered {
+            metadata,
+            client,
+            end_session,
+        });
         *self.state.lock() = Some(d.clone());
-        *self.last_jwks_fetch.lock() = Some(Instant::now());
         tracing::info!(provider = %self.cfg.name, issuer = %self.cfg.issuer, "provider discovered");
         Ok(d)
     }
@@ -192,9 +212,16 @@ impl OidcProvider {
     }
 
     /// Builds the authorization request URL.
-    pub async fn authorize_url(&self, state: &str, nonce: &str, verifier: &str) -> Result<Url, OidcError> {
+    pub async fn authorize_url(
+        &self,
+        state: &str,
+        nonce: &str,
+        verifier: &str,
+    ) -> Result<Url, OidcError> {
         let d = self.discovered().await?;
-        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier.to_string()));
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            verifier.to_string(),
+        ));
         let (state, nonce) = (state.to_string(), nonce.to_string());
         let mut req = d.client.authorize_url(
             CoreAuthenticationFlow::AuthorizationCode,
@@ -212,11 +239,20 @@ impl OidcProvider {
     }
 
     pub async fn end_session_endpoint(&self) -> Option<Url> {
-        self.discovered().await.ok().and_then(|d| d.end_session.clone())
+        self.discovered()
+            .await
+            .ok()
+            .and_then(|d| d.end_session.clone())
     }
 
     /// Exchanges an authorization code (with the PKCE verifier) and validates the ID token.
-    pub async fn exchange(&self, code: &str, verifier: &str, nonce: &str, now: i64) -> Result<Tokens, OidcError> {
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+        now: i64,
+    ) -> Result<Tokens, OidcError> {
         let d = self.discovered().await?;
         let resp = d
             .client
@@ -260,11 +296,19 @@ impl OidcProvider {
                 (Some(tok.to_string()), verified)
             }
             None if nonce.is_some() => {
-                return Err(OidcError::InvalidResponse("the token response has no id_token".into()));
+                return Err(OidcError::InvalidResponse(
+                    "the token response has no id_token".into(),
+                ));
             }
             None => (None, Map::new()),
         };
-        Ok(Tokens { access_token, access_expires_at, refresh_token, id_token, id_claims })
+        Ok(Tokens {
+            access_token,
+            access_expires_at,
+            refresh_token,
+            id_token,
+            id_claims,
+        })
     }
 
     async fn verify_id_token(
@@ -277,7 +321,9 @@ impl OidcProvider {
             let verifier = client.id_token_verifier().set_allowed_algs(ALLOWED_ALGS);
             match nonce {
                 Some(n) => tok.claims(&verifier, n).map(|_| ()),
-                None => tok.claims(&verifier, |_: Option<&Nonce>| Ok(())).map(|_| ()),
+                None => tok
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map(|_| ()),
             }
         };
         match check(&d.client) {
@@ -291,7 +337,8 @@ impl OidcProvider {
             }
             Err(e) => return Err(OidcError::InvalidIdToken(e.to_string())),
         }
-        jwt_payload(&tok.to_string()).ok_or_else(|| OidcError::InvalidIdToken("unreadable payload".into()))
+        jwt_payload(&tok.to_string())
+            .ok_or_else(|| OidcError::InvalidIdToken("unreadable payload".into()))
     }
 
     async fn refetch_jwks(&self, d: &Arc<Discovered>) -> Result<Arc<Discovered>, OidcError> {
@@ -307,32 +354,51 @@ impl OidcProvider {
         let url = d.metadata.jwks_uri().url().to_string();
         let (status, body) = self.http.get_json(&url, None).await?;
         if !status.is_success() {
-            return Err(OidcError::InvalidResponse(format!("JWKS fetch answered {status}")));
+            return Err(OidcError::InvalidResponse(format!(
+                "JWKS fetch answered {status}"
+            )));
         }
-        let jwks: CoreJsonWebKeySet =
-            serde_json::from_slice(&body).map_err(|e| OidcError::InvalidResponse(format!("JWKS: {e}")))?;
+        let jwks: CoreJsonWebKeySet = serde_json::from_slice(&body)
+            .map_err(|e| OidcError::InvalidResponse(format!("JWKS: {e}")))?;
         let metadata = d.metadata.clone().set_jwks(jwks);
         let client = client_for(&self.cfg, metadata.clone(), &self.redirect_uri);
-        let nd = Arc::new(Discovered { metadata, client, end_session: d.end_session.clone() });
+        let nd = Arc::new(Discovered {
+            metadata,
+            client,
+            end_session: d.end_session.clone(),
+        });
         *self.state.lock() = Some(nd.clone());
         tracing::info!(provider = %self.cfg.name, "JWKS refetched after an unknown key id");
         Ok(nd)
     }
 
     /// Calls the userinfo endpoint (as ALB does); `None` when the provider has none.
-    pub async fn userinfo(&self, access_token: &str, expected_sub: &str) -> Result<Option<Map<String, Value>>, OidcError> {
+    pub async fn userinfo(
+        &self,
+        access_token: &str,
+        expected_sub: &str,
+    ) -> Result<Option<Map<String, Value>>, OidcError> {
         let d = self.discovered().await?;
-        let Some(url) = d.metadata.userinfo_endpoint() else { return Ok(None) };
-        let (status, body) = self.http.get_json(url.url().as_str(), Some(access_token)).await?;
+        let Some(url) = d.metadata.userinfo_endpoint() else {
+            return Ok(None);
+        };
+        let (status, body) = self
+            .http
+            .get_json(url.url().as_str(), Some(access_token))
+            .await?;
         if !status.is_success() {
-            return Err(OidcError::InvalidResponse(format!("userinfo answered {status}")));
+            return Err(OidcError::InvalidResponse(format!(
+                "userinfo answered {status}"
+            )));
         }
         let claims: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|_| OidcError::InvalidResponse("userinfo is not a JSON object".into()))?;
         // OIDC Core 5.3.2: the userinfo `sub` must match the ID token's, else the response is
         // not for this user and must not be used.
         if claims.get("sub").and_then(|v| v.as_str()) != Some(expected_sub) {
-            return Err(OidcError::InvalidResponse("userinfo sub does not match the ID token".into()));
+            return Err(OidcError::InvalidResponse(
+                "userinfo sub does not match the ID token".into(),
+            ));
         }
         Ok(Some(claims))
     }
@@ -342,7 +408,9 @@ fn token_error<RE: std::error::Error + 'static>(
     e: RequestTokenError<RE, openidconnect::StandardErrorResponse<CoreErrorResponseType>>,
 ) -> OidcError {
     match e {
-        RequestTokenError::ServerResponse(r) => OidcError::Refused { error: r.error().to_string() },
+        RequestTokenError::ServerResponse(r) => OidcError::Refused {
+            error: r.error().to_string(),
+        },
         RequestTokenError::Request(inner) => OidcError::Unreachable(inner.to_string()),
         RequestTokenError::Parse(inner, _) => OidcError::InvalidResponse(inner.to_string()),
         RequestTokenError::Other(s) => OidcError::InvalidResponse(s),

@@ -9,7 +9,9 @@ pub fn is_safe_relative(rd: &str) -> bool {
     if b.first() != Some(&b'/') {
         return false;
     }
-    if b.iter().any(|c| c.is_ascii_control() || *c == b'\\' || *c == b' ') {
+    if b.iter()
+        .any(|c| c.is_ascii_control() || *c == b'\\' || *c == b' ')
+    {
         return false;
     }
     !matches!(b.get(1), Some(b'/'))
@@ -17,7 +19,9 @@ pub fn is_safe_relative(rd: &str) -> bool {
 
 /// The safe target for `rd` (a path-and-query or an allowed absolute URL), else `/`.
 pub fn safe_target(rd: Option<&str>, public_origin: &str, allowed: &[String]) -> String {
-    let Some(rd) = rd.filter(|r| !r.is_empty()) else { return "/".into() };
+    let Some(rd) = rd.filter(|r| !r.is_empty()) else {
+        return "/".into();
+    };
     if is_safe_relative(rd) {
         return rd.to_string();
     }
@@ -31,7 +35,7 @@ pub fn safe_target(rd: Option<&str>, public_origin: &str, allowed: &[String]) ->
         && u.password().is_none()
     {
         let origin = u.origin().ascii_serialization();
-        if origin == public_origin || allowed.iter().any(|a| *a == origin) {
+        if origin == public_origin || allowed.contains(&origin) {
             return u.to_string();
         }
     }
@@ -53,15 +57,25 @@ mod tests {
             (Some("https://evil.com/"), "/"),
             (Some("https:evil.com"), "/"),
             (Some("javascript:alert(1)"), "/"),
-            (Some("https://app.example.com/x"), "https://app.example.com/x"),
-            (Some("https://other.example.com/y"), "https://other.example.com/y"),
+            (
+                Some("https://app.example.com/x"),
+                "https://app.example.com/x",
+            ),
+            (
+                Some("https://other.example.com/y"),
+                "https://other.example.com/y",
+            ),
             (Some("https://other.example.com.evil.com/"), "/"),
             (Some("https://user@app.example.com/"), "/"),
             (Some("evil.com"), "/"),
             (None, "/"),
         ];
         for (rd, want) in cases {
-            assert_eq!(safe_target(rd, "https://app.example.com", &allowed), want, "{rd:?}");
+            assert_eq!(
+                safe_target(rd, "https://app.example.com", &allowed),
+                want,
+                "{rd:?}"
+            );
         }
     }
 }

@@ -10,9 +10,15 @@ pub struct RouteTable {
 /// The request host without its port, as written (callers compare case-insensitively).
 pub fn host_only(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority.find(']').map(|i| &authority[..=i]).unwrap_or(authority);
+        return authority
+            .find(']')
+            .map(|i| &authority[..=i])
+            .unwrap_or(authority);
     }
-    authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+    authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority)
 }
 
 impl RouteTable {

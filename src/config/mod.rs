@@ -31,7 +31,10 @@ pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
     pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem { path: path.into(), message: message.into() });
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -48,7 +51,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{}", render_problems(.file, .problems))]
-    Invalid { file: String, problems: Vec<Problem> },
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
 }
 
 fn render_problems(file: &str, problems: &[Problem]) -> String {
@@ -148,7 +154,8 @@ pub struct HeadersConfig {
 pub struct ProviderConfig {
     pub name: String,
     pub display_name: String,
-    pub issuer: Url,
+    /// Exactly as configured: OIDC compares issuers as strings (no added trailing slash).
+    pub issuer: String,
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub scopes: Vec<String>,
@@ -161,7 +168,11 @@ pub struct ProviderConfig {
 #[derive(Debug, Clone)]
 pub enum Upstream {
     /// `http://` or `https://`: scheme + authority, and a base path prefixed to every request.
-    Http { base: Url, insecure_skip_verify: bool, ca_file: Option<PathBuf> },
+    Http {
+        base: Url,
+        insecure_skip_verify: bool,
+        ca_file: Option<PathBuf>,
+    },
     /// `file:///dir`: a static directory.
     File(PathBuf),
 }

@@ -67,7 +67,10 @@ pub fn resolve(inline: Option<&str>, file: Option<&str>) -> Result<Option<Secret
         (None, Some(path)) => {
             let path = expand_env(path)?;
             std::fs::read_to_string(&path)
-                .map_err(|e| SecretError::File { path: path.clone(), reason: e.kind().to_string() })?
+                .map_err(|e| SecretError::File {
+                    path: path.clone(),
+                    reason: e.kind().to_string(),
+                })?
                 .trim_end_matches(['\n', '\r'])
                 .to_string()
         }
@@ -90,7 +93,9 @@ mod tests {
         assert_eq!(expand_env("plain").unwrap(), "plain");
         assert_eq!(
             expand_env("${PORTCULLIS_SURELY_UNSET_VAR}"),
-            Err(SecretError::MissingEnv("PORTCULLIS_SURELY_UNSET_VAR".into()))
+            Err(SecretError::MissingEnv(
+                "PORTCULLIS_SURELY_UNSET_VAR".into()
+            ))
         );
         let path = std::env::temp_dir().join(format!("pc-secret-{}", std::process::id()));
         std::fs::write(&path, "from-file\n").unwrap();

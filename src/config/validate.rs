@@ -28,8 +28,10 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     load_str(&text, path)
 }
 
@@ -41,13 +43,19 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
         Ok(t) => t,
         Err(e) => {
             p.push("(file)", format!("not valid TOML: {}", e.message()));
-            return Err(ConfigError::Invalid { file, problems: p.0 });
+            return Err(ConfigError::Invalid {
+                file,
+                problems: p.0,
+            });
         }
     };
     let cfg = build(&table, path, &mut p);
     match cfg {
         Some(cfg) if p.is_empty() => Ok(cfg),
-        _ => Err(ConfigError::Invalid { file, problems: p.0 }),
+        _ => Err(ConfigError::Invalid {
+            file,
+            problems: p.0,
+        }),
     }
 }
 
@@ -78,7 +86,10 @@ fn duration(text: Option<&str>, default: Duration, path: &str, p: &mut Problems)
         Some(t) => match duration::parse(t) {
             Some(d) => d,
             None => {
-                p.push(path, format!("{t:?} is not a duration (examples: 500ms, 30s, 15m, 1h, 7d)"));
+                p.push(
+                    path,
+                    format!("{t:?} is not a duration (examples: 500ms, 30s, 15m, 1h, 7d)"),
+                );
                 default
             }
         },
@@ -107,7 +118,10 @@ fn socket_addr(text: &str, path: &str, p: &mut Problems) -> Option<SocketAddr> {
     match text.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            p.push(path, format!("{text:?} is not an address like 127.0.0.1:8080 or [::]:443"));
+            p.push(
+                path,
+                format!("{text:?} is not an address like 127.0.0.1:8080 or [::]:443"),
+            );
             None
         }
     }
@@ -130,25 +144,40 @@ pub fn origin_of(url: &Url) -> String {
 fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
     for key in table.keys() {
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
-            p.push(key.clone(), format!("unknown key (expected one of {})", TOP_LEVEL_KEYS.join(", ")));
+            p.push(
+                key.clone(),
+                format!(
+                    "unknown key (expected one of {})",
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            );
         }
     }
 
     // public_url
     let public_url = match table.get("public_url") {
         None => {
-            p.push("public_url", "is required (the origin users reach, e.g. https://app.example.com)");
+            p.push(
+                "public_url",
+                "is required (the origin users reach, e.g. https://app.example.com)",
+            );
             None
         }
         Some(toml::Value::String(s)) => match Url::parse(s) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
                 if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
-                    p.push("public_url", format!("{s:?} must be an origin only, without a path"));
+                    p.push(
+                        "public_url",
+                        format!("{s:?} must be an origin only, without a path"),
+                    );
                 }
                 Some(u)
             }
             _ => {
-                p.push("public_url", format!("{s:?} is not an http:// or https:// URL"));
+                p.push(
+                    "public_url",
+                    format!("{s:?} is not an http:// or https:// URL"),
+                );
                 None
             }
         },
@@ -197,24 +226,34 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         Some(toml::Value::Table(t)) => {
             for (name, v) in t {
                 let kp = format!("providers.{name}");
-                if let Some(raw) = typed::<RawProvider>(v.clone(), &kp, p) {
-                    if let Some(prov) = build_provider(name, raw, &kp, p) {
-                        providers.push(prov);
-                    }
+                if let Some(raw) = typed::<RawProvider>(v.clone(), &kp, p)
+                    && let Some(prov) = build_provider(name, raw, &kp, p)
+                {
+                    providers.push(prov);
                 }
             }
         }
-        Some(_) => p.push("providers", "must be a table of named providers ([providers.NAME])"),
+        Some(_) => p.push(
+            "providers",
+            "must be a table of named providers ([providers.NAME])",
+        ),
     }
 
     let pool_raw = table.get("pool");
     let pool = pool_raw.and_then(|v| crate::pool::config::build(v, path, &data_dir, p));
-    if pool_raw.is_some() && !providers.iter().any(|pr: &ProviderConfig| pr.name == "pool") {
+    if pool_raw.is_some()
+        && !providers
+            .iter()
+            .any(|pr: &ProviderConfig| pr.name == "pool")
+    {
         if let Some(url) = &public_url {
             providers.push(pool_provider(url));
         }
     } else if pool_raw.is_some() {
-        p.push("providers.pool", "the name \"pool\" is reserved for the built-in user pool");
+        p.push(
+            "providers.pool",
+            "the name \"pool\" is reserved for the built-in user pool",
+        );
     }
 
     let mut routes = Vec::new();
@@ -240,7 +279,10 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
     let public_origin = origin_of(&public_url);
     let server = server?;
     if server.listen.contains(&server.admin_listen) {
-        p.push("server.admin_listen", "must differ from every server.listen address");
+        p.push(
+            "server.admin_listen",
+            "must differ from every server.listen address",
+        );
     }
     Some(Config {
         file: path.to_path_buf(),
@@ -260,8 +302,11 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
 
 /// The built-in pool is reached over OIDC like any provider (SPEC §2).
 fn pool_provider(public_url: &Url) -> ProviderConfig {
-    let mut issuer = public_url.clone();
-    issuer.set_path(crate::http::paths::POOL_PREFIX);
+    let issuer = format!(
+        "{}{}",
+        origin_of(public_url),
+        crate::http::paths::POOL_PREFIX
+    );
     ProviderConfig {
         name: "pool".into(),
         display_name: "Sign in".into(),
@@ -332,10 +377,17 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
         .collect();
     let max_header_bytes = raw.max_header_bytes.unwrap_or(32 * 1024);
     if !(1024..=1024 * 1024).contains(&max_header_bytes) {
-        p.push("server.max_header_bytes", "must be between 1024 and 1048576");
+        p.push(
+            "server.max_header_bytes",
+            "must be between 1024 and 1048576",
+        );
     }
-    let shutdown_grace =
-        duration(raw.shutdown_grace.as_deref(), Duration::from_secs(30), "server.shutdown_grace", p);
+    let shutdown_grace = duration(
+        raw.shutdown_grace.as_deref(),
+        Duration::from_secs(30),
+        "server.shutdown_grace",
+        p,
+    );
     Some(ServerConfig {
         listen,
         tls,
@@ -348,37 +400,69 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
 
 fn is_cookie_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn build_session(raw: Option<RawSession>, data_dir: &Path, p: &mut Problems) -> Option<SessionConfig> {
+fn build_session(
+    raw: Option<RawSession>,
+    data_dir: &Path,
+    p: &mut Problems,
+) -> Option<SessionConfig> {
     let raw = raw?;
-    let cookie_name = raw.cookie_name.unwrap_or_else(|| "AWSELBAuthSessionCookie".into());
+    let cookie_name = raw
+        .cookie_name
+        .unwrap_or_else(|| "AWSELBAuthSessionCookie".into());
     if !is_cookie_token(&cookie_name) {
-        p.push("session.cookie_name", format!("{cookie_name:?} is not a valid cookie name"));
+        p.push(
+            "session.cookie_name",
+            format!("{cookie_name:?} is not a valid cookie name"),
+        );
     }
-    let timeout = duration(raw.timeout.as_deref(), Duration::from_secs(7 * 86400), "session.timeout", p);
+    let timeout = duration(
+        raw.timeout.as_deref(),
+        Duration::from_secs(7 * 86400),
+        "session.timeout",
+        p,
+    );
     if timeout.is_zero() {
         p.push("session.timeout", "must be longer than 0s");
     }
-    let login_window =
-        duration(raw.login_window.as_deref(), Duration::from_secs(15 * 60), "session.login_window", p);
-    let refresh_margin =
-        duration(raw.refresh_margin.as_deref(), Duration::from_secs(0), "session.refresh_margin", p);
+    let login_window = duration(
+        raw.login_window.as_deref(),
+        Duration::from_secs(15 * 60),
+        "session.login_window",
+        p,
+    );
+    let refresh_margin = duration(
+        raw.refresh_margin.as_deref(),
+        Duration::from_secs(0),
+        "session.refresh_margin",
+        p,
+    );
     match raw.store.as_deref() {
         None | Some("cookie") => {}
         Some("redis") => p.push(
             "session.store",
             "\"redis\" is not available in this version of Portcullis; use \"cookie\"",
         ),
-        Some(other) => p.push("session.store", format!("{other:?} is not one of cookie, redis")),
+        Some(other) => p.push(
+            "session.store",
+            format!("{other:?} is not one of cookie, redis"),
+        ),
     }
     if raw.redis_url.is_some() && raw.store.as_deref() != Some("redis") {
-        p.push("session.redis_url", "is only used with session.store = \"redis\"");
+        p.push(
+            "session.redis_url",
+            "is only used with session.store = \"redis\"",
+        );
     }
     let secrets = match (raw.secrets, raw.secrets_file) {
         (Some(_), Some(_)) => {
-            p.push("session.secrets_file", "set either session.secrets or session.secrets_file, not both");
+            p.push(
+                "session.secrets_file",
+                "set either session.secrets or session.secrets_file, not both",
+            );
             SessionSecrets::Configured(vec![])
         }
         (Some(list), None) => {
@@ -413,7 +497,10 @@ fn build_session(raw: Option<RawSession>, data_dir: &Path, p: &mut Problems) -> 
                     .map(|l| Secret::new(l.to_string()))
                     .collect();
                 if list.iter().any(|s| s.expose().len() < 32) {
-                    p.push("session.secrets_file", "every secret (one per line) must be at least 32 bytes");
+                    p.push(
+                        "session.secrets_file",
+                        "every secret (one per line) must be at least 32 bytes",
+                    );
                 }
                 SessionSecrets::Configured(list)
             }
@@ -425,7 +512,13 @@ fn build_session(raw: Option<RawSession>, data_dir: &Path, p: &mut Problems) -> 
         },
         (None, None) => SessionSecrets::Generated(data_dir.join("session-secret")),
     };
-    Some(SessionConfig { cookie_name, timeout, secrets, login_window, refresh_margin })
+    Some(SessionConfig {
+        cookie_name,
+        timeout,
+        secrets,
+        login_window,
+        refresh_margin,
+    })
 }
 
 fn build_headers(raw: Option<RawHeaders>, path: &Path, p: &mut Problems) -> Option<HeadersConfig> {
@@ -441,7 +534,10 @@ fn build_headers(raw: Option<RawHeaders>, path: &Path, p: &mut Problems) -> Opti
     let signing_key_file = raw.signing_key_file.map(|f| {
         let f = relative_to(path, &f);
         if !f.is_file() {
-            p.push("headers.signing_key_file", format!("{} is not a readable file", f.display()));
+            p.push(
+                "headers.signing_key_file",
+                format!("{} is not a readable file", f.display()),
+            );
         }
         f
     });
@@ -465,13 +561,25 @@ fn build_log(raw: Option<RawLog>, p: &mut Problems) -> LogConfig {
     );
     let level = raw.level.unwrap_or_else(|| "info".into());
     if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
-        p.push("log.level", format!("{level:?} is not one of error, warn, info, debug, trace"));
+        p.push(
+            "log.level",
+            format!("{level:?} is not one of error, warn, info, debug, trace"),
+        );
     }
     LogConfig { format, level }
 }
 
-fn build_provider(name: &str, raw: RawProvider, kp: &str, p: &mut Problems) -> Option<ProviderConfig> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+fn build_provider(
+    name: &str,
+    raw: RawProvider,
+    kp: &str,
+    p: &mut Problems,
+) -> Option<ProviderConfig> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         p.push(kp, "provider names may use only letters, digits, - and _");
     }
     let issuer = match raw.issuer.as_deref().map(secret::expand_env) {
@@ -484,9 +592,14 @@ fn build_provider(name: &str, raw: RawProvider, kp: &str, p: &mut Problems) -> O
             None
         }
         Some(Ok(s)) => match Url::parse(&s) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                Some(s.clone())
+            }
             _ => {
-                p.push(format!("{kp}.issuer"), format!("{s:?} is not an http(s) URL"));
+                p.push(
+                    format!("{kp}.issuer"),
+                    format!("{s:?} is not an http(s) URL"),
+                );
                 None
             }
         },
@@ -514,34 +627,66 @@ fn build_provider(name: &str, raw: RawProvider, kp: &str, p: &mut Problems) -> O
         p,
     );
     if raw.client_secret.is_some() && raw.client_secret_file.is_some() {
-        p.push(format!("{kp}.client_secret_file"), "set client_secret or client_secret_file, not both");
+        p.push(
+            format!("{kp}.client_secret_file"),
+            "set client_secret or client_secret_file, not both",
+        );
     }
-    let client_secret =
-        match secret::resolve(raw.client_secret.as_deref(), raw.client_secret_file.as_deref()) {
-            Ok(s) => s,
-            Err(e) => {
-                p.push(format!("{kp}.client_secret"), e.to_string());
-                None
-            }
-        };
-    if client_secret.is_none() && token_auth != TokenAuth::None && raw.client_secret.is_none() && raw.client_secret_file.is_none() {
+    let client_secret = match secret::resolve(
+        raw.client_secret.as_deref(),
+        raw.client_secret_file.as_deref(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            p.push(format!("{kp}.client_secret"), e.to_string());
+            None
+        }
+    };
+    if client_secret.is_none()
+        && token_auth != TokenAuth::None
+        && raw.client_secret.is_none()
+        && raw.client_secret_file.is_none()
+    {
         p.push(
             format!("{kp}.client_secret"),
             "is required unless token_auth = \"none\" (a public client using PKCE only)",
         );
     }
-    let scopes = raw.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+    let scopes = raw
+        .scopes
+        .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
     if !scopes.iter().any(|s| s == "openid") {
         p.push(format!("{kp}.scopes"), "must include \"openid\"");
     }
-    let reserved = ["response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method"];
-    let extra_auth_params: Vec<(String, String)> = raw.extra_auth_params.unwrap_or_default().into_iter().collect();
+    let reserved = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+    ];
+    let extra_auth_params: Vec<(String, String)> = raw
+        .extra_auth_params
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     for (k, _) in &extra_auth_params {
         if reserved.contains(&k.as_str()) {
-            p.push(format!("{kp}.extra_auth_params.{k}"), "is set by Portcullis itself and cannot be overridden");
+            p.push(
+                format!("{kp}.extra_auth_params.{k}"),
+                "is set by Portcullis itself and cannot be overridden",
+            );
         }
     }
-    let timeout = duration(raw.timeout.as_deref(), Duration::from_secs(10), &format!("{kp}.timeout"), p);
+    let timeout = duration(
+        raw.timeout.as_deref(),
+        Duration::from_secs(10),
+        &format!("{kp}.timeout"),
+        p,
+    );
     Some(ProviderConfig {
         name: name.to_string(),
         display_name: raw.display_name.unwrap_or_else(|| name.to_string()),
@@ -581,7 +726,10 @@ fn build_route(
 ) -> Option<RouteConfig> {
     let route_path = raw.path.unwrap_or_else(|| "/".into());
     if !route_path.starts_with('/') {
-        p.push(format!("{kp}.path"), format!("{route_path:?} must start with /"));
+        p.push(
+            format!("{kp}.path"),
+            format!("{route_path:?} must start with /"),
+        );
     }
     let host = raw.host.map(|h| h.to_ascii_lowercase());
     let on_unauthenticated = one_of(
@@ -597,26 +745,47 @@ fn build_route(
     );
     let upstream = match raw.upstream.as_deref() {
         None => {
-            p.push(format!("{kp}.upstream"), "is required (http://…, https://… or file:///dir)");
+            p.push(
+                format!("{kp}.upstream"),
+                "is required (http://…, https://… or file:///dir)",
+            );
             None
         }
+        Some(u) if u.starts_with("file://") => {
+            // `file:///abs/dir`, or `file://./rel/dir` relative to the config file.
+            let raw_path = percent_encoding::percent_decode_str(&u[7..])
+                .decode_utf8_lossy()
+                .to_string();
+            let dir = relative_to(path, &raw_path);
+            if dir.is_dir() {
+                Some(Upstream::File(dir))
+            } else {
+                p.push(
+                    format!("{kp}.upstream"),
+                    format!("{u:?} is not an existing directory"),
+                );
+                None
+            }
+        }
         Some(u) => match Url::parse(u) {
-            Ok(url) if url.scheme() == "file" => match url.to_file_path() {
-                Ok(dir) if dir.is_dir() => Some(Upstream::File(dir)),
-                _ => {
-                    p.push(format!("{kp}.upstream"), format!("{u:?} is not an existing directory"));
-                    None
-                }
-            },
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                 if url.query().is_some() || url.fragment().is_some() {
-                    p.push(format!("{kp}.upstream"), "must not have a query or fragment");
+                    p.push(
+                        format!("{kp}.upstream"),
+                        "must not have a query or fragment",
+                    );
                 }
-                let ca_file = raw.upstream_ca_file.as_deref().map(|f| relative_to(path, f));
+                let ca_file = raw
+                    .upstream_ca_file
+                    .as_deref()
+                    .map(|f| relative_to(path, f));
                 if let Some(f) = &ca_file
                     && !f.is_file()
                 {
-                    p.push(format!("{kp}.upstream_ca_file"), format!("{} is not a readable file", f.display()));
+                    p.push(
+                        format!("{kp}.upstream_ca_file"),
+                        format!("{} is not a readable file", f.display()),
+                    );
                 }
                 Some(Upstream::Http {
                     base: url,
@@ -625,14 +794,26 @@ fn build_route(
                 })
             }
             _ => {
-                p.push(format!("{kp}.upstream"), format!("{u:?} is not an http://, https:// or file:/// URL"));
+                p.push(
+                    format!("{kp}.upstream"),
+                    format!("{u:?} is not an http://, https:// or file:/// URL"),
+                );
                 None
             }
         },
     };
-    let connect_timeout =
-        duration(raw.connect_timeout.as_deref(), Duration::from_secs(5), &format!("{kp}.connect_timeout"), p);
-    let timeout = duration(raw.timeout.as_deref(), Duration::from_secs(60), &format!("{kp}.timeout"), p);
+    let connect_timeout = duration(
+        raw.connect_timeout.as_deref(),
+        Duration::from_secs(5),
+        &format!("{kp}.connect_timeout"),
+        p,
+    );
+    let timeout = duration(
+        raw.timeout.as_deref(),
+        Duration::from_secs(60),
+        &format!("{kp}.timeout"),
+        p,
+    );
 
     let mut names: Vec<String> = Vec::new();
     if let Some(n) = raw.provider {
@@ -640,7 +821,10 @@ fn build_route(
     }
     if let Some(list) = raw.providers {
         if !names.is_empty() {
-            p.push(format!("{kp}.providers"), "set provider or providers, not both");
+            p.push(
+                format!("{kp}.providers"),
+                "set provider or providers, not both",
+            );
         }
         names.extend(list);
     }
@@ -648,19 +832,36 @@ fn build_route(
     for n in &names {
         match providers.iter().position(|pr| &pr.name == n) {
             Some(i) => route_providers.push(i),
-            None => p.push(format!("{kp}.provider"), format!("{n:?} is not a configured provider")),
+            None => p.push(
+                format!("{kp}.provider"),
+                format!("{n:?} is not a configured provider"),
+            ),
         }
     }
-    if route_providers.is_empty() && names.is_empty() && on_unauthenticated == OnUnauthenticated::Authenticate {
+    if route_providers.is_empty()
+        && names.is_empty()
+        && on_unauthenticated == OnUnauthenticated::Authenticate
+    {
         match providers.len() {
             1 => route_providers.push(0),
-            0 => p.push(kp, "authenticates but no [providers.NAME] or [pool] is configured"),
-            _ => p.push(format!("{kp}.provider"), "several providers are configured: name one (provider) or several (providers)"),
+            0 => p.push(
+                kp,
+                "authenticates but no [providers.NAME] or [pool] is configured",
+            ),
+            _ => p.push(
+                format!("{kp}.provider"),
+                "several providers are configured: name one (provider) or several (providers)",
+            ),
         }
     }
 
     let mut authorization = Authorization {
-        emails: raw.allow_emails.unwrap_or_default().into_iter().map(|e| e.to_ascii_lowercase()).collect(),
+        emails: raw
+            .allow_emails
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.to_ascii_lowercase())
+            .collect(),
         email_domains: raw
             .allow_email_domains
             .unwrap_or_default()
@@ -672,7 +873,9 @@ fn build_route(
     };
     for (claim, v) in raw.allow_claims.unwrap_or_default() {
         match claim_values(&v) {
-            Some(any_of) => authorization.claims.push(crate::config::ClaimRule { claim, any_of }),
+            Some(any_of) => authorization
+                .claims
+                .push(crate::config::ClaimRule { claim, any_of }),
             None => p.push(
                 format!("{kp}.allow_claims.{claim}"),
                 "must be a string, boolean, integer, or a non-empty array of them",
@@ -735,14 +938,26 @@ upstream = "http://127.0.0.1:3000"
 
     #[test]
     fn reports_every_problem_with_its_key_path() {
-        let text = GOOD.replace("[[routes]]", "[[routes]]\non_unauthenticated = \"redirect\"\ntimeout = \"soon\"")
+        let text = GOOD
+            .replace(
+                "[[routes]]",
+                "[[routes]]\non_unauthenticated = \"redirect\"\ntimeout = \"soon\"",
+            )
             .replace("client_id = \"pc\"", "client_id = \"pc\"\nbogus = 1")
             + "\n[server]\nlisten = [\"nope\"]\n";
         let got = problems(&text);
         let joined = got.join("\n");
-        assert!(joined.contains("routes[0].on_unauthenticated: \"redirect\" is not one of authenticate, deny, allow"), "{joined}");
+        assert!(
+            joined.contains(
+                "routes[0].on_unauthenticated: \"redirect\" is not one of authenticate, deny, allow"
+            ),
+            "{joined}"
+        );
         assert!(joined.contains("routes[0].timeout"), "{joined}");
-        assert!(joined.contains("providers.corp: unknown field `bogus`"), "{joined}");
+        assert!(
+            joined.contains("providers.corp: unknown field `bogus`"),
+            "{joined}"
+        );
         assert!(joined.contains("server.listen[0]"), "{joined}");
     }
 
@@ -756,7 +971,11 @@ upstream = "http://127.0.0.1:3000"
 
     #[test]
     fn rejects_unknown_top_level_and_missing_env() {
-        let text = "routez = 1\n".to_string() + &GOOD.replace("client_secret = \"s\"", "client_secret = \"${PORTCULLIS_TEST_UNSET}\"");
+        let text = "routez = 1\n".to_string()
+            + &GOOD.replace(
+                "client_secret = \"s\"",
+                "client_secret = \"${PORTCULLIS_TEST_UNSET}\"",
+            );
         let joined = problems(&text).join("\n");
         assert!(joined.contains("routez: unknown key"), "{joined}");
         assert!(joined.contains("providers.corp.client_secret: environment variable PORTCULLIS_TEST_UNSET is not set"), "{joined}");

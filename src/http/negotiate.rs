@@ -31,7 +31,8 @@ fn accepts_html(accept: &str) -> bool {
         let media = parts.next().unwrap_or("").trim();
         let refused = parts.any(|p| {
             let p = p.trim();
-            p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            p.strip_prefix("q=")
+                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
         });
         !refused
             && (media.eq_ignore_ascii_case("text/html")
@@ -63,7 +64,10 @@ mod tests {
             (&[("accept", "text/html;q=0, application/json")], true),
             (&[("x-requested-with", "XMLHttpRequest")], true),
             (&[("sec-fetch-mode", "cors")], true),
-            (&[("sec-fetch-mode", "navigate"), ("accept", "text/html")], false),
+            (
+                &[("sec-fetch-mode", "navigate"), ("accept", "text/html")],
+                false,
+            ),
         ];
         for (pairs, want) in cases {
             assert_eq!(is_non_navigational(&h(pairs)), *want, "{pairs:?}");

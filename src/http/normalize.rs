@@ -178,7 +178,11 @@ mod tests {
         ];
         for (input, want) in cases {
             let got = normalize(input).map(|o| o.unwrap_or_else(|| input.to_string()));
-            assert_eq!(got.as_deref().map_err(|e| e.clone()), want.as_ref().map(|s| *s).map_err(|e| e.clone()), "{input}");
+            assert_eq!(
+                got.as_deref().map_err(|e| e.clone()),
+                want.as_ref().map(|s| *s).map_err(|e| e.clone()),
+                "{input}"
+            );
         }
     }
 }

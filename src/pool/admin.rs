@@ -28,7 +28,9 @@ pub enum AdminError {
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Exists(what) => AdminError::Exists(format!("a user with this {what} already exists")),
+            StoreError::Exists(what) => {
+                AdminError::Exists(format!("a user with this {what} already exists"))
+            }
             other => AdminError::Store(other),
         }
     }
@@ -42,9 +44,13 @@ pub struct Admin<'a> {
 /// A temporary password that satisfies any policy (all four classes, 20 characters).
 pub fn temporary_password() -> String {
     let mut b = [0u8; 12];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("system RNG available");
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("system RNG available");
     use base64::Engine;
-    format!("{}aA1!", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+    format!(
+        "{}aA1!",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    )
 }
 
 fn group_name_ok(g: &str) -> bool {
@@ -53,7 +59,10 @@ fn group_name_ok(g: &str) -> bool {
 
 impl Admin<'_> {
     pub async fn find(&self, name: &str) -> Result<User, AdminError> {
-        self.store.user_by_login(&username::canonical(name), name).await?.ok_or_else(|| AdminError::NoSuchUser(name.to_string()))
+        self.store
+            .user_by_login(&username::canonical(name), name)
+            .await?
+            .ok_or_else(|| AdminError::NoSuchUser(name.to_string()))
     }
 
     /// Creates a user. Without `password` a temporary one is generated and returned.
@@ -65,15 +74,35 @@ impl Admin<'_> {
         attrs: &[(String, String)],
         groups: &[String],
     ) -> Result<(User, Option<String>), AdminError> {
-        let verified: Vec<(String, String)> = attrs.iter().filter(|(k, _)| k.ends_with("_verified")).cloned().collect();
-        let plain: Vec<(String, String)> = attrs.iter().filter(|(k, _)| !k.ends_with("_verified")).cloned().collect();
+        let verified: Vec<(String, String)> = attrs
+            .iter()
+            .filter(|(k, _)| k.ends_with("_verified"))
+            .cloned()
+            .collect();
+        let plain: Vec<(String, String)> = attrs
+            .iter()
+            .filter(|(k, _)| !k.ends_with("_verified"))
+            .cloned()
+            .collect();
         let generated = password_in.is_none().then(temporary_password);
-        let pw = password_in.map(str::to_string).or(generated.clone()).unwrap_or_default();
-        let checked = attributes::validate(&plain, &self.cfg.required_attributes, self.cfg.default_phone_region);
-        let mut errors = super::pages::signup::problems_for(self.cfg, Lang::En, name, &pw, &checked);
+        let pw = password_in
+            .map(str::to_string)
+            .or(generated.clone())
+            .unwrap_or_default();
+        let checked = attributes::validate(
+            &plain,
+            &self.cfg.required_attributes,
+            self.cfg.default_phone_region,
+        );
+        let mut errors =
+            super::pages::signup::problems_for(self.cfg, Lang::En, name, &pw, &checked);
         for (k, v) in &verified {
-            if !matches!(k.as_str(), "email_verified" | "phone_number_verified") || !matches!(v.as_str(), "true" | "false") {
-                errors.push(format!("{k}: only email_verified / phone_number_verified = true|false"));
+            if !matches!(k.as_str(), "email_verified" | "phone_number_verified")
+                || !matches!(v.as_str(), "true" | "false")
+            {
+                errors.push(format!(
+                    "{k}: only email_verified / phone_number_verified = true|false"
+                ));
             }
         }
         for g in groups {
@@ -81,22 +110,50 @@ impl Admin<'_> {
                 errors.push(format!("group {g:?}: not a valid group name"));
             }
         }
-        let (Ok(mut map), true) = (checked, errors.is_empty()) else { return Err(AdminError::Invalid(errors)) };
-        let Ok(canonical) = username::validate(name) else { return Err(AdminError::Invalid(errors)) };
-        for (claim, flag) in [("email", "email_verified"), ("phone_number", "phone_number_verified")] {
+        let (Ok(mut map), true) = (checked, errors.is_empty()) else {
+            return Err(AdminError::Invalid(errors));
+        };
+        let Ok(canonical) = username::validate(name) else {
+            return Err(AdminError::Invalid(errors));
+        };
+        for (claim, flag) in [
+            ("email", "email_verified"),
+            ("phone_number", "phone_number_verified"),
+        ] {
             if map.contains_key(claim) {
                 let v = verified.iter().any(|(k, v)| k == flag && v == "true");
                 map.insert(flag.into(), Value::Bool(v));
             }
         }
-        let hash = password::hash(&pw).await.map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
-        let status = if permanent { UserStatus::Confirmed } else { UserStatus::ForceChangePassword };
+        let hash = password::hash(&pw)
+            .await
+            .map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
+        let status = if permanent {
+            UserStatus::Confirmed
+        } else {
+            UserStatus::ForceChangePassword
+        };
         let sub = uuid::Uuid::new_v4().to_string();
-        self.store.create_user(&NewUser { sub: sub.clone(), username: canonical, status, password_hash: hash, attributes: map }, now()).await?;
+        self.store
+            .create_user(
+                &NewUser {
+                    sub: sub.clone(),
+                    username: canonical,
+                    status,
+                    password_hash: hash,
+                    attributes: map,
+                },
+                now(),
+            )
+            .await?;
         for g in groups {
             self.store.add_to_group(&sub, g).await?;
         }
-        let user = self.store.user_by_sub(&sub).await?.ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
+        let user = self
+            .store
+            .user_by_sub(&sub)
+            .await?
+            .ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
         tracing::info!(sub = %user.sub, "pool.event" = "admin_create", "user created by an administrator");
         Ok((user, generated))
     }
@@ -112,32 +169,59 @@ impl Admin<'_> {
         Ok(())
     }
 
-    pub async fn set_password(&self, name: &str, pw: &str, permanent: bool) -> Result<User, AdminError> {
+    pub async fn set_password(
+        &self,
+        name: &str,
+        pw: &str,
+        permanent: bool,
+    ) -> Result<User, AdminError> {
         let u = self.find(name).await?;
         let rules = password::unmet_rules(pw, &self.cfg.password_policy);
         if !rules.is_empty() {
-            return Err(AdminError::Invalid(vec![i18n::password_error(Lang::En, &rules)]));
+            return Err(AdminError::Invalid(vec![i18n::password_error(
+                Lang::En,
+                &rules,
+            )]));
         }
-        let hash = password::hash(pw).await.map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
-        let status = if permanent { UserStatus::Confirmed } else { UserStatus::ForceChangePassword };
-        self.store.set_password(&u.sub, &hash, status, now()).await?;
+        let hash = password::hash(pw)
+            .await
+            .map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
+        let status = if permanent {
+            UserStatus::Confirmed
+        } else {
+            UserStatus::ForceChangePassword
+        };
+        self.store
+            .set_password(&u.sub, &hash, status, now())
+            .await?;
         self.find(name).await
     }
 
     /// The user must choose a new password with a code, which is sent now.
     pub async fn reset_password(&self, name: &str) -> Result<User, AdminError> {
         let u = self.find(name).await?;
-        self.store.set_status(&u.sub, UserStatus::ResetRequired, now()).await?;
+        self.store
+            .set_status(&u.sub, UserStatus::ResetRequired, now())
+            .await?;
         self.store.sign_out_everywhere(&u.sub).await?;
-        delivery::issue(self.cfg, self.store, &u, delivery::Purpose::Reset, Lang::En, now())
-            .await
-            .map_err(|e| AdminError::Delivery(e.to_string()))?;
+        delivery::issue(
+            self.cfg,
+            self.store,
+            &u,
+            delivery::Purpose::Reset,
+            Lang::En,
+            now(),
+        )
+        .await
+        .map_err(|e| AdminError::Delivery(e.to_string()))?;
         self.find(name).await
     }
 
     pub async fn disable(&self, name: &str) -> Result<User, AdminError> {
         let u = self.find(name).await?;
-        self.store.set_status(&u.sub, UserStatus::Disabled, now()).await?;
+        self.store
+            .set_status(&u.sub, UserStatus::Disabled, now())
+            .await?;
         self.store.sign_out_everywhere(&u.sub).await?;
         self.find(name).await
     }
@@ -145,7 +229,9 @@ impl Admin<'_> {
     pub async fn enable(&self, name: &str) -> Result<User, AdminError> {
         let u = self.find(name).await?;
         if u.status == UserStatus::Disabled {
-            self.store.set_status(&u.sub, UserStatus::Confirmed, now()).await?;
+            self.store
+                .set_status(&u.sub, UserStatus::Confirmed, now())
+                .await?;
         }
         self.find(name).await
     }
@@ -168,7 +254,9 @@ impl Admin<'_> {
 
     pub async fn add_to_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
         if !group_name_ok(group) {
-            return Err(AdminError::Invalid(vec![format!("group {group:?}: not a valid group name")]));
+            return Err(AdminError::Invalid(vec![format!(
+                "group {group:?}: not a valid group name"
+            )]));
         }
         let u = self.find(name).await?;
         self.store.add_to_group(&u.sub, group).await?;

@@ -24,8 +24,12 @@ use crate::http::body::{self, Body};
 fn reply(status: StatusCode, v: Value) -> Response<Body> {
     let mut r = Response::new(body::full(v.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -48,11 +52,16 @@ fn failure(e: AdminError) -> Response<Body> {
         AdminError::Invalid(list) => json!(list),
         _ => json!([]),
     };
-    reply(status, json!({"error": code, "message": message, "problems": problems}))
+    reply(
+        status,
+        json!({"error": code, "message": message, "problems": problems}),
+    )
 }
 
 fn decode(seg: &str) -> String {
-    percent_encoding::percent_decode_str(seg).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(seg)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn user_json(u: &super::store::User) -> Value {
@@ -67,7 +76,10 @@ impl Pool {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let Some(token) = &self.cfg.admin_token else {
-            return reply(StatusCode::NOT_FOUND, json!({"error": "disabled", "message": "the pool admin API is off: set pool.admin_token"}));
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": "disabled", "message": "the pool admin API is off: set pool.admin_token"}),
+            );
         };
         let given = req
             .headers()
@@ -76,55 +88,105 @@ impl Pool {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !crate::pool::ct_eq(given.as_bytes(), token.expose().as_bytes()) {
-            let mut r = reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized", "message": "bearer token required"}));
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"portcullis-admin\""));
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "unauthorized", "message": "bearer token required"}),
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
+            );
             return r;
         }
         let ready = match self.ready().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "pool admin API: pool unavailable");
-                return reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "database", "message": "pool unavailable"}));
+                return reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "database", "message": "pool unavailable"}),
+                );
             }
         };
-        let admin = Admin { cfg: &self.cfg, store: &ready.store };
+        let admin = Admin {
+            cfg: &self.cfg,
+            store: &ready.store,
+        };
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let body: Value = if method == Method::POST || method == Method::PUT {
-            match http_body_util::Limited::new(req.into_body(), MAX_BODY).collect().await {
+            match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+                .collect()
+                .await
+            {
                 Ok(b) => {
                     let bytes = b.to_bytes();
                     match serde_json::from_slice(&bytes) {
                         _ if bytes.is_empty() => json!({}),
                         Ok(v @ Value::Object(_)) => v,
-                        _ => return reply(StatusCode::BAD_REQUEST, json!({"error": "invalid", "message": "the body must be a JSON object"})),
+                        _ => {
+                            return reply(
+                                StatusCode::BAD_REQUEST,
+                                json!({"error": "invalid", "message": "the body must be a JSON object"}),
+                            );
+                        }
                     }
                 }
-                Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "too_large"})),
+                Err(_) => {
+                    return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "too_large"}));
+                }
             }
         } else {
             json!({})
         };
-        let segs: Vec<String> = path.trim_start_matches("/pool/").split('/').map(decode).collect();
+        let segs: Vec<String> = path
+            .trim_start_matches("/pool/")
+            .split('/')
+            .map(decode)
+            .collect();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         let s = |k: &str| body.get(k).and_then(Value::as_str);
-        let permanent = body.get("permanent").and_then(Value::as_bool).unwrap_or(false);
+        let permanent = body
+            .get("permanent")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let result: Result<(StatusCode, Value), AdminError> = async {
             Ok(match (method.as_str(), segs.as_slice()) {
-                ("GET", ["users"]) => (StatusCode::OK, json!({"users": admin.list().await?.iter().map(user_json).collect::<Vec<_>>()})),
+                ("GET", ["users"]) => (
+                    StatusCode::OK,
+                    json!({"users": admin.list().await?.iter().map(user_json).collect::<Vec<_>>()}),
+                ),
                 ("POST", ["users"]) => {
-                    let name = s("username").ok_or_else(|| AdminError::Invalid(vec!["username: required".into()]))?;
+                    let name = s("username")
+                        .ok_or_else(|| AdminError::Invalid(vec!["username: required".into()]))?;
                     let attrs: Vec<(String, String)> = body
                         .get("attributes")
                         .and_then(Value::as_object)
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect())
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| {
+                                    (
+                                        k.clone(),
+                                        v.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| v.to_string()),
+                                    )
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default();
                     let groups: Vec<String> = body
                         .get("groups")
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|g| g.as_str().map(str::to_string))
+                                .collect()
+                        })
                         .unwrap_or_default();
-                    let (u, generated) = admin.add_user(name, s("password"), permanent, &attrs, &groups).await?;
+                    let (u, generated) = admin
+                        .add_user(name, s("password"), permanent, &attrs, &groups)
+                        .await?;
                     let mut v = user_json(&u);
                     if let Some(g) = generated {
                         v["temporary_password"] = json!(g);
@@ -137,24 +199,52 @@ impl Pool {
                     (StatusCode::OK, json!({"deleted": name}))
                 }
                 ("POST", ["users", name, "set-password"]) => {
-                    let pw = s("password").ok_or_else(|| AdminError::Invalid(vec!["password: required".into()]))?;
-                    (StatusCode::OK, user_json(&admin.set_password(name, pw, permanent).await?))
+                    let pw = s("password")
+                        .ok_or_else(|| AdminError::Invalid(vec!["password: required".into()]))?;
+                    (
+                        StatusCode::OK,
+                        user_json(&admin.set_password(name, pw, permanent).await?),
+                    )
                 }
-                ("POST", ["users", name, "reset-password"]) => (StatusCode::OK, user_json(&admin.reset_password(name).await?)),
-                ("POST", ["users", name, "disable"]) => (StatusCode::OK, user_json(&admin.disable(name).await?)),
-                ("POST", ["users", name, "enable"]) => (StatusCode::OK, user_json(&admin.enable(name).await?)),
-                ("POST", ["users", name, "unlock"]) => (StatusCode::OK, json!({"unlocked": admin.unlock(name).await?})),
+                ("POST", ["users", name, "reset-password"]) => (
+                    StatusCode::OK,
+                    user_json(&admin.reset_password(name).await?),
+                ),
+                ("POST", ["users", name, "disable"]) => {
+                    (StatusCode::OK, user_json(&admin.disable(name).await?))
+                }
+                ("POST", ["users", name, "enable"]) => {
+                    (StatusCode::OK, user_json(&admin.enable(name).await?))
+                }
+                ("POST", ["users", name, "unlock"]) => (
+                    StatusCode::OK,
+                    json!({"unlocked": admin.unlock(name).await?}),
+                ),
                 ("POST", ["users", name, "sign-out"]) => {
                     admin.sign_out(name).await?;
                     (StatusCode::OK, json!({"signed_out": name}))
                 }
                 ("GET", ["groups"]) => {
-                    let groups: Vec<Value> = admin.groups().await?.into_iter().map(|(g, m)| json!({"group": g, "members": m})).collect();
+                    let groups: Vec<Value> = admin
+                        .groups()
+                        .await?
+                        .into_iter()
+                        .map(|(g, m)| json!({"group": g, "members": m}))
+                        .collect();
                     (StatusCode::OK, json!({"groups": groups}))
                 }
-                ("PUT", ["groups", group, "users", name]) => (StatusCode::OK, user_json(&admin.add_to_group(name, group).await?)),
-                ("DELETE", ["groups", group, "users", name]) => (StatusCode::OK, user_json(&admin.remove_from_group(name, group).await?)),
-                _ => (StatusCode::NOT_FOUND, json!({"error": "not_found", "message": "no such admin operation"})),
+                ("PUT", ["groups", group, "users", name]) => (
+                    StatusCode::OK,
+                    user_json(&admin.add_to_group(name, group).await?),
+                ),
+                ("DELETE", ["groups", group, "users", name]) => (
+                    StatusCode::OK,
+                    user_json(&admin.remove_from_group(name, group).await?),
+                ),
+                _ => (
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "not_found", "message": "no such admin operation"}),
+                ),
             })
         }
         .await;

@@ -35,7 +35,10 @@ pub fn is_standard_attribute(name: &str) -> bool {
 /// `custom:` followed by 1–20 letters, digits or underscores (Cognito's rule).
 pub fn is_custom_name(name: &str) -> bool {
     match name.strip_prefix("custom:") {
-        Some(rest) => (1..=20).contains(&rest.len()) && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        Some(rest) => {
+            (1..=20).contains(&rest.len())
+                && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
         None => false,
     }
 }
@@ -44,10 +47,21 @@ pub fn is_custom_name(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttributeProblem {
     Missing,
-    NotEmail { value: String },
-    NotPhone { value: String, international: String, national: String, region: String },
-    NotDate { value: String },
-    NotUrl { value: String },
+    NotEmail {
+        value: String,
+    },
+    NotPhone {
+        value: String,
+        international: String,
+        national: String,
+        region: String,
+    },
+    NotDate {
+        value: String,
+    },
+    NotUrl {
+        value: String,
+    },
     TooLong,
     Unknown,
 }
@@ -68,7 +82,10 @@ pub fn phone_example(region: Region) -> (String, String) {
         .and_then(|n| phonenumber::parse(Some(region), n).ok());
     match example {
         Some(n) => (
-            n.format().mode(Mode::International).to_string().replace('-', " "),
+            n.format()
+                .mode(Mode::International)
+                .to_string()
+                .replace('-', " "),
             n.format().mode(Mode::National).to_string(),
         ),
         None => ("+1 201 555 0123".into(), "(201) 555-0123".into()),
@@ -79,7 +96,12 @@ pub fn phone_example(region: Region) -> (String, String) {
 pub fn parse_phone(input: &str, region: Region) -> Result<String, AttributeProblem> {
     let bad = || {
         let (international, national) = phone_example(region);
-        AttributeProblem::NotPhone { value: input.to_string(), international, national, region: region.as_ref().to_string() }
+        AttributeProblem::NotPhone {
+            value: input.to_string(),
+            international,
+            national,
+            region: region.as_ref().to_string(),
+        }
     };
     let trimmed = input.trim();
     // Accept the `00` international prefix as well as `+`.
@@ -111,7 +133,12 @@ pub fn validate(
 ) -> Result<Map<String, Value>, Vec<AttributeError>> {
     let mut out = Map::new();
     let mut errors = Vec::new();
-    let mut err = |name: &str, problem| errors.push(AttributeError { name: name.to_string(), problem });
+    let mut err = |name: &str, problem| {
+        errors.push(AttributeError {
+            name: name.to_string(),
+            problem,
+        })
+    };
     for (name, value) in input {
         let value = value.trim();
         if value.is_empty() {
@@ -127,10 +154,14 @@ pub fn validate(
         }
         let normalised = match name.as_str() {
             "email" => {
-                if email_address::EmailAddress::is_valid(value) && !value.contains(char::is_whitespace) {
+                if email_address::EmailAddress::is_valid(value)
+                    && !value.contains(char::is_whitespace)
+                {
                     Ok(value.to_string())
                 } else {
-                    Err(AttributeProblem::NotEmail { value: value.to_string() })
+                    Err(AttributeProblem::NotEmail {
+                        value: value.to_string(),
+                    })
                 }
             }
             "phone_number" => parse_phone(value, region),
@@ -138,12 +169,16 @@ pub fn validate(
                 if is_date(value) {
                     Ok(value.to_string())
                 } else {
-                    Err(AttributeProblem::NotDate { value: value.to_string() })
+                    Err(AttributeProblem::NotDate {
+                        value: value.to_string(),
+                    })
                 }
             }
             "profile" | "picture" | "website" => match url::Url::parse(value) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(value.to_string()),
-                _ => Err(AttributeProblem::NotUrl { value: value.to_string() }),
+                _ => Err(AttributeProblem::NotUrl {
+                    value: value.to_string(),
+                }),
             },
             _ => Ok(value.to_string()),
         };
@@ -160,7 +195,11 @@ pub fn validate(
             err(r, AttributeProblem::Missing);
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +207,10 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        items
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -183,13 +225,22 @@ mod tests {
         ];
         for (input, region, want) in table {
             let got = parse_phone(input, region).map_err(|_| ());
-            assert_eq!(got.as_deref().map_err(|_| ()), want, "{input} in {region:?}");
+            assert_eq!(
+                got.as_deref().map_err(|_| ()),
+                want,
+                "{input} in {region:?}"
+            );
         }
     }
 
     #[test]
     fn bad_phone_shows_the_expected_form() {
-        let Err(AttributeProblem::NotPhone { international, national, .. }) = parse_phone("12", Region::JP) else {
+        let Err(AttributeProblem::NotPhone {
+            international,
+            national,
+            ..
+        }) = parse_phone("12", Region::JP)
+        else {
             panic!("12 is not a phone number");
         };
         assert_eq!(international, "+81 90 1234 5678");
@@ -198,21 +249,44 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let required = vec!["email".to_string(), "name".to_string(), "custom:team".to_string()];
+        let required = vec![
+            "email".to_string(),
+            "name".to_string(),
+            "custom:team".to_string(),
+        ];
         let errors = validate(
-            &pairs(&[("email", "not-an-email"), ("phone_number", "555"), ("birthdate", "23/04/1990"), ("shoe", "44")]),
+            &pairs(&[
+                ("email", "not-an-email"),
+                ("phone_number", "555"),
+                ("birthdate", "23/04/1990"),
+                ("shoe", "44"),
+            ]),
             &required,
             Region::US,
         )
         .unwrap_err();
         let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["email", "phone_number", "birthdate", "shoe", "name", "custom:team"]);
+        assert_eq!(
+            names,
+            [
+                "email",
+                "phone_number",
+                "birthdate",
+                "shoe",
+                "name",
+                "custom:team"
+            ]
+        );
     }
 
     #[test]
     fn valid_attributes_are_normalised() {
         let got = validate(
-            &pairs(&[("email", " a@example.com "), ("phone_number", "+1 201-555-0123"), ("custom:team", "blue")]),
+            &pairs(&[
+                ("email", " a@example.com "),
+                ("phone_number", "+1 201-555-0123"),
+                ("custom:team", "blue"),
+            ]),
             &["email".to_string()],
             Region::US,
         )

@@ -93,7 +93,9 @@ pub enum GroupsCommand {
 fn password(given: Option<String>, stdin: bool) -> Result<Option<String>, String> {
     if stdin {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
         return Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()));
     }
     Ok(given)
@@ -120,7 +122,10 @@ pub fn run(args: PoolArgs) -> ExitCode {
         eprintln!("{}: there is no [pool] table", path.display());
         return ExitCode::from(crate::EXIT_CONFIG);
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start: {e}");
@@ -135,7 +140,10 @@ pub fn run(args: PoolArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let admin = Admin { cfg: &pool_cfg, store: &store };
+        let admin = Admin {
+            cfg: &pool_cfg,
+            store: &store,
+        };
         match execute(&admin, args.command).await {
             Ok(out) => {
                 if !out.is_empty() {
@@ -155,14 +163,25 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
     let bad = |m: String| AdminError::Invalid(vec![m]);
     Ok(match cmd {
         PoolCommand::Users(u) => match u {
-            UsersCommand::Add { username, password: pw, password_stdin, permanent, attributes, groups } => {
+            UsersCommand::Add {
+                username,
+                password: pw,
+                password_stdin,
+                permanent,
+                attributes,
+                groups,
+            } => {
                 let pw = password(pw, password_stdin).map_err(bad)?;
                 let mut attrs = Vec::new();
                 for a in attributes {
-                    let (k, v) = a.split_once('=').ok_or_else(|| bad(format!("--attribute {a:?}: expected NAME=VALUE")))?;
+                    let (k, v) = a
+                        .split_once('=')
+                        .ok_or_else(|| bad(format!("--attribute {a:?}: expected NAME=VALUE")))?;
                     attrs.push((k.to_string(), v.to_string()));
                 }
-                let (user, generated) = admin.add_user(&username, pw.as_deref(), permanent, &attrs, &groups).await?;
+                let (user, generated) = admin
+                    .add_user(&username, pw.as_deref(), permanent, &attrs, &groups)
+                    .await?;
                 let mut v = serde_json::to_value(&user).unwrap_or_default();
                 if let Some(g) = generated {
                     v["temporary_password"] = json!(g);
@@ -173,7 +192,15 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 .list()
                 .await?
                 .iter()
-                .map(|u| format!("{}\t{}\t{}\t{}", u.username, u.status.as_str(), u.email().unwrap_or("-"), u.sub))
+                .map(|u| {
+                    format!(
+                        "{}\t{}\t{}\t{}",
+                        u.username,
+                        u.status.as_str(),
+                        u.email().unwrap_or("-"),
+                        u.sub
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             UsersCommand::Show { username } => show(&admin.find(&username).await?),
@@ -181,16 +208,28 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 admin.delete(&username).await?;
                 format!("deleted {username}")
             }
-            UsersCommand::SetPassword { username, password: pw, password_stdin, permanent } => {
-                let pw = password(pw, password_stdin).map_err(bad)?.ok_or_else(|| bad("--password or --password-stdin is required".into()))?;
+            UsersCommand::SetPassword {
+                username,
+                password: pw,
+                password_stdin,
+                permanent,
+            } => {
+                let pw = password(pw, password_stdin)
+                    .map_err(bad)?
+                    .ok_or_else(|| bad("--password or --password-stdin is required".into()))?;
                 show(&admin.set_password(&username, &pw, permanent).await?)
             }
-            UsersCommand::ResetPassword { username } => show(&admin.reset_password(&username).await?),
+            UsersCommand::ResetPassword { username } => {
+                show(&admin.reset_password(&username).await?)
+            }
             UsersCommand::Disable { username } => show(&admin.disable(&username).await?),
             UsersCommand::Enable { username } => show(&admin.enable(&username).await?),
             UsersCommand::Unlock { username } => {
                 let was = admin.unlock(&username).await?;
-                format!("{username}: {}", if was { "unlocked" } else { "was not locked" })
+                format!(
+                    "{username}: {}",
+                    if was { "unlocked" } else { "was not locked" }
+                )
             }
             UsersCommand::SignOut { username } => {
                 admin.sign_out(&username).await?;
@@ -198,8 +237,12 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
             }
         },
         PoolCommand::Groups(g) => match g {
-            GroupsCommand::AddUser { group, username } => show(&admin.add_to_group(&username, &group).await?),
-            GroupsCommand::RemoveUser { group, username } => show(&admin.remove_from_group(&username, &group).await?),
+            GroupsCommand::AddUser { group, username } => {
+                show(&admin.add_to_group(&username, &group).await?)
+            }
+            GroupsCommand::RemoveUser { group, username } => {
+                show(&admin.remove_from_group(&username, &group).await?)
+            }
             GroupsCommand::List => admin
                 .groups()
                 .await?

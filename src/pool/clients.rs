@@ -49,7 +49,12 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(configured: &[ClientConfig], builtin_secret: Option<Secret>, callback: String, public_origin: String) -> Clients {
+    pub fn new(
+        configured: &[ClientConfig],
+        builtin_secret: Option<Secret>,
+        callback: String,
+        public_origin: String,
+    ) -> Clients {
         let mut list = vec![Client {
             client_id: "portcullis".into(),
             secret: builtin_secret,
@@ -76,7 +81,11 @@ impl Clients {
         let mut v: Vec<String> = self
             .list
             .iter()
-            .flat_map(|c| c.redirect_uris.iter().chain(c.post_logout_redirect_uris.iter()))
+            .flat_map(|c| {
+                c.redirect_uris
+                    .iter()
+                    .chain(c.post_logout_redirect_uris.iter())
+            })
             .filter_map(|u| url::Url::parse(u).ok())
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .map(|u| u.origin().ascii_serialization())
@@ -93,7 +102,12 @@ mod tests {
 
     #[test]
     fn redirect_uris_match_exactly() {
-        let clients = Clients::new(&[], Some(Secret::new("s".into())), "https://app.example.com/oauth2/idpresponse".into(), "https://app.example.com".into());
+        let clients = Clients::new(
+            &[],
+            Some(Secret::new("s".into())),
+            "https://app.example.com/oauth2/idpresponse".into(),
+            "https://app.example.com".into(),
+        );
         let c = clients.get("portcullis").unwrap();
         assert!(c.redirect_allowed("https://app.example.com/oauth2/idpresponse"));
         for bad in [

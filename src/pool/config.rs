@@ -103,7 +103,13 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        PasswordPolicy { min_length: 8, require_lowercase: true, require_uppercase: true, require_digits: true, require_symbols: false }
+        PasswordPolicy {
+            min_length: 8,
+            require_lowercase: true,
+            require_uppercase: true,
+            require_digits: true,
+            require_symbols: false,
+        }
     }
 }
 
@@ -202,7 +208,10 @@ fn dur(text: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> D
         Some(t) => match duration::parse(t) {
             Some(d) if !d.is_zero() => d,
             _ => {
-                p.push(path, format!("{t:?} is not a duration like 30s, 15m, 1h or 30d"));
+                p.push(
+                    path,
+                    format!("{t:?} is not a duration like 30s, 15m, 1h or 30d"),
+                );
                 default
             }
         },
@@ -211,11 +220,20 @@ fn dur(text: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> D
 
 fn relative_to(config_file: &Path, path: &str) -> PathBuf {
     let pb = PathBuf::from(path);
-    if pb.is_absolute() { pb } else { config_file.parent().map(|d| d.join(&pb)).unwrap_or(pb) }
+    if pb.is_absolute() {
+        pb
+    } else {
+        config_file.parent().map(|d| d.join(&pb)).unwrap_or(pb)
+    }
 }
 
 /// Resolves a relative SQLite path against the configuration file's directory.
-fn database_url(text: Option<&str>, config_file: &Path, data_dir: &Path, p: &mut Problems) -> String {
+fn database_url(
+    text: Option<&str>,
+    config_file: &Path,
+    data_dir: &Path,
+    p: &mut Problems,
+) -> String {
     let Some(text) = text else {
         return format!("sqlite://{}", data_dir.join("pool.db").display());
     };
@@ -226,10 +244,19 @@ fn database_url(text: Option<&str>, config_file: &Path, data_dir: &Path, p: &mut
             return String::new();
         }
     };
-    if let Some(rest) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
-        let (file, query) = rest.split_once('?').map(|(f, q)| (f, Some(q))).unwrap_or((rest, None));
+    if let Some(rest) = text
+        .strip_prefix("sqlite://")
+        .or_else(|| text.strip_prefix("sqlite:"))
+    {
+        let (file, query) = rest
+            .split_once('?')
+            .map(|(f, q)| (f, Some(q)))
+            .unwrap_or((rest, None));
         if file.is_empty() || file == ":memory:" {
-            p.push("pool.database", "an in-memory SQLite database would lose every user at restart; give a file path");
+            p.push(
+                "pool.database",
+                "an in-memory SQLite database would lose every user at restart; give a file path",
+            );
             return text;
         }
         let path = relative_to(config_file, file);
@@ -245,7 +272,12 @@ fn database_url(text: Option<&str>, config_file: &Path, data_dir: &Path, p: &mut
     text
 }
 
-fn resolve_secret(inline: Option<&str>, file: Option<&str>, path: &str, p: &mut Problems) -> Option<Secret> {
+fn resolve_secret(
+    inline: Option<&str>,
+    file: Option<&str>,
+    path: &str,
+    p: &mut Problems,
+) -> Option<Secret> {
     if inline.is_some() && file.is_some() {
         p.push(path, format!("set either {path} or {path}_file, not both"));
         return None;
@@ -259,7 +291,12 @@ fn resolve_secret(inline: Option<&str>, file: Option<&str>, path: &str, p: &mut 
     }
 }
 
-fn attribute_list(list: Option<Vec<String>>, default: &[&str], path: &str, p: &mut Problems) -> Vec<String> {
+fn attribute_list(
+    list: Option<Vec<String>>,
+    default: &[&str],
+    path: &str,
+    p: &mut Problems,
+) -> Vec<String> {
     let list = list.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
     for (i, a) in list.iter().enumerate() {
         if !is_standard_attribute(a) && !is_custom_name(a) {
@@ -273,17 +310,29 @@ fn redirect_list(list: Option<Vec<String>>, path: &str, p: &mut Problems) -> Vec
     let mut out = Vec::new();
     for (i, u) in list.unwrap_or_default().into_iter().enumerate() {
         match Url::parse(&u) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.fragment().is_none() => out.push(u),
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https") && parsed.fragment().is_none() =>
+            {
+                out.push(u)
+            }
             // Native apps may use private-use schemes (RFC 8252 §7.1).
             Ok(parsed) if parsed.scheme().contains('.') => out.push(u),
-            _ => p.push(format!("{path}[{i}]"), format!("{u:?} is not an absolute http(s) URL without a fragment")),
+            _ => p.push(
+                format!("{path}[{i}]"),
+                format!("{u:?} is not an absolute http(s) URL without a fragment"),
+            ),
         }
     }
     out
 }
 
 /// Validates the raw `[pool]` table. `None` when it could not be read at all.
-pub fn build(value: &toml::Value, config_file: &Path, data_dir: &Path, p: &mut Problems) -> Option<PoolConfig> {
+pub fn build(
+    value: &toml::Value,
+    config_file: &Path,
+    data_dir: &Path,
+    p: &mut Problems,
+) -> Option<PoolConfig> {
     let raw = match RawPool::deserialize(value.clone()) {
         Ok(r) => r,
         Err(e) => {
@@ -292,26 +341,43 @@ pub fn build(value: &toml::Value, config_file: &Path, data_dir: &Path, p: &mut P
         }
     };
     let database = database_url(raw.database.as_deref(), config_file, data_dir, p);
-    let required_attributes = attribute_list(raw.required_attributes, &["email"], "pool.required_attributes", p);
+    let required_attributes = attribute_list(
+        raw.required_attributes,
+        &["email"],
+        "pool.required_attributes",
+        p,
+    );
     let signup_attributes = attribute_list(raw.signup_attributes, &[], "pool.signup_attributes", p);
     let region = raw.default_phone_region.unwrap_or_else(|| "US".into());
-    let default_phone_region = match region.to_ascii_uppercase().parse::<phonenumber::country::Id>() {
+    let default_phone_region = match region
+        .to_ascii_uppercase()
+        .parse::<phonenumber::country::Id>()
+    {
         Ok(id) => id,
         Err(_) => {
-            p.push("pool.default_phone_region", format!("{region:?} is not a two-letter region code like US, GB or JP"));
+            p.push(
+                "pool.default_phone_region",
+                format!("{region:?} is not a two-letter region code like US, GB or JP"),
+            );
             phonenumber::country::Id::US
         }
     };
     let delivery = match raw.delivery.as_deref().unwrap_or("log") {
         "log" => {
             if raw.smtp.is_some() {
-                p.push("pool.smtp", "is set but pool.delivery is \"log\"; set delivery = \"smtp\" to use it");
+                p.push(
+                    "pool.smtp",
+                    "is set but pool.delivery is \"log\"; set delivery = \"smtp\" to use it",
+                );
             }
             Delivery::Log
         }
         "smtp" => match raw.smtp {
             None => {
-                p.push("pool.smtp", "is required when pool.delivery = \"smtp\" (host, port, from)");
+                p.push(
+                    "pool.smtp",
+                    "is required when pool.delivery = \"smtp\" (host, port, from)",
+                );
                 Delivery::Log
             }
             Some(s) => {
@@ -321,14 +387,20 @@ pub fn build(value: &toml::Value, config_file: &Path, data_dir: &Path, p: &mut P
                 }
                 let from = s.from.unwrap_or_default();
                 if !email_address::EmailAddress::is_valid(&from) {
-                    p.push("pool.smtp.from", format!("{from:?} is not an email address"));
+                    p.push(
+                        "pool.smtp.from",
+                        format!("{from:?} is not an email address"),
+                    );
                 }
                 let tls = match s.tls.as_deref().unwrap_or("starttls") {
                     "none" => SmtpTls::None,
                     "starttls" => SmtpTls::StartTls,
                     "tls" | "implicit" => SmtpTls::Implicit,
                     other => {
-                        p.push("pool.smtp.tls", format!("{other:?} is not one of starttls, tls, none"));
+                        p.push(
+                            "pool.smtp.tls",
+                            format!("{other:?} is not one of starttls, tls, none"),
+                        );
                         SmtpTls::StartTls
                     }
                 };
@@ -337,12 +409,27 @@ pub fn build(value: &toml::Value, config_file: &Path, data_dir: &Path, p: &mut P
                     SmtpTls::StartTls => 587,
                     SmtpTls::None => 25,
                 });
-                let password = resolve_secret(s.password.as_deref(), s.password_file.as_deref(), "pool.smtp.password", p);
-                Delivery::Smtp(SmtpConfig { host, port, username: s.username, password, from, tls })
+                let password = resolve_secret(
+                    s.password.as_deref(),
+                    s.password_file.as_deref(),
+                    "pool.smtp.password",
+                    p,
+                );
+                Delivery::Smtp(SmtpConfig {
+                    host,
+                    port,
+                    username: s.username,
+                    password,
+                    from,
+                    tls,
+                })
             }
         },
         other => {
-            p.push("pool.delivery", format!("{other:?} is not one of log, smtp"));
+            p.push(
+                "pool.delivery",
+                format!("{other:?} is not one of log, smtp"),
+            );
             Delivery::Log
         }
     };
@@ -356,7 +443,10 @@ pub fn build(value: &toml::Value, config_file: &Path, data_dir: &Path, p: &mut P
         require_symbols: pp.require_symbols.unwrap_or(d.require_symbols),
     };
     if !(6..=256).contains(&password_policy.min_length) {
-        p.push("pool.password_policy.min_length", format!("{} is not between 6 and 256", password_policy.min_length));
+        p.push(
+            "pool.password_policy.min_length",
+            format!("{} is not between 6 and 256", password_policy.min_length),
+        );
     }
     let lo = raw.lockout.unwrap_or_default();
     let dl = LockoutPolicy::default();
@@ -364,21 +454,49 @@ pub fn build(value: &toml::Value, config_file: &Path, data_dir: &Path, p: &mut P
         max_attempts: lo.max_attempts.unwrap_or(dl.max_attempts),
         initial: dur(lo.initial.as_deref(), dl.initial, "pool.lockout.initial", p),
         max: dur(lo.max.as_deref(), dl.max, "pool.lockout.max", p),
-        reset_after: dur(lo.reset_after.as_deref(), dl.reset_after, "pool.lockout.reset_after", p),
+        reset_after: dur(
+            lo.reset_after.as_deref(),
+            dl.reset_after,
+            "pool.lockout.reset_after",
+            p,
+        ),
         ip_max_attempts: lo.ip_max_attempts.unwrap_or(dl.ip_max_attempts),
     };
     if lockout.max_attempts == 0 {
         p.push("pool.lockout.max_attempts", "must be at least 1");
     }
     if lockout.max < lockout.initial {
-        p.push("pool.lockout.max", "must not be shorter than pool.lockout.initial");
+        p.push(
+            "pool.lockout.max",
+            "must not be shorter than pool.lockout.initial",
+        );
     }
     let t = raw.tokens.unwrap_or_default();
     let tokens = TokenLifetimes {
-        id: dur(t.id.as_deref(), Duration::from_secs(3600), "pool.tokens.id", p),
-        access: dur(t.access.as_deref(), Duration::from_secs(3600), "pool.tokens.access", p),
-        refresh: dur(t.refresh.as_deref(), Duration::from_secs(30 * 86400), "pool.tokens.refresh", p),
-        code: dur(t.code.as_deref(), Duration::from_secs(60), "pool.tokens.code", p),
+        id: dur(
+            t.id.as_deref(),
+            Duration::from_secs(3600),
+            "pool.tokens.id",
+            p,
+        ),
+        access: dur(
+            t.access.as_deref(),
+            Duration::from_secs(3600),
+            "pool.tokens.access",
+            p,
+        ),
+        refresh: dur(
+            t.refresh.as_deref(),
+            Duration::from_secs(30 * 86400),
+            "pool.tokens.refresh",
+            p,
+        ),
+        code: dur(
+            t.code.as_deref(),
+            Duration::from_secs(60),
+            "pool.tokens.code",
+            p,
+        ),
     };
     let u = raw.ui.unwrap_or_default();
     let ui = UiConfig {
@@ -397,32 +515,68 @@ pub fn build(value: &toml::Value, config_file: &Path, data_dir: &Path, p: &mut P
     if let Some(dir) = &ui.templates_dir
         && !dir.is_dir()
     {
-        p.push("pool.ui.templates_dir", format!("{} is not a directory", dir.display()));
+        p.push(
+            "pool.ui.templates_dir",
+            format!("{} is not a directory", dir.display()),
+        );
     }
-    let admin_token = resolve_secret(raw.admin_token.as_deref(), raw.admin_token_file.as_deref(), "pool.admin_token", p);
+    let admin_token = resolve_secret(
+        raw.admin_token.as_deref(),
+        raw.admin_token_file.as_deref(),
+        "pool.admin_token",
+        p,
+    );
     if let Some(t) = &admin_token
         && t.expose().len() < 16
     {
         p.push("pool.admin_token", "must be at least 16 characters");
     }
-    let session_timeout = dur(raw.session_timeout.as_deref(), Duration::from_secs(3600), "pool.session_timeout", p);
+    let session_timeout = dur(
+        raw.session_timeout.as_deref(),
+        Duration::from_secs(3600),
+        "pool.session_timeout",
+        p,
+    );
     let mut clients = Vec::new();
     let mut seen = BTreeMap::new();
     for (i, c) in raw.clients.unwrap_or_default().into_iter().enumerate() {
         let kp = format!("pool.clients[{i}]");
         let client_id = c.client_id.unwrap_or_default();
         if client_id.is_empty() || !client_id.chars().all(|ch| ch.is_ascii_graphic()) {
-            p.push(format!("{kp}.client_id"), "is required (printable ASCII, no spaces)");
+            p.push(
+                format!("{kp}.client_id"),
+                "is required (printable ASCII, no spaces)",
+            );
         } else if client_id == "portcullis" || seen.insert(client_id.clone(), i).is_some() {
-            p.push(format!("{kp}.client_id"), format!("{client_id:?} is already used (\"portcullis\" is the proxy's own client)"));
+            p.push(
+                format!("{kp}.client_id"),
+                format!("{client_id:?} is already used (\"portcullis\" is the proxy's own client)"),
+            );
         }
-        let client_secret = resolve_secret(c.client_secret.as_deref(), c.client_secret_file.as_deref(), &format!("{kp}.client_secret"), p);
+        let client_secret = resolve_secret(
+            c.client_secret.as_deref(),
+            c.client_secret_file.as_deref(),
+            &format!("{kp}.client_secret"),
+            p,
+        );
         let redirect_uris = redirect_list(c.redirect_uris, &format!("{kp}.redirect_uris"), p);
         if redirect_uris.is_empty() {
-            p.push(format!("{kp}.redirect_uris"), "at least one redirect URI is required");
+            p.push(
+                format!("{kp}.redirect_uris"),
+                "at least one redirect URI is required",
+            );
         }
-        let post_logout_redirect_uris = redirect_list(c.post_logout_redirect_uris, &format!("{kp}.post_logout_redirect_uris"), p);
-        clients.push(ClientConfig { client_id, client_secret, redirect_uris, post_logout_redirect_uris });
+        let post_logout_redirect_uris = redirect_list(
+            c.post_logout_redirect_uris,
+            &format!("{kp}.post_logout_redirect_uris"),
+            p,
+        );
+        clients.push(ClientConfig {
+            client_id,
+            client_secret,
+            redirect_uris,
+            post_logout_redirect_uris,
+        });
     }
     Some(PoolConfig {
         database,
@@ -446,9 +600,16 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> (Option<PoolConfig>, Vec<String>) {
-        let v: toml::Value = toml::from_str::<toml::Table>(text).map(toml::Value::Table).unwrap();
+        let v: toml::Value = toml::from_str::<toml::Table>(text)
+            .map(toml::Value::Table)
+            .unwrap();
         let mut p = Problems::default();
-        let c = build(&v, Path::new("/etc/p/portcullis.toml"), Path::new("/var/lib/p"), &mut p);
+        let c = build(
+            &v,
+            Path::new("/etc/p/portcullis.toml"),
+            Path::new("/var/lib/p"),
+            &mut p,
+        );
         (c, p.0.into_iter().map(|x| x.to_string()).collect())
     }
 

@@ -56,9 +56,23 @@ pub fn generate_code() -> String {
 }
 
 /// Creates a fresh code for (user, purpose), stores it and delivers it.
-pub async fn issue(cfg: &PoolConfig, store: &Store, user: &User, purpose: Purpose, lang: Lang, now: i64) -> Result<(), DeliveryError> {
+pub async fn issue(
+    cfg: &PoolConfig,
+    store: &Store,
+    user: &User,
+    purpose: Purpose,
+    lang: Lang,
+    now: i64,
+) -> Result<(), DeliveryError> {
     let code = generate_code();
-    store.put_code(&user.sub, purpose.as_str(), &code, now + purpose.lifetime_secs()).await?;
+    store
+        .put_code(
+            &user.sub,
+            purpose.as_str(),
+            &code,
+            now + purpose.lifetime_secs(),
+        )
+        .await?;
     match &cfg.delivery {
         Delivery::Log => {
             // Development only (pool.delivery = "log"): the code is deliberately logged.
@@ -73,9 +87,14 @@ pub async fn issue(cfg: &PoolConfig, store: &Store, user: &User, purpose: Purpos
             Ok(())
         }
         Delivery::Smtp(smtp_cfg) => {
-            let to = user.email().ok_or_else(|| DeliveryError::NoAddress(user.username.clone()))?;
+            let to = user
+                .email()
+                .ok_or_else(|| DeliveryError::NoAddress(user.username.clone()))?;
             let hours = (purpose.lifetime_secs() / 3600).to_string();
-            let body = i18n::fill(i18n::t(lang, "mail_body"), &[("code", &code), ("hours", &hours)]);
+            let body = i18n::fill(
+                i18n::t(lang, "mail_body"),
+                &[("code", &code), ("hours", &hours)],
+            );
             smtp::send(smtp_cfg, to, i18n::t(lang, "mail_subject"), &body).await?;
             tracing::info!(username = %user.username, purpose = purpose.as_str(), "one-time code sent by email");
             Ok(())
@@ -90,7 +109,11 @@ mod tests {
     #[test]
     fn codes_are_six_digits_and_vary() {
         let codes: std::collections::BTreeSet<String> = (0..50).map(|_| generate_code()).collect();
-        assert!(codes.iter().all(|c| c.len() == 6 && c.chars().all(|d| d.is_ascii_digit())));
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 6 && c.chars().all(|d| d.is_ascii_digit()))
+        );
         assert!(codes.len() > 40);
     }
 }

@@ -29,7 +29,11 @@ impl Lang {
             let mut parts = item.trim().split(';');
             let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = parts
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|v| v.trim().parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             let lang = match tag.split('-').next().unwrap_or("") {
                 "ja" => Lang::Ja,
@@ -60,12 +64,18 @@ const EN: &[(&str, &str)] = &[
     ("confirm", "Confirm"),
     ("resend", "Send a new code"),
     ("forgot_title", "Forgot your password?"),
-    ("forgot_help", "Enter your user name or email and we will send you a code to reset your password."),
+    (
+        "forgot_help",
+        "Enter your user name or email and we will send you a code to reset your password.",
+    ),
     ("send_code", "Send code"),
     ("reset_title", "Reset your password"),
     ("reset", "Reset password"),
     ("change_title", "Choose a new password"),
-    ("change_help", "Your password must be changed before you continue."),
+    (
+        "change_help",
+        "Your password must be changed before you continue.",
+    ),
     ("change", "Change password"),
     ("signed_out_title", "Signed out"),
     ("signed_out", "You have been signed out."),
@@ -79,37 +89,106 @@ const EN: &[(&str, &str)] = &[
     ("optional", "optional"),
     ("error_title", "Something went wrong"),
     ("bad_credentials", "Incorrect user name or password."),
-    ("locked", "Too many failed sign-in attempts. Try again in {s} seconds."),
-    ("throttled", "Too many sign-in attempts from your network. Try again in {s} seconds."),
-    ("disabled", "This account is disabled. Contact your administrator."),
-    ("csrf", "This form has expired or was not sent from this site. Please try again."),
+    (
+        "locked",
+        "Too many failed sign-in attempts. Try again in {s} seconds.",
+    ),
+    (
+        "throttled",
+        "Too many sign-in attempts from your network. Try again in {s} seconds.",
+    ),
+    (
+        "disabled",
+        "This account is disabled. Contact your administrator.",
+    ),
+    (
+        "csrf",
+        "This form has expired or was not sent from this site. Please try again.",
+    ),
     ("bad_code", "The code is not correct or has expired."),
     ("code_attempts", "Too many wrong codes. Request a new code."),
-    ("code_sent", "If the account exists, we sent a code to its email address."),
-    ("code_resent", "If the account needs confirming, we sent a new code."),
+    (
+        "code_sent",
+        "If the account exists, we sent a code to its email address.",
+    ),
+    (
+        "code_resent",
+        "If the account needs confirming, we sent a new code.",
+    ),
     ("confirmed", "Your account is confirmed. Please sign in."),
-    ("password_reset", "Your password has been reset. Please sign in."),
+    (
+        "password_reset",
+        "Your password has been reset. Please sign in.",
+    ),
     ("password_changed", "Your password has been changed."),
-    ("must_reset", "Your password must be reset. We sent a code to your email address."),
-    ("needs_confirm", "Your account is not confirmed yet. Enter the code we sent you."),
-    ("signup_disabled", "Sign-up is not open. Ask your administrator for an account."),
-    ("delivery_failed", "We could not send the code. Please try again later."),
-    ("user_exists", "An account with this user name already exists."),
-    ("email_exists", "An account with this email address already exists."),
-    ("same_password", "The new password must differ from the current one."),
-    ("invalid_request", "This sign-in link is invalid or has expired. Go back to the application and start again."),
-    ("unavailable", "The sign-in service is temporarily unavailable. Please try again."),
+    (
+        "must_reset",
+        "Your password must be reset. We sent a code to your email address.",
+    ),
+    (
+        "needs_confirm",
+        "Your account is not confirmed yet. Enter the code we sent you.",
+    ),
+    (
+        "signup_disabled",
+        "Sign-up is not open. Ask your administrator for an account.",
+    ),
+    (
+        "delivery_failed",
+        "We could not send the code. Please try again later.",
+    ),
+    (
+        "user_exists",
+        "An account with this user name already exists.",
+    ),
+    (
+        "email_exists",
+        "An account with this email address already exists.",
+    ),
+    (
+        "same_password",
+        "The new password must differ from the current one.",
+    ),
+    (
+        "invalid_request",
+        "This sign-in link is invalid or has expired. Go back to the application and start again.",
+    ),
+    (
+        "unavailable",
+        "The sign-in service is temporarily unavailable. Please try again.",
+    ),
     ("err_missing", "{name}: required."),
-    ("err_email", "{name}: “{value}” is not an email address like name@example.com."),
-    ("err_phone", "{name}: “{value}” is not a valid phone number. Enter it like {international}, or {national} for a number in {region}."),
-    ("err_date", "{name}: “{value}” is not a date in the form YYYY-MM-DD, like 1990-04-23."),
-    ("err_url", "{name}: “{value}” is not a web address starting with https://."),
-    ("err_long", "{name}: too long or contains control characters."),
+    (
+        "err_email",
+        "{name}: “{value}” is not an email address like name@example.com.",
+    ),
+    (
+        "err_phone",
+        "{name}: “{value}” is not a valid phone number. Enter it like {international}, or {national} for a number in {region}.",
+    ),
+    (
+        "err_date",
+        "{name}: “{value}” is not a date in the form YYYY-MM-DD, like 1990-04-23.",
+    ),
+    (
+        "err_url",
+        "{name}: “{value}” is not a web address starting with https://.",
+    ),
+    (
+        "err_long",
+        "{name}: too long or contains control characters.",
+    ),
     ("err_unknown", "{name}: this attribute cannot be set."),
     ("err_username_empty", "username: required."),
     ("err_username_long", "username: longer than 128 characters."),
-    ("err_username_char", "username: may not contain spaces or control characters."),
-    ("err_password", "password: does not meet these rules: {rules}."),
+    (
+        "err_username_char",
+        "username: may not contain spaces or control characters.",
+    ),
+    (
+        "err_password",
+        "password: does not meet these rules: {rules}.",
+    ),
     ("rule_min", "at least {n} characters"),
     ("rule_max", "at most 256 characters"),
     ("rule_lower", "a lowercase letter"),
@@ -117,7 +196,10 @@ const EN: &[(&str, &str)] = &[
     ("rule_digit", "a digit"),
     ("rule_symbol", "a symbol"),
     ("mail_subject", "Your verification code"),
-    ("mail_body", "Your verification code is {code}. It expires in {hours} hour(s).\nIf you did not ask for it, ignore this message."),
+    (
+        "mail_body",
+        "Your verification code is {code}. It expires in {hours} hour(s).\nIf you did not ask for it, ignore this message.",
+    ),
     ("attr_email", "Email"),
     ("attr_phone_number", "Phone number"),
     ("attr_name", "Full name"),
@@ -141,7 +223,10 @@ const JA: &[(&str, &str)] = &[
     ("confirm", "確認する"),
     ("resend", "コードを再送信"),
     ("forgot_title", "パスワードをお忘れですか？"),
-    ("forgot_help", "ユーザー名またはメールアドレスを入力すると、パスワード再設定用のコードをお送りします。"),
+    (
+        "forgot_help",
+        "ユーザー名またはメールアドレスを入力すると、パスワード再設定用のコードをお送りします。",
+    ),
     ("send_code", "コードを送信"),
     ("reset_title", "パスワードの再設定"),
     ("reset", "パスワードを再設定"),
@@ -159,38 +244,113 @@ const JA: &[(&str, &str)] = &[
     ("password_rules", "パスワードの条件"),
     ("optional", "任意"),
     ("error_title", "エラーが発生しました"),
-    ("bad_credentials", "ユーザー名またはパスワードが正しくありません。"),
-    ("locked", "サインインの失敗が多すぎます。{s}秒後に再試行してください。"),
-    ("throttled", "お使いのネットワークからのサインイン試行が多すぎます。{s}秒後に再試行してください。"),
-    ("disabled", "このアカウントは無効です。管理者に連絡してください。"),
-    ("csrf", "このフォームは有効期限切れか、このサイトから送信されたものではありません。もう一度お試しください。"),
+    (
+        "bad_credentials",
+        "ユーザー名またはパスワードが正しくありません。",
+    ),
+    (
+        "locked",
+        "サインインの失敗が多すぎます。{s}秒後に再試行してください。",
+    ),
+    (
+        "throttled",
+        "お使いのネットワークからのサインイン試行が多すぎます。{s}秒後に再試行してください。",
+    ),
+    (
+        "disabled",
+        "このアカウントは無効です。管理者に連絡してください。",
+    ),
+    (
+        "csrf",
+        "このフォームは有効期限切れか、このサイトから送信されたものではありません。もう一度お試しください。",
+    ),
     ("bad_code", "コードが正しくないか、有効期限が切れています。"),
-    ("code_attempts", "誤ったコードの入力が多すぎます。新しいコードを請求してください。"),
-    ("code_sent", "アカウントが存在する場合、登録メールアドレスにコードを送信しました。"),
-    ("code_resent", "確認が必要なアカウントの場合、新しいコードを送信しました。"),
-    ("confirmed", "アカウントが確認されました。サインインしてください。"),
-    ("password_reset", "パスワードを再設定しました。サインインしてください。"),
+    (
+        "code_attempts",
+        "誤ったコードの入力が多すぎます。新しいコードを請求してください。",
+    ),
+    (
+        "code_sent",
+        "アカウントが存在する場合、登録メールアドレスにコードを送信しました。",
+    ),
+    (
+        "code_resent",
+        "確認が必要なアカウントの場合、新しいコードを送信しました。",
+    ),
+    (
+        "confirmed",
+        "アカウントが確認されました。サインインしてください。",
+    ),
+    (
+        "password_reset",
+        "パスワードを再設定しました。サインインしてください。",
+    ),
     ("password_changed", "パスワードを変更しました。"),
-    ("must_reset", "パスワードの再設定が必要です。メールアドレスにコードを送信しました。"),
-    ("needs_confirm", "アカウントがまだ確認されていません。お送りしたコードを入力してください。"),
-    ("signup_disabled", "新規登録は受け付けていません。管理者にアカウントを依頼してください。"),
-    ("delivery_failed", "コードを送信できませんでした。しばらくしてから再試行してください。"),
-    ("user_exists", "このユーザー名のアカウントは既に存在します。"),
-    ("email_exists", "このメールアドレスのアカウントは既に存在します。"),
-    ("same_password", "新しいパスワードは現在のパスワードと異なるものにしてください。"),
-    ("invalid_request", "このサインインのリンクは無効か期限切れです。アプリケーションに戻ってやり直してください。"),
-    ("unavailable", "サインインサービスは一時的に利用できません。もう一度お試しください。"),
+    (
+        "must_reset",
+        "パスワードの再設定が必要です。メールアドレスにコードを送信しました。",
+    ),
+    (
+        "needs_confirm",
+        "アカウントがまだ確認されていません。お送りしたコードを入力してください。",
+    ),
+    (
+        "signup_disabled",
+        "新規登録は受け付けていません。管理者にアカウントを依頼してください。",
+    ),
+    (
+        "delivery_failed",
+        "コードを送信できませんでした。しばらくしてから再試行してください。",
+    ),
+    (
+        "user_exists",
+        "このユーザー名のアカウントは既に存在します。",
+    ),
+    (
+        "email_exists",
+        "このメールアドレスのアカウントは既に存在します。",
+    ),
+    (
+        "same_password",
+        "新しいパスワードは現在のパスワードと異なるものにしてください。",
+    ),
+    (
+        "invalid_request",
+        "このサインインのリンクは無効か期限切れです。アプリケーションに戻ってやり直してください。",
+    ),
+    (
+        "unavailable",
+        "サインインサービスは一時的に利用できません。もう一度お試しください。",
+    ),
     ("err_missing", "{name}: 必須項目です。"),
-    ("err_email", "{name}: 「{value}」は name@example.com のようなメールアドレスではありません。"),
-    ("err_phone", "{name}: 「{value}」は有効な電話番号ではありません。{international} の形式、または{region}の番号なら {national} の形式で入力してください。"),
-    ("err_date", "{name}: 「{value}」は 1990-04-23 のような YYYY-MM-DD 形式の日付ではありません。"),
-    ("err_url", "{name}: 「{value}」は https:// で始まるアドレスではありません。"),
+    (
+        "err_email",
+        "{name}: 「{value}」は name@example.com のようなメールアドレスではありません。",
+    ),
+    (
+        "err_phone",
+        "{name}: 「{value}」は有効な電話番号ではありません。{international} の形式、または{region}の番号なら {national} の形式で入力してください。",
+    ),
+    (
+        "err_date",
+        "{name}: 「{value}」は 1990-04-23 のような YYYY-MM-DD 形式の日付ではありません。",
+    ),
+    (
+        "err_url",
+        "{name}: 「{value}」は https:// で始まるアドレスではありません。",
+    ),
     ("err_long", "{name}: 長すぎるか、制御文字を含んでいます。"),
     ("err_unknown", "{name}: この属性は設定できません。"),
     ("err_username_empty", "username: 必須項目です。"),
     ("err_username_long", "username: 128文字を超えています。"),
-    ("err_username_char", "username: 空白や制御文字は使えません。"),
-    ("err_password", "password: 次の条件を満たしていません: {rules}。"),
+    (
+        "err_username_char",
+        "username: 空白や制御文字は使えません。",
+    ),
+    (
+        "err_password",
+        "password: 次の条件を満たしていません: {rules}。",
+    ),
     ("rule_min", "{n}文字以上"),
     ("rule_max", "256文字以下"),
     ("rule_lower", "小文字を含む"),
@@ -198,7 +358,10 @@ const JA: &[(&str, &str)] = &[
     ("rule_digit", "数字を含む"),
     ("rule_symbol", "記号を含む"),
     ("mail_subject", "確認コード"),
-    ("mail_body", "確認コードは {code} です。有効期限は{hours}時間です。\nお心当たりのない場合は、このメールを無視してください。"),
+    (
+        "mail_body",
+        "確認コードは {code} です。有効期限は{hours}時間です。\nお心当たりのない場合は、このメールを無視してください。",
+    ),
     ("attr_email", "メールアドレス"),
     ("attr_phone_number", "電話番号"),
     ("attr_name", "氏名"),
@@ -221,7 +384,12 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         .chain(EN.iter())
         .find(|(k, _)| *k == key)
         .map(|(_, v)| *v)
-        .unwrap_or_else(|| EN.iter().find(|(k, _)| *k == "error_title").map(|(_, v)| *v).unwrap_or("error"))
+        .unwrap_or_else(|| {
+            EN.iter()
+                .find(|(k, _)| *k == "error_title")
+                .map(|(_, v)| *v)
+                .unwrap_or("error")
+        })
 }
 
 /// The whole table, for templates.
@@ -242,20 +410,41 @@ pub fn fill(template: &str, vars: &[(&str, &str)]) -> String {
 
 pub fn attribute_label(lang: Lang, name: &str) -> String {
     let key = format!("attr_{name}");
-    if table(lang).iter().chain(EN.iter()).any(|(k, _)| *k == key) { t(lang, &key).to_string() } else { name.to_string() }
+    if table(lang).iter().chain(EN.iter()).any(|(k, _)| *k == key) {
+        t(lang, &key).to_string()
+    } else {
+        name.to_string()
+    }
 }
 
 pub fn attribute_error(lang: Lang, e: &AttributeError) -> String {
     let name = e.name.as_str();
     match &e.problem {
         AttributeProblem::Missing => fill(t(lang, "err_missing"), &[("name", name)]),
-        AttributeProblem::NotEmail { value } => fill(t(lang, "err_email"), &[("name", name), ("value", value)]),
-        AttributeProblem::NotPhone { value, international, national, region } => fill(
+        AttributeProblem::NotEmail { value } => {
+            fill(t(lang, "err_email"), &[("name", name), ("value", value)])
+        }
+        AttributeProblem::NotPhone {
+            value,
+            international,
+            national,
+            region,
+        } => fill(
             t(lang, "err_phone"),
-            &[("name", name), ("value", value), ("international", international), ("national", national), ("region", region)],
+            &[
+                ("name", name),
+                ("value", value),
+                ("international", international),
+                ("national", national),
+                ("region", region),
+            ],
         ),
-        AttributeProblem::NotDate { value } => fill(t(lang, "err_date"), &[("name", name), ("value", value)]),
-        AttributeProblem::NotUrl { value } => fill(t(lang, "err_url"), &[("name", name), ("value", value)]),
+        AttributeProblem::NotDate { value } => {
+            fill(t(lang, "err_date"), &[("name", name), ("value", value)])
+        }
+        AttributeProblem::NotUrl { value } => {
+            fill(t(lang, "err_url"), &[("name", name), ("value", value)])
+        }
         AttributeProblem::TooLong => fill(t(lang, "err_long"), &[("name", name)]),
         AttributeProblem::Unknown => fill(t(lang, "err_unknown"), &[("name", name)]),
     }

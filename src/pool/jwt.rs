@@ -20,24 +20,37 @@ impl Keys {
     pub async fn load(store: &Store, now: i64) -> Result<Keys, StoreError> {
         if store.signing_keys().await?.is_empty() {
             let k = SigningKey::generate();
-            store.add_signing_key(k.kid(), &k.private_pem(), now).await?;
+            store
+                .add_signing_key(k.kid(), &k.private_pem(), now)
+                .await?;
         }
         let mut keys = Vec::new();
         for pem in store.signing_keys().await? {
-            keys.push(SigningKey::from_pem(&pem).ok_or_else(|| StoreError::Corrupt("a signing key is not PKCS#8 P-256".into()))?);
+            keys.push(
+                SigningKey::from_pem(&pem).ok_or_else(|| {
+                    StoreError::Corrupt("a signing key is not PKCS#8 P-256".into())
+                })?,
+            );
         }
         Ok(Keys { keys })
     }
 
     pub fn jwks(&self) -> Value {
-        Value::Object(Map::from_iter([("keys".to_string(), Value::Array(self.keys.iter().map(|k| k.jwk().clone()).collect()))]))
+        Value::Object(Map::from_iter([(
+            "keys".to_string(),
+            Value::Array(self.keys.iter().map(|k| k.jwk().clone()).collect()),
+        )]))
     }
 
     /// Signs claims as a compact JWS (ES256).
     pub fn sign(&self, claims: &Value) -> String {
         let k = &self.keys[0];
         let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": k.kid()});
-        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
         let sig = k.sign(input.as_bytes());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
@@ -62,7 +75,9 @@ impl Keys {
         point.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str()?).ok()?);
         point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str()?).ok()?);
         let sig = URL_SAFE_NO_PAD.decode(s).ok()?;
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point).verify(format!("{h}.{p}").as_bytes(), &sig).ok()?;
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+            .verify(format!("{h}.{p}").as_bytes(), &sig)
+            .ok()?;
         match serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).ok()?).ok()? {
             Value::Object(m) => Some(m),
             _ => None,
@@ -76,16 +91,24 @@ mod tests {
 
     #[test]
     fn signs_and_verifies_and_rejects_tampering() {
-        let keys = Keys { keys: vec![SigningKey::generate()] };
+        let keys = Keys {
+            keys: vec![SigningKey::generate()],
+        };
         let t = keys.sign(&serde_json::json!({"sub": "u1"}));
         assert_eq!(keys.verify(&t).unwrap()["sub"], "u1");
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#);
         parts[1] = &forged;
         assert!(keys.verify(&parts.join(".")).is_none());
-        let none_alg = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), forged);
+        let none_alg = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            forged
+        );
         assert!(keys.verify(&none_alg).is_none());
-        let other = Keys { keys: vec![SigningKey::generate()] };
+        let other = Keys {
+            keys: vec![SigningKey::generate()],
+        };
         assert!(other.verify(&t).is_none());
     }
 }

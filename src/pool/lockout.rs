@@ -9,7 +9,12 @@ use std::time::Duration;
 use super::config::LockoutPolicy;
 
 /// The failure count after a new failure at `now`, given the last failure time.
-pub fn next_failures(previous: u32, last_failure_ms: i64, now_ms: i64, policy: &LockoutPolicy) -> u32 {
+pub fn next_failures(
+    previous: u32,
+    last_failure_ms: i64,
+    now_ms: i64,
+    policy: &LockoutPolicy,
+) -> u32 {
     if now_ms.saturating_sub(last_failure_ms) >= policy.reset_after.as_millis() as i64 {
         1
     } else {
@@ -28,11 +33,18 @@ pub fn lock_duration(failures: u32, threshold: u32, policy: &LockoutPolicy) -> D
 }
 
 /// Milliseconds until a key may try again (0: not locked).
-pub fn remaining_ms(failures: u32, threshold: u32, last_failure_ms: i64, now_ms: i64, policy: &LockoutPolicy) -> i64 {
+pub fn remaining_ms(
+    failures: u32,
+    threshold: u32,
+    last_failure_ms: i64,
+    now_ms: i64,
+    policy: &LockoutPolicy,
+) -> i64 {
     if now_ms.saturating_sub(last_failure_ms) >= policy.reset_after.as_millis() as i64 {
         return 0;
     }
-    let until = last_failure_ms.saturating_add(lock_duration(failures, threshold, policy).as_millis() as i64);
+    let until = last_failure_ms
+        .saturating_add(lock_duration(failures, threshold, policy).as_millis() as i64);
     (until - now_ms).max(0)
 }
 
@@ -52,9 +64,23 @@ mod tests {
     #[test]
     fn lock_doubles_from_the_fifth_failure_and_caps() {
         let p = policy();
-        let table = [(0, 0), (4, 0), (5, 1_000), (6, 2_000), (7, 4_000), (10, 32_000), (14, 512_000), (15, 900_000), (40, 900_000)];
+        let table = [
+            (0, 0),
+            (4, 0),
+            (5, 1_000),
+            (6, 2_000),
+            (7, 4_000),
+            (10, 32_000),
+            (14, 512_000),
+            (15, 900_000),
+            (40, 900_000),
+        ];
         for (failures, ms) in table {
-            assert_eq!(lock_duration(failures, 5, &p).as_millis() as u64, ms, "failures={failures}");
+            assert_eq!(
+                lock_duration(failures, 5, &p).as_millis() as u64,
+                ms,
+                "failures={failures}"
+            );
         }
     }
 

@@ -105,7 +105,10 @@ pub fn now() -> i64 {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Pool {
@@ -118,7 +121,12 @@ impl Pool {
         let mut callback = cfg.public_url.clone();
         callback.set_path(crate::http::paths::CALLBACK);
         let builtin_secret = KeyRing::derive_secret(secrets, "pool-client").map(Secret::new);
-        let clients = clients::Clients::new(&pool.clients, builtin_secret, callback.to_string(), cfg.public_origin.clone());
+        let clients = clients::Clients::new(
+            &pool.clients,
+            builtin_secret,
+            callback.to_string(),
+            cfg.public_origin.clone(),
+        );
         let sealer = KeyRing::new(secrets).map_err(|e| PoolError::Templates(e.to_string()))?;
         let csrf_secret = KeyRing::derive_secret(secrets, "pool-csrf").unwrap_or_default();
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
@@ -163,7 +171,10 @@ impl Pool {
 
     /// Whether a request path belongs to the pool.
     pub fn owns(&self, path: &str) -> bool {
-        path == self.base || path.strip_prefix(&self.base).is_some_and(|rest| rest.starts_with('/'))
+        path == self.base
+            || path
+                .strip_prefix(&self.base)
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 
     /// Answers a request under the issuer path.
@@ -172,7 +183,12 @@ impl Pool {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let lang = Lang::negotiate(parts.headers.get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
+        let lang = Lang::negotiate(
+            parts
+                .headers
+                .get(http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        );
         let form = if parts.method == Method::POST {
             match read_body(body).await {
                 Ok(b) => {
@@ -182,7 +198,10 @@ impl Pool {
                         .and_then(|v| v.to_str().ok())
                         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
                     if !is_form && !b.is_empty() {
-                        return pages::plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected application/x-www-form-urlencoded\n");
+                        return pages::plain(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "expected application/x-www-form-urlencoded\n",
+                        );
                     }
                     url::form_urlencoded::parse(&b).into_owned().collect()
                 }
@@ -191,14 +210,35 @@ impl Pool {
         } else {
             Vec::new()
         };
-        let query = parts.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
-        let req = Req { parts, form, query, ip: peer, lang, rid };
+        let query = parts
+            .uri
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let req = Req {
+            parts,
+            form,
+            query,
+            ip: peer,
+            lang,
+            rid,
+        };
         let sub = &parts.uri.path()[self.base.len()..];
         let ready = match self.ready().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, request_id = rid, "user pool unavailable");
-                return self.pages.message(self, &req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+                return self.pages.message(
+                    self,
+                    &req,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "error_title",
+                    "unavailable",
+                );
             }
         };
         let m = &parts.method;
@@ -224,7 +264,9 @@ impl Pool {
             "/reset-password" if post => pages::password::reset(self, ready, &req).await,
             "/change-password" if get => pages::password::show_change(self, ready, &req).await,
             "/change-password" if post => pages::password::change(self, ready, &req).await,
-            "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => self.pages.asset(sub),
+            "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => {
+                self.pages.asset(sub)
+            }
             "" | "/" if get => pages::login::show(self, &req, None),
             _ => crate::error::RequestError::NotFound.render(rid, false),
         }
@@ -244,12 +286,20 @@ pub struct Req<'a> {
 impl Req<'_> {
     /// A form field (POST body), or "" when absent.
     pub fn field(&self, name: &str) -> &str {
-        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     /// A query parameter, or "" when absent.
     pub fn param(&self, name: &str) -> &str {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     /// A form field, else the query parameter of that name.
@@ -266,6 +316,9 @@ where
 {
     match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(_) => Err(pages::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large or unreadable\n")),
+        Err(_) => Err(pages::plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large or unreadable\n",
+        )),
     }
 }

@@ -40,7 +40,11 @@ pub fn unmet_rules(password: &str, policy: &PasswordPolicy) -> Vec<Rule> {
     if policy.require_digits && !password.chars().any(|c| c.is_ascii_digit()) {
         out.push(Rule::Digit);
     }
-    if policy.require_symbols && !password.chars().any(|c| !c.is_alphanumeric() && !c.is_whitespace()) {
+    if policy.require_symbols
+        && !password
+            .chars()
+            .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
+    {
         out.push(Rule::Symbol);
     }
     out
@@ -54,7 +58,10 @@ pub struct HashError;
 pub async fn hash(password: &str) -> Result<String, HashError> {
     let pw = password.to_string();
     tokio::task::spawn_blocking(move || {
-        Argon2::default().hash_password(pw.as_bytes()).map(|h| h.to_string()).map_err(|_| HashError)
+        Argon2::default()
+            .hash_password(pw.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|_| HashError)
     })
     .await
     .map_err(|_| HashError)?
@@ -78,9 +85,24 @@ mod tests {
 
     #[test]
     fn lists_every_unmet_rule() {
-        let strict = PasswordPolicy { min_length: 10, require_lowercase: true, require_uppercase: true, require_digits: true, require_symbols: true };
+        let strict = PasswordPolicy {
+            min_length: 10,
+            require_lowercase: true,
+            require_uppercase: true,
+            require_digits: true,
+            require_symbols: true,
+        };
         let table: [(&str, &[Rule]); 5] = [
-            ("", &[Rule::MinLength(10), Rule::Lowercase, Rule::Uppercase, Rule::Digit, Rule::Symbol]),
+            (
+                "",
+                &[
+                    Rule::MinLength(10),
+                    Rule::Lowercase,
+                    Rule::Uppercase,
+                    Rule::Digit,
+                    Rule::Symbol,
+                ],
+            ),
             ("abcdefghij", &[Rule::Uppercase, Rule::Digit, Rule::Symbol]),
             ("Abcdefghi1", &[Rule::Symbol]),
             ("Abcdefgh1!", &[]),
@@ -90,7 +112,10 @@ mod tests {
             assert_eq!(unmet_rules(pw, &strict), want, "{pw:?}");
         }
         let long = format!("Aa1{}", "x".repeat(300));
-        assert_eq!(unmet_rules(&long, &PasswordPolicy::default()), [Rule::MaxLength]);
+        assert_eq!(
+            unmet_rules(&long, &PasswordPolicy::default()),
+            [Rule::MaxLength]
+        );
     }
 
     #[tokio::test]

@@ -39,7 +39,9 @@ impl Conn {
     async fn reply(&mut self, step: &'static str) -> Result<u16, SmtpError> {
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(STEP_TIMEOUT, self.io.read_line(&mut line)).await.map_err(|_| SmtpError::Timeout(step))??;
+            let n = tokio::time::timeout(STEP_TIMEOUT, self.io.read_line(&mut line))
+                .await
+                .map_err(|_| SmtpError::Timeout(step))??;
             if n == 0 || line.len() < 3 {
                 return Err(SmtpError::Rejected { step, code: 0 });
             }
@@ -53,7 +55,12 @@ impl Conn {
         }
     }
 
-    async fn command(&mut self, line: &str, step: &'static str, ok: &[u16]) -> Result<(), SmtpError> {
+    async fn command(
+        &mut self,
+        line: &str,
+        step: &'static str,
+        ok: &[u16],
+    ) -> Result<(), SmtpError> {
         let w = self.io.get_mut();
         tokio::time::timeout(STEP_TIMEOUT, async {
             w.write_all(line.as_bytes()).await?;
@@ -63,23 +70,36 @@ impl Conn {
         .await
         .map_err(|_| SmtpError::Timeout(step))??;
         let code = self.reply(step).await?;
-        if ok.contains(&code) { Ok(()) } else { Err(SmtpError::Rejected { step, code }) }
+        if ok.contains(&code) {
+            Ok(())
+        } else {
+            Err(SmtpError::Rejected { step, code })
+        }
     }
 }
 
 async fn tls(stream: Box<dyn Stream>, host: &str) -> Result<Box<dyn Stream>, SmtpError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(host.to_string()).map_err(|_| SmtpError::BadAddress)?;
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| SmtpError::BadAddress)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let s = tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, stream)).await.map_err(|_| SmtpError::Timeout("TLS"))??;
+    let s = tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, stream))
+        .await
+        .map_err(|_| SmtpError::Timeout("TLS"))??;
     Ok(Box::new(s))
 }
 
 /// RFC 2047 encoded-word for a non-ASCII header value.
 fn header_text(s: &str) -> String {
-    if s.is_ascii() { s.to_string() } else { format!("=?UTF-8?B?{}?=", STANDARD.encode(s)) }
+    if s.is_ascii() {
+        s.to_string()
+    } else {
+        format!("=?UTF-8?B?{}?=", STANDARD.encode(s))
+    }
 }
 
 /// The message: headers, then the body base64-encoded (UTF-8 safe, no dot-stuffing needed).
@@ -99,7 +119,10 @@ pub fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
 
 /// Sends one message.
 pub async fn send(cfg: &SmtpConfig, to: &str, subject: &str, body: &str) -> Result<(), SmtpError> {
-    if [to, &cfg.from].iter().any(|a| a.contains(['\r', '\n', '<', '>'])) {
+    if [to, &cfg.from]
+        .iter()
+        .any(|a| a.contains(['\r', '\n', '<', '>']))
+    {
         return Err(SmtpError::BadAddress);
     }
     let addr = format!("{}:{}", cfg.host, cfg.port);
@@ -111,23 +134,33 @@ pub async fn send(cfg: &SmtpConfig, to: &str, subject: &str, body: &str) -> Resu
     if cfg.tls == SmtpTls::Implicit {
         stream = tls(stream, &cfg.host).await?;
     }
-    let mut c = Conn { io: BufReader::new(stream) };
+    let mut c = Conn {
+        io: BufReader::new(stream),
+    };
     if c.reply("greeting").await? != 220 {
-        return Err(SmtpError::Rejected { step: "greeting", code: 0 });
+        return Err(SmtpError::Rejected {
+            step: "greeting",
+            code: 0,
+        });
     }
     c.command("EHLO portcullis", "EHLO", &[250]).await?;
     if cfg.tls == SmtpTls::StartTls {
         c.command("STARTTLS", "STARTTLS", &[220]).await?;
         let inner = c.io.into_inner();
-        c = Conn { io: BufReader::new(tls(inner, &cfg.host).await?) };
+        c = Conn {
+            io: BufReader::new(tls(inner, &cfg.host).await?),
+        };
         c.command("EHLO portcullis", "EHLO", &[250]).await?;
     }
     if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
         let token = STANDARD.encode(format!("\0{user}\0{}", pass.expose()));
-        c.command(&format!("AUTH PLAIN {token}"), "AUTH", &[235]).await?;
+        c.command(&format!("AUTH PLAIN {token}"), "AUTH", &[235])
+            .await?;
     }
-    c.command(&format!("MAIL FROM:<{}>", cfg.from), "MAIL FROM", &[250]).await?;
-    c.command(&format!("RCPT TO:<{to}>"), "RCPT TO", &[250, 251]).await?;
+    c.command(&format!("MAIL FROM:<{}>", cfg.from), "MAIL FROM", &[250])
+        .await?;
+    c.command(&format!("RCPT TO:<{to}>"), "RCPT TO", &[250, 251])
+        .await?;
     c.command("DATA", "DATA", &[354]).await?;
     let msg = message(&cfg.from, to, subject, body);
     c.command(&format!("{msg}."), "message", &[250]).await?;
@@ -141,9 +174,17 @@ mod tests {
 
     #[test]
     fn message_encodes_non_ascii_safely() {
-        let m = message("a@example.com", "b@example.com", "確認コード", "コード: 123456\n.\n");
+        let m = message(
+            "a@example.com",
+            "b@example.com",
+            "確認コード",
+            "コード: 123456\n.\n",
+        );
         assert!(m.contains("Subject: =?UTF-8?B?"));
-        assert!(!m.contains("\r\n.\r\n"), "a lone dot line would end DATA early");
+        assert!(
+            !m.contains("\r\n.\r\n"),
+            "a lone dot line would end DATA early"
+        );
         assert!(m.ends_with("\r\n"));
     }
 }

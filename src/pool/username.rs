@@ -52,7 +52,7 @@ mod tests {
             ("\u{ff21}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}", "alice"), // full-width Ａｌｉｃｅ
             ("  alice ", "alice"),
             ("Ǆemal", "džemal"), // NFKC decomposes the digraph
-            ("ﬁnn", "finn"), // compatibility ligature
+            ("ﬁnn", "finn"),     // compatibility ligature
             ("Ａ\u{0301}", "á"),
         ];
         for (input, want) in cases {

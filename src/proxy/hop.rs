@@ -37,7 +37,10 @@ pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
     }
     if keep_upgrade {
-        headers.insert(header::CONNECTION, http::HeaderValue::from_static("upgrade"));
+        headers.insert(
+            header::CONNECTION,
+            http::HeaderValue::from_static("upgrade"),
+        );
     } else if headers.contains_key(header::UPGRADE) {
         headers.remove(header::UPGRADE);
     }
@@ -46,10 +49,12 @@ pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// Whether a request asks for a protocol upgrade (WebSocket).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| v.to_str().unwrap_or("").split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .unwrap_or("")
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
 }
 
 #[cfg(test)]
@@ -60,7 +65,10 @@ mod tests {
     #[test]
     fn removes_nominated_and_fixed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret, x-amzn-oidc-data"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Secret, x-amzn-oidc-data"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

@@ -35,7 +35,7 @@ pub struct HttpUpstream {
 }
 
 pub enum Forwarder {
-    Http(HttpUpstream),
+    Http(Box<HttpUpstream>),
     File(StaticDir),
 }
 
@@ -51,7 +51,7 @@ fn tls_config(insecure: bool, ca_file: Option<&std::path::Path>) -> rustls::Clie
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions");
-    let mut cfg = if insecure {
+    let cfg = if insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
@@ -63,7 +63,7 @@ fn tls_config(insecure: bool, ca_file: Option<&std::path::Path>) -> rustls::Clie
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // ALPN is set by hyper-rustls from `enable_http1`.
     cfg
 }
 
@@ -89,7 +89,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -97,7 +102,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -108,7 +118,11 @@ impl Forwarder {
     pub fn new(route: &RouteConfig) -> Forwarder {
         match &route.upstream {
             Upstream::File(dir) => Forwarder::File(StaticDir::new(dir.clone())),
-            Upstream::Http { base, insecure_skip_verify, ca_file } => {
+            Upstream::Http {
+                base,
+                insecure_skip_verify,
+                ca_file,
+            } => {
                 let mut http = HttpConnector::new();
                 http.enforce_http(false);
                 http.set_connect_timeout(Some(route.connect_timeout));
@@ -122,20 +136,25 @@ impl Forwarder {
                     .pool_idle_timeout(Duration::from_secs(60))
                     .pool_max_idle_per_host(256)
                     .build(https);
-                let scheme = if base.scheme() == "https" { Scheme::HTTPS } else { Scheme::HTTP };
+                let scheme = if base.scheme() == "https" {
+                    Scheme::HTTPS
+                } else {
+                    Scheme::HTTP
+                };
                 let host = base.host_str().unwrap_or("localhost");
                 let authority = match base.port() {
                     Some(p) => format!("{host}:{p}"),
                     None => host.to_string(),
                 };
-                let authority = Authority::try_from(authority.as_str()).expect("validated upstream URL has an authority");
-                Forwarder::Http(HttpUpstream {
+                let authority = Authority::try_from(authority.as_str())
+                    .expect("validated upstream URL has an authority");
+                Forwarder::Http(Box::new(HttpUpstream {
                     client,
                     scheme,
                     authority,
                     base_path: base.path().trim_end_matches('/').to_string(),
                     timeout: route.timeout,
-                })
+                }))
             }
         }
     }
@@ -156,13 +175,16 @@ impl Forwarder {
         hop::remove(&mut parts.headers, keep_upgrade);
         set_forwarded(&mut parts, inbound);
 
-        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let pq = if up.base_path.is_empty() {
-            PathAndQuery::try_from(pq)
-        } else {
-            PathAndQuery::try_from(format!("{}{}", up.base_path, pq))
-        }
-        .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+        // Without a base path the (already normalised) path-and-query is reused as is: a
+        // refcount bump, no copy.
+        let pq = match (up.base_path.is_empty(), parts.uri.path_and_query()) {
+            (true, Some(pq)) => pq.clone(),
+            (_, pq) => {
+                let pq = pq.map(|p| p.as_str()).unwrap_or("/");
+                PathAndQuery::try_from(format!("{}{}", up.base_path, pq))
+                    .map_err(|e| RequestError::BadRequest(e.to_string()))?
+            }
+        };
         // Preserve the client's Host, as ALB does; the URI only picks the connection.
         if !parts.headers.contains_key(header::HOST)
             && let Some(a) = parts.uri.authority()
@@ -186,12 +208,15 @@ impl Forwarder {
         let (mut rparts, rbody) = resp.into_parts();
         if rparts.status == http::StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = upgrade else {
-                return Err(RequestError::UpstreamUnreachable("unexpected 101 from upstream".into()));
+                return Err(RequestError::UpstreamUnreachable(
+                    "unexpected 101 from upstream".into(),
+                ));
             };
             let resp = Response::from_parts(rparts.clone(), rbody);
             let upstream_upgrade = hyper::upgrade::on(resp);
             tokio::spawn(async move {
-                let (Ok(client), Ok(server)) = (client_upgrade.await, upstream_upgrade.await) else {
+                let (Ok(client), Ok(server)) = (client_upgrade.await, upstream_upgrade.await)
+                else {
                     tracing::debug!("upgrade did not complete");
                     return;
                 };
@@ -231,13 +256,18 @@ fn set_forwarded(parts: &mut Parts, inbound: &Inbound) {
         h.insert(X_FORWARDED_FOR, v);
     }
     if !(inbound.trusted && h.contains_key(X_FORWARDED_PROTO)) {
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if inbound.tls { "https" } else { "http" }));
+        h.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if inbound.tls { "https" } else { "http" }),
+        );
     }
     if !(inbound.trusted && h.contains_key(X_FORWARDED_HOST)) {
-        let host = h
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let host = h.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         match host {
             Some(v) => {
                 h.insert(X_FORWARDED_HOST, v);

@@ -16,7 +16,12 @@ pub struct StaticDir {
 }
 
 fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("html" | "htm") => "text/html; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
@@ -62,35 +67,50 @@ impl StaticDir {
         for seg in path.split('/').filter(|s| !s.is_empty()) {
             target.push(decode_segment(seg).ok_or(RequestError::NotFound)?);
         }
-        let mut meta = tokio::fs::metadata(&target).await.map_err(|_| RequestError::NotFound)?;
+        let mut meta = tokio::fs::metadata(&target)
+            .await
+            .map_err(|_| RequestError::NotFound)?;
         if meta.is_dir() {
             if !path.ends_with('/') {
                 let mut r = Response::new(body::empty());
                 *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
-                let loc = HeaderValue::from_str(&format!("{path}/")).map_err(|_| RequestError::NotFound)?;
+                let loc = HeaderValue::from_str(&format!("{path}/"))
+                    .map_err(|_| RequestError::NotFound)?;
                 r.headers_mut().insert(header::LOCATION, loc);
                 return Ok(r);
             }
             target.push("index.html");
-            meta = tokio::fs::metadata(&target).await.map_err(|_| RequestError::NotFound)?;
+            meta = tokio::fs::metadata(&target)
+                .await
+                .map_err(|_| RequestError::NotFound)?;
         }
-        let real = tokio::fs::canonicalize(&target).await.map_err(|_| RequestError::NotFound)?;
+        let real = tokio::fs::canonicalize(&target)
+            .await
+            .map_err(|_| RequestError::NotFound)?;
         if !real.starts_with(&self.root) || !meta.is_file() {
             return Err(RequestError::NotFound);
         }
         let mut r = if method == Method::HEAD {
             Response::new(body::empty())
         } else {
-            let file = tokio::fs::File::open(&real).await.map_err(|_| RequestError::NotFound)?;
+            let file = tokio::fs::File::open(&real)
+                .await
+                .map_err(|_| RequestError::NotFound)?;
             let stream = ReaderStream::with_capacity(file, 64 * 1024);
             use futures_util::TryStreamExt;
             let frames = stream.map_ok(http_body::Frame::data);
             Response::new(body::stream(StreamBody::new(frames)))
         };
         let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&real)));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(&real)),
+        );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
-        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
         Ok(r)
     }
 }
@@ -107,12 +127,19 @@ mod tests {
         std::fs::write(dir.join("sub/a.css"), "x{}").unwrap();
         let s = StaticDir::new(dir.clone());
         let r = s.serve(&Method::GET, "/").await.unwrap();
-        assert_eq!(r.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         let r = s.serve(&Method::GET, "/sub/a.css").await.unwrap();
         assert_eq!(r.headers()[header::CONTENT_LENGTH], "3");
         assert_eq!(s.serve(&Method::GET, "/sub").await.unwrap().status(), 301);
         assert!(s.serve(&Method::GET, "/%2e%2e/etc/passwd").await.is_err());
-        assert!(s.serve(&Method::GET, "/..%2f..%2fetc/passwd").await.is_err());
+        assert!(
+            s.serve(&Method::GET, "/..%2f..%2fetc/passwd")
+                .await
+                .is_err()
+        );
         assert!(s.serve(&Method::GET, "/missing").await.is_err());
         assert!(s.serve(&Method::POST, "/").await.is_err());
         std::fs::remove_dir_all(dir).unwrap();

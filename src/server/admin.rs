@@ -18,7 +18,8 @@ use crate::http::paths;
 fn plain(status: StatusCode, content_type: &'static str, text: String) -> Response<Body> {
     let mut r = Response::new(body::full(text));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -32,20 +33,38 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             let mut ready = true;
             for (name, ok) in app.providers_ready() {
                 ready &= ok;
-                lines.push_str(&format!("provider {name}: {}\n", if ok { "ok" } else { "not discovered" }));
+                lines.push_str(&format!(
+                    "provider {name}: {}\n",
+                    if ok { "ok" } else { "not discovered" }
+                ));
             }
             if let Some(pool) = &app.pool {
                 let ok = pool.database_ok().await;
                 ready &= ok;
-                lines.push_str(&format!("pool database: {}\n", if ok { "ok" } else { "unreachable" }));
+                lines.push_str(&format!(
+                    "pool database: {}\n",
+                    if ok { "ok" } else { "unreachable" }
+                ));
             }
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             plain(status, "text/plain", lines)
         }
-        paths::METRICS => plain(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render()),
+        paths::METRICS => plain(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            app.metrics.render(),
+        ),
         p if p.starts_with("/pool/") => match &app.pool {
             Some(pool) => pool.admin_api(req).await,
-            None => plain(StatusCode::NOT_FOUND, "text/plain", "no [pool] is configured\n".into()),
+            None => plain(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "no [pool] is configured\n".into(),
+            ),
         },
         _ => plain(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
@@ -55,7 +74,9 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     let builder = Arc::new(Builder::new(TokioExecutor::new()));
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let app = app.clone();
         let builder = builder.clone();
         tokio::spawn(async move {

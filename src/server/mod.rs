@@ -35,7 +35,11 @@ pub enum ServeError {
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeError> {
     let mut out = Vec::new();
     for a in addrs {
-        out.push(TcpListener::bind(a).await.map_err(|source| ServeError::Bind { addr: *a, source })?);
+        out.push(
+            TcpListener::bind(a)
+                .await
+                .map_err(|source| ServeError::Bind { addr: *a, source })?,
+        );
     }
     Ok(out)
 }
@@ -101,17 +105,20 @@ pub async fn serve(
                     });
                     match acceptor {
                         None => {
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            let conn =
+                                builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                             let _ = watcher.watch(conn.into_owned()).await;
                         }
                         Some(acc) => {
                             let Ok(Ok(tls_stream)) =
-                                tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await
+                                tokio::time::timeout(Duration::from_secs(10), acc.accept(stream))
+                                    .await
                             else {
                                 tracing::debug!(%peer, "TLS handshake failed");
                                 return;
                             };
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), svc);
                             let _ = watcher.watch(conn.into_owned()).await;
                         }
                     }
@@ -126,9 +133,17 @@ pub async fn serve(
         let _ = t.await;
     }
     let grace = app.cfg.server.shutdown_grace;
-    let Ok(graceful) = Arc::try_unwrap(graceful) else { return Ok(()) };
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "drain timed out; closing remaining connections");
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return Ok(());
+    };
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "drain timed out; closing remaining connections"
+        );
     }
     Ok(())
 }

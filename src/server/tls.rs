@@ -19,17 +19,27 @@ pub enum TlsError {
 
 pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|_| TlsError::Cert { path: cert.display().to_string() })?
+        .map_err(|_| TlsError::Cert {
+            path: cert.display().to_string(),
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|_| TlsError::Cert { path: cert.display().to_string() })?;
+        .map_err(|_| TlsError::Cert {
+            path: cert.display().to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::Cert { path: cert.display().to_string() });
+        return Err(TlsError::Cert {
+            path: cert.display().to_string(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| TlsError::Key { path: key.display().to_string() })?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| TlsError::Key {
+        path: key.display().to_string(),
+    })?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }

@@ -59,7 +59,13 @@ impl<V> SessionCache<V> {
             // Bounded memory: drop the whole bucket set; hot sessions are re-derived once.
             shard.clear();
         }
-        shard.insert(k, Entry { text: text.into(), value });
+        shard.insert(
+            k,
+            Entry {
+                text: text.into(),
+                value,
+            },
+        );
     }
 
     pub fn remove(&self, text: &str) {

@@ -41,9 +41,12 @@ fn derive(secret: &[u8], info: &[u8], len: usize) -> Vec<u8> {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"portcullis/v1");
     let prk = salt.extract(secret);
     let infos = [info];
-    let okm = prk.expand(&infos, Len(len)).expect("HKDF output length is within limits");
+    let okm = prk
+        .expand(&infos, Len(len))
+        .expect("HKDF output length is within limits");
     let mut out = vec![0u8; len];
-    okm.fill(&mut out).expect("HKDF fill matches requested length");
+    okm.fill(&mut out)
+        .expect("HKDF fill matches requested length");
     out
 }
 
@@ -57,11 +60,18 @@ impl KeyRing {
             .map(|s| {
                 let material = derive(s.expose().as_bytes(), b"session-aead", 32);
                 let idv = derive(s.expose().as_bytes(), b"key-id", 4);
-                let unbound = UnboundKey::new(&AES_256_GCM, &material).expect("32-byte AES-256 key");
-                Key { id: [idv[0], idv[1], idv[2], idv[3]], key: LessSafeKey::new(unbound) }
+                let unbound =
+                    UnboundKey::new(&AES_256_GCM, &material).expect("32-byte AES-256 key");
+                Key {
+                    id: [idv[0], idv[1], idv[2], idv[3]],
+                    key: LessSafeKey::new(unbound),
+                }
             })
             .collect();
-        Ok(KeyRing { keys, rng: SystemRandom::new() })
+        Ok(KeyRing {
+            keys,
+            rng: SystemRandom::new(),
+        })
     }
 
     /// Derives a stable secret for another purpose from the sealing secret (e.g. the built-in
@@ -81,7 +91,11 @@ impl KeyRing {
         out.extend_from_slice(&nonce);
         let mut body = plaintext.to_vec();
         k.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(purpose), &mut body)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(purpose),
+                &mut body,
+            )
             .expect("AES-GCM sealing of an in-memory buffer");
         out.extend_from_slice(&body);
         out
@@ -99,7 +113,11 @@ impl KeyRing {
         let mut body = sealed[HEADER..].to_vec();
         let plain = k
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(purpose), &mut body)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(purpose),
+                &mut body,
+            )
             .ok()?;
         let n = plain.len();
         body.truncate(n);
@@ -128,7 +146,9 @@ pub fn hex(bytes: &[u8]) -> String {
 pub fn generate_secret() -> String {
     use base64::Engine;
     let mut b = [0u8; 32];
-    SystemRandom::new().fill(&mut b).expect("system RNG available");
+    SystemRandom::new()
+        .fill(&mut b)
+        .expect("system RNG available");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
@@ -137,7 +157,12 @@ mod tests {
     use super::*;
 
     fn ring(s: &[&str]) -> KeyRing {
-        KeyRing::new(&s.iter().map(|s| Secret::new(s.to_string())).collect::<Vec<_>>()).unwrap()
+        KeyRing::new(
+            &s.iter()
+                .map(|s| Secret::new(s.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -146,10 +171,16 @@ mod tests {
         let sealed = old.seal(b"c", b"hello");
         assert_eq!(old.open(b"c", &sealed).as_deref(), Some(&b"hello"[..]));
         // Rotation: new first, old still opens.
-        let rotated = ring(&["new-secret-new-secret-new-secret-0", "old-secret-old-secret-old-secret-0"]);
+        let rotated = ring(&[
+            "new-secret-new-secret-new-secret-0",
+            "old-secret-old-secret-old-secret-0",
+        ]);
         assert_eq!(rotated.open(b"c", &sealed).as_deref(), Some(&b"hello"[..]));
         let fresh = rotated.seal(b"c", b"x");
-        assert!(old.open(b"c", &fresh).is_none(), "old ring cannot open new key");
+        assert!(
+            old.open(b"c", &fresh).is_none(),
+            "old ring cannot open new key"
+        );
         // Wrong purpose, tampering, truncation.
         assert!(old.open(b"other", &sealed).is_none());
         let mut t = sealed.clone();

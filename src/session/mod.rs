@@ -58,7 +58,9 @@ impl Session {
     /// Group names from the named claim (array of strings, or a single string).
     pub fn groups(&self, claim: &str) -> Vec<&str> {
         match self.claims.get(claim) {
-            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str()).collect(),
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|v| v.as_str()).collect()
+            }
             Some(serde_json::Value::String(s)) => vec![s.as_str()],
             _ => vec![],
         }

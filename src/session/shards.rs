@@ -12,7 +12,9 @@ pub const MAX_COOKIE_BYTES: usize = 4000;
 
 /// The session would need more than four shards.
 #[derive(Debug, thiserror::Error)]
-#[error("the session needs {needed} bytes of cookies, more than {MAX_SHARDS} cookies of {MAX_COOKIE_BYTES} bytes can hold")]
+#[error(
+    "the session needs {needed} bytes of cookies, more than {MAX_SHARDS} cookies of {MAX_COOKIE_BYTES} bytes can hold"
+)]
 pub struct TooLarge {
     pub needed: usize,
 }
@@ -43,16 +45,27 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 
 impl CookieJar {
     pub fn new(name: &str, secure: bool) -> CookieJar {
-        let attrs = format!("; Path=/; HttpOnly; SameSite=Lax{}", if secure { "; Secure" } else { "" });
+        let attrs = format!(
+            "; Path=/; HttpOnly; SameSite=Lax{}",
+            if secure { "; Secure" } else { "" }
+        );
         let shard_names: Vec<String> = (0..MAX_SHARDS).map(|i| format!("{name}-{i}")).collect();
         let clear_values = shard_names
             .iter()
             .map(|n| {
-                HeaderValue::from_str(&format!("{n}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{attrs}"))
-                    .expect("cookie names are validated tokens")
+                HeaderValue::from_str(&format!(
+                    "{n}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{attrs}"
+                ))
+                .expect("cookie names are validated tokens")
             })
             .collect();
-        CookieJar { name: name.to_string(), shard_names, login_prefix: format!("{name}-login-"), attrs, clear_values }
+        CookieJar {
+            name: name.to_string(),
+            shard_names,
+            login_prefix: format!("{name}-login-"),
+            attrs,
+            clear_values,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -117,9 +130,16 @@ impl CookieJar {
         for (i, name) in self.shard_names.iter().enumerate() {
             if i < needed {
                 let part = &text[i * chunk..((i + 1) * chunk).min(text.len())];
-                let line = format!("{name}={part}; Max-Age={}{}", max_age_secs.max(0), self.attrs);
+                let line = format!(
+                    "{name}={part}; Max-Age={}{}",
+                    max_age_secs.max(0),
+                    self.attrs
+                );
                 debug_assert!(line.len() <= MAX_COOKIE_BYTES);
-                out.push(HeaderValue::from_str(&line).expect("base64url and attributes are valid header text"));
+                out.push(
+                    HeaderValue::from_str(&line)
+                        .expect("base64url and attributes are valid header text"),
+                );
             } else {
                 out.push(self.clear_values[i].clone());
             }
@@ -185,7 +205,10 @@ mod tests {
             .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
             .filter(|p| !p.ends_with('='))
             .collect();
-        h.insert(header::COOKIE, HeaderValue::from_str(&pairs.join("; ")).unwrap());
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&pairs.join("; ")).unwrap(),
+        );
         h
     }
 
@@ -198,7 +221,9 @@ mod tests {
             for v in &set {
                 assert!(v.len() <= MAX_COOKIE_BYTES, "{}", v.len());
                 let s = v.to_str().unwrap();
-                assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax") && s.contains("Secure"));
+                assert!(
+                    s.contains("HttpOnly") && s.contains("SameSite=Lax") && s.contains("Secure")
+                );
             }
             let h = headers_from(&set);
             let text = jar().read(&h).unwrap();
@@ -215,7 +240,10 @@ mod tests {
     #[test]
     fn strips_only_our_cookies() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; S-0=x; S-1=y; S-login-ab=z; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; S-0=x; S-1=y; S-login-ab=z; b=2"),
+        );
         jar().strip(&mut h);
         assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
         let mut h = HeaderMap::new();

@@ -49,15 +49,18 @@ function jwkOf(type, options, kid) {
   return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig' };
 }
 
-const stamp = crypto.randomBytes(4).toString('hex');
-const jwks = {
-  keys: [
-    // RS256 first: it is the default id_token_signed_response_alg.
-    jwkOf('rsa', { modulusLength: 2048 }, `rsa-${stamp}`), // RS256 and PS256
-    jwkOf('ec', { namedCurve: 'P-256' }, `ec-${stamp}`), // ES256
-    jwkOf('ed25519', {}, `ed25519-${stamp}`), // EdDSA (and Ed25519)
-  ],
-};
+function freshJwks() {
+  const stamp = crypto.randomBytes(4).toString('hex');
+  return {
+    keys: [
+      // RS256 first: it is the default id_token_signed_response_alg.
+      jwkOf('rsa', { modulusLength: 2048 }, `rsa-${stamp}`), // RS256 and PS256
+      jwkOf('ec', { namedCurve: 'P-256' }, `ec-${stamp}`), // ES256
+      jwkOf('ed25519', {}, `ed25519-${stamp}`), // EdDSA (and Ed25519)
+    ],
+  };
+}
+const jwks = freshJwks();
 
 // ---------------------------------------------------------------------------
 // accounts (fixed fixtures)
@@ -82,6 +85,16 @@ const ACCOUNTS = {
     email: 'mallory@example.com',
     email_verified: false,
     groups: [],
+  },
+  // ~2,500 characters of claims: a session that needs two or three cookie shards
+  medium: {
+    sub: 'medium',
+    email: 'medium@example.com',
+    email_verified: true,
+    name: 'Medium Claims',
+    preferred_username: 'medium',
+    groups: ['staff'],
+    blob: 'm'.repeat(2500),
   },
   big: {
     sub: 'big',
@@ -126,6 +139,13 @@ const configuration = {
   cookies: {
     // fixed keys: cookies stay valid across restarts of the test IdP
     keys: ['portcullis-test-idp-cookie-key-1'],
+    // cookies are per host, not per port: distinct names keep them apart from
+    // Portcullis's own cookies when both run on 127.0.0.1
+    names: {
+      session: 'idp_session',
+      interaction: 'idp_interaction',
+      resume: 'idp_interaction_resume',
+    },
     long: { httpOnly: true, sameSite: 'lax' },
     short: { httpOnly: true, sameSite: 'lax' },
   },
@@ -170,7 +190,8 @@ const configuration = {
     },
   },
   enabledJWA: {
-    idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
+    // HS256 is enabled only so tests can prove the relying party refuses HMAC-signed ID tokens.
+    idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519', 'HS256'],
     userinfoSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
   },
   pkce: {
@@ -205,6 +226,17 @@ try {
   provider = new Provider(ISSUER, configuration);
 } catch (err) {
   fail(`invalid configuration: ${err.message}`);
+}
+
+// static clients are validated lazily by oidc-provider: validate them now, so a bad
+// IDP_CLIENTS fails the start instead of the first request
+for (const c of clients) {
+  try {
+    if (!c || typeof c.client_id !== 'string') throw new Error('client_id missing');
+    if (!await provider.Client.find(c.client_id)) throw new Error('not found after load');
+  } catch (err) {
+    fail(`invalid client ${JSON.stringify(c?.client_id)} in IDP_CLIENTS: ${err.error_description || err.message}`);
+  }
 }
 
 // surface server-side errors on stderr (tests capture it)
@@ -318,7 +350,7 @@ async function handleInteraction(req, res, uid, action) {
 // HTTP server: test controls, interactions, then the provider
 
 let down = false;
-const providerCallback = provider.callback();
+let providerCallback = provider.callback();
 
 // generous header limit: id_token_hint of the `big` account is ~27 KB in the query string
 const server = http.createServer({ maxHeaderSize: 256 * 1024 }, async (req, res) => {
@@ -332,6 +364,13 @@ const server = http.createServer({ maxHeaderSize: 256 * 1024 }, async (req, res)
       } else if (pathname === '/__test/down' && req.method === 'POST') {
         down = true;
         send(res, 200, JSON.stringify({ down }), 'application/json');
+      } else if (pathname === '/__test/rotate-keys' && req.method === 'POST') {
+        // Key rotation: a new provider instance with a fresh key set (new kids) replaces the
+        // old one; relying parties must refetch the JWKS when they meet an unknown kid.
+        provider = new Provider(ISSUER, { ...configuration, jwks: freshJwks() });
+        provider.on('server_error', (_ctx, err) => process.stderr.write(`idp server_error: ${err.stack || err}\n`));
+        providerCallback = provider.callback();
+        send(res, 200, JSON.stringify({ rotated: true }), 'application/json');
       } else if (pathname === '/__test/up' && req.method === 'POST') {
         down = false;
         send(res, 200, JSON.stringify({ down }), 'application/json');

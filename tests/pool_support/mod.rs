@@ -46,11 +46,17 @@ macro_rules! on_both {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
-    let n: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let n: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let d = std::env::temp_dir().join(format!("pc-pool-{tag}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -60,9 +66,21 @@ fn temp_dir(tag: &str) -> PathBuf {
 async fn postgres_database() -> String {
     use sqlx::Connection;
     let base = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").expect("PORTCULLIS_TEST_POSTGRES_URL");
-    let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to PostgreSQL");
-    let name = format!("pc_{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+    let mut conn = sqlx::postgres::PgConnection::connect(&base)
+        .await
+        .expect("connect to PostgreSQL");
+    let name = format!(
+        "pc_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     let mut u = url::Url::parse(&base).unwrap();
     u.set_path(&format!("/{name}"));
     u.to_string()
@@ -74,7 +92,9 @@ pub async fn echo_upstream() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { continue };
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -88,11 +108,17 @@ pub async fn echo_upstream() -> SocketAddr {
                 let mut headers = serde_json::Map::new();
                 for line in text.lines().skip(1) {
                     if let Some((k, v)) = line.split_once(':') {
-                        headers.insert(k.trim().to_ascii_lowercase(), serde_json::Value::String(v.trim().to_string()));
+                        headers.insert(
+                            k.trim().to_ascii_lowercase(),
+                            serde_json::Value::String(v.trim().to_string()),
+                        );
                     }
                 }
                 let body = serde_json::json!({"path": text.split(' ').nth(1).unwrap_or(""), "headers": headers}).to_string();
-                let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = s.write_all(resp.as_bytes()).await;
             });
         }
@@ -145,7 +171,11 @@ impl Server {
 
     /// (Re)starts the process, appending to the same log, and waits until it is ready.
     pub async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -162,7 +192,11 @@ impl Server {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "server did not become ready; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "server did not become ready; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -184,13 +218,23 @@ impl Server {
         let f = std::fs::File::open(&self.log).unwrap();
         let mut found = None;
         for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             let fields = &v["fields"];
-            if fields["delivery"] == "log" && fields["username"] == username && fields["purpose"] == purpose {
+            if fields["delivery"] == "log"
+                && fields["username"] == username
+                && fields["purpose"] == purpose
+            {
                 found = fields["code"].as_str().map(str::to_string);
             }
         }
-        found.unwrap_or_else(|| panic!("no {purpose} code logged for {username}; log:\n{}", self.log_text()))
+        found.unwrap_or_else(|| {
+            panic!(
+                "no {purpose} code logged for {username}; log:\n{}",
+                self.log_text()
+            )
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -199,8 +243,18 @@ impl Server {
 
     /// Runs `portcullis pool …` against this server's configuration.
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(BIN).arg("pool").args(args).arg("--config").arg(&self.config).output().expect("run the CLI");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new(BIN)
+            .arg("pool")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run the CLI");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -221,7 +275,10 @@ pub fn browser() -> reqwest::Client {
 pub fn browser_lang(lang: &str) -> reqwest::Client {
     portcullis::install_crypto();
     let mut h = reqwest::header::HeaderMap::new();
-    h.insert("accept", "text/html,application/xhtml+xml,*/*;q=0.8".parse().unwrap());
+    h.insert(
+        "accept",
+        "text/html,application/xhtml+xml,*/*;q=0.8".parse().unwrap(),
+    );
     h.insert("accept-language", lang.parse().unwrap());
     reqwest::Client::builder()
         .redirect(Policy::none())
@@ -232,7 +289,12 @@ pub fn browser_lang(lang: &str) -> reqwest::Client {
 }
 
 pub fn unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/").replace("&#x27;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    s.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// The first `<form method="post">` whose action contains `action_part`: (absolute action, csrf).
@@ -241,8 +303,14 @@ pub fn form(html: &str, base: &str, action_part: &str) -> (String, String) {
     while let Some(i) = rest.find("<form") {
         let tag_end = rest[i..].find('>').map(|e| i + e).unwrap();
         let tag = unescape(&rest[i..tag_end]);
-        let body_end = rest[tag_end..].find("</form>").map(|e| tag_end + e).unwrap_or(rest.len());
-        if let Some(a) = tag.split("action=\"").nth(1).and_then(|a| a.split('"').next())
+        let body_end = rest[tag_end..]
+            .find("</form>")
+            .map(|e| tag_end + e)
+            .unwrap_or(rest.len());
+        if let Some(a) = tag
+            .split("action=\"")
+            .nth(1)
+            .and_then(|a| a.split('"').next())
             && a.contains(action_part)
         {
             let form_body = &rest[tag_end..body_end];
@@ -260,15 +328,26 @@ pub fn form(html: &str, base: &str, action_part: &str) -> (String, String) {
 }
 
 pub fn location(r: &reqwest::Response) -> String {
-    r.headers().get("location").map(|v| v.to_str().unwrap().to_string()).unwrap_or_else(|| panic!("no Location on {}", r.status()))
+    r.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no Location on {}", r.status()))
 }
 
 pub fn absolute(base: &str, loc: &str) -> String {
-    if loc.starts_with("http") { loc.to_string() } else { format!("{base}{loc}") }
+    if loc.starts_with("http") {
+        loc.to_string()
+    } else {
+        format!("{base}{loc}")
+    }
 }
 
 /// Follows redirects by hand until a non-redirect answer; returns it and the hops taken.
-pub async fn follow(c: &reqwest::Client, base: &str, mut url: String) -> (reqwest::Response, Vec<String>) {
+pub async fn follow(
+    c: &reqwest::Client,
+    base: &str,
+    mut url: String,
+) -> (reqwest::Response, Vec<String>) {
     let mut hops = Vec::new();
     for _ in 0..10 {
         let r = c.get(&url).send().await.unwrap();
@@ -282,41 +361,116 @@ pub async fn follow(c: &reqwest::Client, base: &str, mut url: String) -> (reqwes
 }
 
 /// Signs up through the hosted pages from the sign-in page at `login_url`; returns the confirm page URL.
-pub async fn sign_up(c: &reqwest::Client, s: &Server, login_html: &str, username: &str, email: &str) -> String {
+pub async fn sign_up(
+    c: &reqwest::Client,
+    s: &Server,
+    login_html: &str,
+    username: &str,
+    email: &str,
+) -> String {
     let (_, _) = form(login_html, &s.base, "/login");
-    let signup_href = unescape(login_html.split("href=\"").find(|h| unescape(h).contains("/signup")).unwrap().split('"').next().unwrap());
-    let page = c.get(absolute(&s.base, &signup_href)).send().await.unwrap().text().await.unwrap();
+    let signup_href = unescape(
+        login_html
+            .split("href=\"")
+            .find(|h| unescape(h).contains("/signup"))
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap(),
+    );
+    let page = c
+        .get(absolute(&s.base, &signup_href))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (action, csrf) = form(&page, &s.base, "/signup");
     let r = c
         .post(action)
-        .form(&[("csrf_token", csrf.as_str()), ("username", username), ("email", email), ("password", PASSWORD)])
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", username),
+            ("email", email),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 302, "sign-up failed: {}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        302,
+        "sign-up failed: {}",
+        r.text().await.unwrap()
+    );
     absolute(&s.base, &location(&r))
 }
 
 /// Confirms with the logged code from the confirm page; returns the login URL it sends us to.
 pub async fn confirm(c: &reqwest::Client, s: &Server, confirm_url: &str, username: &str) -> String {
-    let page = c.get(confirm_url).send().await.unwrap().text().await.unwrap();
+    let page = c
+        .get(confirm_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (action, csrf) = form(&page, &s.base, "/confirm");
     let code = s.code_for(username, "signup");
-    let r = c.post(action).form(&[("csrf_token", csrf.as_str()), ("username", username), ("code", code.as_str())]).send().await.unwrap();
-    assert_eq!(r.status(), 302, "confirm failed: {}", r.text().await.unwrap());
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", username),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        302,
+        "confirm failed: {}",
+        r.text().await.unwrap()
+    );
     absolute(&s.base, &location(&r))
 }
 
 /// Submits the sign-in form on `login_url`.
-pub async fn sign_in(c: &reqwest::Client, s: &Server, login_url: &str, username: &str, password: &str) -> reqwest::Response {
+pub async fn sign_in(
+    c: &reqwest::Client,
+    s: &Server,
+    login_url: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
     let page = c.get(login_url).send().await.unwrap().text().await.unwrap();
     let (action, csrf) = form(&page, &s.base, "/login");
-    c.post(action).form(&[("csrf_token", csrf.as_str()), ("username", username), ("password", password)]).send().await.unwrap()
+    c.post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Creates a confirmed user with [`PASSWORD`] through the CLI.
 pub fn create_user(s: &Server, username: &str, email: &str) {
-    let (ok, out, err) = s.cli(&["users", "add", username, "--password", PASSWORD, "--permanent", "--attribute", &format!("email={email}")]);
+    let (ok, out, err) = s.cli(&[
+        "users",
+        "add",
+        username,
+        "--password",
+        PASSWORD,
+        "--permanent",
+        "--attribute",
+        &format!("email={email}"),
+    ]);
     assert!(ok, "users add failed: {out}{err}");
 }
 

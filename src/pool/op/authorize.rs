@@ -24,7 +24,13 @@ fn to_client(redirect_uri: &str, params: &[(&str, &str)]) -> String {
     u.to_string()
 }
 
-fn client_error(pool: &Pool, redirect_uri: &str, state: &str, error: &str, description: &str) -> Response<Body> {
+fn client_error(
+    pool: &Pool,
+    redirect_uri: &str,
+    state: &str,
+    error: &str,
+    description: &str,
+) -> Response<Body> {
     let mut params = vec![("error", error), ("error_description", description)];
     if !state.is_empty() {
         params.push(("state", state));
@@ -34,40 +40,89 @@ fn client_error(pool: &Pool, redirect_uri: &str, state: &str, error: &str, descr
 }
 
 fn valid_challenge(c: &str) -> bool {
-    (43..=128).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    (43..=128).contains(&c.len())
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
     let client_id = req.param("client_id");
     let Some(client) = pool.clients.get(client_id) else {
-        return plain(StatusCode::BAD_REQUEST, "invalid_request: unknown client_id\n");
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "invalid_request: unknown client_id\n",
+        );
     };
     let redirect_uri = req.param("redirect_uri");
     if !client.redirect_allowed(redirect_uri) {
-        tracing::info!(request_id = req.rid, client_id, "pool.event" = "redirect_uri_rejected", "authorize: redirect_uri not registered");
-        return plain(StatusCode::BAD_REQUEST, "invalid_request: redirect_uri is not registered for this client (exact match required)\n");
+        tracing::info!(
+            request_id = req.rid,
+            client_id,
+            "pool.event" = "redirect_uri_rejected",
+            "authorize: redirect_uri not registered"
+        );
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "invalid_request: redirect_uri is not registered for this client (exact match required)\n",
+        );
     }
     let state = req.param("state");
     if req.param("response_type") != "code" {
-        return client_error(pool, redirect_uri, state, "unsupported_response_type", "only response_type=code is supported");
+        return client_error(
+            pool,
+            redirect_uri,
+            state,
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        );
     }
     let scope = req.param("scope");
     if !scope.split(' ').any(|s| s == "openid") {
-        return client_error(pool, redirect_uri, state, "invalid_scope", "the openid scope is required");
+        return client_error(
+            pool,
+            redirect_uri,
+            state,
+            "invalid_scope",
+            "the openid scope is required",
+        );
     }
     let challenge = req.param("code_challenge");
     let method = req.param("code_challenge_method");
     if !challenge.is_empty() && method != "S256" {
-        return client_error(pool, redirect_uri, state, "invalid_request", "code_challenge_method must be S256");
+        return client_error(
+            pool,
+            redirect_uri,
+            state,
+            "invalid_request",
+            "code_challenge_method must be S256",
+        );
     }
     if challenge.is_empty() && !method.is_empty() {
-        return client_error(pool, redirect_uri, state, "invalid_request", "code_challenge is missing");
+        return client_error(
+            pool,
+            redirect_uri,
+            state,
+            "invalid_request",
+            "code_challenge is missing",
+        );
     }
     if !challenge.is_empty() && !valid_challenge(challenge) {
-        return client_error(pool, redirect_uri, state, "invalid_request", "code_challenge is malformed");
+        return client_error(
+            pool,
+            redirect_uri,
+            state,
+            "invalid_request",
+            "code_challenge is malformed",
+        );
     }
     if client.is_public() && challenge.is_empty() {
-        return client_error(pool, redirect_uri, state, "invalid_request", "public clients must use PKCE with S256");
+        return client_error(
+            pool,
+            redirect_uri,
+            state,
+            "invalid_request",
+            "public clients must use PKCE with S256",
+        );
     }
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let areq = AuthRequest {
@@ -86,21 +141,43 @@ pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bo
         return issue_code(pool, ready, req, &areq, &user, auth_time, Vec::new()).await;
     }
     if prompt.split(' ').any(|p| p == "none") {
-        return client_error(pool, redirect_uri, state, "login_required", "the user is not signed in");
+        return client_error(
+            pool,
+            redirect_uri,
+            state,
+            "login_required",
+            "the user is not signed in",
+        );
     }
-    let mut to = format!("{}/login?req={}", pool.base, super::super::pages::login::enc(&pool.seal_request(&areq)));
+    let mut to = format!(
+        "{}/login?req={}",
+        pool.base,
+        super::super::pages::login::enc(&pool.seal_request(&areq))
+    );
     let hint = req.param("login_hint");
     if !hint.is_empty() {
-        to.push_str(&format!("&username={}", super::super::pages::login::enc(hint)));
+        to.push_str(&format!(
+            "&username={}",
+            super::super::pages::login::enc(hint)
+        ));
     }
     redirect(&to, &[])
 }
 
 /// Issues a single-use code (lifetime `pool.tokens.code`) and sends the browser back.
-pub async fn issue_code(pool: &Pool, ready: &Ready, req: &Req<'_>, a: &AuthRequest, user: &User, auth_time: i64, cookies: Vec<String>) -> Response<Body> {
+pub async fn issue_code(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    a: &AuthRequest,
+    user: &User,
+    auth_time: i64,
+    cookies: Vec<String>,
+) -> Response<Body> {
     let code = crate::session::keyring::hex(&{
         let mut b = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("system RNG available");
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+            .expect("system RNG available");
         b
     });
     let t = now();
@@ -117,7 +194,13 @@ pub async fn issue_code(pool: &Pool, ready: &Ready, req: &Req<'_>, a: &AuthReque
     };
     if let Err(e) = ready.store.insert_code(&code, &stored, t).await {
         tracing::error!(error = %e, request_id = req.rid, "cannot store an authorization code");
-        return pool.pages.message(pool, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error_title",
+            "unavailable",
+        );
     }
     let mut params = vec![("code", code.as_str())];
     if let Some(s) = &a.state {

@@ -22,7 +22,10 @@ pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(body::full(v.to_string()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
@@ -54,13 +57,19 @@ pub fn discovery(pool: &Pool) -> Response<Body> {
         "ui_locales_supported": ["en", "ja"],
     });
     let mut r = json_response(StatusCode::OK, &doc);
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }
 
 pub fn jwks(ready: &Ready) -> Response<Body> {
     let mut r = json_response(StatusCode::OK, &ready.keys.jwks());
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }
 
@@ -74,8 +83,12 @@ pub fn user_claims(user: &User) -> Map<String, Value> {
     if c.contains_key("email") && !c.contains_key("email_verified") {
         c.insert("email_verified".into(), Value::Bool(false));
     }
-    c.entry("preferred_username").or_insert_with(|| Value::String(user.username.clone()));
-    c.insert("cognito:username".into(), Value::String(user.username.clone()));
+    c.entry("preferred_username")
+        .or_insert_with(|| Value::String(user.username.clone()));
+    c.insert(
+        "cognito:username".into(),
+        Value::String(user.username.clone()),
+    );
     let groups = Value::Array(user.groups.iter().cloned().map(Value::String).collect());
     c.insert("cognito:groups".into(), groups.clone());
     c.insert("groups".into(), groups);
@@ -84,12 +97,25 @@ pub fn user_claims(user: &User) -> Map<String, Value> {
 
 /// Builds and signs the ID token, access token (with `origin_jti` = the token family) and
 /// returns the token response fields other than the refresh token.
-pub fn mint(pool: &Pool, ready: &Ready, user: &User, client_id: &str, scope: &str, family: &str, auth_time: i64, nonce: Option<&str>, now: i64) -> (String, String) {
+pub fn mint(
+    pool: &Pool,
+    ready: &Ready,
+    user: &User,
+    client_id: &str,
+    scope: &str,
+    family: &str,
+    auth_time: i64,
+    nonce: Option<&str>,
+    now: i64,
+) -> (String, String) {
     let mut id = user_claims(user);
     id.insert("iss".into(), json!(pool.issuer));
     id.insert("aud".into(), json!(client_id));
     id.insert("iat".into(), json!(now));
-    id.insert("exp".into(), json!(now + pool.cfg.tokens.id.as_secs() as i64));
+    id.insert(
+        "exp".into(),
+        json!(now + pool.cfg.tokens.id.as_secs() as i64),
+    );
     id.insert("auth_time".into(), json!(auth_time));
     id.insert("token_use".into(), json!("id"));
     if let Some(n) = nonce {
@@ -109,5 +135,8 @@ pub fn mint(pool: &Pool, ready: &Ready, user: &User, client_id: &str, scope: &st
         "jti": uuid::Uuid::new_v4().to_string(),
         "origin_jti": family,
     });
-    (ready.keys.sign(&Value::Object(id)), ready.keys.sign(&access))
+    (
+        ready.keys.sign(&Value::Object(id)),
+        ready.keys.sign(&access),
+    )
 }

@@ -12,7 +12,10 @@ use super::{json_response, user_claims};
 use crate::http::body::Body;
 
 fn unauthorized(description: &'static str) -> Response<Body> {
-    let mut r = json_response(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "invalid_token", "error_description": description}));
+    let mut r = json_response(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({"error": "invalid_token", "error_description": description}),
+    );
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"portcullis-pool\", error=\"invalid_token\""),
@@ -26,19 +29,32 @@ pub async fn userinfo(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
-    let Some(token) = header_token.or_else(|| Some(req.field("access_token")).filter(|t| !t.is_empty())) else {
+    let Some(token) =
+        header_token.or_else(|| Some(req.field("access_token")).filter(|t| !t.is_empty()))
+    else {
         return unauthorized("missing access token");
     };
-    let Some(claims) = ready.keys.verify(token) else { return unauthorized("invalid access token") };
+    let Some(claims) = ready.keys.verify(token) else {
+        return unauthorized("invalid access token");
+    };
     let valid = claims.get("token_use").and_then(Value::as_str) == Some("access")
         && claims.get("iss").and_then(Value::as_str) == Some(pool.issuer.as_str())
-        && claims.get("exp").and_then(Value::as_i64).is_some_and(|e| e > now());
+        && claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .is_some_and(|e| e > now());
     if !valid {
         return unauthorized("access token expired or not an access token");
     }
-    let (Some(family), Some(sub)) = (claims.get("origin_jti").and_then(Value::as_str), claims.get("sub").and_then(Value::as_str)) else {
+    let (Some(family), Some(sub)) = (
+        claims.get("origin_jti").and_then(Value::as_str),
+        claims.get("sub").and_then(Value::as_str),
+    ) else {
         return unauthorized("invalid access token");
     };
     match ready.store.family_active(family).await {
@@ -46,15 +62,23 @@ pub async fn userinfo(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
         Ok(false) => return unauthorized("access token revoked"),
         Err(e) => {
             tracing::error!(error = %e, request_id = req.rid, "pool database error at userinfo");
-            return json_response(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "temporarily_unavailable"}));
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "temporarily_unavailable"}),
+            );
         }
     }
     match ready.store.user_by_sub(sub).await {
-        Ok(Some(u)) if u.status == UserStatus::Confirmed => json_response(StatusCode::OK, &Value::Object(user_claims(&u))),
+        Ok(Some(u)) if u.status == UserStatus::Confirmed => {
+            json_response(StatusCode::OK, &Value::Object(user_claims(&u)))
+        }
         Ok(_) => unauthorized("the user cannot sign in"),
         Err(e) => {
             tracing::error!(error = %e, request_id = req.rid, "pool database error at userinfo");
-            json_response(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": "temporarily_unavailable"}))
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "temporarily_unavailable"}),
+            )
         }
     }
 }
@@ -93,9 +117,24 @@ pub async fn end_session(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<
             u.query_pairs_mut().append_pair("state", state);
             to = u.to_string();
         }
-        tracing::info!(request_id = req.rid, "pool.event" = "sign_out", "signed out of the pool");
+        tracing::info!(
+            request_id = req.rid,
+            "pool.event" = "sign_out",
+            "signed out of the pool"
+        );
         return redirect(&to, &cookies);
     }
-    let page = Page { message: super::super::i18n::t(req.lang, "signed_out").to_string(), cookies, ..Page::default() };
-    pool.pages.render(pool, req, StatusCode::OK, "message.html", "signed_out_title", page)
+    let page = Page {
+        message: super::super::i18n::t(req.lang, "signed_out").to_string(),
+        cookies,
+        ..Page::default()
+    };
+    pool.pages.render(
+        pool,
+        req,
+        StatusCode::OK,
+        "message.html",
+        "signed_out_title",
+        page,
+    )
 }

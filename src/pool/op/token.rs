@@ -16,9 +16,15 @@ use super::{json_response, mint};
 use crate::http::body::Body;
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
-    let mut r = json_response(status, &json!({"error": code, "error_description": description}));
+    let mut r = json_response(
+        status,
+        &json!({"error": code, "error_description": description}),
+    );
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portcullis-pool\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"portcullis-pool\""),
+        );
     }
     r
 }
@@ -29,14 +35,31 @@ fn invalid_grant(description: &str) -> Response<Body> {
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded inside the Basic credentials.
 fn basic_credentials(req: &Req<'_>) -> Option<Result<(String, String), ()>> {
-    let h = req.parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let b64 = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic "))?;
-    let decoded = match STANDARD.decode(b64.trim()).ok().and_then(|b| String::from_utf8(b).ok()) {
+    let h = req
+        .parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let b64 = h
+        .strip_prefix("Basic ")
+        .or_else(|| h.strip_prefix("basic "))?;
+    let decoded = match STANDARD
+        .decode(b64.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    {
         Some(d) => d,
         None => return Some(Err(())),
     };
-    let Some((id, secret)) = decoded.split_once(':') else { return Some(Err(())) };
-    let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().map(|c| c.into_owned());
+    let Some((id, secret)) = decoded.split_once(':') else {
+        return Some(Err(()));
+    };
+    let dec = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+    };
     match (dec(id), dec(secret)) {
         (Ok(i), Ok(s)) => Some(Ok((i, s))),
         _ => Some(Err(())),
@@ -45,12 +68,22 @@ fn basic_credentials(req: &Req<'_>) -> Option<Result<(String, String), ()>> {
 
 /// Authenticates the client; `Err` is the response to send.
 fn authenticate<'p>(pool: &'p Pool, req: &Req<'_>) -> Result<&'p Client, Response<Body>> {
-    let bad = || error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+    let bad = || {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        )
+    };
     let form_secret = req.field("client_secret");
     let (client_id, secret) = match basic_credentials(req) {
         Some(Ok((id, s))) => {
             if !form_secret.is_empty() {
-                return Err(error(StatusCode::BAD_REQUEST, "invalid_request", "use one client authentication method"));
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "use one client authentication method",
+                ));
             }
             if !req.field("client_id").is_empty() && req.field("client_id") != id {
                 return Err(bad());
@@ -58,7 +91,10 @@ fn authenticate<'p>(pool: &'p Pool, req: &Req<'_>) -> Result<&'p Client, Respons
             (id, Some(s))
         }
         Some(Err(())) => return Err(bad()),
-        None => (req.field("client_id").to_string(), (!form_secret.is_empty()).then(|| form_secret.to_string())),
+        None => (
+            req.field("client_id").to_string(),
+            (!form_secret.is_empty()).then(|| form_secret.to_string()),
+        ),
     };
     let client = pool.clients.get(&client_id).ok_or_else(bad)?;
     match (&secret, client.is_public()) {
@@ -79,7 +115,11 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 
 fn db_error(req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
     tracing::error!(error = %e, request_id = req.rid, "pool database error at the token endpoint");
-    error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again later")
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "try again later",
+    )
 }
 
 pub async fn token(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
@@ -90,8 +130,16 @@ pub async fn token(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
     match req.field("grant_type") {
         "authorization_code" => code_grant(pool, ready, req, client).await,
         "refresh_token" => refresh_grant(pool, ready, req, client).await,
-        "" => error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
-        _ => error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code and refresh_token"),
+        "" => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required",
+        ),
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only authorization_code and refresh_token",
+        ),
     }
 }
 
@@ -123,10 +171,14 @@ async fn code_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) 
     }
     let verifier = req.field("code_verifier");
     match &c.code_challenge {
-        Some(ch) if !pkce_matches(verifier, ch) => return invalid_grant("PKCE verification failed"),
+        Some(ch) if !pkce_matches(verifier, ch) => {
+            return invalid_grant("PKCE verification failed");
+        }
         Some(_) => {}
         // A verifier for a code issued without a challenge is a downgrade attempt (BCP §4.8.2).
-        None if !verifier.is_empty() => return invalid_grant("code_verifier sent but no code_challenge was"),
+        None if !verifier.is_empty() => {
+            return invalid_grant("code_verifier sent but no code_challenge was");
+        }
         None if client.is_public() => return invalid_grant("PKCE is required"),
         None => {}
     }
@@ -135,22 +187,61 @@ async fn code_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) 
         Ok(_) => return invalid_grant("the user cannot sign in"),
         Err(e) => return db_error(req, &e),
     };
-    let (id_token, access_token) = mint(pool, ready, &user, &client.client_id, &c.scope, &c.family, c.auth_time, c.nonce.as_deref(), t);
-    respond(pool, ready, req, &c.family, &c.scope, c.auth_time, id_token, access_token, t).await
+    let (id_token, access_token) = mint(
+        pool,
+        ready,
+        &user,
+        &client.client_id,
+        &c.scope,
+        &c.family,
+        c.auth_time,
+        c.nonce.as_deref(),
+        t,
+    );
+    respond(
+        pool,
+        ready,
+        req,
+        &c.family,
+        &c.scope,
+        c.auth_time,
+        id_token,
+        access_token,
+        t,
+    )
+    .await
 }
 
-async fn refresh_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) -> Response<Body> {
+async fn refresh_grant(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    client: &Client,
+) -> Response<Body> {
     let store = &ready.store;
     let t = now();
-    let (family, client_id, sub, scope, auth_time) = match store.use_refresh(req.field("refresh_token"), t).await {
-        Ok(RefreshUse::Fresh { family, client_id, sub, scope, auth_time }) => (family, client_id, sub, scope, auth_time),
-        Ok(RefreshUse::Replayed) => {
-            tracing::warn!(request_id = req.rid, "pool.event" = "refresh_replayed", "refresh token reused: its family is revoked");
-            return invalid_grant("refresh token already used");
-        }
-        Ok(RefreshUse::Invalid) => return invalid_grant("refresh token invalid, expired or revoked"),
-        Err(e) => return db_error(req, &e),
-    };
+    let (family, client_id, sub, scope, auth_time) =
+        match store.use_refresh(req.field("refresh_token"), t).await {
+            Ok(RefreshUse::Fresh {
+                family,
+                client_id,
+                sub,
+                scope,
+                auth_time,
+            }) => (family, client_id, sub, scope, auth_time),
+            Ok(RefreshUse::Replayed) => {
+                tracing::warn!(
+                    request_id = req.rid,
+                    "pool.event" = "refresh_replayed",
+                    "refresh token reused: its family is revoked"
+                );
+                return invalid_grant("refresh token already used");
+            }
+            Ok(RefreshUse::Invalid) => {
+                return invalid_grant("refresh token invalid, expired or revoked");
+            }
+            Err(e) => return db_error(req, &e),
+        };
     if client_id != client.client_id {
         return invalid_grant("the refresh token was issued to another client");
     }
@@ -162,19 +253,55 @@ async fn refresh_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Clien
         }
         Err(e) => return db_error(req, &e),
     };
-    let (id_token, access_token) = mint(pool, ready, &user, &client.client_id, &scope, &family, auth_time, None, t);
-    respond(pool, ready, req, &family, &scope, auth_time, id_token, access_token, t).await
+    let (id_token, access_token) = mint(
+        pool,
+        ready,
+        &user,
+        &client.client_id,
+        &scope,
+        &family,
+        auth_time,
+        None,
+        t,
+    );
+    respond(
+        pool,
+        ready,
+        req,
+        &family,
+        &scope,
+        auth_time,
+        id_token,
+        access_token,
+        t,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn respond(pool: &Pool, ready: &Ready, req: &Req<'_>, family: &str, scope: &str, auth_time: i64, id_token: String, access_token: String, t: i64) -> Response<Body> {
+async fn respond(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    family: &str,
+    scope: &str,
+    auth_time: i64,
+    id_token: String,
+    access_token: String,
+    t: i64,
+) -> Response<Body> {
     let refresh = crate::session::keyring::hex(&{
         let mut b = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("system RNG available");
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+            .expect("system RNG available");
         b
     });
     let expires = t + pool.cfg.tokens.refresh.as_secs() as i64;
-    if let Err(e) = ready.store.insert_refresh(&refresh, family, scope, auth_time, expires).await {
+    if let Err(e) = ready
+        .store
+        .insert_refresh(&refresh, family, scope, auth_time, expires)
+        .await
+    {
         return db_error(req, &e);
     }
     json_response(
@@ -197,8 +324,17 @@ mod tests {
     #[test]
     fn pkce_s256_rfc7636_appendix_b() {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert!(pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!pkce_matches(verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"));
-        assert!(!pkce_matches("short", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(pkce_matches(
+            verifier,
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            verifier,
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"
+        ));
+        assert!(!pkce_matches(
+            "short",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
     }
 }

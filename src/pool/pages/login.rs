@@ -14,21 +14,40 @@ use crate::pool::{Pool, Ready, Req, delivery, now, now_ms, password, username};
 
 pub fn show(pool: &Pool, req: &Req<'_>, errors: Option<Vec<String>>) -> Response<Body> {
     if pool.open_request(req).is_err() {
-        return pool.pages.message(pool, req, StatusCode::BAD_REQUEST, "error_title", "invalid_request");
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::BAD_REQUEST,
+            "error_title",
+            "invalid_request",
+        );
     }
     let notice = match req.param("notice") {
         n @ ("confirmed" | "password_reset" | "password_changed") => t(req.lang, n).to_string(),
         _ => String::new(),
     };
-    let mut page = Page { notice, req: req.value("req").to_string(), errors: errors.unwrap_or_default(), ..Page::default() };
-    page.values.insert("username".into(), req.value("username").to_string());
-    pool.pages.render(pool, req, StatusCode::OK, "login.html", "sign_in", page)
+    let mut page = Page {
+        notice,
+        req: req.value("req").to_string(),
+        errors: errors.unwrap_or_default(),
+        ..Page::default()
+    };
+    page.values
+        .insert("username".into(), req.value("username").to_string());
+    pool.pages
+        .render(pool, req, StatusCode::OK, "login.html", "sign_in", page)
 }
 
 fn error_page(pool: &Pool, req: &Req<'_>, status: StatusCode, message: String) -> Response<Body> {
-    let mut page = Page { req: req.value("req").to_string(), errors: vec![message], ..Page::default() };
-    page.values.insert("username".into(), req.field("username").to_string());
-    pool.pages.render(pool, req, status, "login.html", "sign_in", page)
+    let mut page = Page {
+        req: req.value("req").to_string(),
+        errors: vec![message],
+        ..Page::default()
+    };
+    page.values
+        .insert("username".into(), req.field("username").to_string());
+    pool.pages
+        .render(pool, req, status, "login.html", "sign_in", page)
 }
 
 /// The lockout key of a user (by canonical name), shared by CLI/API unlock.
@@ -45,13 +64,25 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         return pool.csrf_failed(req);
     }
     let Ok(areq) = pool.open_request(req) else {
-        return pool.pages.message(pool, req, StatusCode::BAD_REQUEST, "error_title", "invalid_request");
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::BAD_REQUEST,
+            "error_title",
+            "invalid_request",
+        );
     };
     let policy = pool.cfg.lockout;
     let store = &ready.store;
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, request_id = req.rid, "pool database error during sign-in");
-        pool.pages.message(pool, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable")
+        pool.pages.message(
+            pool,
+            req,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error_title",
+            "unavailable",
+        )
     };
     let t0 = now_ms();
 
@@ -62,7 +93,12 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
                 let left = remaining_ms(f, policy.ip_max_attempts, last, t0, &policy);
                 if left > 0 {
                     let s = retry_seconds(left).to_string();
-                    return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, i18n::fill(t(req.lang, "throttled"), &[("s", &s)]));
+                    return error_page(
+                        pool,
+                        req,
+                        StatusCode::TOO_MANY_REQUESTS,
+                        i18n::fill(t(req.lang, "throttled"), &[("s", &s)]),
+                    );
                 }
             }
             Err(e) => return unavailable(&e),
@@ -76,7 +112,11 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         Err(e) => return unavailable(&e),
     };
     // Known users are keyed by their canonical name even when they typed their email.
-    let key = user_key(user.as_ref().map(|u| u.username.as_str()).unwrap_or(&canonical));
+    let key = user_key(
+        user.as_ref()
+            .map(|u| u.username.as_str())
+            .unwrap_or(&canonical),
+    );
     let (failures, last) = match store.attempts(&key).await {
         Ok(a) => a,
         Err(e) => return unavailable(&e),
@@ -84,7 +124,12 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     let left = remaining_ms(failures, policy.max_attempts, last, t0, &policy);
     if left > 0 {
         let s = retry_seconds(left).to_string();
-        return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, i18n::fill(t(req.lang, "locked"), &[("s", &s)]));
+        return error_page(
+            pool,
+            req,
+            StatusCode::TOO_MANY_REQUESTS,
+            i18n::fill(t(req.lang, "locked"), &[("s", &s)]),
+        );
     }
 
     let pw = req.field("password");
@@ -104,23 +149,47 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         if policy.ip_max_attempts > 0 {
             let _ = store.record_failure(&ip_key(req), t0, reset_before).await;
         }
-        tracing::info!(request_id = req.rid, "pool.event" = "sign_in_failed", failures, "sign-in failed");
+        tracing::info!(
+            request_id = req.rid,
+            "pool.event" = "sign_in_failed",
+            failures,
+            "sign-in failed"
+        );
         let locked = lock_duration(failures, policy.max_attempts, &policy);
         if !locked.is_zero() {
             let s = retry_seconds(locked.as_millis() as i64).to_string();
-            return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, i18n::fill(t(req.lang, "locked"), &[("s", &s)]));
+            return error_page(
+                pool,
+                req,
+                StatusCode::TOO_MANY_REQUESTS,
+                i18n::fill(t(req.lang, "locked"), &[("s", &s)]),
+            );
         }
-        return error_page(pool, req, StatusCode::UNAUTHORIZED, t(req.lang, "bad_credentials").to_string());
+        return error_page(
+            pool,
+            req,
+            StatusCode::UNAUTHORIZED,
+            t(req.lang, "bad_credentials").to_string(),
+        );
     }
     let Some(user) = user else {
-        return error_page(pool, req, StatusCode::UNAUTHORIZED, t(req.lang, "bad_credentials").to_string());
+        return error_page(
+            pool,
+            req,
+            StatusCode::UNAUTHORIZED,
+            t(req.lang, "bad_credentials").to_string(),
+        );
     };
     let _ = store.clear_attempts(&key).await;
 
     // The password was right: only now may the page reveal the account's status.
     let q = req.value("req");
     let carry = |path: &str, extra: &str| {
-        let mut s = format!("{}{path}?username={}{extra}", pool.base, enc(&user.username));
+        let mut s = format!(
+            "{}{path}?username={}{extra}",
+            pool.base,
+            enc(&user.username)
+        );
         if !q.is_empty() {
             s.push_str(&format!("&req={}", enc(q)));
         }
@@ -128,17 +197,42 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     };
     match user.status {
         UserStatus::Confirmed => pool.finish_sign_in(ready, req, &user, areq).await,
-        UserStatus::Disabled => error_page(pool, req, StatusCode::FORBIDDEN, t(req.lang, "disabled").to_string()),
+        UserStatus::Disabled => error_page(
+            pool,
+            req,
+            StatusCode::FORBIDDEN,
+            t(req.lang, "disabled").to_string(),
+        ),
         UserStatus::Unconfirmed => redirect(&carry("/confirm", "&notice=needs_confirm"), &[]),
         UserStatus::ResetRequired => {
-            if let Err(e) = delivery::issue(&pool.cfg, store, &user, delivery::Purpose::Reset, req.lang, now()).await {
+            if let Err(e) = delivery::issue(
+                &pool.cfg,
+                store,
+                &user,
+                delivery::Purpose::Reset,
+                req.lang,
+                now(),
+            )
+            .await
+            {
                 tracing::error!(error = %e, request_id = req.rid, "cannot deliver a reset code");
             }
             redirect(&carry("/reset-password", "&notice=must_reset"), &[])
         }
         UserStatus::ForceChangePassword => {
-            let page = Page { challenge: pool.seal_challenge(&user.sub), req: q.to_string(), ..Page::default() };
-            pool.pages.render(pool, req, StatusCode::OK, "change_password.html", "change_title", page)
+            let page = Page {
+                challenge: pool.seal_challenge(&user.sub),
+                req: q.to_string(),
+                ..Page::default()
+            };
+            pool.pages.render(
+                pool,
+                req,
+                StatusCode::OK,
+                "change_password.html",
+                "change_title",
+                page,
+            )
         }
     }
 }

@@ -31,9 +31,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../templates/login.html")),
     ("signup.html", include_str!("../templates/signup.html")),
     ("confirm.html", include_str!("../templates/confirm.html")),
-    ("forgot_password.html", include_str!("../templates/forgot_password.html")),
-    ("reset_password.html", include_str!("../templates/reset_password.html")),
-    ("change_password.html", include_str!("../templates/change_password.html")),
+    (
+        "forgot_password.html",
+        include_str!("../templates/forgot_password.html"),
+    ),
+    (
+        "reset_password.html",
+        include_str!("../templates/reset_password.html"),
+    ),
+    (
+        "change_password.html",
+        include_str!("../templates/change_password.html"),
+    ),
     ("message.html", include_str!("../templates/message.html")),
 ];
 const POOL_CSS: &str = include_str!("../templates/pool.css");
@@ -47,7 +56,12 @@ pub struct Renderer {
 }
 
 fn image_type(path: &std::path::Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("png") => "image/png",
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("gif") => "image/gif",
@@ -62,16 +76,24 @@ impl Renderer {
     pub fn new(ui: &UiConfig, clients: &Clients) -> Result<Renderer, PoolError> {
         let mut env = Environment::new();
         for (name, src) in TEMPLATES {
-            let override_src = ui.templates_dir.as_ref().map(|d| d.join(name)).filter(|p| p.is_file());
+            let override_src = ui
+                .templates_dir
+                .as_ref()
+                .map(|d| d.join(name))
+                .filter(|p| p.is_file());
             let source = match override_src {
-                Some(p) => std::fs::read_to_string(&p).map_err(|e| PoolError::Templates(format!("{}: {e}", p.display())))?,
+                Some(p) => std::fs::read_to_string(&p)
+                    .map_err(|e| PoolError::Templates(format!("{}: {e}", p.display())))?,
                 None => src.to_string(),
             };
-            env.add_template_owned(name.to_string(), source).map_err(|e| PoolError::Templates(format!("{name}: {e}")))?;
+            env.add_template_owned(name.to_string(), source)
+                .map_err(|e| PoolError::Templates(format!("{name}: {e}")))?;
         }
         // Every template is HTML, whatever its name: auto-escape all of them.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| PoolError::Assets(format!("{}: {e}", p.display())));
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| PoolError::Assets(format!("{}: {e}", p.display())))
+        };
         let brand_css = ui.css.as_deref().map(read).transpose()?;
         let logo = match &ui.logo {
             Some(p) => Some((read(p)?, image_type(p))),
@@ -89,7 +111,9 @@ impl Renderer {
         );
         Ok(Renderer {
             env,
-            csp: HeaderValue::from_str(&csp).map_err(|_| PoolError::Templates("client redirect origin is not a valid header value".into()))?,
+            csp: HeaderValue::from_str(&csp).map_err(|_| {
+                PoolError::Templates("client redirect origin is not a valid header value".into())
+            })?,
             brand_css,
             logo,
             title: ui.title.clone(),
@@ -111,14 +135,31 @@ impl Renderer {
         let mut r = Response::new(body::full(bytes));
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'self'"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'self'"),
+        );
         r
     }
 
     /// Renders a template into a response, adding the CSRF cookie when it is new.
-    pub fn render(&self, pool: &Pool, req: &Req<'_>, status: StatusCode, template: &str, heading_key: &str, mut page: Page) -> Response<Body> {
+    pub fn render(
+        &self,
+        pool: &Pool,
+        req: &Req<'_>,
+        status: StatusCode,
+        template: &str,
+        heading_key: &str,
+        mut page: Page,
+    ) -> Response<Body> {
         let (csrf_token, set_cookie) = pool.csrf_for(req);
         if let Some(c) = set_cookie {
             page.cookies.push(c);
@@ -148,7 +189,8 @@ impl Renderer {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(template, error = %e, request_id = req.rid, "page template failed");
-                return crate::error::RequestError::Internal("template".into()).render(req.rid, false);
+                return crate::error::RequestError::Internal("template".into())
+                    .render(req.rid, false);
             }
         };
         let mut r = Response::new(body::full(html));
@@ -168,22 +210,47 @@ impl Renderer {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::CONTENT_SECURITY_POLICY, self.csp.clone());
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         // Codes and states travel in URLs: never leak them to other sites.
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
     }
 
     /// A page with only a heading, a message and a link back to sign-in.
-    pub fn message(&self, pool: &Pool, req: &Req<'_>, status: StatusCode, heading: &str, message: &str) -> Response<Body> {
-        let page = Page { message: i18n::t(req.lang, message).to_string(), req: req.value("req").to_string(), ..Page::default() };
+    pub fn message(
+        &self,
+        pool: &Pool,
+        req: &Req<'_>,
+        status: StatusCode,
+        heading: &str,
+        message: &str,
+    ) -> Response<Body> {
+        let page = Page {
+            message: i18n::t(req.lang, message).to_string(),
+            req: req.value("req").to_string(),
+            ..Page::default()
+        };
         self.render(pool, req, status, "message.html", heading, page)
     }
 }
 
 fn password_rules(pool: &Pool, lang: Lang) -> String {
     let p = &pool.cfg.password_policy;
-    let mut rules = vec![i18n::fill(i18n::t(lang, "rule_min"), &[("n", &p.min_length.to_string())])];
-    for (on, key) in [(p.require_lowercase, "rule_lower"), (p.require_uppercase, "rule_upper"), (p.require_digits, "rule_digit"), (p.require_symbols, "rule_symbol")] {
+    let mut rules = vec![i18n::fill(
+        i18n::t(lang, "rule_min"),
+        &[("n", &p.min_length.to_string())],
+    )];
+    for (on, key) in [
+        (p.require_lowercase, "rule_lower"),
+        (p.require_uppercase, "rule_upper"),
+        (p.require_digits, "rule_digit"),
+        (p.require_symbols, "rule_symbol"),
+    ] {
         if on {
             rules.push(i18n::t(lang, key).to_string());
         }
@@ -211,7 +278,10 @@ impl Page {
         if self.req.is_empty() {
             String::new()
         } else {
-            format!("?req={}", url::form_urlencoded::byte_serialize(self.req.as_bytes()).collect::<String>())
+            format!(
+                "?req={}",
+                url::form_urlencoded::byte_serialize(self.req.as_bytes()).collect::<String>()
+            )
         }
     }
 }
@@ -230,8 +300,12 @@ pub struct Field {
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(body::full(text));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -244,8 +318,12 @@ pub fn redirect(location: &str, cookies: &[String]) -> Response<Body> {
         }
         Err(_) => return plain(StatusCode::BAD_REQUEST, "invalid redirect\n"),
     }
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             r.headers_mut().append(header::SET_COOKIE, v);
@@ -295,30 +373,44 @@ impl Pool {
     }
 
     fn csrf_token(&self, cookie: &str) -> String {
-        crate::session::keyring::hex(&ring::hmac::sign(&self.csrf_key, cookie.as_bytes()).as_ref()[..20])
+        crate::session::keyring::hex(
+            &ring::hmac::sign(&self.csrf_key, cookie.as_bytes()).as_ref()[..20],
+        )
     }
 
     /// The token for this browser's CSRF cookie, and a Set-Cookie when the cookie is new.
     fn csrf_for(&self, req: &Req<'_>) -> (String, Option<String>) {
         match cookie_value(req, CSRF_COOKIE) {
-            Some(c) if c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()) => (self.csrf_token(c), None),
+            Some(c) if c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (self.csrf_token(c), None)
+            }
             _ => {
                 let c = self.sealer.random_hex(16);
-                (self.csrf_token(&c), Some(self.cookie(CSRF_COOKIE, &c, 86_400)))
+                (
+                    self.csrf_token(&c),
+                    Some(self.cookie(CSRF_COOKIE, &c, 86_400)),
+                )
             }
         }
     }
 
     /// Double-submit check: the form's `csrf_token` must be the HMAC of the browser's cookie.
     pub fn csrf_ok(&self, req: &Req<'_>) -> bool {
-        let Some(c) = cookie_value(req, CSRF_COOKIE) else { return false };
+        let Some(c) = cookie_value(req, CSRF_COOKIE) else {
+            return false;
+        };
         let want = self.csrf_token(c);
         crate::pool::ct_eq(want.as_bytes(), req.field("csrf_token").as_bytes())
     }
 
     pub fn csrf_failed(&self, req: &Req<'_>) -> Response<Body> {
-        tracing::info!(request_id = req.rid, "pool.form" = "csrf_rejected", "form rejected: CSRF token missing or wrong");
-        self.pages.message(self, req, StatusCode::FORBIDDEN, "error_title", "csrf")
+        tracing::info!(
+            request_id = req.rid,
+            "pool.form" = "csrf_rejected",
+            "form rejected: CSRF token missing or wrong"
+        );
+        self.pages
+            .message(self, req, StatusCode::FORBIDDEN, "error_title", "csrf")
     }
 
     pub fn seal_request(&self, a: &AuthRequest) -> String {
@@ -339,12 +431,18 @@ impl Pool {
     }
 
     pub fn seal_challenge(&self, sub: &str) -> String {
-        let json = serde_json::to_vec(&Challenge { sub: sub.to_string(), exp: now() + 600 }).unwrap_or_default();
+        let json = serde_json::to_vec(&Challenge {
+            sub: sub.to_string(),
+            exp: now() + 600,
+        })
+        .unwrap_or_default();
         URL_SAFE_NO_PAD.encode(self.sealer.seal(b"pool-challenge", &json))
     }
 
     pub fn open_challenge(&self, raw: &str) -> Option<String> {
-        let plain = self.sealer.open(b"pool-challenge", &URL_SAFE_NO_PAD.decode(raw).ok()?)?;
+        let plain = self
+            .sealer
+            .open(b"pool-challenge", &URL_SAFE_NO_PAD.decode(raw).ok()?)?;
         let c: Challenge = serde_json::from_slice(&plain).ok()?;
         (c.exp >= now()).then_some(c.sub)
     }
@@ -359,21 +457,48 @@ impl Pool {
 
     /// A successful sign-in: start a pool session, then answer the waiting authorization
     /// request with a code, or show "signed in" when there was none.
-    pub async fn finish_sign_in(&self, ready: &Ready, req: &Req<'_>, user: &User, areq: Option<AuthRequest>) -> Response<Body> {
+    pub async fn finish_sign_in(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        areq: Option<AuthRequest>,
+    ) -> Response<Body> {
         let id = self.sealer.random_hex(32);
         let t = now();
         let max_age = self.cfg.session_timeout.as_secs() as i64;
-        if let Err(e) = ready.store.create_web_session(&id, &user.sub, t, t + max_age).await {
+        if let Err(e) = ready
+            .store
+            .create_web_session(&id, &user.sub, t, t + max_age)
+            .await
+        {
             tracing::error!(error = %e, request_id = req.rid, "cannot store pool session");
-            return self.pages.message(self, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+            return self.pages.message(
+                self,
+                req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error_title",
+                "unavailable",
+            );
         }
         tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_in", "user signed in");
         let cookies = vec![self.cookie(SESSION_COOKIE, &id, max_age)];
         match areq {
             Some(a) => super::op::issue_code(self, ready, req, &a, user, t, cookies).await,
             None => {
-                let page = Page { user: user.username.clone(), cookies, ..Page::default() };
-                self.pages.render(self, req, StatusCode::OK, "message.html", "signed_in_title", page)
+                let page = Page {
+                    user: user.username.clone(),
+                    cookies,
+                    ..Page::default()
+                };
+                self.pages.render(
+                    self,
+                    req,
+                    StatusCode::OK,
+                    "message.html",
+                    "signed_in_title",
+                    page,
+                )
             }
         }
     }

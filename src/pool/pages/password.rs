@@ -12,19 +12,47 @@ use crate::pool::i18n::{self, t};
 use crate::pool::store::{CodeCheck, UserStatus};
 use crate::pool::{Pool, Ready, Req, delivery, now, password, username};
 
-fn page(pool: &Pool, req: &Req<'_>, template: &str, heading: &str, status: StatusCode, errors: Vec<String>, notice: String) -> Response<Body> {
-    let mut p = Page { errors, notice, req: req.value("req").to_string(), ..Page::default() };
-    p.values.insert("username".into(), req.value("username").to_string());
+fn page(
+    pool: &Pool,
+    req: &Req<'_>,
+    template: &str,
+    heading: &str,
+    status: StatusCode,
+    errors: Vec<String>,
+    notice: String,
+) -> Response<Body> {
+    let mut p = Page {
+        errors,
+        notice,
+        req: req.value("req").to_string(),
+        ..Page::default()
+    };
+    p.values
+        .insert("username".into(), req.value("username").to_string());
     pool.pages.render(pool, req, status, template, heading, p)
 }
 
 fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
     tracing::error!(error = %e, request_id = req.rid, "pool database error");
-    pool.pages.message(pool, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable")
+    pool.pages.message(
+        pool,
+        req,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "error_title",
+        "unavailable",
+    )
 }
 
 pub fn show_forgot(pool: &Pool, req: &Req<'_>) -> Response<Body> {
-    page(pool, req, "forgot_password.html", "forgot_title", StatusCode::OK, Vec::new(), String::new())
+    page(
+        pool,
+        req,
+        "forgot_password.html",
+        "forgot_title",
+        StatusCode::OK,
+        Vec::new(),
+        String::new(),
+    )
 }
 
 pub async fn forgot(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
@@ -32,16 +60,33 @@ pub async fn forgot(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         return pool.csrf_failed(req);
     }
     let raw = req.field("username");
-    let user = match ready.store.user_by_login(&username::canonical(raw), raw).await {
+    let user = match ready
+        .store
+        .user_by_login(&username::canonical(raw), raw)
+        .await
+    {
         Ok(u) => u,
         Err(e) => return unavailable(pool, req, &e),
     };
-    if let Some(u) = user.filter(|u| u.status != UserStatus::Disabled && u.status != UserStatus::Unconfirmed)
-        && let Err(e) = delivery::issue(&pool.cfg, &ready.store, &u, delivery::Purpose::Reset, req.lang, now()).await
+    if let Some(u) =
+        user.filter(|u| u.status != UserStatus::Disabled && u.status != UserStatus::Unconfirmed)
+        && let Err(e) = delivery::issue(
+            &pool.cfg,
+            &ready.store,
+            &u,
+            delivery::Purpose::Reset,
+            req.lang,
+            now(),
+        )
+        .await
     {
         tracing::error!(error = %e, request_id = req.rid, "cannot deliver a reset code");
     }
-    let mut to = format!("{}/reset-password?notice=code_sent&username={}", pool.base, enc(raw));
+    let mut to = format!(
+        "{}/reset-password?notice=code_sent&username={}",
+        pool.base,
+        enc(raw)
+    );
     let q = req.value("req");
     if !q.is_empty() {
         to.push_str(&format!("&req={}", enc(q)));
@@ -54,28 +99,67 @@ pub fn show_reset(pool: &Pool, req: &Req<'_>) -> Response<Body> {
         n @ ("code_sent" | "must_reset") => t(req.lang, n).to_string(),
         _ => String::new(),
     };
-    page(pool, req, "reset_password.html", "reset_title", StatusCode::OK, Vec::new(), notice)
+    page(
+        pool,
+        req,
+        "reset_password.html",
+        "reset_title",
+        StatusCode::OK,
+        Vec::new(),
+        notice,
+    )
 }
 
 pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
     if !pool.csrf_ok(req) {
         return pool.csrf_failed(req);
     }
-    let bad = |errors: Vec<String>| page(pool, req, "reset_password.html", "reset_title", StatusCode::BAD_REQUEST, errors, String::new());
+    let bad = |errors: Vec<String>| {
+        page(
+            pool,
+            req,
+            "reset_password.html",
+            "reset_title",
+            StatusCode::BAD_REQUEST,
+            errors,
+            String::new(),
+        )
+    };
     let rules = password::unmet_rules(req.field("new_password"), &pool.cfg.password_policy);
     if !rules.is_empty() {
-        return bad(vec![i18n::password_error(req.lang, &rules).replacen("password:", "new_password:", 1)]);
+        return bad(vec![i18n::password_error(req.lang, &rules).replacen(
+            "password:",
+            "new_password:",
+            1,
+        )]);
     }
     let raw = req.field("username");
-    let user = match ready.store.user_by_login(&username::canonical(raw), raw).await {
+    let user = match ready
+        .store
+        .user_by_login(&username::canonical(raw), raw)
+        .await
+    {
         Ok(u) => u,
         Err(e) => return unavailable(pool, req, &e),
     };
-    let Some(user) = user.filter(|u| u.status != UserStatus::Disabled) else { return bad(vec![t(req.lang, "bad_code").to_string()]) };
+    let Some(user) = user.filter(|u| u.status != UserStatus::Disabled) else {
+        return bad(vec![t(req.lang, "bad_code").to_string()]);
+    };
     let t0 = now();
-    match ready.store.check_code(&user.sub, delivery::Purpose::Reset.as_str(), req.field("code"), t0).await {
+    match ready
+        .store
+        .check_code(
+            &user.sub,
+            delivery::Purpose::Reset.as_str(),
+            req.field("code"),
+            t0,
+        )
+        .await
+    {
         Ok(CodeCheck::Ok) => {}
-        Ok(CodeCheck::TooManyAttempts) => return bad(vec![t(req.lang, "code_attempts").to_string()]),
+        Ok(CodeCheck::TooManyAttempts) => {
+            return bad(vec![t(req.lang, "code_attempts").to_string()]);
+        }
         Ok(_) => return bad(vec![t(req.lang, "bad_code").to_string()]),
         Err(e) => return unavailable(pool, req, &e),
     }
@@ -87,7 +171,10 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         attrs.insert("email_verified".into(), Value::Bool(true));
     }
     let r = async {
-        ready.store.set_password(&user.sub, &hash, UserStatus::Confirmed, t0).await?;
+        ready
+            .store
+            .set_password(&user.sub, &hash, UserStatus::Confirmed, t0)
+            .await?;
         ready.store.set_attributes(&user.sub, &attrs, t0).await?;
         // A reset password ends every existing session and token, and the lockout.
         ready.store.sign_out_everywhere(&user.sub).await?;
@@ -98,7 +185,11 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         return unavailable(pool, req, &e);
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "password_reset", "password reset with a code");
-    let mut to = format!("{}/login?notice=password_reset&username={}", pool.base, enc(&user.username));
+    let mut to = format!(
+        "{}/login?notice=password_reset&username={}",
+        pool.base,
+        enc(&user.username)
+    );
     let q = req.value("req");
     if !q.is_empty() {
         to.push_str(&format!("&req={}", enc(q)));
@@ -110,7 +201,15 @@ pub async fn show_change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<
     if pool.session_user(ready, req).await.is_none() {
         return redirect(&format!("{}/login", pool.base), &[]);
     }
-    page(pool, req, "change_password.html", "change_title", StatusCode::OK, Vec::new(), String::new())
+    page(
+        pool,
+        req,
+        "change_password.html",
+        "change_title",
+        StatusCode::OK,
+        Vec::new(),
+        String::new(),
+    )
 }
 
 pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
@@ -120,18 +219,44 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     let challenge = req.field("challenge");
     let new_pw = req.field("new_password");
     let rerender = |errors: Vec<String>| {
-        let p = Page { errors, challenge: challenge.to_string(), req: req.value("req").to_string(), ..Page::default() };
-        pool.pages.render(pool, req, StatusCode::BAD_REQUEST, "change_password.html", "change_title", p)
+        let p = Page {
+            errors,
+            challenge: challenge.to_string(),
+            req: req.value("req").to_string(),
+            ..Page::default()
+        };
+        pool.pages.render(
+            pool,
+            req,
+            StatusCode::BAD_REQUEST,
+            "change_password.html",
+            "change_title",
+            p,
+        )
     };
     // Who is changing: the holder of a fresh temporary-password challenge, or a signed-in user
     // who proves the current password again.
     let user = if !challenge.is_empty() {
         let Some(sub) = pool.open_challenge(challenge) else {
-            return pool.pages.message(pool, req, StatusCode::BAD_REQUEST, "error_title", "invalid_request");
+            return pool.pages.message(
+                pool,
+                req,
+                StatusCode::BAD_REQUEST,
+                "error_title",
+                "invalid_request",
+            );
         };
         match ready.store.user_by_sub(&sub).await {
             Ok(Some(u)) if u.status == UserStatus::ForceChangePassword => u,
-            Ok(_) => return pool.pages.message(pool, req, StatusCode::BAD_REQUEST, "error_title", "invalid_request"),
+            Ok(_) => {
+                return pool.pages.message(
+                    pool,
+                    req,
+                    StatusCode::BAD_REQUEST,
+                    "error_title",
+                    "invalid_request",
+                );
+            }
             Err(e) => return unavailable(pool, req, &e),
         }
     } else {
@@ -145,13 +270,23 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     };
     let rules = password::unmet_rules(new_pw, &pool.cfg.password_policy);
     if !rules.is_empty() {
-        return rerender(vec![i18n::password_error(req.lang, &rules).replacen("password:", "new_password:", 1)]);
+        return rerender(vec![i18n::password_error(req.lang, &rules).replacen(
+            "password:",
+            "new_password:",
+            1,
+        )]);
     }
     if password::verify(new_pw, &user.password_hash).await {
         return rerender(vec![t(req.lang, "same_password").to_string()]);
     }
-    let Ok(hash) = password::hash(new_pw).await else { return unavailable(pool, req, &"hashing failed") };
-    if let Err(e) = ready.store.set_password(&user.sub, &hash, UserStatus::Confirmed, now()).await {
+    let Ok(hash) = password::hash(new_pw).await else {
+        return unavailable(pool, req, &"hashing failed");
+    };
+    if let Err(e) = ready
+        .store
+        .set_password(&user.sub, &hash, UserStatus::Confirmed, now())
+        .await
+    {
         return unavailable(pool, req, &e);
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "password_changed", "password changed");
@@ -161,6 +296,11 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         u.status = UserStatus::Confirmed;
         return pool.finish_sign_in(ready, req, &u, areq).await;
     }
-    let p = Page { message: t(req.lang, "password_changed").to_string(), user: user.username, ..Page::default() };
-    pool.pages.render(pool, req, StatusCode::OK, "message.html", "change_title", p)
+    let p = Page {
+        message: t(req.lang, "password_changed").to_string(),
+        user: user.username,
+        ..Page::default()
+    };
+    pool.pages
+        .render(pool, req, StatusCode::OK, "message.html", "change_title", p)
 }

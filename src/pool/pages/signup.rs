@@ -8,13 +8,18 @@ use super::login::enc;
 use super::{Field, Page, redirect};
 use crate::http::body::Body;
 use crate::pool::attributes::{self, AttributeError};
+use crate::pool::config::PoolConfig;
 use crate::pool::i18n::{self, Lang, t};
 use crate::pool::store::{CodeCheck, NewUser, StoreError, UserStatus};
-use crate::pool::config::PoolConfig;
 use crate::pool::{Pool, Ready, Req, delivery, now, password, username};
 
 fn fields(pool: &Pool, req: &Req<'_>, lang: Lang) -> Vec<Field> {
-    let mut names: Vec<(&String, bool)> = pool.cfg.required_attributes.iter().map(|a| (a, true)).collect();
+    let mut names: Vec<(&String, bool)> = pool
+        .cfg
+        .required_attributes
+        .iter()
+        .map(|a| (a, true))
+        .collect();
     for a in &pool.cfg.signup_attributes {
         if !pool.cfg.required_attributes.contains(a) {
             names.push((a, false));
@@ -46,20 +51,39 @@ fn fields(pool: &Pool, req: &Req<'_>, lang: Lang) -> Vec<Field> {
 }
 
 fn form(pool: &Pool, req: &Req<'_>, status: StatusCode, errors: Vec<String>) -> Response<Body> {
-    let mut page = Page { errors, fields: fields(pool, req, req.lang), req: req.value("req").to_string(), ..Page::default() };
-    page.values.insert("username".into(), req.field("username").to_string());
-    pool.pages.render(pool, req, status, "signup.html", "sign_up", page)
+    let mut page = Page {
+        errors,
+        fields: fields(pool, req, req.lang),
+        req: req.value("req").to_string(),
+        ..Page::default()
+    };
+    page.values
+        .insert("username".into(), req.field("username").to_string());
+    pool.pages
+        .render(pool, req, status, "signup.html", "sign_up", page)
 }
 
 pub fn show(pool: &Pool, req: &Req<'_>) -> Response<Body> {
     if !pool.cfg.self_signup {
-        return pool.pages.message(pool, req, StatusCode::FORBIDDEN, "sign_up", "signup_disabled");
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::FORBIDDEN,
+            "sign_up",
+            "signup_disabled",
+        );
     }
     form(pool, req, StatusCode::OK, Vec::new())
 }
 
 /// Every problem with a new user's name, password and attributes, as messages.
-pub fn problems_for(cfg: &PoolConfig, lang: Lang, name: &str, pw: &str, attrs: &Result<serde_json::Map<String, Value>, Vec<AttributeError>>) -> Vec<String> {
+pub fn problems_for(
+    cfg: &PoolConfig,
+    lang: Lang,
+    name: &str,
+    pw: &str,
+    attrs: &Result<serde_json::Map<String, Value>, Vec<AttributeError>>,
+) -> Vec<String> {
     let mut errors = Vec::new();
     if let Err(e) = username::validate(name) {
         errors.push(
@@ -89,12 +113,38 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         return pool.csrf_failed(req);
     }
     if !pool.cfg.self_signup {
-        return pool.pages.message(pool, req, StatusCode::FORBIDDEN, "sign_up", "signup_disabled");
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::FORBIDDEN,
+            "sign_up",
+            "signup_disabled",
+        );
     }
-    let offered: Vec<&String> = pool.cfg.required_attributes.iter().chain(pool.cfg.signup_attributes.iter()).collect();
-    let input: Vec<(String, String)> = req.form.iter().filter(|(k, _)| offered.contains(&k)).cloned().collect();
-    let attrs = attributes::validate(&input, &pool.cfg.required_attributes, pool.cfg.default_phone_region);
-    let errors = problems_for(&pool.cfg, req.lang, req.field("username"), req.field("password"), &attrs);
+    let offered: Vec<&String> = pool
+        .cfg
+        .required_attributes
+        .iter()
+        .chain(pool.cfg.signup_attributes.iter())
+        .collect();
+    let input: Vec<(String, String)> = req
+        .form
+        .iter()
+        .filter(|(k, _)| offered.contains(&k))
+        .cloned()
+        .collect();
+    let attrs = attributes::validate(
+        &input,
+        &pool.cfg.required_attributes,
+        pool.cfg.default_phone_region,
+    );
+    let errors = problems_for(
+        &pool.cfg,
+        req.lang,
+        req.field("username"),
+        req.field("password"),
+        &attrs,
+    );
     let (Ok(mut attrs), true) = (attrs, errors.is_empty()) else {
         return form(pool, req, StatusCode::BAD_REQUEST, errors);
     };
@@ -108,24 +158,65 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         attrs.insert("phone_number_verified".into(), Value::Bool(false));
     }
     let Ok(hash) = password::hash(req.field("password")).await else {
-        return pool.pages.message(pool, req, StatusCode::INTERNAL_SERVER_ERROR, "error_title", "unavailable");
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error_title",
+            "unavailable",
+        );
     };
-    let user = NewUser { sub: uuid::Uuid::new_v4().to_string(), username: canonical.clone(), status: UserStatus::Unconfirmed, password_hash: hash, attributes: attrs };
+    let user = NewUser {
+        sub: uuid::Uuid::new_v4().to_string(),
+        username: canonical.clone(),
+        status: UserStatus::Unconfirmed,
+        password_hash: hash,
+        attributes: attrs,
+    };
     let t0 = now();
     match ready.store.create_user(&user, t0).await {
         Ok(()) => {}
-        Err(StoreError::Exists("email")) => return form(pool, req, StatusCode::CONFLICT, vec![t(req.lang, "email_exists").to_string()]),
-        Err(StoreError::Exists(_)) => return form(pool, req, StatusCode::CONFLICT, vec![t(req.lang, "user_exists").to_string()]),
+        Err(StoreError::Exists("email")) => {
+            return form(
+                pool,
+                req,
+                StatusCode::CONFLICT,
+                vec![t(req.lang, "email_exists").to_string()],
+            );
+        }
+        Err(StoreError::Exists(_)) => {
+            return form(
+                pool,
+                req,
+                StatusCode::CONFLICT,
+                vec![t(req.lang, "user_exists").to_string()],
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, request_id = req.rid, "cannot create user");
-            return pool.pages.message(pool, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+            return pool.pages.message(
+                pool,
+                req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error_title",
+                "unavailable",
+            );
         }
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_up", "user signed up");
     let mut notice = "";
     match ready.store.user_by_sub(&user.sub).await {
         Ok(Some(u)) => {
-            if let Err(e) = delivery::issue(&pool.cfg, &ready.store, &u, delivery::Purpose::Signup, req.lang, t0).await {
+            if let Err(e) = delivery::issue(
+                &pool.cfg,
+                &ready.store,
+                &u,
+                delivery::Purpose::Signup,
+                req.lang,
+                t0,
+            )
+            .await
+            {
                 tracing::error!(error = %e, request_id = req.rid, "cannot deliver a confirmation code");
                 notice = "&notice=delivery_failed";
             }
@@ -140,10 +231,23 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     redirect(&to, &[])
 }
 
-fn confirm_page(pool: &Pool, req: &Req<'_>, status: StatusCode, errors: Vec<String>, notice: String) -> Response<Body> {
-    let mut page = Page { errors, notice, req: req.value("req").to_string(), ..Page::default() };
-    page.values.insert("username".into(), req.value("username").to_string());
-    pool.pages.render(pool, req, status, "confirm.html", "confirm_title", page)
+fn confirm_page(
+    pool: &Pool,
+    req: &Req<'_>,
+    status: StatusCode,
+    errors: Vec<String>,
+    notice: String,
+) -> Response<Body> {
+    let mut page = Page {
+        errors,
+        notice,
+        req: req.value("req").to_string(),
+        ..Page::default()
+    };
+    page.values
+        .insert("username".into(), req.value("username").to_string());
+    pool.pages
+        .render(pool, req, status, "confirm.html", "confirm_title", page)
 }
 
 pub fn show_confirm(pool: &Pool, req: &Req<'_>) -> Response<Body> {
@@ -159,24 +263,59 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         return pool.csrf_failed(req);
     }
     let raw = req.field("username");
-    let user = match ready.store.user_by_login(&username::canonical(raw), raw).await {
+    let user = match ready
+        .store
+        .user_by_login(&username::canonical(raw), raw)
+        .await
+    {
         Ok(u) => u,
         Err(e) => {
             tracing::error!(error = %e, request_id = req.rid, "pool database error");
-            return pool.pages.message(pool, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+            return pool.pages.message(
+                pool,
+                req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error_title",
+                "unavailable",
+            );
         }
     };
-    let bad = |key: &str| confirm_page(pool, req, StatusCode::BAD_REQUEST, vec![t(req.lang, key).to_string()], String::new());
+    let bad = |key: &str| {
+        confirm_page(
+            pool,
+            req,
+            StatusCode::BAD_REQUEST,
+            vec![t(req.lang, key).to_string()],
+            String::new(),
+        )
+    };
     // Unknown users and already-confirmed users get the same answer as a wrong code.
-    let Some(user) = user.filter(|u| u.status == UserStatus::Unconfirmed) else { return bad("bad_code") };
+    let Some(user) = user.filter(|u| u.status == UserStatus::Unconfirmed) else {
+        return bad("bad_code");
+    };
     let t0 = now();
-    match ready.store.check_code(&user.sub, delivery::Purpose::Signup.as_str(), req.field("code"), t0).await {
+    match ready
+        .store
+        .check_code(
+            &user.sub,
+            delivery::Purpose::Signup.as_str(),
+            req.field("code"),
+            t0,
+        )
+        .await
+    {
         Ok(CodeCheck::Ok) => {}
         Ok(CodeCheck::TooManyAttempts) => return bad("code_attempts"),
         Ok(_) => return bad("bad_code"),
         Err(e) => {
             tracing::error!(error = %e, request_id = req.rid, "pool database error");
-            return pool.pages.message(pool, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+            return pool.pages.message(
+                pool,
+                req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error_title",
+                "unavailable",
+            );
         }
     }
     let mut attrs = user.attributes.clone();
@@ -186,15 +325,28 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
     }
     let r = async {
         ready.store.set_attributes(&user.sub, &attrs, t0).await?;
-        ready.store.set_status(&user.sub, UserStatus::Confirmed, t0).await
+        ready
+            .store
+            .set_status(&user.sub, UserStatus::Confirmed, t0)
+            .await
     }
     .await;
     if let Err(e) = r {
         tracing::error!(error = %e, request_id = req.rid, "cannot confirm user");
-        return pool.pages.message(pool, req, StatusCode::SERVICE_UNAVAILABLE, "error_title", "unavailable");
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error_title",
+            "unavailable",
+        );
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "confirmed", "user confirmed");
-    let mut to = format!("{}/login?notice=confirmed&username={}", pool.base, enc(&user.username));
+    let mut to = format!(
+        "{}/login?notice=confirmed&username={}",
+        pool.base,
+        enc(&user.username)
+    );
     let q = req.value("req");
     if !q.is_empty() {
         to.push_str(&format!("&req={}", enc(q)));
@@ -207,12 +359,29 @@ pub async fn resend(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         return pool.csrf_failed(req);
     }
     let raw = req.field("username");
-    if let Ok(Some(user)) = ready.store.user_by_login(&username::canonical(raw), raw).await
+    if let Ok(Some(user)) = ready
+        .store
+        .user_by_login(&username::canonical(raw), raw)
+        .await
         && user.status == UserStatus::Unconfirmed
-        && let Err(e) = delivery::issue(&pool.cfg, &ready.store, &user, delivery::Purpose::Signup, req.lang, now()).await
+        && let Err(e) = delivery::issue(
+            &pool.cfg,
+            &ready.store,
+            &user,
+            delivery::Purpose::Signup,
+            req.lang,
+            now(),
+        )
+        .await
     {
         tracing::error!(error = %e, request_id = req.rid, "cannot deliver a confirmation code");
     }
     // The same answer whether or not the account exists or needs confirming.
-    confirm_page(pool, req, StatusCode::OK, Vec::new(), t(req.lang, "code_resent").to_string())
+    confirm_page(
+        pool,
+        req,
+        StatusCode::OK,
+        Vec::new(),
+        t(req.lang, "code_resent").to_string(),
+    )
 }

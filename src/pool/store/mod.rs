@@ -78,18 +78,31 @@ impl Store {
     /// Connects (creating a SQLite file and its directory when missing) without migrating.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let mut url = url.to_string();
         if backend == Backend::Sqlite {
-            let file = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let file = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
             let file = file.split('?').next().unwrap_or(file);
             if let Some(dir) = Path::new(file).parent()
                 && !dir.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
             }
             if !url.contains("mode=") {
-                url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
             }
         }
         let opts = AnyPoolOptions::new()
@@ -160,5 +173,7 @@ impl Store {
 
 /// SHA-256 hex of a secret value, for storage and lookup.
 pub fn hash_secret(value: &str) -> String {
-    crate::session::keyring::hex(ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref())
+    crate::session::keyring::hex(
+        ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref(),
+    )
 }

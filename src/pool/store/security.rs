@@ -26,7 +26,13 @@ fn code_hash(sub: &str, purpose: &str, code: &str) -> String {
 
 impl Store {
     /// Stores a new code for (user, purpose), replacing any earlier one.
-    pub async fn put_code(&self, sub: &str, purpose: &str, code: &str, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn put_code(
+        &self,
+        sub: &str,
+        purpose: &str,
+        code: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO codes (sub, purpose, code_hash, expires_at, attempts) VALUES ($1, $2, $3, $4, 0) \
              ON CONFLICT (sub, purpose) DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at, attempts = 0",
@@ -41,7 +47,13 @@ impl Store {
     }
 
     /// Checks a code; a correct one is consumed, a wrong one counts against the attempt limit.
-    pub async fn check_code(&self, sub: &str, purpose: &str, code: &str, now: i64) -> Result<CodeCheck, StoreError> {
+    pub async fn check_code(
+        &self,
+        sub: &str,
+        purpose: &str,
+        code: &str,
+        now: i64,
+    ) -> Result<CodeCheck, StoreError> {
         // Count the attempt first (atomically), so parallel guesses cannot exceed the limit.
         let row = sqlx::query(
             "UPDATE codes SET attempts = attempts + 1 WHERE sub = $1 AND purpose = $2 RETURNING code_hash, expires_at, attempts",
@@ -50,7 +62,9 @@ impl Store {
         .bind(purpose)
         .fetch_optional(&self.db)
         .await?;
-        let Some(row) = row else { return Ok(CodeCheck::Missing) };
+        let Some(row) = row else {
+            return Ok(CodeCheck::Missing);
+        };
         let stored: String = row.try_get("code_hash")?;
         let expires_at: i64 = row.try_get("expires_at")?;
         let attempts: i64 = row.try_get("attempts")?;
@@ -62,14 +76,25 @@ impl Store {
         }
         let given = code_hash(sub, purpose, code.trim());
         if !crate::pool::ct_eq(stored.as_bytes(), given.as_bytes()) {
-            return Ok(if attempts >= CODE_ATTEMPTS { CodeCheck::TooManyAttempts } else { CodeCheck::Wrong });
+            return Ok(if attempts >= CODE_ATTEMPTS {
+                CodeCheck::TooManyAttempts
+            } else {
+                CodeCheck::Wrong
+            });
         }
-        sqlx::query("DELETE FROM codes WHERE sub = $1 AND purpose = $2").bind(sub).bind(purpose).execute(&self.db).await?;
+        sqlx::query("DELETE FROM codes WHERE sub = $1 AND purpose = $2")
+            .bind(sub)
+            .bind(purpose)
+            .execute(&self.db)
+            .await?;
         Ok(CodeCheck::Ok)
     }
 
     pub async fn delete_codes(&self, sub: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM codes WHERE sub = $1").bind(sub).execute(&self.db).await?;
+        sqlx::query("DELETE FROM codes WHERE sub = $1")
+            .bind(sub)
+            .execute(&self.db)
+            .await?;
         Ok(())
     }
 
@@ -80,14 +105,22 @@ impl Store {
             .fetch_optional(&self.db)
             .await?;
         Ok(match row {
-            Some(r) => (r.try_get::<i64, _>("failures")?.clamp(0, u32::MAX as i64) as u32, r.try_get("last_failure")?),
+            Some(r) => (
+                r.try_get::<i64, _>("failures")?.clamp(0, u32::MAX as i64) as u32,
+                r.try_get("last_failure")?,
+            ),
             None => (0, 0),
         })
     }
 
     /// Records a failure atomically (one statement, so replicas cannot lose a count); a key quiet
     /// since `reset_before_ms` starts again from one. Returns the new count.
-    pub async fn record_failure(&self, key: &str, now_ms: i64, reset_before_ms: i64) -> Result<u32, StoreError> {
+    pub async fn record_failure(
+        &self,
+        key: &str,
+        now_ms: i64,
+        reset_before_ms: i64,
+    ) -> Result<u32, StoreError> {
         let row = sqlx::query(
             "INSERT INTO attempts (lock_key, failures, last_failure) VALUES ($1, 1, $2) \
              ON CONFLICT (lock_key) DO UPDATE SET \
@@ -103,14 +136,21 @@ impl Store {
     }
 
     pub async fn clear_attempts(&self, key: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM attempts WHERE lock_key = $1").bind(key).execute(&self.db).await?;
+        let r = sqlx::query("DELETE FROM attempts WHERE lock_key = $1")
+            .bind(key)
+            .execute(&self.db)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
     /// The signing keys' PKCS#8 PEMs, oldest first.
     pub async fn signing_keys(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT private_pem FROM signing_keys ORDER BY created_at, kid").fetch_all(&self.db).await?;
-        rows.iter().map(|r| r.try_get("private_pem").map_err(StoreError::from)).collect()
+        let rows = sqlx::query("SELECT private_pem FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.db)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("private_pem").map_err(StoreError::from))
+            .collect()
     }
 
     pub async fn add_signing_key(&self, kid: &str, pem: &str, now: i64) -> Result<(), StoreError> {
@@ -123,7 +163,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn create_web_session(&self, id: &str, sub: &str, auth_time: i64, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn create_web_session(
+        &self,
+        id: &str,
+        sub: &str,
+        auth_time: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO web_sessions (id_hash, sub, auth_time, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(hash_secret(id))
             .bind(sub)
@@ -135,12 +181,18 @@ impl Store {
     }
 
     /// The (sub, auth_time) of a live pool session.
-    pub async fn web_session(&self, id: &str, now: i64) -> Result<Option<(String, i64)>, StoreError> {
-        let row = sqlx::query("SELECT sub, auth_time FROM web_sessions WHERE id_hash = $1 AND expires_at > $2")
-            .bind(hash_secret(id))
-            .bind(now)
-            .fetch_optional(&self.db)
-            .await?;
+    pub async fn web_session(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sub, auth_time FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(hash_secret(id))
+        .bind(now)
+        .fetch_optional(&self.db)
+        .await?;
         Ok(match row {
             Some(r) => Some((r.try_get("sub")?, r.try_get("auth_time")?)),
             None => None,
@@ -148,21 +200,35 @@ impl Store {
     }
 
     pub async fn delete_web_session(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1").bind(hash_secret(id)).execute(&self.db).await?;
+        sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+            .bind(hash_secret(id))
+            .execute(&self.db)
+            .await?;
         Ok(())
     }
 
     /// Global sign-out: every pool session and every token family of the user.
     pub async fn sign_out_everywhere(&self, sub: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM web_sessions WHERE sub = $1").bind(sub).execute(&self.db).await?;
-        sqlx::query("UPDATE token_families SET revoked = 1 WHERE sub = $1").bind(sub).execute(&self.db).await?;
+        sqlx::query("DELETE FROM web_sessions WHERE sub = $1")
+            .bind(sub)
+            .execute(&self.db)
+            .await?;
+        sqlx::query("UPDATE token_families SET revoked = 1 WHERE sub = $1")
+            .bind(sub)
+            .execute(&self.db)
+            .await?;
         Ok(())
     }
 
     /// Removes expired rows (codes, sessions, authorization codes, refresh tokens).
     pub async fn purge_expired(&self, now: i64) -> Result<(), StoreError> {
         for table in ["codes", "web_sessions", "auth_codes", "refresh_tokens"] {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE expires_at < $1"))).bind(now - 86_400).execute(&self.db).await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE expires_at < $1"
+            )))
+            .bind(now - 86_400)
+            .execute(&self.db)
+            .await?;
         }
         Ok(())
     }

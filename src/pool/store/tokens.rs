@@ -24,7 +24,13 @@ pub struct StoredCode {
 #[derive(Debug)]
 pub enum RefreshUse {
     /// Valid: it is now spent; here is its family, client, subject, scope and auth time.
-    Fresh { family: String, client_id: String, sub: String, scope: String, auth_time: i64 },
+    Fresh {
+        family: String,
+        client_id: String,
+        sub: String,
+        scope: String,
+        auth_time: i64,
+    },
     /// Unknown, expired, or its family was revoked.
     Invalid,
     /// Already used once: the family has just been revoked.
@@ -32,7 +38,12 @@ pub enum RefreshUse {
 }
 
 impl Store {
-    pub async fn insert_code(&self, code: &str, c: &StoredCode, now: i64) -> Result<(), StoreError> {
+    pub async fn insert_code(
+        &self,
+        code: &str,
+        c: &StoredCode,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         sqlx::query("INSERT INTO token_families (family, sub, client_id, revoked, created_at) VALUES ($1, $2, $3, 0, $4)")
             .bind(&c.family)
@@ -66,7 +77,10 @@ impl Store {
     pub async fn take_code(&self, code: &str) -> Result<Option<(StoredCode, bool)>, StoreError> {
         let h = hash_secret(code);
         // The UPDATE is the single-use gate: only one request can flip `used` from 0 to 1.
-        let first = sqlx::query("UPDATE auth_codes SET used = 1 WHERE code_hash = $1 AND used = 0").bind(&h).execute(&self.db).await?;
+        let first = sqlx::query("UPDATE auth_codes SET used = 1 WHERE code_hash = $1 AND used = 0")
+            .bind(&h)
+            .execute(&self.db)
+            .await?;
         let row = sqlx::query(
             "SELECT family, client_id, redirect_uri, sub, scope, nonce, code_challenge, auth_time, expires_at FROM auth_codes WHERE code_hash = $1",
         )
@@ -89,20 +103,33 @@ impl Store {
     }
 
     pub async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE token_families SET revoked = 1 WHERE family = $1").bind(family).execute(&self.db).await?;
+        sqlx::query("UPDATE token_families SET revoked = 1 WHERE family = $1")
+            .bind(family)
+            .execute(&self.db)
+            .await?;
         Ok(())
     }
 
     /// Whether tokens of this family may still be used.
     pub async fn family_active(&self, family: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT revoked FROM token_families WHERE family = $1").bind(family).fetch_optional(&self.db).await?;
+        let row = sqlx::query("SELECT revoked FROM token_families WHERE family = $1")
+            .bind(family)
+            .fetch_optional(&self.db)
+            .await?;
         Ok(match row {
             Some(r) => r.try_get::<i64, _>("revoked")? == 0,
             None => false,
         })
     }
 
-    pub async fn insert_refresh(&self, token: &str, family: &str, scope: &str, auth_time: i64, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn insert_refresh(
+        &self,
+        token: &str,
+        family: &str,
+        scope: &str,
+        auth_time: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family, scope, auth_time, expires_at, used) VALUES ($1, $2, $3, $4, $5, 0)",
         )
@@ -119,7 +146,11 @@ impl Store {
     /// Spends a refresh token (rotation); a second use revokes the whole family.
     pub async fn use_refresh(&self, token: &str, now: i64) -> Result<RefreshUse, StoreError> {
         let h = hash_secret(token);
-        let first = sqlx::query("UPDATE refresh_tokens SET used = 1 WHERE token_hash = $1 AND used = 0").bind(&h).execute(&self.db).await?;
+        let first =
+            sqlx::query("UPDATE refresh_tokens SET used = 1 WHERE token_hash = $1 AND used = 0")
+                .bind(&h)
+                .execute(&self.db)
+                .await?;
         let row = sqlx::query(
             "SELECT r.family AS family, r.scope AS scope, r.auth_time AS auth_time, r.expires_at AS expires_at, \
              f.client_id AS client_id, f.sub AS sub, f.revoked AS revoked \
@@ -128,7 +159,9 @@ impl Store {
         .bind(&h)
         .fetch_optional(&self.db)
         .await?;
-        let Some(r) = row else { return Ok(RefreshUse::Invalid) };
+        let Some(r) = row else {
+            return Ok(RefreshUse::Invalid);
+        };
         let family: String = r.try_get("family")?;
         if first.rows_affected() == 0 {
             self.revoke_family(&family).await?;

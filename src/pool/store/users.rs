@@ -3,8 +3,8 @@
 //! the display form of the email) lives in the JSON `attributes` object.
 
 use serde_json::{Map, Value};
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Store, StoreError};
 
@@ -74,7 +74,10 @@ pub struct NewUser {
 }
 
 fn email_key(attrs: &Map<String, Value>) -> Option<String> {
-    attrs.get("email").and_then(Value::as_str).map(str::to_lowercase)
+    attrs
+        .get("email")
+        .and_then(Value::as_str)
+        .map(str::to_lowercase)
 }
 
 fn user_from(row: &AnyRow) -> Result<User, StoreError> {
@@ -82,12 +85,17 @@ fn user_from(row: &AnyRow) -> Result<User, StoreError> {
     let attrs: String = row.try_get("attributes")?;
     let attributes = match serde_json::from_str::<Value>(&attrs) {
         Ok(Value::Object(m)) => m,
-        _ => return Err(StoreError::Corrupt("user attributes are not a JSON object".into())),
+        _ => {
+            return Err(StoreError::Corrupt(
+                "user attributes are not a JSON object".into(),
+            ));
+        }
     };
     Ok(User {
         sub: row.try_get("sub")?,
         username: row.try_get("username")?,
-        status: UserStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
         password_hash: row.try_get("password_hash")?,
         attributes,
         groups: Vec::new(),
@@ -102,7 +110,11 @@ impl Store {
     pub async fn create_user(&self, u: &NewUser, now: i64) -> Result<(), StoreError> {
         let email = email_key(&u.attributes);
         if let Some(e) = &email
-            && sqlx::query("SELECT sub FROM users WHERE email = $1").bind(e).fetch_optional(&self.db).await?.is_some()
+            && sqlx::query("SELECT sub FROM users WHERE email = $1")
+                .bind(e)
+                .fetch_optional(&self.db)
+                .await?
+                .is_some()
         {
             return Err(StoreError::Exists("email"));
         }
@@ -132,38 +144,56 @@ impl Store {
     }
 
     pub async fn user_by_username(&self, canonical: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE username = $1")))
-            .bind(canonical)
-            .fetch_optional(&self.db)
-            .await?;
-        self.with_groups(row.as_ref().map(user_from).transpose()?).await
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE username = $1"
+        )))
+        .bind(canonical)
+        .fetch_optional(&self.db)
+        .await?;
+        self.with_groups(row.as_ref().map(user_from).transpose()?)
+            .await
     }
 
     /// Sign-in by user name, or else by email address (case-insensitive).
-    pub async fn user_by_login(&self, canonical: &str, raw: &str) -> Result<Option<User>, StoreError> {
+    pub async fn user_by_login(
+        &self,
+        canonical: &str,
+        raw: &str,
+    ) -> Result<Option<User>, StoreError> {
         if let Some(u) = self.user_by_username(canonical).await? {
             return Ok(Some(u));
         }
         if !raw.contains('@') {
             return Ok(None);
         }
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE email = $1")))
-            .bind(raw.trim().to_lowercase())
-            .fetch_optional(&self.db)
-            .await?;
-        self.with_groups(row.as_ref().map(user_from).transpose()?).await
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE email = $1"
+        )))
+        .bind(raw.trim().to_lowercase())
+        .fetch_optional(&self.db)
+        .await?;
+        self.with_groups(row.as_ref().map(user_from).transpose()?)
+            .await
     }
 
     pub async fn user_by_sub(&self, sub: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE sub = $1"))).bind(sub).fetch_optional(&self.db).await?;
-        self.with_groups(row.as_ref().map(user_from).transpose()?).await
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE sub = $1"
+        )))
+        .bind(sub)
+        .fetch_optional(&self.db)
+        .await?;
+        self.with_groups(row.as_ref().map(user_from).transpose()?)
+            .await
     }
 
     pub async fn list_users(&self, limit: i64) -> Result<Vec<User>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY username LIMIT $1")))
-            .bind(limit)
-            .fetch_all(&self.db)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users ORDER BY username LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut u = user_from(r)?;
@@ -174,10 +204,18 @@ impl Store {
     }
 
     pub async fn count_users(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.db).await?.try_get("n")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.db)
+            .await?
+            .try_get("n")?)
     }
 
-    pub async fn set_status(&self, sub: &str, status: UserStatus, now: i64) -> Result<(), StoreError> {
+    pub async fn set_status(
+        &self,
+        sub: &str,
+        status: UserStatus,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let r = sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE sub = $3")
             .bind(status.as_str())
             .bind(now)
@@ -190,21 +228,34 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_password(&self, sub: &str, hash: &str, status: UserStatus, now: i64) -> Result<(), StoreError> {
-        let r = sqlx::query("UPDATE users SET password_hash = $1, status = $2, updated_at = $3 WHERE sub = $4")
-            .bind(hash)
-            .bind(status.as_str())
-            .bind(now)
-            .bind(sub)
-            .execute(&self.db)
-            .await?;
+    pub async fn set_password(
+        &self,
+        sub: &str,
+        hash: &str,
+        status: UserStatus,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "UPDATE users SET password_hash = $1, status = $2, updated_at = $3 WHERE sub = $4",
+        )
+        .bind(hash)
+        .bind(status.as_str())
+        .bind(now)
+        .bind(sub)
+        .execute(&self.db)
+        .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NoSuchUser);
         }
         Ok(())
     }
 
-    pub async fn set_attributes(&self, sub: &str, attrs: &Map<String, Value>, now: i64) -> Result<(), StoreError> {
+    pub async fn set_attributes(
+        &self,
+        sub: &str,
+        attrs: &Map<String, Value>,
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET attributes = $1, email = $2, updated_at = $3 WHERE sub = $4")
             .bind(Value::Object(attrs.clone()).to_string())
             .bind(email_key(attrs))
@@ -219,14 +270,23 @@ impl Store {
     pub async fn delete_user(&self, sub: &str) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         for table in ["user_groups", "codes", "web_sessions", "auth_codes"] {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE sub = $1"))).bind(sub).execute(&mut *tx).await?;
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE sub = $1")))
+                .bind(sub)
+                .execute(&mut *tx)
+                .await?;
         }
         sqlx::query("DELETE FROM refresh_tokens WHERE family IN (SELECT family FROM token_families WHERE sub = $1)")
             .bind(sub)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM token_families WHERE sub = $1").bind(sub).execute(&mut *tx).await?;
-        let r = sqlx::query("DELETE FROM users WHERE sub = $1").bind(sub).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM token_families WHERE sub = $1")
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM users WHERE sub = $1")
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NoSuchUser);
         }
@@ -235,11 +295,14 @@ impl Store {
     }
 
     pub async fn groups_of(&self, sub: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT group_name FROM user_groups WHERE sub = $1 ORDER BY group_name")
-            .bind(sub)
-            .fetch_all(&self.db)
-            .await?;
-        rows.iter().map(|r| r.try_get("group_name").map_err(StoreError::from)).collect()
+        let rows =
+            sqlx::query("SELECT group_name FROM user_groups WHERE sub = $1 ORDER BY group_name")
+                .bind(sub)
+                .fetch_all(&self.db)
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get("group_name").map_err(StoreError::from))
+            .collect()
     }
 
     pub async fn add_to_group(&self, sub: &str, group: &str) -> Result<(), StoreError> {
