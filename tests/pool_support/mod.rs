@@ -470,6 +470,8 @@ pub fn create_user(s: &Server, username: &str, email: &str) {
         "--permanent",
         "--attribute",
         &format!("email={email}"),
+        "--attribute",
+        "email_verified=true",
     ]);
     assert!(ok, "users add failed: {out}{err}");
 }
