@@ -10,7 +10,13 @@ use std::time::Duration;
 use pool_support::*;
 use serde_json::{Value, json};
 
-async fn api(s: &Server, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+async fn api(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut r = reqwest::Client::new().request(method, format!("{}{path}", s.admin));
     if let Some(t) = token {
         r = r.bearer_auth(t);
@@ -28,31 +34,73 @@ async fn admin_api_manages_users(backend: Backend) {
     let s = Server::start(backend, "").await;
     let t = Some(ADMIN_TOKEN);
     assert_eq!(api(&s, Method::GET, "/pool/users", None, None).await.0, 401);
-    assert_eq!(api(&s, Method::GET, "/pool/users", Some("wrong-token-wrong-token"), None).await.0, 401);
+    assert_eq!(
+        api(
+            &s,
+            Method::GET,
+            "/pool/users",
+            Some("wrong-token-wrong-token"),
+            None
+        )
+        .await
+        .0,
+        401
+    );
 
     let (st, created) = api(&s, Method::POST, "/pool/users", t, Some(json!({"username": "Jack", "attributes": {"email": "jack@example.com"}, "groups": ["ops"]}))).await;
     assert_eq!(st, 201, "{created}");
     assert_eq!(created["status"], "FORCE_CHANGE_PASSWORD");
     assert_eq!(created["username"], "jack");
-    assert!(created["temporary_password"].as_str().is_some_and(|p| p.len() >= 16));
-    assert!(created.get("password_hash").is_none(), "hashes never leave the server");
-    let (st, bad) = api(&s, Method::POST, "/pool/users", t, Some(json!({"username": "x y", "password": "short"}))).await;
+    assert!(
+        created["temporary_password"]
+            .as_str()
+            .is_some_and(|p| p.len() >= 16)
+    );
+    assert!(
+        created.get("password_hash").is_none(),
+        "hashes never leave the server"
+    );
+    let (st, bad) = api(
+        &s,
+        Method::POST,
+        "/pool/users",
+        t,
+        Some(json!({"username": "x y", "password": "short"})),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(bad["problems"].as_array().unwrap().len() >= 3, "{bad}");
-    let (st, _) = api(&s, Method::POST, "/pool/users", t, Some(json!({"username": "JACK", "attributes": {"email": "other@example.com"}}))).await;
+    let (st, _) = api(
+        &s,
+        Method::POST,
+        "/pool/users",
+        t,
+        Some(json!({"username": "JACK", "attributes": {"email": "other@example.com"}})),
+    )
+    .await;
     assert_eq!(st, 409, "a case variant is the same user");
 
     let (st, list) = api(&s, Method::GET, "/pool/users", t, None).await;
     assert_eq!(st, 200);
     assert_eq!(list["users"].as_array().unwrap().len(), 1);
-    let (st, u) = api(&s, Method::POST, "/pool/users/jack/set-password", t, Some(json!({"password": PASSWORD, "permanent": true}))).await;
+    let (st, u) = api(
+        &s,
+        Method::POST,
+        "/pool/users/jack/set-password",
+        t,
+        Some(json!({"password": PASSWORD, "permanent": true})),
+    )
+    .await;
     assert_eq!((st, u["status"].as_str()), (200, Some("CONFIRMED")));
     let (_, u) = api(&s, Method::PUT, "/pool/groups/admins/users/JACK", t, None).await;
     assert_eq!(u["groups"], json!(["admins", "ops"]));
     let (_, u) = api(&s, Method::DELETE, "/pool/groups/ops/users/jack", t, None).await;
     assert_eq!(u["groups"], json!(["admins"]));
     let (_, g) = api(&s, Method::GET, "/pool/groups", t, None).await;
-    assert_eq!(g["groups"], json!([{"group": "admins", "members": ["jack"]}]));
+    assert_eq!(
+        g["groups"],
+        json!([{"group": "admins", "members": ["jack"]}])
+    );
 
     // Disabled users cannot sign in (told only after the right password); enable restores.
     let c = browser();
@@ -61,10 +109,23 @@ async fn admin_api_manages_users(backend: Backend) {
     assert_eq!(u["status"], "DISABLED");
     let r = sign_in(&c, &s, &login, "jack", PASSWORD).await;
     assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("This account is disabled."));
-    assert_eq!(sign_in(&c, &s, &login, "jack", "Wrong-Password-1").await.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("This account is disabled.")
+    );
+    assert_eq!(
+        sign_in(&c, &s, &login, "jack", "Wrong-Password-1")
+            .await
+            .status(),
+        401
+    );
     api(&s, Method::POST, "/pool/users/jack/enable", t, None).await;
-    assert_eq!(sign_in(&c, &s, &login, "jack", PASSWORD).await.status(), 200);
+    assert_eq!(
+        sign_in(&c, &s, &login, "jack", PASSWORD).await.status(),
+        200
+    );
 
     // Reset: the user must pick a new password with a code.
     let (_, u) = api(&s, Method::POST, "/pool/users/jack/reset-password", t, None).await;
@@ -77,10 +138,21 @@ async fn admin_api_manages_users(backend: Backend) {
     assert_eq!(st, 200);
     let (st, _) = api(&s, Method::POST, "/pool/users/jack/sign-out", t, None).await;
     assert_eq!(st, 200);
-    assert_eq!(api(&s, Method::DELETE, "/pool/users/jack", t, None).await.0, 200);
-    assert_eq!(api(&s, Method::GET, "/pool/users/jack", t, None).await.0, 404);
+    assert_eq!(
+        api(&s, Method::DELETE, "/pool/users/jack", t, None).await.0,
+        200
+    );
+    assert_eq!(
+        api(&s, Method::GET, "/pool/users/jack", t, None).await.0,
+        404
+    );
 
-    let ready = reqwest::get(format!("{}/readyz", s.admin)).await.unwrap().text().await.unwrap();
+    let ready = reqwest::get(format!("{}/readyz", s.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(ready.contains("pool database: ok"), "{ready}");
 }
 on_both!(admin_api, admin_api_manages_users);
@@ -88,10 +160,27 @@ on_both!(admin_api, admin_api_manages_users);
 /// One browser signs up and confirms; `Some(name)` once the confirmation was answered.
 async fn sign_up_and_confirm(s: Arc<ServerInfo>, name: String) -> Option<String> {
     let c = browser();
-    let page = c.get(format!("{}/oauth2/pool/signup", s.base)).send().await.ok()?.text().await.ok()?;
+    let page = c
+        .get(format!("{}/oauth2/pool/signup", s.base))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     let (action, csrf) = form(&page, &s.base, "/signup");
     let email = format!("{name}@example.com");
-    let r = c.post(action).form(&[("csrf_token", csrf.as_str()), ("username", name.as_str()), ("email", email.as_str()), ("password", PASSWORD)]).send().await.ok()?;
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", name.as_str()),
+            ("email", email.as_str()),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .ok()?;
     if r.status() != 302 {
         return None;
     }
@@ -99,7 +188,16 @@ async fn sign_up_and_confirm(s: Arc<ServerInfo>, name: String) -> Option<String>
     let page = c.get(confirm_url).send().await.ok()?.text().await.ok()?;
     let (action, csrf) = form(&page, &s.base, "/confirm");
     let code = code_in(&s.log, &name)?;
-    let r = c.post(action).form(&[("csrf_token", csrf.as_str()), ("username", name.as_str()), ("code", code.as_str())]).send().await.ok()?;
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", name.as_str()),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .ok()?;
     (r.status() == 302).then_some(name)
 }
 
@@ -111,15 +209,18 @@ struct ServerInfo {
 fn code_in(log: &std::path::Path, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["fields"]["username"] == name && v["fields"]["purpose"] == "signup")
-        .filter_map(|v| v["fields"]["code"].as_str().map(str::to_string))
-        .last()
+        .find_map(|v| v["fields"]["code"].as_str().map(str::to_string))
 }
 
 async fn kill_9_during_sign_ups_loses_no_confirmed_user(backend: Backend) {
     let mut s = Server::start(backend, "").await;
-    let info = Arc::new(ServerInfo { base: s.base.clone(), log: s.log.clone() });
+    let info = Arc::new(ServerInfo {
+        base: s.base.clone(),
+        log: s.log.clone(),
+    });
     let confirmed = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for i in 0..24 {
@@ -141,16 +242,29 @@ async fn kill_9_during_sign_ups_loses_no_confirmed_user(backend: Backend) {
         let _ = t.await;
     }
     let answered = confirmed.lock().unwrap().clone();
-    assert!(answered.len() >= 6, "too few confirmations before the kill: {answered:?}");
+    assert!(
+        answered.len() >= 6,
+        "too few confirmations before the kill: {answered:?}"
+    );
     s.spawn().await;
     let (ok, out, err) = s.cli(&["users", "list"]);
     assert!(ok, "{err}");
     for name in &answered {
-        let line = out.lines().find(|l| l.starts_with(&format!("{name}\t"))).unwrap_or_else(|| panic!("{name} lost after kill -9:\n{out}"));
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .unwrap_or_else(|| panic!("{name} lost after kill -9:\n{out}"));
         assert!(line.contains("\tCONFIRMED\t"), "{line}");
     }
     // And they can sign in on the restarted server.
-    let r = sign_in(&browser(), &s, &s.url("/oauth2/pool/login"), &answered[0], PASSWORD).await;
+    let r = sign_in(
+        &browser(),
+        &s,
+        &s.url("/oauth2/pool/login"),
+        &answered[0],
+        PASSWORD,
+    )
+    .await;
     assert_eq!(r.status(), 200);
 }
 on_both!(kill_9, kill_9_during_sign_ups_loses_no_confirmed_user);

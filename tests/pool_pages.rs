@@ -9,29 +9,64 @@ use std::time::Instant;
 
 use pool_support::*;
 
-const FORMS: &[&str] = &["/login", "/signup", "/confirm", "/resend-code", "/forgot-password", "/reset-password", "/change-password"];
+const FORMS: &[&str] = &[
+    "/login",
+    "/signup",
+    "/confirm",
+    "/resend-code",
+    "/forgot-password",
+    "/reset-password",
+    "/change-password",
+];
 
 async fn every_form_requires_the_csrf_token(backend: Backend) {
     let s = Server::start(backend, "").await;
     create_user(&s, "dave", "dave@example.com");
     let c = browser();
     // Get a CSRF cookie and a valid token from a real page.
-    let page = c.get(s.url("/oauth2/pool/login")).send().await.unwrap().text().await.unwrap();
+    let page = c
+        .get(s.url("/oauth2/pool/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (_, token) = form(&page, &s.base, "/login");
     assert_eq!(token.len(), 40);
     for path in FORMS {
         let url = s.url(&format!("/oauth2/pool{path}"));
-        let fields = [("username", "dave"), ("password", PASSWORD), ("code", "123456"), ("new_password", "Another-Pass-9"), ("email", "x@example.com")];
+        let fields = [
+            ("username", "dave"),
+            ("password", PASSWORD),
+            ("code", "123456"),
+            ("new_password", "Another-Pass-9"),
+            ("email", "x@example.com"),
+        ];
         // Missing token, a wrong token, and a right token from a browser without the cookie.
         let missing = c.post(&url).form(&fields).send().await.unwrap();
         assert_eq!(missing.status(), 403, "{path} without csrf_token");
         let mut wrong: Vec<(&str, &str)> = fields.to_vec();
         wrong.push(("csrf_token", "0000000000000000000000000000000000000000"));
-        assert_eq!(c.post(&url).form(&wrong).send().await.unwrap().status(), 403, "{path} with a wrong csrf_token");
+        assert_eq!(
+            c.post(&url).form(&wrong).send().await.unwrap().status(),
+            403,
+            "{path} with a wrong csrf_token"
+        );
         let mut stolen: Vec<(&str, &str)> = fields.to_vec();
         stolen.push(("csrf_token", &token));
         let other = browser();
-        assert_eq!(other.post(&url).form(&stolen).send().await.unwrap().status(), 403, "{path}: a token is bound to its cookie");
+        assert_eq!(
+            other
+                .post(&url)
+                .form(&stolen)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            403,
+            "{path}: a token is bound to its cookie"
+        );
     }
     // Nothing happened: dave can still sign in with his password.
     let r = sign_in(&c, &s, &s.url("/oauth2/pool/login"), "dave", PASSWORD).await;
@@ -43,26 +78,68 @@ async fn reflected_and_stored_values_are_escaped(backend: Backend) {
     let s = Server::start(backend, "signup_attributes = [\"name\"]").await;
     let c = browser();
     let evil = "<script>alert(1)</script>\"'";
-    let page = c.get(s.url("/oauth2/pool/signup")).send().await.unwrap().text().await.unwrap();
+    let page = c
+        .get(s.url("/oauth2/pool/signup"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (action, csrf) = form(&page, &s.base, "/signup");
     let r = c
         .post(&action)
-        .form(&[("csrf_token", csrf.as_str()), ("username", evil), ("email", evil), ("name", evil), ("password", "x")])
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", evil),
+            ("email", evil),
+            ("name", evil),
+            ("password", "x"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
     let html = r.text().await.unwrap();
-    assert!(!html.contains("<script>alert(1)"), "reflected value not escaped:\n{html}");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "{html}");
+    assert!(
+        !html.contains("<script>alert(1)"),
+        "reflected value not escaped:\n{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "{html}"
+    );
     // A stored name with markup, shown back on the signed-in page.
-    let (ok, out, err) = s.cli(&["users", "add", "<b>bold</b>", "--password", PASSWORD, "--permanent", "--attribute", "email=b@example.com"]);
+    let (ok, out, err) = s.cli(&[
+        "users",
+        "add",
+        "<b>bold</b>",
+        "--password",
+        PASSWORD,
+        "--permanent",
+        "--attribute",
+        "email=b@example.com",
+    ]);
     assert!(ok, "{out}{err}");
-    let r = sign_in(&c, &s, &s.url("/oauth2/pool/login"), "<b>bold</b>", PASSWORD).await;
+    let r = sign_in(
+        &c,
+        &s,
+        &s.url("/oauth2/pool/login"),
+        "<b>bold</b>",
+        PASSWORD,
+    )
+    .await;
     let html = r.text().await.unwrap();
-    assert!(html.contains("&lt;b&gt;bold&lt;&#x2f;b&gt;") && !html.contains("<b>bold"), "{html}");
+    assert!(
+        html.contains("&lt;b&gt;bold&lt;&#x2f;b&gt;") && !html.contains("<b>bold"),
+        "{html}"
+    );
     // The query string is escaped too.
-    let r = c.get(s.url("/oauth2/pool/confirm?username=%22%3E%3Cscript%3Ex()%3C/script%3E")).send().await.unwrap();
+    let r = c
+        .get(s.url("/oauth2/pool/confirm?username=%22%3E%3Cscript%3Ex()%3C/script%3E"))
+        .send()
+        .await
+        .unwrap();
     assert!(!r.text().await.unwrap().contains("<script>x()"));
 }
 on_both!(escaping, reflected_and_stored_values_are_escaped);
@@ -74,8 +151,22 @@ async fn every_attribute_and_phone_problem_is_reported_by_name(backend: Backend)
     )
     .await;
     let c = browser();
-    let page = c.get(s.url("/oauth2/pool/signup")).send().await.unwrap().text().await.unwrap();
-    for field in ["name=\"email\"", "name=\"phone_number\"", "name=\"name\"", "name=\"custom:team\"", "name=\"birthdate\"", "name=\"website\""] {
+    let page = c
+        .get(s.url("/oauth2/pool/signup"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for field in [
+        "name=\"email\"",
+        "name=\"phone_number\"",
+        "name=\"name\"",
+        "name=\"custom:team\"",
+        "name=\"birthdate\"",
+        "name=\"website\"",
+    ] {
         assert!(page.contains(field), "sign-up form lacks {field}");
     }
     let (action, csrf) = form(&page, &s.base, "/signup");
@@ -126,19 +217,34 @@ async fn every_attribute_and_phone_problem_is_reported_by_name(backend: Backend)
         .unwrap();
     assert_eq!(r.status(), 302);
     let (ok, out, _) = s.cli(&["users", "show", "hanako"]);
-    assert!(ok && out.contains("\"phone_number\": \"+819012345678\"") && out.contains("UNCONFIRMED"), "{out}");
+    assert!(
+        ok && out.contains("\"phone_number\": \"+819012345678\"") && out.contains("UNCONFIRMED"),
+        "{out}"
+    );
     // Admin create enforces the same required attributes, all at once.
     let (ok, _, err) = s.cli(&["users", "add", "taro", "--attribute", "phone_number=+1 555"]);
     assert!(!ok);
-    for e in ["email: required.", "name: required.", "custom:team: required.", "phone_number: “+1 555” is not a valid phone number."] {
+    for e in [
+        "email: required.",
+        "name: required.",
+        "custom:team: required.",
+        "phone_number: “+1 555” is not a valid phone number.",
+    ] {
         assert!(err.contains(e), "admin create lacks {e:?}: {err}");
     }
 }
-on_both!(attributes, every_attribute_and_phone_problem_is_reported_by_name);
+on_both!(
+    attributes,
+    every_attribute_and_phone_problem_is_reported_by_name
+);
 
 /// Failed sign-ins for an unknown user look and take the same as a wrong password.
 async fn unknown_users_are_indistinguishable(backend: Backend) {
-    let s = Server::start(backend, "lockout = { max_attempts = 1000, ip_max_attempts = 0 }").await;
+    let s = Server::start(
+        backend,
+        "lockout = { max_attempts = 1000, ip_max_attempts = 0 }",
+    )
+    .await;
     create_user(&s, "erin", "erin@example.com");
     let c = browser();
     let login = s.url("/oauth2/pool/login");
@@ -150,7 +256,16 @@ async fn unknown_users_are_indistinguishable(backend: Backend) {
         let csrf = csrf.clone();
         async move {
             let t = Instant::now();
-            let r = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", name), ("password", "Wrong-Password-1")]).send().await.unwrap();
+            let r = c
+                .post(&action)
+                .form(&[
+                    ("csrf_token", csrf.as_str()),
+                    ("username", name),
+                    ("password", "Wrong-Password-1"),
+                ])
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
             let body = r.text().await.unwrap().replace(name, "NAME");
             (status, body, t.elapsed().as_secs_f64())
@@ -163,7 +278,13 @@ async fn unknown_users_are_indistinguishable(backend: Backend) {
     for _ in 0..25 {
         let (sk, _, tk) = attempt("erin").await;
         let (su, _, tu) = attempt("nosuchuser").await;
-        assert_eq!((sk, su), (reqwest::StatusCode::UNAUTHORIZED, reqwest::StatusCode::UNAUTHORIZED));
+        assert_eq!(
+            (sk, su),
+            (
+                reqwest::StatusCode::UNAUTHORIZED,
+                reqwest::StatusCode::UNAUTHORIZED
+            )
+        );
         known.push(tk);
         unknown.push(tu);
     }
@@ -175,7 +296,10 @@ async fn unknown_users_are_indistinguishable(backend: Backend) {
     // Both pay one Argon2 verification; a skipped hash would make unknown users several
     // times faster. Allow 35% (or 15 ms) of scheduling noise on a shared 2-core machine.
     let diff = (mk - mu).abs();
-    assert!(diff < (mk.max(mu) * 0.35).max(0.015), "median known {mk:.4}s vs unknown {mu:.4}s");
+    assert!(
+        diff < (mk.max(mu) * 0.35).max(0.015),
+        "median known {mk:.4}s vs unknown {mu:.4}s"
+    );
     // Sign-in by email and the forgot-password page give nothing away either.
     let (_, by_email, _) = attempt("erin@example.com").await;
     assert_eq!(by_email.replace("erin@example.com", "NAME"), body_known);
@@ -188,7 +312,13 @@ async fn lockout_is_shared_by_name_variants_and_admin_unlock_lifts_it(backend: B
     let c = browser();
     let login = s.url("/oauth2/pool/login");
     // Five failures through five spellings of one name: case, full width, email.
-    let variants = ["frank", "FRANK", "Ｆｒａｎｋ", "frank@example.com", "ＦＲＡＮＫ"];
+    let variants = [
+        "frank",
+        "FRANK",
+        "Ｆｒａｎｋ",
+        "frank@example.com",
+        "ＦＲＡＮＫ",
+    ];
     for (i, v) in variants.iter().enumerate() {
         let r = sign_in(&c, &s, &login, v, "Wrong-Password-1").await;
         let status = r.status();
@@ -198,7 +328,10 @@ async fn lockout_is_shared_by_name_variants_and_admin_unlock_lifts_it(backend: B
             assert!(html.contains("Incorrect user name or password."));
         } else {
             assert_eq!(status, 429, "the fifth failure locks");
-            assert!(html.contains("Too many failed sign-in attempts. Try again in 60 seconds."), "{html}");
+            assert!(
+                html.contains("Too many failed sign-in attempts. Try again in 60 seconds."),
+                "{html}"
+            );
         }
     }
     // Locked: even the right password is refused, and the page says when to retry.
@@ -209,18 +342,32 @@ async fn lockout_is_shared_by_name_variants_and_admin_unlock_lifts_it(backend: B
     for _ in 0..5 {
         sign_in(&c, &s, &login, "ghost", "Wrong-Password-1").await;
     }
-    assert_eq!(sign_in(&c, &s, &login, "ghost", "Wrong-Password-1").await.status(), 429);
+    assert_eq!(
+        sign_in(&c, &s, &login, "ghost", "Wrong-Password-1")
+            .await
+            .status(),
+        429
+    );
     // Admin unlock (by another spelling) lifts it at once.
     let (ok, out, err) = s.cli(&["users", "unlock", "FRANK"]);
     assert!(ok && out.contains("unlocked"), "{out}{err}");
     let r = sign_in(&c, &s, &login, "Frank", PASSWORD).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
-on_both!(lockout, lockout_is_shared_by_name_variants_and_admin_unlock_lifts_it);
+on_both!(
+    lockout,
+    lockout_is_shared_by_name_variants_and_admin_unlock_lifts_it
+);
 
 async fn temporary_password_forces_a_change(backend: Backend) {
     let s = Server::start(backend, "").await;
-    let (ok, out, err) = s.cli(&["users", "add", "gina", "--attribute", "email=gina@example.com"]);
+    let (ok, out, err) = s.cli(&[
+        "users",
+        "add",
+        "gina",
+        "--attribute",
+        "email=gina@example.com",
+    ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"], "FORCE_CHANGE_PASSWORD");
@@ -231,13 +378,41 @@ async fn temporary_password_forces_a_change(backend: Backend) {
     let r = sign_in(&c, &s, &login_url, "gina", &temp).await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
-    assert!(html.contains("Choose a new password") && html.contains("name=\"challenge\""), "{html}");
+    assert!(
+        html.contains("Choose a new password") && html.contains("name=\"challenge\""),
+        "{html}"
+    );
     let (action, csrf) = form(&html, &s.base, "/change-password");
-    let challenge = unescape(html.split("name=\"challenge\" value=\"").nth(1).unwrap().split('"').next().unwrap());
+    let challenge = unescape(
+        html.split("name=\"challenge\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap(),
+    );
     // The policy applies to the new password.
-    let r = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("challenge", challenge.as_str()), ("new_password", "weak")]).send().await.unwrap();
+    let r = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("challenge", challenge.as_str()),
+            ("new_password", "weak"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert!(unescape(&r.text().await.unwrap()).contains("new_password: does not meet these rules"));
-    let r = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("challenge", challenge.as_str()), ("new_password", "Brand-New-Pass-1")]).send().await.unwrap();
+    let r = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("challenge", challenge.as_str()),
+            ("new_password", "Brand-New-Pass-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     let (r, _) = follow(&c, &s.base, absolute(&s.base, &location(&r))).await;
     assert_eq!(r.status(), 200);
@@ -252,27 +427,111 @@ async fn forgot_password_reset_then_sign_in(backend: Backend) {
     let s = Server::start(backend, "").await;
     create_user(&s, "hank", "hank@example.com");
     let c = browser();
-    let page = c.get(s.url("/oauth2/pool/forgot-password")).send().await.unwrap().text().await.unwrap();
+    let page = c
+        .get(s.url("/oauth2/pool/forgot-password"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (action, csrf) = form(&page, &s.base, "/forgot-password");
     // Known and unknown accounts get the same answer.
-    let known = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", "hank@example.com")]).send().await.unwrap();
-    let unknown = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", "nobody@example.com")]).send().await.unwrap();
+    let known = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "hank@example.com"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let unknown = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "nobody@example.com"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(known.status(), unknown.status());
     let reset_url = absolute(&s.base, &location(&known));
-    assert_eq!(location(&unknown).replace("nobody", "hank"), location(&known));
-    let page = c.get(&reset_url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        location(&unknown).replace("nobody", "hank"),
+        location(&known)
+    );
+    let page = c
+        .get(&reset_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("If the account exists, we sent a code"));
     let (action, csrf) = form(&page, &s.base, "/reset-password");
     let code = s.code_for("hank", "reset");
-    let bad = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", "hank"), ("code", "000000"), ("new_password", "Reset-Pass-22")]).send().await.unwrap();
-    assert!(bad.text().await.unwrap().contains("The code is not correct or has expired."));
-    let r = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", "hank"), ("code", code.as_str()), ("new_password", "Reset-Pass-22")]).send().await.unwrap();
+    let bad = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "hank"),
+            ("code", "000000"),
+            ("new_password", "Reset-Pass-22"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("The code is not correct or has expired.")
+    );
+    let r = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "hank"),
+            ("code", code.as_str()),
+            ("new_password", "Reset-Pass-22"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     // The code is single-use.
-    let again = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", "hank"), ("code", code.as_str()), ("new_password", "Reset-Pass-33")]).send().await.unwrap();
+    let again = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "hank"),
+            ("code", code.as_str()),
+            ("new_password", "Reset-Pass-33"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 400);
-    assert_eq!(sign_in(&c, &s, &s.url("/oauth2/pool/login"), "hank", PASSWORD).await.status(), 401);
-    assert_eq!(sign_in(&c, &s, &s.url("/oauth2/pool/login"), "hank", "Reset-Pass-22").await.status(), 200);
+    assert_eq!(
+        sign_in(&c, &s, &s.url("/oauth2/pool/login"), "hank", PASSWORD)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        sign_in(
+            &c,
+            &s,
+            &s.url("/oauth2/pool/login"),
+            "hank",
+            "Reset-Pass-22"
+        )
+        .await
+        .status(),
+        200
+    );
 }
 on_both!(forgot_reset, forgot_password_reset_then_sign_in);
 
@@ -282,20 +541,62 @@ async fn codes_allow_only_a_few_attempts(backend: Backend) {
     let (r, _) = follow(&c, &s.base, s.url("/")).await;
     let html = r.text().await.unwrap();
     let confirm_url = sign_up(&c, &s, &html, "ivy", "ivy@example.com").await;
-    let page = c.get(&confirm_url).send().await.unwrap().text().await.unwrap();
+    let page = c
+        .get(&confirm_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let (action, csrf) = form(&page, &s.base, "/confirm");
     let code = s.code_for("ivy", "signup");
     let wrong = if code == "111111" { "222222" } else { "111111" };
     for _ in 0..5 {
-        c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", "ivy"), ("code", wrong)]).send().await.unwrap();
+        c.post(&action)
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("username", "ivy"),
+                ("code", wrong),
+            ])
+            .send()
+            .await
+            .unwrap();
     }
     // After five wrong guesses even the right code is refused; a new one must be requested.
-    let r = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", "ivy"), ("code", code.as_str())]).send().await.unwrap();
-    assert!(r.text().await.unwrap().contains("Too many wrong codes. Request a new code."));
+    let r = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "ivy"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Too many wrong codes. Request a new code.")
+    );
     let (resend, csrf2) = form(&page, &s.base, "/resend-code");
-    c.post(&resend).form(&[("csrf_token", csrf2.as_str()), ("username", "ivy")]).send().await.unwrap();
+    c.post(&resend)
+        .form(&[("csrf_token", csrf2.as_str()), ("username", "ivy")])
+        .send()
+        .await
+        .unwrap();
     let fresh = s.code_for("ivy", "signup");
-    let r = c.post(&action).form(&[("csrf_token", csrf.as_str()), ("username", "ivy"), ("code", fresh.as_str())]).send().await.unwrap();
+    let r = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "ivy"),
+            ("code", fresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
 }
 on_both!(code_attempts, codes_allow_only_a_few_attempts);

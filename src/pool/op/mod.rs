@@ -95,19 +95,22 @@ pub fn user_claims(user: &User) -> Map<String, Value> {
     c
 }
 
-/// Builds and signs the ID token, access token (with `origin_jti` = the token family) and
-/// returns the token response fields other than the refresh token.
-pub fn mint(
-    pool: &Pool,
-    ready: &Ready,
-    user: &User,
-    client_id: &str,
-    scope: &str,
-    family: &str,
-    auth_time: i64,
-    nonce: Option<&str>,
-    now: i64,
-) -> (String, String) {
+/// What a token response is issued for.
+pub struct Grant<'a> {
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    /// The token family (from the authorization code); `origin_jti` of access tokens.
+    pub family: &'a str,
+    pub auth_time: i64,
+    /// Only on the code grant (OIDC Core §12.2: refreshed ID tokens carry no nonce).
+    pub nonce: Option<&'a str>,
+    pub now: i64,
+}
+
+/// Builds and signs the ID token and the access token (with `origin_jti` = the family).
+pub fn mint(pool: &Pool, ready: &Ready, user: &User, g: &Grant<'_>) -> (String, String) {
+    let (client_id, scope, family, auth_time, nonce, now) =
+        (g.client_id, g.scope, g.family, g.auth_time, g.nonce, g.now);
     let mut id = user_claims(user);
     id.insert("iss".into(), json!(pool.issuer));
     id.insert("aud".into(), json!(client_id));

@@ -10,9 +10,10 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 use super::super::clients::Client;
+use super::super::store::User;
 use super::super::store::{RefreshUse, UserStatus};
 use super::super::{Pool, Ready, Req, now};
-use super::{json_response, mint};
+use super::{Grant, json_response, mint};
 use crate::http::body::Body;
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
@@ -67,23 +68,23 @@ fn basic_credentials(req: &Req<'_>) -> Option<Result<(String, String), ()>> {
 }
 
 /// Authenticates the client; `Err` is the response to send.
-fn authenticate<'p>(pool: &'p Pool, req: &Req<'_>) -> Result<&'p Client, Response<Body>> {
+fn authenticate<'p>(pool: &'p Pool, req: &Req<'_>) -> Result<&'p Client, Box<Response<Body>>> {
     let bad = || {
-        error(
+        Box::new(error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "client authentication failed",
-        )
+        ))
     };
     let form_secret = req.field("client_secret");
     let (client_id, secret) = match basic_credentials(req) {
         Some(Ok((id, s))) => {
             if !form_secret.is_empty() {
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     "use one client authentication method",
-                ));
+                )));
             }
             if !req.field("client_id").is_empty() && req.field("client_id") != id {
                 return Err(bad());
@@ -125,7 +126,7 @@ fn db_error(req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
 pub async fn token(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
     let client = match authenticate(pool, req) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match req.field("grant_type") {
         "authorization_code" => code_grant(pool, ready, req, client).await,
@@ -187,29 +188,15 @@ async fn code_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) 
         Ok(_) => return invalid_grant("the user cannot sign in"),
         Err(e) => return db_error(req, &e),
     };
-    let (id_token, access_token) = mint(
-        pool,
-        ready,
-        &user,
-        &client.client_id,
-        &c.scope,
-        &c.family,
-        c.auth_time,
-        c.nonce.as_deref(),
-        t,
-    );
-    respond(
-        pool,
-        ready,
-        req,
-        &c.family,
-        &c.scope,
-        c.auth_time,
-        id_token,
-        access_token,
-        t,
-    )
-    .await
+    let grant = Grant {
+        client_id: &client.client_id,
+        scope: &c.scope,
+        family: &c.family,
+        auth_time: c.auth_time,
+        nonce: c.nonce.as_deref(),
+        now: t,
+    };
+    respond(pool, ready, req, &user, &grant).await
 }
 
 async fn refresh_grant(
@@ -253,43 +240,26 @@ async fn refresh_grant(
         }
         Err(e) => return db_error(req, &e),
     };
-    let (id_token, access_token) = mint(
-        pool,
-        ready,
-        &user,
-        &client.client_id,
-        &scope,
-        &family,
+    let grant = Grant {
+        client_id: &client.client_id,
+        scope: &scope,
+        family: &family,
         auth_time,
-        None,
-        t,
-    );
-    respond(
-        pool,
-        ready,
-        req,
-        &family,
-        &scope,
-        auth_time,
-        id_token,
-        access_token,
-        t,
-    )
-    .await
+        nonce: None,
+        now: t,
+    };
+    respond(pool, ready, req, &user, &grant).await
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn respond(
     pool: &Pool,
     ready: &Ready,
     req: &Req<'_>,
-    family: &str,
-    scope: &str,
-    auth_time: i64,
-    id_token: String,
-    access_token: String,
-    t: i64,
+    user: &User,
+    g: &Grant<'_>,
 ) -> Response<Body> {
+    let (id_token, access_token) = mint(pool, ready, user, g);
+    let (family, scope, auth_time, t) = (g.family, g.scope, g.auth_time, g.now);
     let refresh = crate::session::keyring::hex(&{
         let mut b = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)

@@ -356,6 +356,10 @@ pub struct AuthRequest {
     pub exp: i64,
 }
 
+/// A `req` parameter that is forged, corrupt or expired.
+#[derive(Debug, Clone, Copy)]
+pub struct InvalidRequest;
+
 /// A temporary-password sign-in waiting for the new password, sealed into `challenge`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Challenge {
@@ -418,16 +422,23 @@ impl Pool {
         URL_SAFE_NO_PAD.encode(self.sealer.seal(b"pool-authreq", &json))
     }
 
-    /// Opens `req`: `Ok(None)` when absent, `Err(())` when forged or expired.
-    pub fn open_request(&self, req: &Req<'_>) -> Result<Option<AuthRequest>, ()> {
+    /// Opens `req`: `Ok(None)` when absent, `Err` when forged or expired.
+    pub fn open_request(&self, req: &Req<'_>) -> Result<Option<AuthRequest>, InvalidRequest> {
         let raw = req.value("req");
         if raw.is_empty() {
             return Ok(None);
         }
-        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| ())?;
-        let plain = self.sealer.open(b"pool-authreq", &bytes).ok_or(())?;
-        let a: AuthRequest = serde_json::from_slice(&plain).map_err(|_| ())?;
-        if a.exp < now() { Err(()) } else { Ok(Some(a)) }
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| InvalidRequest)?;
+        let plain = self
+            .sealer
+            .open(b"pool-authreq", &bytes)
+            .ok_or(InvalidRequest)?;
+        let a: AuthRequest = serde_json::from_slice(&plain).map_err(|_| InvalidRequest)?;
+        if a.exp < now() {
+            Err(InvalidRequest)
+        } else {
+            Ok(Some(a))
+        }
     }
 
     pub fn seal_challenge(&self, sub: &str) -> String {
