@@ -500,7 +500,7 @@ pub fn build(
     };
     let u = raw.ui.unwrap_or_default();
     let ui = UiConfig {
-        title: u.title.unwrap_or_else(|| "Sign in".into()),
+        title: u.title.unwrap_or_else(|| "Portcullis".into()),
         logo: u.logo.map(|l| relative_to(config_file, &l)),
         css: u.css.map(|c| relative_to(config_file, &c)),
         templates_dir: u.templates_dir.map(|t| relative_to(config_file, &t)),
