@@ -77,6 +77,8 @@ pub struct Pool {
     /// The issuer's path, e.g. `/oauth2/pool`; every page and endpoint lives under it.
     pub base: String,
     secure: bool,
+    /// Peers whose `X-Forwarded-For` names the real client (for per-address throttling).
+    trusted_proxies: Vec<ipnet::IpNet>,
     pub clients: clients::Clients,
     sealer: KeyRing,
     csrf_key: ring::hmac::Key,
@@ -136,6 +138,7 @@ impl Pool {
             issuer,
             base,
             secure: cfg.secure_cookies(),
+            trusted_proxies: cfg.server.trusted_proxies.clone(),
             clients,
             sealer,
             csrf_key,
@@ -219,11 +222,12 @@ impl Pool {
                     .collect()
             })
             .unwrap_or_default();
+        let ip = self.client_ip(parts, peer);
         let req = Req {
             parts,
             form,
             query,
-            ip: peer,
+            ip,
             lang,
             rid,
         };
@@ -270,6 +274,30 @@ impl Pool {
             "" | "/" if get => pages::login::show(self, &req, None),
             _ => crate::error::RequestError::NotFound.render(rid, false),
         }
+    }
+}
+
+impl Pool {
+    /// The client address for throttling: the peer, or — only when the peer is a trusted
+    /// proxy — the nearest untrusted address in `X-Forwarded-For` (clients can forge the rest).
+    fn client_ip(&self, parts: &Parts, peer: IpAddr) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let chain: Vec<IpAddr> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        chain
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer)
     }
 }
 
