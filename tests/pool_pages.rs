@@ -598,5 +598,34 @@ async fn codes_allow_only_a_few_attempts(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
+
+    // Codes cannot be used to flood an inbox: at most 10 sends per user per hour.
+    let page = c
+        .get(s.url("/oauth2/pool/forgot-password"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (forgot, csrf3) = form(&page, &s.base, "/forgot-password");
+    for _ in 0..12 {
+        let r = c
+            .post(&forgot)
+            .form(&[("csrf_token", csrf3.as_str()), ("username", "ivy")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "the page answers the same either way");
+    }
+    let sent = s
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("\"delivery\":\"log\"") && l.contains("\"username\":\"ivy\""))
+        .count();
+    assert_eq!(
+        sent, 10,
+        "two sign-up codes and eight reset codes, then nothing"
+    );
 }
 on_both!(code_attempts, codes_allow_only_a_few_attempts);

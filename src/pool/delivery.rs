@@ -40,7 +40,13 @@ pub enum DeliveryError {
     Smtp(#[from] smtp::SmtpError),
     #[error("user {0} has no email address to send a code to")]
     NoAddress(String),
+    #[error("too many codes sent to user {0} in the last hour; not sending another")]
+    TooMany(String),
 }
+
+/// Codes sent per user per hour, at most (sign-up, resend, forgot password together): a
+/// stranger cannot turn the pool into a mail cannon aimed at someone's inbox.
+pub const SENDS_PER_HOUR: u32 = 10;
 
 /// Six uniformly random digits (rejection sampling, no modulo bias).
 pub fn generate_code() -> String {
@@ -64,6 +70,14 @@ pub async fn issue(
     lang: Lang,
     now: i64,
 ) -> Result<(), DeliveryError> {
+    let now_ms = now.saturating_mul(1000);
+    let send_key = format!("send:{}", user.sub);
+    let sent = store
+        .record_failure(&send_key, now_ms, now_ms - 3_600_000)
+        .await?;
+    if sent > SENDS_PER_HOUR {
+        return Err(DeliveryError::TooMany(user.username.clone()));
+    }
     let code = generate_code();
     store
         .put_code(
