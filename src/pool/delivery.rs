@@ -116,6 +116,22 @@ pub async fn issue(
     }
 }
 
+/// Issues and delivers a code without making the caller wait, so a page's response time does
+/// not reveal whether the account exists (forgot password, resend). Failures are logged.
+pub fn issue_in_background(
+    cfg: std::sync::Arc<PoolConfig>,
+    store: Store,
+    user: User,
+    purpose: Purpose,
+    lang: Lang,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = issue(&cfg, &store, &user, purpose, lang, super::now()).await {
+            tracing::error!(error = %e, purpose = purpose.as_str(), "cannot deliver a one-time code");
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,11 +120,16 @@ ${poolExtra}
       .filter(Boolean);
   }
 
-  /** The newest one-time code logged for a user (pool.delivery = "log"). */
-  codeFor(username, purpose) {
-    const hits = this.logLines().filter((l) => l.fields?.delivery === "log" && l.fields.username === username && l.fields.purpose === purpose);
-    if (!hits.length) throw new Error(`no ${purpose} code for ${username} in the log`);
-    return hits.at(-1).fields.code;
+  /** The newest one-time code logged for a user (pool.delivery = "log"), waiting up to 10 s:
+   *  some codes are sent in the background so that page timing reveals nothing. */
+  async codeFor(username, purpose) {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const hits = this.logLines().filter((l) => l.fields?.delivery === "log" && l.fields.username === username && l.fields.purpose === purpose);
+      if (hits.length) return hits.at(-1).fields.code;
+      if (Date.now() > deadline) throw new Error(`no ${purpose} code for ${username} in the log`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   cli(...args) {

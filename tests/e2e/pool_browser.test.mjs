@@ -50,7 +50,7 @@ describe("pool browser journeys", () => {
       await page.click('button[type="submit"]');
       await page.waitForURL(/\/oauth2\/pool\/confirm\?username=kate/);
       await shot(page, "journey-04-confirm");
-      await page.fill('input[name="code"]', pc.codeFor("kate", "signup"));
+      await page.fill('input[name="code"]', await pc.codeFor("kate", "signup"));
       await page.click('form[action*="/confirm"] button[type="submit"]');
       await page.waitForURL(/\/oauth2\/pool\/login\?notice=confirmed/);
       assert.match(await page.locator(".notice").innerText(), /Your account is confirmed/);
@@ -113,7 +113,7 @@ describe("pool browser journeys", () => {
       await shot(page, "reset-01-forgot");
       await page.click('button[type="submit"]');
       await page.waitForURL(/\/oauth2\/pool\/reset-password/);
-      await page.fill('input[name="code"]', pc.codeFor("mia", "reset"));
+      await page.fill('input[name="code"]', await pc.codeFor("mia", "reset"));
       await page.fill('input[name="new_password"]', "Fresh-Password-8");
       await shot(page, "reset-02-reset");
       await page.click('button[type="submit"]');

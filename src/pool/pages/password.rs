@@ -70,17 +70,14 @@ pub async fn forgot(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     };
     if let Some(u) =
         user.filter(|u| u.status != UserStatus::Disabled && u.status != UserStatus::Unconfirmed)
-        && let Err(e) = delivery::issue(
-            &pool.cfg,
-            &ready.store,
-            &u,
+    {
+        delivery::issue_in_background(
+            pool.cfg.clone(),
+            ready.store.clone(),
+            u,
             delivery::Purpose::Reset,
             req.lang,
-            now(),
-        )
-        .await
-    {
-        tracing::error!(error = %e, request_id = req.rid, "cannot deliver a reset code");
+        );
     }
     let mut to = format!(
         "{}/reset-password?notice=code_sent&username={}",

@@ -364,17 +364,14 @@ pub async fn resend(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         .user_by_login(&username::canonical(raw), raw)
         .await
         && user.status == UserStatus::Unconfirmed
-        && let Err(e) = delivery::issue(
-            &pool.cfg,
-            &ready.store,
-            &user,
+    {
+        delivery::issue_in_background(
+            pool.cfg.clone(),
+            ready.store.clone(),
+            user,
             delivery::Purpose::Signup,
             req.lang,
-            now(),
-        )
-        .await
-    {
-        tracing::error!(error = %e, request_id = req.rid, "cannot deliver a confirmation code");
+        );
     }
     // The same answer whether or not the account exists or needs confirming.
     confirm_page(
