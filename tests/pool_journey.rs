@@ -67,6 +67,12 @@ async fn sign_up_confirm_sign_in_sign_out(backend: Backend) {
     let to = location(&r);
     assert!(to.starts_with(&s.url("/oauth2/idpresponse?code=")), "{to}");
     assert!(to.contains("&iss="), "RFC 9207 iss parameter: {to}");
+    let auth_code = url::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
 
     let (r, hops) = follow(&c, &s.base, to).await;
     assert_eq!(hops, vec![s.url("/hello?x=1")]);
@@ -79,6 +85,7 @@ async fn sign_up_confirm_sign_in_sign_out(backend: Backend) {
     let sub = h["x-amzn-oidc-identity"].as_str().unwrap();
     assert_eq!(sub.len(), 36, "sub is a UUID: {sub}");
     assert!(h["x-amzn-oidc-data"].as_str().unwrap().split('.').count() == 3);
+    let access_token = h["x-amzn-oidc-accesstoken"].as_str().unwrap().to_string();
     assert!(
         h["x-amzn-oidc-accesstoken"]
             .as_str()
@@ -118,6 +125,12 @@ async fn sign_up_confirm_sign_in_sign_out(backend: Backend) {
     // The log never carries the password, a token or a cookie (only the labelled dev code line).
     let log = s.log_text();
     assert!(!log.contains(PASSWORD), "password in the log");
+    assert!(!log.contains(&auth_code), "authorization code in the log");
+    assert!(!log.contains(&access_token), "access token in the log");
+    assert!(
+        !log.contains(&access_token[access_token.len() - 43..]),
+        "token signature in the log"
+    );
     assert!(
         !log.contains("portcullis_pool_session="),
         "cookie in the log"
