@@ -487,6 +487,39 @@ mod tests {
     }
 
     #[test]
+    fn every_attribute_problem_has_a_message_naming_the_attribute() {
+        let problems = [
+            AttributeProblem::Missing,
+            AttributeProblem::NotEmail { value: "x".into() },
+            AttributeProblem::NotPhone {
+                value: "1".into(),
+                international: "+1 201 555 0123".into(),
+                national: "(201) 555-0123".into(),
+                region: "US".into(),
+            },
+            AttributeProblem::NotDate { value: "x".into() },
+            AttributeProblem::NotUrl { value: "x".into() },
+            AttributeProblem::TooLong,
+            AttributeProblem::Unknown,
+        ];
+        for lang in [Lang::En, Lang::Ja] {
+            for p in &problems {
+                let e = AttributeError {
+                    name: "custom:team".into(),
+                    problem: p.clone(),
+                };
+                let m = attribute_error(lang, &e);
+                assert!(
+                    m.starts_with("custom:team: ") && !m.contains('{'),
+                    "{lang:?} {p:?}: {m}"
+                );
+            }
+            let m = password_error(lang, &[Rule::MinLength(12), Rule::Symbol]);
+            assert!(m.contains("12") && !m.contains('{'), "{m}");
+        }
+    }
+
+    #[test]
     fn every_japanese_key_exists_in_english() {
         for (k, _) in JA {
             assert!(EN.iter().any(|(e, _)| e == k), "{k}");
