@@ -158,3 +158,53 @@ async fn japanese_browser_gets_japanese_pages(backend: Backend) {
     );
 }
 on_both!(japanese, japanese_browser_gets_japanese_pages);
+
+/// The pool on its own host name (`pool.public_url`): the issuer, its pages and cookies live
+/// there, the proxy's callback stays on the public URL.
+async fn pool_on_its_own_host_name(backend: Backend) {
+    let s = Server::start_with(backend, "", true).await;
+    let pool_origin = s.base.replace("127.0.0.1", "127.0.0.2");
+    create_user(&s, "sam", "sam@example.com");
+    let c = browser();
+    let (r, hops) = follow(&c, &s.base, s.url("/x")).await;
+    assert!(
+        hops[0].starts_with(&format!("{pool_origin}/oauth2/pool/authorize?")),
+        "{hops:?}"
+    );
+    let login_url = r.url().to_string();
+    assert!(login_url.starts_with(&format!("{pool_origin}/oauth2/pool/login?req=")));
+    let d: serde_json::Value = reqwest::get(format!(
+        "{pool_origin}/oauth2/pool/.well-known/openid-configuration"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(d["issuer"], format!("{pool_origin}/oauth2/pool"));
+    let page = c
+        .get(&login_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (action, csrf) = form(&page, &pool_origin, "/login");
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "sam"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let to = location(&r);
+    assert!(to.starts_with(&s.url("/oauth2/idpresponse?code=")), "{to}");
+    let (r, _) = follow(&c, &s.base, to).await;
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-email"], "sam@example.com");
+}
+on_both!(own_host, pool_on_its_own_host_name);

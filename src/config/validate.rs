@@ -247,7 +247,12 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
             .any(|pr: &ProviderConfig| pr.name == "pool")
     {
         if let Some(url) = &public_url {
-            providers.push(pool_provider(url));
+            // The pool may live on its own host name (`pool.public_url`).
+            let pool_url = pool
+                .as_ref()
+                .and_then(|pc| pc.public_url.as_ref())
+                .unwrap_or(url);
+            providers.push(pool_provider(pool_url));
         }
     } else if pool_raw.is_some() {
         p.push(

@@ -15,6 +15,7 @@ use crate::config::{Problems, Secret, duration, secret};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPool {
+    public_url: Option<String>,
     database: Option<String>,
     self_signup: Option<bool>,
     required_attributes: Option<Vec<String>>,
@@ -186,6 +187,9 @@ pub struct ClientConfig {
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
+    /// The origin the pool is reached at, when it has its own host name (default: the
+    /// top-level `public_url`). The issuer is this origin + `/oauth2/pool`.
+    pub public_url: Option<Url>,
     pub database: String,
     pub self_signup: bool,
     pub required_attributes: Vec<String>,
@@ -338,6 +342,24 @@ pub fn build(
         Err(e) => {
             p.push("pool", e.message().trim().to_string());
             return None;
+        }
+    };
+    let public_url = match raw.public_url.as_deref().map(Url::parse) {
+        None => None,
+        Some(Ok(u))
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && u.query().is_none() =>
+        {
+            Some(u)
+        }
+        Some(_) => {
+            p.push(
+                "pool.public_url",
+                "must be an origin like https://login.example.com (no path)",
+            );
+            None
         }
     };
     let database = database_url(raw.database.as_deref(), config_file, data_dir, p);
@@ -579,6 +601,7 @@ pub fn build(
         });
     }
     Some(PoolConfig {
+        public_url,
         database,
         self_signup: raw.self_signup.unwrap_or(true),
         required_attributes,

@@ -116,7 +116,11 @@ pub fn now_ms() -> i64 {
 impl Pool {
     /// Builds the pool (templates, assets, clients); the database is opened by [`Pool::ready`].
     pub fn new(cfg: &Config, pool: PoolConfig, secrets: &[Secret]) -> Result<Pool, PoolError> {
-        let mut issuer_url = cfg.public_url.clone();
+        let pool_origin = pool
+            .public_url
+            .clone()
+            .unwrap_or_else(|| cfg.public_url.clone());
+        let mut issuer_url = pool_origin.clone();
         issuer_url.set_path(crate::http::paths::POOL_PREFIX);
         let issuer = issuer_url.as_str().trim_end_matches('/').to_string();
         let base = issuer_url.path().trim_end_matches('/').to_string();
@@ -137,7 +141,7 @@ impl Pool {
             cfg: Arc::new(pool),
             issuer,
             base,
-            secure: cfg.secure_cookies(),
+            secure: pool_origin.scheme() == "https",
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             clients,
             sealer,

@@ -139,6 +139,12 @@ impl Server {
     /// Starts a proxy whose only route (authenticated by the pool) goes to an echo upstream.
     /// `pool_extra` is appended inside `[pool]` (more keys, then possibly `[[pool.clients]]`).
     pub async fn start(backend: Backend, pool_extra: &str) -> Server {
+        Server::start_with(backend, pool_extra, false).await
+    }
+
+    /// Like [`Server::start`]; with `pool_host`, the server also listens on 127.0.0.2 (same
+    /// port) and the pool lives there (`pool.public_url`), as on its own host name.
+    pub async fn start_with(backend: Backend, pool_extra: &str, pool_host: bool) -> Server {
         portcullis::install_crypto();
         let dir = temp_dir("srv");
         let upstream = echo_upstream().await;
@@ -149,12 +155,20 @@ impl Server {
         let port = free_port();
         let admin_port = free_port();
         let base = format!("http://127.0.0.1:{port}");
+        let (listen, pool_url) = if pool_host {
+            (
+                format!("\"127.0.0.1:{port}\", \"127.0.0.2:{port}\""),
+                format!("public_url = \"http://127.0.0.2:{port}\"\n"),
+            )
+        } else {
+            (format!("\"127.0.0.1:{port}\""), String::new())
+        };
         let config = dir.join("portcullis.toml");
         let text = format!(
-            "public_url = \"{base}\"\n[server]\nlisten = [\"127.0.0.1:{port}\"]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
+            "public_url = \"{base}\"\n[server]\nlisten = [{listen}]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
              [session]\nsecrets = [\"test-secret-test-secret-test-secret-0\"]\n[log]\nformat = \"json\"\nlevel = \"info\"\n\
              [[routes]]\npath = \"/\"\nupstream = \"http://{upstream}\"\nprovider = \"pool\"\n\
-             [pool]\ndatabase = \"{database}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{pool_extra}\n"
+             [pool]\n{pool_url}database = \"{database}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{pool_extra}\n"
         );
         std::fs::write(&config, text).unwrap();
         let mut s = Server {
@@ -368,7 +382,11 @@ pub async fn follow(
         if !r.status().is_redirection() {
             return (r, hops);
         }
-        url = absolute(base, &location(&r));
+        // Relative to the URL just fetched, as a browser resolves it.
+        url = url::Url::parse(&url)
+            .and_then(|u| u.join(&location(&r)))
+            .map(|u| u.to_string())
+            .unwrap_or_else(|_| absolute(base, &location(&r)));
         hops.push(url.clone());
     }
     panic!("too many redirects: {hops:?}");
