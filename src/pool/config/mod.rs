@@ -7,91 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod raw;
+use raw::*;
 use url::Url;
 
 use super::attributes::{is_custom_name, is_standard_attribute};
 use crate::config::{Problems, Secret, duration, secret};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPool {
-    public_url: Option<String>,
-    database: Option<String>,
-    self_signup: Option<bool>,
-    required_attributes: Option<Vec<String>>,
-    signup_attributes: Option<Vec<String>>,
-    default_phone_region: Option<String>,
-    delivery: Option<String>,
-    smtp: Option<RawSmtp>,
-    password_policy: Option<RawPasswordPolicy>,
-    lockout: Option<RawLockout>,
-    tokens: Option<RawTokens>,
-    ui: Option<RawUi>,
-    admin_token: Option<String>,
-    admin_token_file: Option<String>,
-    session_timeout: Option<String>,
-    clients: Option<Vec<RawClient>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSmtp {
-    host: Option<String>,
-    port: Option<u16>,
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<String>,
-    from: Option<String>,
-    tls: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPasswordPolicy {
-    min_length: Option<usize>,
-    require_lowercase: Option<bool>,
-    require_uppercase: Option<bool>,
-    require_digits: Option<bool>,
-    require_symbols: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLockout {
-    max_attempts: Option<u32>,
-    initial: Option<String>,
-    max: Option<String>,
-    reset_after: Option<String>,
-    ip_max_attempts: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTokens {
-    id: Option<String>,
-    access: Option<String>,
-    refresh: Option<String>,
-    code: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUi {
-    title: Option<String>,
-    logo: Option<String>,
-    css: Option<String>,
-    templates_dir: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClient {
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    client_secret_file: Option<String>,
-    redirect_uris: Option<Vec<String>>,
-    post_logout_redirect_uris: Option<Vec<String>>,
-}
 
 #[derive(Debug, Clone)]
 pub struct PasswordPolicy {
