@@ -570,26 +570,9 @@ async fn idp_down_during_token_exchange_is_502() {
         .send()
         .await
         .unwrap();
-    // Walk the IdP part by hand and stop before the callback.
-    let mut url = reqwest::Url::parse(&location(&start)).unwrap();
-    let callback = loop {
-        let r = c.get(url.clone()).send().await.unwrap();
-        if r.status() == 200 && url.path().starts_with("/interaction/") {
-            let post = url.join(&format!("{}/login", url.path())).unwrap();
-            let r2 = c
-                .post(post.clone())
-                .form(&[("login", "alice")])
-                .send()
-                .await
-                .unwrap();
-            url = post.join(&location(&r2)).unwrap();
-        } else {
-            url = url.join(&location(&r)).unwrap();
-        }
-        if url.path() == "/oauth2/idpresponse" {
-            break url;
-        }
-    };
+    // Walk the IdP part and stop before the callback.
+    let callback =
+        walk_to_callback(&c, reqwest::Url::parse(&location(&start)).unwrap(), "alice").await;
     s.idp.set_down(true).await;
     let r = c.get(callback).header("accept", HTML).send().await.unwrap();
     assert_eq!(r.status(), 502);
@@ -639,10 +622,7 @@ async fn tampered_truncated_reordered_and_foreign_cookies_are_no_session() {
     let send = |cookie: String| {
         let base = base.clone();
         async move {
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap()
+            bare_client()
                 .get(format!("{base}/x"))
                 .header("accept", HTML)
                 .header("cookie", cookie)
@@ -688,10 +668,7 @@ async fn tampered_truncated_reordered_and_foreign_cookies_are_no_session() {
     let other_cfg = config(port, admin, &s.idp.issuer, &s.echo.url(), "", &s.static_dir)
         .replace(SECRET, "another-secret-another-secret-another-secret");
     let other = Proxy::start(port, admin, &other_cfg).await;
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let r = bare_client()
         .get(format!("{}/x", other.base))
         .header("accept", HTML)
         .header("cookie", join(&shards))

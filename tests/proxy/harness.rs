@@ -339,18 +339,16 @@ fn absolute(base: &reqwest::Url, loc: &str) -> reqwest::Url {
     base.join(loc).unwrap()
 }
 
-/// Follows an IdP sign-in from a proxy redirect (`start`, a 302 to the IdP) as `user`, up to
-/// and including the callback on the proxy. Returns the callback's response.
-pub async fn complete_login(
+/// Walks an IdP sign-in as `user`, from the IdP URL a proxy redirected to, up to (not
+/// including) the proxy's callback; returns the callback URL with its code and state.
+pub async fn walk_to_callback(
     c: &reqwest::Client,
-    start: reqwest::Response,
+    mut url: reqwest::Url,
     user: &str,
-) -> reqwest::Response {
-    assert_eq!(start.status(), 302, "expected a redirect to the IdP");
-    let mut url = absolute(start.url(), &location(&start));
+) -> reqwest::Url {
     for _ in 0..12 {
         if url.path() == "/oauth2/idpresponse" {
-            return c.get(url).header("accept", HTML).send().await.unwrap();
+            return url;
         }
         let r = c
             .get(url.clone())
@@ -383,6 +381,19 @@ pub async fn complete_login(
         url = absolute(&url, &location(&r));
     }
     panic!("login did not reach the callback");
+}
+
+/// Follows an IdP sign-in from a proxy redirect (`start`, a 302 to the IdP) as `user`, up to
+/// and including the callback on the proxy. Returns the callback's response.
+pub async fn complete_login(
+    c: &reqwest::Client,
+    start: reqwest::Response,
+    user: &str,
+) -> reqwest::Response {
+    assert_eq!(start.status(), 302, "expected a redirect to the IdP");
+    let url = absolute(start.url(), &location(&start));
+    let callback = walk_to_callback(c, url, user).await;
+    c.get(callback).header("accept", HTML).send().await.unwrap()
 }
 
 /// Signs in through `path` and returns the callback response (302 back to `path`).
