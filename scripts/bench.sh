@@ -1,0 +1,553 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of Portcullis on loopback (issue 4). One invocation starts, on free
+# 127.0.0.1 ports: nginx as the 1 KB upstream, nginx as the plain reverse-proxy reference, the
+# oidc-provider test IdP, Portcullis, and Apache + mod_auth_openidc against the same IdP (its own
+# client registration); signs in for real; runs wrk -t2 -c64 per row; prints one table with the
+# issue's ratios computed from this run; stops everything it started.
+#
+#   scripts/bench.sh                  full run, 10 s per row
+#   scripts/bench.sh --duration 20    N seconds per row
+#   scripts/bench.sh --rounds 2       rows 1-6 interleaved in N passes of DURATION/N s (default 2)
+#   scripts/bench.sh --smoke          1 s per row: only checks the harness works (CI)
+#   scripts/bench.sh --soak 300       constant load on the authenticated route for N seconds:
+#                                     RSS at start and end, growth, errors
+#   scripts/bench.sh --perf           also `perf record` Portcullis during row 4, print the top
+#   scripts/bench.sh --out DIR        keep configs, logs, wrk output and perf data in DIR
+#   scripts/bench.sh --hold N         start everything, sign in, print the URLs and cookies, keep
+#                                     it all running N seconds (for manual wrk/perf), then stop
+#
+# Environment: PORTCULLIS_BIN (default: target/release/portcullis, built if missing),
+# WRK_THREADS / WRK_CONNECTIONS (default 2 / 64), LOGIN_CONCURRENCY (default 4).
+# Exit status: non-zero if anything failed to start or any row had an error. Timings are never
+# asserted: a missed target is reported, not fatal.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+HERE="$ROOT/scripts/bench"
+
+DURATION=10
+ROUNDS=2
+MODE=table
+SOAK=0
+PERF=0
+OUT=""
+HOLD=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) DURATION=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --smoke) MODE=smoke; DURATION=1; ROUNDS=1; shift ;;
+    --soak) MODE=soak; SOAK=$2; shift 2 ;;
+    --perf) PERF=1; shift ;;
+    --out) OUT=$2; shift 2 ;;
+    --hold) HOLD=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+THREADS=${WRK_THREADS:-2}
+CONNS=${WRK_CONNECTIONS:-64}
+LOGIN_CONC=${LOGIN_CONCURRENCY:-4}
+WARMUP=1
+[ "$MODE" = smoke ] && WARMUP=0
+LOGIN_SECS=$DURATION
+PASS=$(( DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1 ))
+[ "$MODE" = smoke ] && LOGIN_SECS=2
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------- install
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+command -v apache2 >/dev/null || need+=(apache2)
+[ -f /usr/lib/apache2/modules/mod_auth_openidc.so ] || need+=(libapache2-mod-auth-openidc)
+command -v node >/dev/null || need+=(nodejs npm)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then need+=(linux-perf); fi
+if [ ${#need[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "missing packages (run as root, or install them): ${need[*]}"
+  say "installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ! -d tests/idp/node_modules/oidc-provider ]; then
+  say "npm ci in tests/idp"
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+BIN=${PORTCULLIS_BIN:-}
+if [ -z "$BIN" ]; then
+  BIN="$ROOT/target/release/portcullis"
+  say "cargo build --release"
+  cargo build --release --quiet
+fi
+[ -x "$BIN" ] || die "no portcullis binary at $BIN"
+
+# ---------------------------------------------------------------------------- processes
+TMP=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+  local p alive _
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 30); do
+    alive=0
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "$OUT" ]; then mkdir -p "$OUT" && cp -r "$TMP"/. "$OUT"/ 2>/dev/null || true; fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # URL [what]
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  die "${2:-$1} did not come up; logs in $TMP"
+}
+
+UP_PORT=$(free_port); NGX_PORT=$(free_port); IDP_PORT=$(free_port)
+PC_PORT=$(free_port); PC_ADMIN=$(free_port); AP_PORT=$(free_port)
+IDP="http://127.0.0.1:$IDP_PORT"
+PC="http://127.0.0.1:$PC_PORT"
+AP="http://127.0.0.1:$AP_PORT"
+CLIENT_SECRET=bench-client-secret-0123456789
+SESSION_SECRET=bench-session-secret-bench-session-secret-0123
+
+# nginx, twice: the upstream (fixed 1 KB body, echoes the identity it received in a response
+# header so the harness can check injection) and the plain reverse proxy (the reference).
+head -c 1024 /dev/zero | tr '\0' 'x' >"$TMP/1k.txt"
+nginx_conf() { # NAME PORT SERVER_BODY [HTTP_EXTRA]
+  mkdir -p "$TMP/$1"
+  cat >"$TMP/$1/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+pid $TMP/$1/nginx.pid;
+error_log $TMP/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/$1/body;
+  proxy_temp_path $TMP/$1/proxy;
+  fastcgi_temp_path $TMP/$1/fastcgi;
+  uwsgi_temp_path $TMP/$1/uwsgi;
+  scgi_temp_path $TMP/$1/scgi;
+  keepalive_requests 1000000;
+  ${4:-}
+  server {
+    listen 127.0.0.1:$2;
+    $3
+  }
+}
+EOF
+}
+nginx_conf upstream "$UP_PORT" "
+    default_type text/plain;
+    underscores_in_headers on;
+    root $TMP;
+    location / {
+      add_header X-Seen-Identity \$http_x_amzn_oidc_identity;
+      add_header X-Seen-Data \$seen_data;
+      add_header X-Seen-Apache-Sub \$http_oidc_claim_sub;
+      try_files /1k.txt =404;
+    }" "map \$http_x_amzn_oidc_data \$seen_data { '' ''; ~^[^.]+\\.[^.]+\\.[^.]+\$ 'jwt'; default 'malformed'; }"
+# The echo headers are short on purpose: echoing the whole JWT would make every response through
+# Portcullis ~700 bytes longer than through nginx and tilt the comparison.
+nginx_conf proxy "$NGX_PORT" "
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }" "upstream bench_upstream { server 127.0.0.1:$UP_PORT; keepalive 128; }"
+
+say "starting nginx upstream :$UP_PORT and nginx proxy :$NGX_PORT"
+nginx -c "$TMP/upstream/nginx.conf" -e "$TMP/upstream/error.log" 2>>"$TMP/upstream/stderr" &
+UP_PID=$!; PIDS+=("$UP_PID")
+nginx -c "$TMP/proxy/nginx.conf" -e "$TMP/proxy/error.log" 2>>"$TMP/proxy/stderr" &
+NGX_PID=$!; PIDS+=("$NGX_PID")
+
+say "starting the test IdP :$IDP_PORT"
+CLIENTS=$(cat <<EOF
+[{"client_id":"portcullis","client_secret":"$CLIENT_SECRET","redirect_uris":["$PC/oauth2/idpresponse"],
+  "grant_types":["authorization_code","refresh_token"],"response_types":["code"],
+  "token_endpoint_auth_method":"client_secret_basic"},
+ {"client_id":"apache","client_secret":"$CLIENT_SECRET","redirect_uris":["$AP/protected/redirect_uri"],
+  "grant_types":["authorization_code","refresh_token"],"response_types":["code"],
+  "token_endpoint_auth_method":"client_secret_basic"}]
+EOF
+)
+IDP_PORT=$IDP_PORT IDP_ISSUER=$IDP IDP_CLIENTS=$CLIENTS \
+  node tests/idp/server.mjs >"$TMP/idp.out" 2>"$TMP/idp.err" &
+IDP_PID=$!; PIDS+=("$IDP_PID")
+for _ in $(seq 1 300); do grep -q IDP_READY "$TMP/idp.out" 2>/dev/null && break; sleep 0.1; done
+grep -q IDP_READY "$TMP/idp.out" || { cat "$TMP/idp.err" >&2; die "the test IdP did not start"; }
+
+say "starting Portcullis :$PC_PORT ($BIN)"
+cat >"$TMP/portcullis.toml" <<EOF
+public_url = "$PC"
+
+[server]
+listen = ["127.0.0.1:$PC_PORT"]
+admin_listen = "127.0.0.1:$PC_ADMIN"
+
+[session]
+secrets = ["$SESSION_SECRET"]
+
+[log]
+level = "warn"
+
+[providers.idp]
+issuer = "$IDP"
+client_id = "portcullis"
+client_secret = "$CLIENT_SECRET"
+
+[[routes]]
+path = "/public/"
+upstream = "http://127.0.0.1:$UP_PORT"
+on_unauthenticated = "allow"
+
+[[routes]]
+path = "/"
+upstream = "http://127.0.0.1:$UP_PORT"
+EOF
+"$BIN" serve --config "$TMP/portcullis.toml" >"$TMP/portcullis.out" 2>"$TMP/portcullis.err" &
+PC_PID=$!; PIDS+=("$PC_PID")
+
+say "starting Apache + mod_auth_openidc :$AP_PORT"
+M=/usr/lib/apache2/modules
+APACHE_USER=""
+[ "$(id -u)" = 0 ] && APACHE_USER="User www-data
+Group www-data"
+mkdir -p "$TMP/apache"
+cat >"$TMP/apache/apache2.conf" <<EOF
+ServerRoot $TMP/apache
+ServerName 127.0.0.1
+Listen 127.0.0.1:$AP_PORT
+PidFile $TMP/apache/apache2.pid
+DefaultRuntimeDir $TMP/apache
+ErrorLog $TMP/apache/error.log
+LogLevel warn
+LoadModule mpm_event_module $M/mod_mpm_event.so
+LoadModule authn_core_module $M/mod_authn_core.so
+LoadModule authz_core_module $M/mod_authz_core.so
+LoadModule authz_user_module $M/mod_authz_user.so
+LoadModule proxy_module $M/mod_proxy.so
+LoadModule proxy_http_module $M/mod_proxy_http.so
+LoadModule auth_openidc_module $M/mod_auth_openidc.so
+$APACHE_USER
+# One event-MPM process with all 150 threads started up front: no child is spawned or reaped
+# during a row, and no child over its share of connections closes keep-alive connections (with
+# Debian's 6 x 25 layout wrk saw a stray read error in most Apache rows). Unlimited keep-alive
+# requests (as nginx and Portcullis have) and a session cache big enough for the login row:
+# the peer at its best.
+ServerLimit 1
+StartServers 1
+MinSpareThreads 25
+MaxSpareThreads 150
+ThreadLimit 150
+ThreadsPerChild 150
+MaxRequestWorkers 150
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+
+OIDCProviderMetadataURL $IDP/.well-known/openid-configuration
+OIDCClientID apache
+OIDCClientSecret $CLIENT_SECRET
+OIDCRedirectURI $AP/protected/redirect_uri
+OIDCCryptoPassphrase bench-crypto-passphrase-0123456789
+OIDCScope "openid email profile"
+OIDCSessionType server-cache
+OIDCCacheShmMax 5000
+OIDCPassClaimsAs headers
+<Location /protected/>
+  AuthType openid-connect
+  Require valid-user
+  ProxyPass http://127.0.0.1:$UP_PORT/
+</Location>
+EOF
+apache2 -f "$TMP/apache/apache2.conf" -DFOREGROUND >"$TMP/apache/stdout" 2>"$TMP/apache/stderr" &
+AP_PID=$!; PIDS+=("$AP_PID")
+
+wait_http "http://127.0.0.1:$UP_PORT/" "nginx upstream"
+wait_http "http://127.0.0.1:$NGX_PORT/" "nginx proxy"
+wait_http "http://127.0.0.1:$PC_ADMIN/healthz" "Portcullis"
+wait_http "$AP/" "Apache"
+
+# ---------------------------------------------------------------------------- measurement
+HZ=$(getconf CLK_TCK)
+tree_pids() { echo "$1"; pgrep -P "$1" || true; }
+# CPU ticks of a process and its children (a root's reaped children count via cutime+cstime)
+cpu_ticks() {
+  local root=$1 total=0 p s
+  for p in $(tree_pids "$root"); do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    total=$((total + ${12} + ${13}))
+    [ "$p" = "$root" ] && total=$((total + ${14} + ${15}))
+  done
+  echo "$total"
+}
+rss_kb() {
+  local total=0 p v
+  for p in $(tree_pids "$1"); do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+ROWS=()      # printable rows
+declare -A R # R[key.field] for the ratio table
+FAILED=0
+
+# Rows 1-6 run in ROUNDS interleaved passes (1 2 3 4 5 6 1 2 3 …) of DURATION/ROUNDS seconds
+# each, so that load from outside the benchmark (this machine is shared) falls on every row
+# alike instead of on whichever row happened to run at the time. Requests, CPU ticks and errors
+# add up over the passes; p50 is the request-weighted mean and p99 the worst pass.
+declare -A LABEL SPID EXPECT URLOF HDRS
+ROW_KEYS=()
+# row KEY LABEL SERVER_PID EXPECT URL [HEADER...]
+row() {
+  local key=$1
+  ROW_KEYS+=("$key")
+  LABEL[$key]=$2 SPID[$key]=$3 EXPECT[$key]=$4 URLOF[$key]=$5
+  shift 5
+  local h joined=""
+  for h in "$@"; do joined+="$h"$'\n'; done
+  HDRS[$key]=$joined
+  R[$key.requests]=0 R[$key.us]=0 R[$key.ticks]=0 R[$key.err]=0 R[$key.p50w]=0 R[$key.p99]=0
+}
+
+# measure KEY SECONDS: one wrk pass, added to the row's totals
+measure() {
+  local key=$1 secs=$2 pid=${SPID[$1]} hdr=() h
+  while IFS= read -r h; do [ -n "$h" ] && hdr+=(-H "$h"); done <<<"${HDRS[$key]}"
+  local t0 t1 out line
+  t0=$(cpu_ticks "$pid")
+  out=$(WRK_EXPECT=${EXPECT[$key]} wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s \
+    -s "$HERE/wrk.lua" "${hdr[@]}" "${URLOF[$key]}" 2>&1) || true
+  t1=$(cpu_ticks "$pid")
+  echo "$out" >>"$TMP/wrk-$key.txt"
+  line=$(grep '^RESULT' <<<"$out" || true)
+  if [ -z "$line" ]; then
+    echo "$out" >&2
+    R[$key.err]=$((R[$key.err] + 1))
+    return
+  fi
+  local requests duration p50 p99 bad sock
+  requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
+  duration=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$line")
+  p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$line")
+  p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$line")
+  bad=$(sed -E 's/.*bad_status=([0-9]+).*/\1/' <<<"$line")
+  sock=$(sed -E 's/.*socket_errors=([0-9]+).*/\1/' <<<"$line")
+  [ "$requests" -gt 0 ] || bad=$((bad + 1))
+  R[$key.requests]=$((R[$key.requests] + requests))
+  R[$key.us]=$((R[$key.us] + duration))
+  R[$key.ticks]=$((R[$key.ticks] + t1 - t0))
+  R[$key.err]=$((R[$key.err] + bad + sock))
+  R[$key.p50w]=$((R[$key.p50w] + p50 * requests))
+  [ "$p99" -gt "${R[$key.p99]}" ] && R[$key.p99]=$p99
+  return 0
+}
+
+# finish KEY: the row's figures and its line of the table
+finish() {
+  local key=$1 requests=${R[$1.requests]} errors=${R[$1.err]} rss
+  rss=$(rss_kb "${SPID[$key]}")
+  [ "$errors" -eq 0 ] || FAILED=1
+  R[$key.rps]=$(awk -v r="$requests" -v d="${R[$key.us]}" 'BEGIN{printf "%.0f", d ? r/(d/1e6) : 0}')
+  R[$key.p50]=$(awk -v w="${R[$key.p50w]}" -v r="$requests" 'BEGIN{printf "%.0f", r ? w/r : 0}')
+  R[$key.cpu]=$(awk -v t="${R[$key.ticks]}" -v hz="$HZ" -v r="$requests" 'BEGIN{printf "%.1f", r ? t/hz*1e6/r : 0}')
+  ROWS+=("$(printf '%-44s %9s %8.2f %8.2f %10s %7s %8.1f' "${LABEL[$key]}" "${R[$key.rps]}" \
+    "$(awk -v v="${R[$key.p50]}" 'BEGIN{print v/1000}')" "$(awk -v v="${R[$key.p99]}" 'BEGIN{print v/1000}')" \
+    "${R[$key.cpu]}" "$errors" "$(awk -v k="$rss" 'BEGIN{print k/1024}')")")
+  say "${LABEL[$key]}: ${R[$key.rps]} req/s, ${R[$key.cpu]} µs CPU/req, $errors errors"
+}
+
+# login_row KEY LABEL SERVER_PID URL
+login_row() {
+  local key=$1 label=$2 pid=$3 url=$4 t0 t1 out
+  t0=$(cpu_ticks "$pid")
+  out=$(node "$HERE/login.mjs" loop "$url" alice "$LOGIN_SECS" "$LOGIN_CONC" 2>&1) || true
+  t1=$(cpu_ticks "$pid")
+  echo "$out" >"$TMP/login-$key.txt"
+  local logins failures secs
+  logins=$(sed -nE 's/.*"logins":([0-9]+).*/\1/p' <<<"$out")
+  failures=$(sed -nE 's/.*"failures":([0-9]+).*/\1/p' <<<"$out")
+  secs=$(sed -nE 's/.*"seconds":([0-9.]+).*/\1/p' <<<"$out")
+  if [ -z "$logins" ]; then
+    echo "$out" >&2; FAILED=1
+    ROWS+=("$(printf '%-44s %s' "$label" 'login loop failed')"); return
+  fi
+  [ "$logins" -gt 0 ] || failures=$((failures + 1))
+  [ "$failures" -eq 0 ] || { FAILED=1; echo "$out" >&2; }
+  R[$key.lps]=$(awk -v n="$logins" -v s="$secs" 'BEGIN{printf "%.1f", n/s}')
+  R[$key.ms]=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$logins" 'BEGIN{printf "%.2f", n ? t/hz*1e3/n : 0}')
+  R[$key.err]=$failures
+  ROWS+=("$(printf '%-44s %9s %8s %8s %10s %7s %8.1f' "$label" "${R[$key.lps]}/s" '-' '-' \
+    "${R[$key.ms]} ms" "$failures" "$(awk -v k="$(rss_kb "$pid")" 'BEGIN{print k/1024}')")")
+  say "$label: ${R[$key.lps]} logins/s, ${R[$key.ms]} ms CPU/login, $failures failures"
+}
+
+# ---------------------------------------------------------------------------- sessions
+say "signing in to Portcullis and to Apache through the IdP (real logins)"
+PC_COOKIE=$(node "$HERE/login.mjs" once "$PC/app/" alice '^AWSELBAuthSessionCookie-[0-9]$') \
+  || die "could not sign in to Portcullis; logs: $TMP/portcullis.err"
+AP_COOKIE=$(node "$HERE/login.mjs" once "$AP/protected/" alice '^mod_auth_openidc_session') \
+  || die "could not sign in to Apache; logs: $TMP/apache/error.log"
+# The upstream echoes what identity it received: check the session really authenticates.
+seen=$(curl -s -D - -o /dev/null -H "Cookie: $PC_COOKIE" "$PC/app/")
+grep -qi '^x-seen-identity: alice' <<<"$seen" || die "Portcullis did not forward alice's identity: $seen"
+grep -qi '^x-seen-data: jwt' <<<"$seen" || die "Portcullis did not send x-amzn-oidc-data: $seen"
+seen=$(curl -s -D - -o /dev/null -H "Cookie: $AP_COOKIE" "$AP/protected/app/")
+grep -qi '^x-seen-apache-sub: alice' <<<"$seen" || die "Apache did not forward alice's identity: $seen"
+
+HTML_ACCEPT='Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'
+
+if [ "$HOLD" -gt 0 ]; then
+  cat <<EOF
+UPSTREAM=http://127.0.0.1:$UP_PORT/ UPSTREAM_PID=$UP_PID
+NGINX_PROXY=http://127.0.0.1:$NGX_PORT/ NGINX_PID=$NGX_PID
+PORTCULLIS=$PC/app/ PORTCULLIS_PID=$PC_PID PORTCULLIS_ADMIN=http://127.0.0.1:$PC_ADMIN
+APACHE=$AP/protected/app/ APACHE_PID=$AP_PID
+PC_COOKIE='$PC_COOKIE'
+AP_COOKIE='$AP_COOKIE'
+EOF
+  say "holding for ${HOLD}s (Ctrl-C stops everything)"
+  sleep "$HOLD" &
+  wait $!
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------- soak
+if [ "$MODE" = soak ]; then
+  url="$PC/app/"
+  say "soak: ${SOAK}s of wrk -t$THREADS -c$CONNS on the authenticated route"
+  rss_idle=$(rss_kb "$PC_PID")
+  WRK_EXPECT=200 wrk -t"$THREADS" -c"$CONNS" -d"${SOAK}s" --timeout 5s -s "$HERE/wrk.lua" \
+    -H "Cookie: $PC_COOKIE" -H "$HTML_ACCEPT" "$url" >"$TMP/wrk-soak.txt" 2>&1 &
+  WRK_PID=$!; PIDS+=("$WRK_PID")
+  sleep 10
+  rss_start=$(rss_kb "$PC_PID"); rss_max=$rss_start
+  : >"$TMP/soak-rss.txt"
+  while kill -0 "$WRK_PID" 2>/dev/null; do
+    r=$(rss_kb "$PC_PID"); echo "$(date +%s) $r" >>"$TMP/soak-rss.txt"
+    [ "$r" -gt "$rss_max" ] && rss_max=$r
+    [ "$r" -gt 0 ] && rss_end=$r
+    sleep 5
+  done
+  wait "$WRK_PID" || true
+  line=$(grep '^RESULT' "$TMP/wrk-soak.txt" || true)
+  [ -n "$line" ] || { cat "$TMP/wrk-soak.txt" >&2; die "soak wrk failed"; }
+  requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
+  duration=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$line")
+  bad=$(sed -E 's/.*bad_status=([0-9]+).*/\1/' <<<"$line")
+  sock=$(sed -E 's/.*socket_errors=([0-9]+).*/\1/' <<<"$line")
+  errors=$((bad + sock))
+  printf '\nsoak: %s s on the authenticated route (wrk -t%s -c%s), Portcullis %s\n' "$SOAK" "$THREADS" "$CONNS" "$BIN"
+  awk -v r="$requests" -v d="$duration" -v idle="$rss_idle" -v s="$rss_start" -v e="${rss_end:-0}" -v m="$rss_max" -v err="$errors" 'BEGIN{
+    printf "requests %d (%.0f req/s), errors %d\n", r, r/(d/1e6), err;
+    printf "RSS idle %.1f MiB, after 10 s of load %.1f MiB, end %.1f MiB, max %.1f MiB\n", idle/1024, s/1024, e/1024, m/1024;
+    g = (e - s) / s * 100;
+    printf "growth (end vs 10 s) %+.1f %%   target: <= 64 MiB (goal 32), growth < 5 %%: %s\n", g,
+      (e <= 64*1024 && g < 5 && err == 0) ? "PASS" : "MISS" }'
+  [ "$errors" -eq 0 ] || exit 1
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------- rows
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
+say "rows: wrk -t$THREADS -c$CONNS, ${DURATION}s each as $ROUNDS interleaved passes of ${PASS}s (+${WARMUP}s warm-up)"
+row up "1 upstream direct (nginx, 1 KB)" "$UP_PID" 200 "http://127.0.0.1:$UP_PORT/" "$HTML_ACCEPT"
+row ngx "2 nginx plain reverse proxy (reference)" "$NGX_PID" 200 "http://127.0.0.1:$NGX_PORT/" "$HTML_ACCEPT"
+row allow "3 Portcullis, allow route" "$PC_PID" 200 "$PC/public/" "$HTML_ACCEPT"
+row auth "4 Portcullis, authenticated + signed headers" "$PC_PID" 200 "$PC/app/" "Cookie: $PC_COOKIE" "$HTML_ACCEPT"
+row redirect "5 Portcullis, no session -> 302" "$PC_PID" 302 "$PC/app/" "$HTML_ACCEPT"
+row apache "6 Apache + mod_auth_openidc, session" "$AP_PID" 200 "$AP/protected/app/" "Cookie: $AP_COOKIE" "$HTML_ACCEPT"
+if [ "$WARMUP" -gt 0 ]; then
+  for k in "${ROW_KEYS[@]}"; do measure "$k" "$WARMUP"; done
+  for k in "${ROW_KEYS[@]}"; do R[$k.requests]=0 R[$k.us]=0 R[$k.ticks]=0 R[$k.p50w]=0 R[$k.p99]=0; done
+  rm -f "$TMP"/wrk-*.txt
+fi
+for ((round = 1; round <= ROUNDS; round++)); do
+  for k in "${ROW_KEYS[@]}"; do measure "$k" "$PASS"; done
+done
+for k in "${ROW_KEYS[@]}"; do finish "$k"; done
+login_row login "7 full login flow, Portcullis (c=$LOGIN_CONC)" "$PC_PID" "$PC/app/"
+login_row aplogin "7b full login flow, Apache (c=$LOGIN_CONC)" "$AP_PID" "$AP/protected/app/"
+
+# ---------------------------------------------------------------------------- perf
+# After the table, so that sampling never perturbs a measured row: the authenticated load again,
+# sampled with DWARF call graphs (release builds have no frame pointers).
+if [ "$PERF" = 1 ]; then
+  say "perf record of Portcullis under the authenticated load (${DURATION}s)"
+  WRK_EXPECT=200 wrk -t"$THREADS" -c"$CONNS" -d"$((DURATION + 2))s" -s "$HERE/wrk.lua" \
+    -H "Cookie: $PC_COOKIE" -H "$HTML_ACCEPT" "$PC/app/" >"$TMP/wrk-perf.txt" 2>&1 &
+  WRK_PID=$!
+  sleep 1
+  perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$PC_PID" -o "$TMP/perf.data" \
+    -- sleep "$DURATION" >"$TMP/perf-record.txt" 2>&1 || true
+  wait "$WRK_PID" || true
+  trim() { grep -E '^ +[0-9]' | sed -E 's/ +- +- *$//; s/ +$//'; }
+  perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,symbol -g none \
+    --percent-limit 0.5 2>/dev/null | trim >"$TMP/perf-self.txt" || true
+  perf report -i "$TMP/perf.data" --stdio --children --sort symbol -g none \
+    --percent-limit 1 2>/dev/null | trim >"$TMP/perf-children.txt" || true
+fi
+
+# ---------------------------------------------------------------------------- report
+printf '\nPortcullis benchmark: %s, wrk -t%s -c%s, %s s per row, %s cores, load average %s at start, %s at end\n' \
+  "$(date -u +%Y-%m-%dT%H:%MZ)" "$THREADS" "$CONNS" "$DURATION" "$(nproc)" "$LOAD0" "$(cut -d' ' -f1 /proc/loadavg)"
+printf 'binary %s (%s)\n' "$BIN" "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+printf '%-44s %9s %8s %8s %10s %7s %8s\n' row 'req/s' 'p50 ms' 'p99 ms' 'CPU µs/req' errors 'RSS MiB'
+for r in "${ROWS[@]}"; do printf '%s\n' "$r"; done
+printf '(row 7: logins/s and CPU ms per login of the proxy alone; the IdP and the client are not counted)\n'
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
+verdict() { # VALUE OP MUST GOAL
+  awk -v v="$1" -v op="$2" -v m="$3" -v g="$4" 'BEGIN{
+    if (v == "n/a") { print "n/a"; exit }
+    if (op == ">=") { r = (v >= g) ? "goal" : (v >= m) ? "must" : "MISS" }
+    else            { r = (v <= g) ? "goal" : (v <= m) ? "must" : "MISS" }
+    print r }'
+}
+if [ -n "${R[auth.rps]:-}" ] && [ -n "${R[ngx.rps]:-}" ]; then
+  printf '\n%-58s %7s %7s %7s  %s\n' figure value must goal met
+  v=$(ratio "${R[auth.rps]}" "${R[ngx.rps]}")
+  printf '%-58s %7s %7s %7s  %s\n' 'authenticated req/s ÷ nginx plain proxy req/s' "$v" '>= 0.8' '>= 1.0' "$(verdict "$v" '>=' 0.8 1.0)"
+  v=$(ratio "${R[auth.cpu]}" "${R[ngx.cpu]}")
+  printf '%-58s %7s %7s %7s  %s\n' 'authenticated CPU µs/req ÷ nginx plain proxy' "$v" '<= 1.5' '<= 1.0' "$(verdict "$v" '<=' 1.5 1.0)"
+  v=$(ratio "${R[auth.rps]}" "${R[apache.rps]:-0}")
+  printf '%-58s %7s %7s %7s  %s\n' 'authenticated req/s ÷ Apache + mod_auth_openidc req/s' "$v" '>= 4' '>= 6' "$(verdict "$v" '>=' 4 6)"
+  v=$(ratio "${R[auth.p99]}" "${R[ngx.p99]}")
+  printf '%-58s %7s %7s %7s  %s\n' 'p99 authenticated ÷ nginx plain proxy p99' "$v" '<= 1.5' '<= 1.0' "$(verdict "$v" '<=' 1.5 1.0)"
+  v=$(ratio "${R[login.ms]:-0}" "${R[aplogin.ms]:-0}")
+  printf '%-58s %7s %7s %7s  %s\n' 'Portcullis CPU per full login ÷ Apache' "$v" '<= 0.5' '<= 0.25' "$(verdict "$v" '<=' 0.5 0.25)"
+  total=0
+  for k in up ngx allow auth redirect apache login aplogin; do total=$((total + ${R[$k.err]:-1})); done
+  printf '%-58s %7s %7s %7s  %s\n' 'errors, all rows' "$total" 0 0 "$([ "$total" = 0 ] && echo goal || echo MISS)"
+fi
+printf '(RSS after a 5-minute soak: scripts/bench.sh --soak 300)\n'
+[ "$MODE" = smoke ] && printf '(smoke run: 1 s rows check that the harness works; the numbers mean nothing)\n'
+if [ "$PERF" = 1 ]; then
+  printf '\nperf: Portcullis under the authenticated load, self time (top 40)\n'
+  head -40 "$TMP/perf-self.txt"
+  printf '\nperf: inclusive time of Portcullis functions and key syscalls\n'
+  grep -E 'portcullis::|hyper|tokio::runtime::task::waker|writev|recv|epoll|futex' "$TMP/perf-children.txt" | head -40
+fi
+[ "$FAILED" = 0 ] || die "some rows failed or had errors (see above)"
