@@ -11,12 +11,13 @@
 #   scripts/bench.sh --smoke          1 s per row: only checks the harness works (CI)
 #   scripts/bench.sh --soak 300       constant load on the authenticated route for N seconds:
 #                                     RSS at start and end, growth, errors
-#   scripts/bench.sh --perf           also `perf record` Portcullis during row 4, print the top
+#   scripts/bench.sh --perf           after the table, `perf record` Portcullis under row 4's load
+#                                     and print where the time goes
 #   scripts/bench.sh --out DIR        keep configs, logs, wrk output and perf data in DIR
 #   scripts/bench.sh --hold N         start everything, sign in, print the URLs and cookies, keep
 #                                     it all running N seconds (for manual wrk/perf), then stop
 #
-# Environment: PORTCULLIS_BIN (default: target/release/portcullis, built if missing),
+# Environment: PORTCULLIS_BIN (default: `cargo build --release`, then target/release/portcullis),
 # WRK_THREADS / WRK_CONNECTIONS (default 2 / 64), LOGIN_CONCURRENCY (default 4).
 # Exit status: non-zero if anything failed to start or any row had an error. Timings are never
 # asserted: a missed target is reported, not fatal.
@@ -41,7 +42,7 @@ while [ $# -gt 0 ]; do
     --perf) PERF=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     --hold) HOLD=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
@@ -20,7 +20,6 @@ use crate::auth::{Auth, Verdict, append_cookies};
 use crate::config::{Config, SessionSecrets};
 use crate::error::RequestError;
 use crate::http::body::Body;
-use crate::http::headers::X_REQUEST_ID;
 use crate::http::negotiate::is_non_navigational;
 use crate::http::normalize::normalize;
 use crate::http::paths;
@@ -57,6 +56,15 @@ pub struct App {
     pub pool: Option<Arc<crate::pool::Pool>>,
 }
 
+/// A request id as ASCII hex.
+struct RequestId([u8; 16]);
+
+impl RequestId {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
 /// Request ids: a random per-process prefix and a counter — unique, cheap, not secret.
 struct RequestIds {
     prefix: u32,
@@ -64,9 +72,15 @@ struct RequestIds {
 }
 
 impl RequestIds {
-    fn next(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:08x}{:08x}", self.prefix, n as u32)
+    /// 16 hex digits, formatted on the stack.
+    fn next(&self) -> RequestId {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) as u32;
+        let v = (u64::from(self.prefix) << 32) | u64::from(n);
+        let mut buf = [0u8; 16];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        RequestId(buf)
     }
 }
 
@@ -150,7 +164,11 @@ impl App {
             .map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path))
             .collect();
         let metrics = Arc::new(Metrics::new(route_names));
-        let forwarders = cfg.routes.iter().map(Forwarder::new).collect();
+        let forwarders = cfg
+            .routes
+            .iter()
+            .map(|r| Forwarder::new(r, cfg.server.workers))
+            .collect();
         let pool = match &cfg.pool {
             Some(pc) => Some(Arc::new(crate::pool::Pool::new(
                 &cfg,
@@ -202,11 +220,9 @@ impl App {
     ) -> Response<Body> {
         let rid = self.request_ids.next();
         let (parts, body) = req.into_parts();
-        let mut resp = self.route(parts, body, peer, tls, &rid).await;
-        if let Ok(v) = HeaderValue::from_str(&rid) {
-            resp.headers_mut().entry(X_REQUEST_ID).or_insert(v);
-        }
-        resp
+        // Responses we generate carry the id (`X-Request-Id`, set by the error renderer);
+        // proxied responses are the upstream's own.
+        self.route(parts, body, peer, tls, rid.as_str()).await
     }
 
     async fn route(

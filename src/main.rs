@@ -8,6 +8,9 @@ use portcullis::cli::{Cli, Command};
 use portcullis::config::{self, Config, LogFormat};
 use portcullis::{EXIT_CONFIG, app::App, server};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing(cfg: &Config) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| {
@@ -65,7 +68,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_tracing(&cfg);
+            // The main runtime runs the admin listener, start-up and background work; requests
+            // are served by the per-core workers (`server::spawn_workers`).
             let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
@@ -75,7 +81,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> ExitCode {
-    let listeners = match server::bind(&cfg.server.listen).await {
+    let listeners = match server::bind(&cfg.server.listen) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

@@ -105,11 +105,11 @@ impl Metrics {
         let Some(h) = self.upstream.get(route) else {
             return;
         };
+        // One bucket per observation (made cumulative when rendered): three atomic adds per
+        // request instead of one per bucket.
         let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.buckets[i].fetch_add(1, Relaxed);
-            }
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            h.buckets[i].fetch_add(1, Relaxed);
         }
         h.count.fetch_add(1, Relaxed);
         h.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
@@ -161,11 +161,12 @@ impl Metrics {
         s.push_str("# TYPE portcullis_upstream_duration_seconds histogram\n");
         for (r, h) in self.upstream.iter().enumerate() {
             let route = &self.route_names[r];
+            let mut cumulative = 0;
             for (i, b) in BUCKETS.iter().enumerate() {
+                cumulative += h.buckets[i].load(Relaxed);
                 let _ = writeln!(
                     s,
-                    "portcullis_upstream_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}",
-                    h.buckets[i].load(Relaxed)
+                    "portcullis_upstream_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}"
                 );
             }
             let count = h.count.load(Relaxed);

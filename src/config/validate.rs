@@ -387,6 +387,14 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
             "must be between 1024 and 1048576",
         );
     }
+    let workers = raw.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if !(1..=256).contains(&workers) {
+        p.push("server.workers", "must be between 1 and 256");
+    }
     let shutdown_grace = duration(
         raw.shutdown_grace.as_deref(),
         Duration::from_secs(30),
@@ -400,6 +408,7 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
         trusted_proxies,
         max_header_bytes,
         shutdown_grace,
+        workers,
     })
 }
 

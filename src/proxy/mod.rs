@@ -26,7 +26,8 @@ use static_files::StaticDir;
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 pub struct HttpUpstream {
-    client: HttpsClient,
+    /// One pool per request worker (see `server::worker_index`).
+    clients: Vec<HttpsClient>,
     scheme: Scheme,
     authority: Authority,
     /// Base path without a trailing slash ("" for none), prefixed to every request path.
@@ -115,7 +116,9 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 }
 
 impl Forwarder {
-    pub fn new(route: &RouteConfig) -> Forwarder {
+    /// `workers`: request worker threads; each gets its own connection pool (index 0 serves
+    /// any other thread), so an upstream connection is only ever driven by one thread.
+    pub fn new(route: &RouteConfig, workers: usize) -> Forwarder {
         match &route.upstream {
             Upstream::File(dir) => Forwarder::File(StaticDir::new(dir.clone())),
             Upstream::Http {
@@ -123,19 +126,24 @@ impl Forwarder {
                 insecure_skip_verify,
                 ca_file,
             } => {
-                let mut http = HttpConnector::new();
-                http.enforce_http(false);
-                http.set_connect_timeout(Some(route.connect_timeout));
-                http.set_nodelay(true);
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls_config(*insecure_skip_verify, ca_file.as_deref()))
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http);
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .pool_max_idle_per_host(256)
-                    .build(https);
+                let tls = tls_config(*insecure_skip_verify, ca_file.as_deref());
+                let clients = (0..=workers)
+                    .map(|_| {
+                        let mut http = HttpConnector::new();
+                        http.enforce_http(false);
+                        http.set_connect_timeout(Some(route.connect_timeout));
+                        http.set_nodelay(true);
+                        let https = hyper_rustls::HttpsConnectorBuilder::new()
+                            .with_tls_config(tls.clone())
+                            .https_or_http()
+                            .enable_http1()
+                            .wrap_connector(http);
+                        Client::builder(TokioExecutor::new())
+                            .pool_idle_timeout(Duration::from_secs(60))
+                            .pool_max_idle_per_host(256)
+                            .build(https)
+                    })
+                    .collect();
                 let scheme = if base.scheme() == "https" {
                     Scheme::HTTPS
                 } else {
@@ -149,7 +157,7 @@ impl Forwarder {
                 let authority = Authority::try_from(authority.as_str())
                     .expect("validated upstream URL has an authority");
                 Forwarder::Http(Box::new(HttpUpstream {
-                    client,
+                    clients,
                     scheme,
                     authority,
                     base_path: base.path().trim_end_matches('/').to_string(),
@@ -200,7 +208,8 @@ impl Forwarder {
             .map_err(|e| RequestError::BadRequest(e.to_string()))?;
         parts.version = http::Version::HTTP_11;
         let req = Request::from_parts(parts, body::stream(body));
-        let resp = match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+        let client = &up.clients[crate::server::worker_index().min(up.clients.len() - 1)];
+        let resp = match tokio::time::timeout(up.timeout, client.request(req)).await {
             Err(_) => return Err(RequestError::UpstreamTimeout),
             Ok(Err(e)) => return Err(RequestError::UpstreamUnreachable(error_chain(&e))),
             Ok(Ok(r)) => r,

@@ -31,17 +31,26 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
 }
 
+/// A listening socket with `SO_REUSEPORT`, so that every request worker can have its own
+/// socket on the same address and the kernel spreads connections evenly among them.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// Binds every listener now (so bind errors surface before we report ready).
-pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeError> {
-    let mut out = Vec::new();
-    for a in addrs {
-        out.push(
-            TcpListener::bind(a)
-                .await
-                .map_err(|source| ServeError::Bind { addr: *a, source })?,
-        );
-    }
-    Ok(out)
+pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, ServeError> {
+    addrs
+        .iter()
+        .map(|a| reuseport_listener(*a).map_err(|source| ServeError::Bind { addr: *a, source }))
+        .collect()
 }
 
 fn builder(app: &App) -> Builder<TokioExecutor> {
@@ -59,26 +68,89 @@ fn builder(app: &App) -> Builder<TokioExecutor> {
     b
 }
 
-/// Serves the public listeners until `shutdown` resolves, then drains.
-pub async fn serve(
+thread_local! {
+    /// Which request worker this thread is (0: not a worker, e.g. the admin runtime).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The current thread's worker index (1..=workers), or 0 off the request workers. Per-worker
+/// state (the upstream connection pools) is indexed by it.
+pub fn worker_index() -> usize {
+    WORKER.with(|w| w.get())
+}
+
+/// Starts `app.cfg.server.workers` request workers: one OS thread each, with its own
+/// single-threaded runtime accepting on every public listener. A connection, its requests and
+/// its upstream connections then stay on one thread — no work stealing, no cross-thread
+/// wake-ups on the hot path (the nginx worker model). They stop accepting when `stop` turns
+/// true, drain (up to `server.shutdown_grace`), and return.
+pub fn spawn_workers(
     app: Arc<App>,
-    listeners: Vec<TcpListener>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
+    listeners: Vec<std::net::TcpListener>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, ServeError> {
     let acceptor = match &app.cfg.server.tls {
         Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
         None => None,
     };
+    let mut handles = Vec::new();
+    for index in 1..=app.cfg.server.workers {
+        // Worker 1 takes the sockets bound at start-up; the others bind their own on the
+        // same (now concrete) addresses.
+        let mut mine = Vec::new();
+        for l in &listeners {
+            let addr = l.local_addr().map_err(|source| ServeError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+            let sock = if index == 1 {
+                l.try_clone()
+            } else {
+                reuseport_listener(addr)
+            };
+            mine.push(sock.map_err(|source| ServeError::Bind { addr, source })?);
+        }
+        let app = app.clone();
+        let acceptor = acceptor.clone();
+        let stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("portcullis-worker-{index}"))
+            .spawn(move || {
+                WORKER.with(|w| w.set(index));
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread tokio runtime builds");
+                rt.block_on(worker(app, mine, acceptor, stop));
+            })
+            .expect("spawning a worker thread");
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+async fn worker(
+    app: Arc<App>,
+    listeners: Vec<std::net::TcpListener>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(builder(&app));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for listener in listeners {
+    for std_listener in listeners {
+        let listener = match TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register a listener");
+                continue;
+            }
+        };
         let app = app.clone();
         let acceptor = acceptor.clone();
         let graceful = graceful.clone();
         let builder = builder.clone();
-        let mut stop = stop_rx.clone();
+        let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -126,15 +198,12 @@ pub async fn serve(
             }
         }));
     }
-    shutdown.await;
-    tracing::info!("shutting down: no new connections; draining in-flight requests");
-    let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
     let grace = app.cfg.server.shutdown_grace;
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        return Ok(());
+        return;
     };
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
@@ -145,9 +214,27 @@ pub async fn serve(
             "drain timed out; closing remaining connections"
         );
     }
-    Ok(())
 }
 
+/// Serves the public listeners on the request workers until `shutdown` resolves, then drains.
+pub async fn serve(
+    app: Arc<App>,
+    listeners: Vec<std::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handles = spawn_workers(app, listeners, stop_rx)?;
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let _ = tokio::task::spawn_blocking(move || {
+        for h in handles {
+            let _ = h.join();
+        }
+    })
+    .await;
+    Ok(())
+}
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

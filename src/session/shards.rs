@@ -177,13 +177,21 @@ impl CookieJar {
         if !found {
             return;
         }
-        let kept: Vec<String> = cookies(headers)
-            .filter(|(n, _)| !self.is_ours(n))
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect();
+        let mut kept = String::with_capacity(256);
+        for (n, v) in cookies(headers) {
+            if self.is_ours(n) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(n);
+            kept.push('=');
+            kept.push_str(v);
+        }
         headers.remove(header::COOKIE);
         if !kept.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+            && let Ok(v) = HeaderValue::from_str(&kept)
         {
             headers.insert(header::COOKIE, v);
         }
