@@ -8,9 +8,6 @@ use portcullis::cli::{Cli, Command};
 use portcullis::config::{self, Config, LogFormat};
 use portcullis::{EXIT_CONFIG, app::App, server};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn init_tracing(cfg: &Config) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| {
