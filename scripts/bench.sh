@@ -80,7 +80,7 @@ if [ ! -d tests/idp/node_modules/oidc-provider ]; then
 fi
 BIN=${PORTCULLIS_BIN:-}
 if [ -z "$BIN" ]; then
-  BIN="$ROOT/target/release/portcullis"
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis"
   say "cargo build --release"
   cargo build --release --quiet
 fi

@@ -83,7 +83,7 @@ export PORTCULLIS_TEST_POSTGRES_URL="postgres://portcullis@127.0.0.1:$PG_PORT/po
 log "cargo test (unit + integration)"
 cargo test --all-targets 2>&1 | tee "$TMP/cargo-test.log"
 cargo build --quiet
-export PORTCULLIS_BIN="$ROOT/target/debug/portcullis"
+export PORTCULLIS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/portcullis"
 
 if [ -d tests/e2e ] && ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
   log "node end-to-end tests (headless Chromium, openid-client)"
