@@ -36,6 +36,12 @@ macro_rules! on_both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if std::env::var("PORTCULLIS_TEST_POSTGRES_URL").is_err() {
+                    // scripts/test.sh always starts PostgreSQL; only a bare `cargo test` outside CI
+                    // may skip this variant.
+                    assert!(
+                        std::env::var("CI").is_err(),
+                        "CI must run the PostgreSQL variant (scripts/test.sh sets PORTCULLIS_TEST_POSTGRES_URL)"
+                    );
                     eprintln!("PORTCULLIS_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
                     return;
                 }
