@@ -237,6 +237,27 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     }
 }
 
+/// Back to the sign-in page with a notice and the user name filled in, keeping the pending
+/// authorization request (`req`) so the sign-in continues where it started.
+pub fn to_login_with_notice(
+    pool: &Pool,
+    req: &Req<'_>,
+    notice: &str,
+    username: &str,
+) -> Response<Body> {
+    let mut to = format!(
+        "{}/login?notice={notice}&username={}",
+        pool.base,
+        enc(username)
+    );
+    let q = req.value("req");
+    if !q.is_empty() {
+        to.push_str("&req=");
+        to.push_str(&enc(q));
+    }
+    redirect(&to, &[])
+}
+
 pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

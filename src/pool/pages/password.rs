@@ -5,7 +5,7 @@
 use http::{Response, StatusCode};
 use serde_json::Value;
 
-use super::login::{enc, user_key};
+use super::login::{enc, to_login_with_notice, user_key};
 use super::{Page, redirect};
 use crate::http::body::Body;
 use crate::pool::i18n::{self, t};
@@ -182,16 +182,7 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         return unavailable(pool, req, &e);
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "password_reset", "password reset with a code");
-    let mut to = format!(
-        "{}/login?notice=password_reset&username={}",
-        pool.base,
-        enc(&user.username)
-    );
-    let q = req.value("req");
-    if !q.is_empty() {
-        to.push_str(&format!("&req={}", enc(q)));
-    }
-    redirect(&to, &[])
+    to_login_with_notice(pool, req, "password_reset", &user.username)
 }
 
 pub async fn show_change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {

@@ -4,7 +4,7 @@
 use http::{Response, StatusCode};
 use serde_json::Value;
 
-use super::login::enc;
+use super::login::{enc, to_login_with_notice};
 use super::{Field, Page, redirect};
 use crate::http::body::Body;
 use crate::pool::attributes::{self, AttributeError};
@@ -342,16 +342,7 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         );
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "confirmed", "user confirmed");
-    let mut to = format!(
-        "{}/login?notice=confirmed&username={}",
-        pool.base,
-        enc(&user.username)
-    );
-    let q = req.value("req");
-    if !q.is_empty() {
-        to.push_str(&format!("&req={}", enc(q)));
-    }
-    redirect(&to, &[])
+    to_login_with_notice(pool, req, "confirmed", &user.username)
 }
 
 pub async fn resend(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
