@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::request::Parts;
@@ -65,17 +64,26 @@ impl RequestId {
     }
 }
 
-/// Request ids: a random per-process prefix and a counter — unique, cheap, not secret.
+/// Request ids: a random per-process prefix, the worker, and that worker's counter — unique,
+/// cheap (no atomic shared between cores), not secret.
 struct RequestIds {
     prefix: u32,
-    counter: AtomicU64,
+}
+
+thread_local! {
+    static REQUEST_COUNTER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 impl RequestIds {
-    /// 16 hex digits, formatted on the stack.
+    /// 16 hex digits, formatted on the stack: 24 bits of prefix, 8 of worker, 32 of counter.
     fn next(&self) -> RequestId {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed) as u32;
-        let v = (u64::from(self.prefix) << 32) | u64::from(n);
+        let n = REQUEST_COUNTER.with(|c| {
+            let n = c.get();
+            c.set(n.wrapping_add(1));
+            n
+        });
+        let worker = (crate::server::worker_index() & 0xff) as u64;
+        let v = (u64::from(self.prefix >> 8) << 40) | (worker << 32) | u64::from(n);
         let mut buf = [0u8; 16];
         for (i, b) in buf.iter_mut().enumerate() {
             *b = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 0xf) as usize];
@@ -163,7 +171,7 @@ impl App {
             .iter()
             .map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path))
             .collect();
-        let metrics = Arc::new(Metrics::new(route_names));
+        let metrics = Arc::new(Metrics::with_workers(route_names, cfg.server.workers));
         let forwarders = cfg
             .routes
             .iter()
@@ -188,7 +196,6 @@ impl App {
             forwarders,
             request_ids: RequestIds {
                 prefix: u32::from_be_bytes(p),
-                counter: AtomicU64::new(0),
             },
             pool,
         })
@@ -211,28 +218,28 @@ impl App {
             .collect()
     }
 
+    /// What the forwarder needs to know about a new inbound connection (once per connection).
+    pub fn inbound(&self, peer: SocketAddr, tls: bool) -> Inbound {
+        Inbound::new(peer, tls, self.auth.is_trusted(peer.ip()))
+    }
+
     /// Handles one request from the public listener.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        tls: bool,
-    ) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, inbound: &Inbound) -> Response<Body> {
         let rid = self.request_ids.next();
         let (parts, body) = req.into_parts();
         // Responses we generate carry the id (`X-Request-Id`, set by the error renderer);
         // proxied responses are the upstream's own.
-        self.route(parts, body, peer, tls, rid.as_str()).await
+        self.route(parts, body, inbound, rid.as_str()).await
     }
 
     async fn route(
         &self,
         mut parts: Parts,
         body: Incoming,
-        peer: SocketAddr,
-        tls: bool,
+        inbound: &Inbound,
         rid: &str,
     ) -> Response<Body> {
+        let peer = inbound.peer;
         // 1. Normalise once; the normalised path is both matched and forwarded.
         match normalize(parts.uri.path()) {
             Ok(None) => {}
@@ -313,14 +320,9 @@ impl App {
 
         // 5. Forward.
         let json = is_non_navigational(&parts.headers);
-        let inbound = Inbound {
-            peer,
-            tls,
-            trusted: self.auth.is_trusted(peer.ip()),
-        };
         let started = Instant::now();
         let mut resp = match self.forwarders[route_index]
-            .forward(parts, body, &inbound, upgrade)
+            .forward(parts, body, inbound, upgrade, started)
             .await
         {
             Ok(r) => r,

@@ -61,12 +61,18 @@ impl Histogram {
     }
 }
 
-pub struct Metrics {
-    route_names: Vec<String>,
+/// One set of request counters and histograms per request worker (summed when rendered), so
+/// that workers on different cores never write to the same cache line.
+struct Shard {
     /// [route (+1 for "none")][decision][status]
     requests: Vec<AtomicU64>,
-    logins: [AtomicU64; LOGIN_OUTCOMES.len()],
     upstream: Vec<Histogram>,
+}
+
+pub struct Metrics {
+    route_names: Vec<String>,
+    shards: Vec<Shard>,
+    logins: [AtomicU64; LOGIN_OUTCOMES.len()],
 }
 
 fn status_index(status: u16) -> usize {
@@ -78,21 +84,39 @@ fn status_index(status: u16) -> usize {
 
 impl Metrics {
     pub fn new(route_names: Vec<String>) -> Metrics {
+        Metrics::with_workers(route_names, 1)
+    }
+
+    /// Counters for `workers` request workers (plus one shard for every other thread).
+    pub fn with_workers(route_names: Vec<String>, workers: usize) -> Metrics {
         let n = (route_names.len() + 1) * DECISIONS.len() * STATUSES.len();
-        let upstream = (0..route_names.len()).map(|_| Histogram::new()).collect();
+        let shards = (0..=workers)
+            .map(|_| Shard {
+                requests: (0..n).map(|_| AtomicU64::new(0)).collect(),
+                upstream: (0..route_names.len()).map(|_| Histogram::new()).collect(),
+            })
+            .collect();
         Metrics {
             route_names,
-            requests: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            shards,
             logins: std::array::from_fn(|_| AtomicU64::new(0)),
-            upstream,
         }
+    }
+
+    fn shard(&self) -> &Shard {
+        let w = crate::server::worker_index();
+        &self.shards[if w < self.shards.len() { w } else { 0 }]
+    }
+
+    fn sum(&self, f: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|s| f(s).load(Relaxed)).sum()
     }
 
     /// `route = None` for requests that matched no route (reserved paths, 404s).
     pub fn request(&self, route: Option<usize>, decision: Decision, status: u16) {
         let r = route.unwrap_or(self.route_names.len());
         let i = (r * DECISIONS.len() + decision as usize) * STATUSES.len() + status_index(status);
-        if let Some(c) = self.requests.get(i) {
+        if let Some(c) = self.shard().requests.get(i) {
             c.fetch_add(1, Relaxed);
         }
     }
@@ -102,7 +126,7 @@ impl Metrics {
     }
 
     pub fn upstream_latency(&self, route: usize, d: Duration) {
-        let Some(h) = self.upstream.get(route) else {
+        let Some(h) = self.shard().upstream.get(route) else {
             return;
         };
         // One bucket per observation (made cumulative when rendered): three atomic adds per
@@ -131,7 +155,7 @@ impl Metrics {
             for (d, dname) in DECISIONS.iter().enumerate() {
                 for (si, st) in STATUSES.iter().enumerate() {
                     let i = (r * DECISIONS.len() + d) * STATUSES.len() + si;
-                    let v = self.requests[i].load(Relaxed);
+                    let v = self.sum(|s| &s.requests[i]);
                     if v > 0 {
                         let status = if *st == 0 {
                             "other".to_string()
@@ -159,17 +183,16 @@ impl Metrics {
             "# HELP portcullis_upstream_duration_seconds Time to upstream response headers.\n",
         );
         s.push_str("# TYPE portcullis_upstream_duration_seconds histogram\n");
-        for (r, h) in self.upstream.iter().enumerate() {
-            let route = &self.route_names[r];
+        for (r, route) in self.route_names.iter().enumerate() {
             let mut cumulative = 0;
             for (i, b) in BUCKETS.iter().enumerate() {
-                cumulative += h.buckets[i].load(Relaxed);
+                cumulative += self.sum(|s| &s.upstream[r].buckets[i]);
                 let _ = writeln!(
                     s,
                     "portcullis_upstream_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}"
                 );
             }
-            let count = h.count.load(Relaxed);
+            let count = self.sum(|s| &s.upstream[r].count);
             let _ = writeln!(
                 s,
                 "portcullis_upstream_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
@@ -177,7 +200,7 @@ impl Metrics {
             let _ = writeln!(
                 s,
                 "portcullis_upstream_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum_micros.load(Relaxed) as f64 / 1e6
+                self.sum(|s| &s.upstream[r].sum_micros) as f64 / 1e6
             );
             let _ = writeln!(
                 s,

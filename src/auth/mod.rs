@@ -83,7 +83,10 @@ pub struct Auth {
     pub jar: CookieJar,
     pub signer: DataSigner,
     pub metrics: Arc<Metrics>,
-    cache: SessionCache<Opened>,
+    /// One cache per request worker (index 0: any other thread), so that a hot session's
+    /// locks and reference counts are never shared between cores; a worker that has not seen a
+    /// cookie yet opens it once itself.
+    caches: Vec<SessionCache<Opened>>,
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Refreshed>>>>,
 }
 
@@ -96,6 +99,9 @@ impl Auth {
         metrics: Arc<Metrics>,
     ) -> Auth {
         let jar = CookieJar::new(&cfg.session.cookie_name, cfg.secure_cookies());
+        let workers = cfg.server.workers.max(1);
+        let each = (SESSION_CACHE_CAPACITY / workers).max(1024);
+        let caches = (0..=workers).map(|_| SessionCache::new(each)).collect();
         Auth {
             routes: RouteTable::new(cfg.routes.clone()),
             cfg,
@@ -104,7 +110,7 @@ impl Auth {
             jar,
             signer,
             metrics,
-            cache: SessionCache::new(SESSION_CACHE_CAPACITY),
+            caches,
             refreshing: Mutex::new(HashMap::new()),
         }
     }
@@ -137,10 +143,16 @@ impl Auth {
         Ok((values, text))
     }
 
+    /// This thread's session cache.
+    fn cache(&self) -> &SessionCache<Opened> {
+        let w = crate::server::worker_index();
+        &self.caches[if w < self.caches.len() { w } else { 0 }]
+    }
+
     /// Makes an [`Opened`] for a fresh session and caches it under its cookie text.
     pub fn remember(&self, text: &str, session: Session) -> Option<Arc<Opened>> {
         let opened = Arc::new(self.opened_from(session)?);
-        self.cache.insert(text, opened.clone());
+        self.cache().insert(text, opened.clone());
         Some(opened)
     }
 
@@ -150,7 +162,7 @@ impl Auth {
         let Some(text) = self.jar.read(headers) else {
             return SessionState::default();
         };
-        let opened = match self.cache.get(&text) {
+        let opened = match self.cache().get(&text) {
             Some(o) => o,
             None => {
                 let Some(sealed) = CookieJar::decode(&text) else {
@@ -165,7 +177,7 @@ impl Auth {
                 match self.opened_from(session) {
                     Some(o) => {
                         let o = Arc::new(o);
-                        self.cache.insert(&text, o.clone());
+                        self.cache().insert(&text, o.clone());
                         o
                     }
                     None => return SessionState::default(),
@@ -173,7 +185,9 @@ impl Auth {
             }
         };
         if opened.session.is_expired(now) {
-            self.cache.remove(&text);
+            for c in &self.caches {
+                c.remove(&text);
+            }
             return SessionState::default();
         }
         let margin = self.cfg.session.refresh_margin.as_secs() as i64;

@@ -3,6 +3,7 @@
 //! HTTP/1.1) upgrades are spliced through; hop-by-hop headers go; `X-Forwarded-*` are set.
 //! Upstream connect failure → 502, no response headers within the route timeout → 504.
 
+pub mod h1;
 pub mod hop;
 pub mod static_files;
 
@@ -13,6 +14,8 @@ use std::time::Duration;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,8 +29,10 @@ use static_files::StaticDir;
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 pub struct HttpUpstream {
-    /// One pool per request worker (see `server::worker_index`).
+    /// One pool per request worker (see `server::worker_index`): bodies, upgrades, TLS.
     clients: Vec<HttpsClient>,
+    /// The lean in-task client for plain `http://` upstreams (requests without a body).
+    lean: Option<Arc<h1::H1Pool>>,
     scheme: Scheme,
     authority: Authority,
     /// Base path without a trailing slash ("" for none), prefixed to every request path.
@@ -40,11 +45,28 @@ pub enum Forwarder {
     File(StaticDir),
 }
 
-/// Facts about the inbound connection the forwarded headers are derived from.
+/// Facts about the inbound connection the forwarded headers are derived from, computed once
+/// per connection.
 pub struct Inbound {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer is one of `trusted_proxies`.
     pub trusted: bool,
+    /// The peer's address as an `X-Forwarded-For` entry.
+    peer_value: HeaderValue,
+}
+
+impl Inbound {
+    pub fn new(peer: SocketAddr, tls: bool, trusted: bool) -> Inbound {
+        let peer_value = HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Inbound {
+            peer,
+            tls,
+            trusted,
+            peer_value,
+        }
+    }
 }
 
 fn tls_config(insecure: bool, ca_file: Option<&std::path::Path>) -> rustls::ClientConfig {
@@ -156,8 +178,17 @@ impl Forwarder {
                 };
                 let authority = Authority::try_from(authority.as_str())
                     .expect("validated upstream URL has an authority");
+                let lean = (scheme == Scheme::HTTP).then(|| {
+                    Arc::new(h1::H1Pool::new(
+                        host,
+                        base.port_or_known_default().unwrap_or(80),
+                        route.connect_timeout,
+                        workers,
+                    ))
+                });
                 Forwarder::Http(Box::new(HttpUpstream {
                     clients,
+                    lean,
                     scheme,
                     authority,
                     base_path: base.path().trim_end_matches('/').to_string(),
@@ -174,6 +205,7 @@ impl Forwarder {
         body: hyper::body::Incoming,
         inbound: &Inbound,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
+        started: std::time::Instant,
     ) -> Result<Response<Body>, RequestError> {
         let up = match self {
             Forwarder::File(dir) => return dir.serve(&parts.method, parts.uri.path()).await,
@@ -183,6 +215,36 @@ impl Forwarder {
         hop::remove(&mut parts.headers, keep_upgrade);
         set_forwarded(&mut parts, inbound);
 
+        // Preserve the client's Host, as ALB does; the URI only picks the connection.
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = parts.uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        let worker = crate::server::worker_index();
+        if let Some(lean) = &up.lean
+            && !keep_upgrade
+            && body.is_end_stream()
+            && lean.serves(worker)
+        {
+            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let target = if up.base_path.is_empty() {
+                std::borrow::Cow::Borrowed(pq)
+            } else {
+                std::borrow::Cow::Owned(format!("{}{}", up.base_path, pq))
+            };
+            let sent = lean.request(worker, &parts.method, &target, &parts.headers, started);
+            let deadline = tokio::time::Instant::from_std(started + up.timeout);
+            let resp = match tokio::time::timeout_at(deadline, sent).await {
+                Err(_) => return Err(RequestError::UpstreamTimeout),
+                Ok(Err(e)) => return Err(RequestError::UpstreamUnreachable(e.to_string())),
+                Ok(Ok(r)) => r,
+            };
+            let (mut rparts, rbody) = resp.into_parts();
+            hop::remove(&mut rparts.headers, false);
+            return Ok(Response::from_parts(rparts, BodyExt::boxed(rbody)));
+        }
         // Without a base path the (already normalised) path-and-query is reused as is: a
         // refcount bump, no copy.
         let pq = match (up.base_path.is_empty(), parts.uri.path_and_query()) {
@@ -193,13 +255,6 @@ impl Forwarder {
                     .map_err(|e| RequestError::BadRequest(e.to_string()))?
             }
         };
-        // Preserve the client's Host, as ALB does; the URI only picks the connection.
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(a) = parts.uri.authority()
-            && let Ok(v) = HeaderValue::from_str(a.as_str())
-        {
-            parts.headers.insert(header::HOST, v);
-        }
         parts.uri = Uri::builder()
             .scheme(up.scheme.clone())
             .authority(up.authority.clone())
@@ -255,13 +310,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// is a trusted proxy that already set them.
 fn set_forwarded(parts: &mut Parts, inbound: &Inbound) {
     let h = &mut parts.headers;
-    let peer_ip = inbound.peer.ip().to_string();
     // Appended, as ALB does: only the right-most entry is ours and trustworthy.
-    let xff = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer_ip}"),
-        _ => peer_ip,
+    let xff = match h.get(X_FORWARDED_FOR).map(|v| v.as_bytes().trim_ascii()) {
+        Some(prev) if !prev.is_empty() => {
+            let peer = inbound.peer_value.as_bytes();
+            let mut v = Vec::with_capacity(prev.len() + 2 + peer.len());
+            v.extend_from_slice(prev);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer);
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
+        }
+        _ => Some(inbound.peer_value.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR, v);
     }
     if !(inbound.trusted && h.contains_key(X_FORWARDED_PROTO)) {

@@ -170,10 +170,13 @@ async fn worker(
                 let builder = builder.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let tls = acceptor.is_some();
+                    // Per connection, so that a request clones a reference count no other
+                    // thread touches (the `App`'s is shared by every worker).
+                    let inbound = app.inbound(peer, acceptor.is_some());
+                    let conn = Arc::new((app, inbound));
                     let svc = service_fn(move |req| {
-                        let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(req, peer, tls).await) }
+                        let conn = conn.clone();
+                        async move { Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await) }
                     });
                     match acceptor {
                         None => {

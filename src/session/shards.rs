@@ -29,18 +29,38 @@ pub struct CookieJar {
     clear_values: Vec<HeaderValue>,
 }
 
-/// Iterates `(name, value)` over every `Cookie` header.
+/// Iterates `(name, value)` over every `Cookie` header, as text (pairs that are not UTF-8 are
+/// skipped).
 pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    cookie_pairs(headers)
+        .filter_map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
+}
+
+/// Iterates `(name, value)` over every `Cookie` header as bytes: one `memchr` pass, no
+/// validation (a session cookie is long, and this runs on every request).
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let pair = pair.trim();
-            let eq = pair.find('=')?;
-            Some((pair[..eq].trim(), pair[eq + 1..].trim()))
-        })
+        .flat_map(|v| Pairs(v.as_bytes()))
+}
+
+struct Pairs<'a>(&'a [u8]);
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.0.is_empty() {
+            let end = memchr::memchr(b';', self.0).unwrap_or(self.0.len());
+            let pair = self.0[..end].trim_ascii();
+            self.0 = &self.0[(end + 1).min(self.0.len())..];
+            if let Some(eq) = memchr::memchr(b'=', pair) {
+                return Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()));
+            }
+        }
+        None
+    }
 }
 
 impl CookieJar {
@@ -83,18 +103,18 @@ impl CookieJar {
     /// The concatenated shard text, or `None` when shard 0 is absent.
     pub fn read<'a>(&self, headers: &'a HeaderMap) -> Option<std::borrow::Cow<'a, str>> {
         let mut parts: [Option<&'a str>; MAX_SHARDS] = [None; MAX_SHARDS];
-        for (n, v) in cookies(headers) {
-            if let Some(rest) = n.strip_prefix(self.name.as_str())
-                && let Some(idx) = rest.strip_prefix('-')
-                && idx.len() == 1
-                && let Some(i) = idx.as_bytes()[0].checked_sub(b'0')
+        for (n, v) in cookie_pairs(headers) {
+            if let Some(rest) = n.strip_prefix(self.name.as_bytes())
+                && let [b'-', d] = rest
+                && let Some(i) = d.checked_sub(b'0')
                 && (i as usize) < MAX_SHARDS
             {
                 if parts[i as usize].is_some() {
                     // Duplicate shard names: ambiguous, so no session.
                     return None;
                 }
-                parts[i as usize] = Some(v);
+                // Not text: cannot be a shard of ours (base64url), so no session.
+                parts[i as usize] = Some(std::str::from_utf8(v).ok()?);
             }
         }
         let first = parts[0]?;
@@ -154,44 +174,35 @@ impl CookieJar {
 
     /// Whether a cookie name is ours (a session shard or a login-in-progress cookie).
     pub fn is_ours(&self, name: &str) -> bool {
-        self.shard_names.iter().any(|s| s == name) || name.starts_with(&self.login_prefix)
+        self.is_ours_bytes(name.as_bytes())
+    }
+
+    fn is_ours_bytes(&self, name: &[u8]) -> bool {
+        self.shard_names.iter().any(|s| s.as_bytes() == name)
+            || name.starts_with(self.login_prefix.as_bytes())
     }
 
     /// Removes our cookies from the `Cookie` header(s) before the request goes upstream.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        let mut found = false;
-        for v in headers.get_all(header::COOKIE) {
-            if let Ok(s) = v.to_str() {
-                if s.split(';').any(|p| {
-                    let n = p.split('=').next().unwrap_or("").trim();
-                    self.is_ours(n)
-                }) {
-                    found = true;
-                    break;
-                }
-            } else {
-                found = true;
-                break;
-            }
-        }
-        if !found {
+        if !cookie_pairs(headers).any(|(n, _)| self.is_ours_bytes(n)) {
             return;
         }
-        let mut kept = String::with_capacity(256);
-        for (n, v) in cookies(headers) {
-            if self.is_ours(n) {
+        let mut kept: Vec<u8> = Vec::new();
+        for (n, v) in cookie_pairs(headers) {
+            if self.is_ours_bytes(n) {
                 continue;
             }
             if !kept.is_empty() {
-                kept.push_str("; ");
+                kept.extend_from_slice(b"; ");
             }
-            kept.push_str(n);
-            kept.push('=');
-            kept.push_str(v);
+            kept.extend_from_slice(n);
+            kept.push(b'=');
+            kept.extend_from_slice(v);
         }
         headers.remove(header::COOKIE);
+        // The kept bytes come from valid header values joined by "; ": still valid.
         if !kept.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&kept)
+            && let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept))
         {
             headers.insert(header::COOKIE, v);
         }
