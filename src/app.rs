@@ -305,6 +305,9 @@ impl App {
         } else {
             None
         };
+        // Hop-by-hop headers go before the gate adds identity, so that a client cannot make us
+        // drop a header we set by naming it in `Connection`.
+        hop::remove(&mut parts.headers, upgrade.is_some());
         let (set_cookie, decision) = match self.auth.gate(route, &mut parts, rid).await {
             Verdict::Respond { response, decision } => {
                 self.metrics

@@ -74,10 +74,13 @@ pub struct Conn {
     buf: BytesMut,
     /// The request head being written (kept to reuse its allocation).
     out: Vec<u8>,
+    /// The header names of the previous response, by position: an upstream answers with the
+    /// same names in the same order, so a custom name is a reference count, not an allocation.
+    names: Vec<HeaderName>,
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -99,7 +102,7 @@ struct WorkerPool {
 impl WorkerPool {
     /// `since`: when the request that used it started (an idle age that errs on the old side,
     /// without reading the clock again).
-    fn checkin(&self, conn: Conn, since: Instant) {
+    fn checkin(&self, conn: Box<Conn>, since: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(Idle { conn, since });
@@ -153,7 +156,7 @@ impl H1Pool {
         worker != 0 && worker < self.workers.len()
     }
 
-    fn checkout(&self, worker: usize, now: Instant) -> Option<Conn> {
+    fn checkout(&self, worker: usize, now: Instant) -> Option<Box<Conn>> {
         let mut idle = self.workers[worker]
             .idle
             .lock()
@@ -174,7 +177,7 @@ impl H1Pool {
         None
     }
 
-    async fn connect(&self) -> Result<Conn, H1Error> {
+    async fn connect(&self) -> Result<Box<Conn>, H1Error> {
         let attempt = async {
             let mut last = None;
             let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
@@ -184,11 +187,12 @@ impl H1Pool {
                 match TcpStream::connect(addr).await {
                     Ok(io) => {
                         let _ = io.set_nodelay(true);
-                        return Ok(Conn {
+                        return Ok(Box::new(Conn {
                             io,
                             buf: BytesMut::with_capacity(READ_CHUNK),
                             out: Vec::with_capacity(1024),
-                        });
+                            names: Vec::new(),
+                        }));
                     }
                     Err(e) => last = Some(format!("{addr}: {e}")),
                 }
@@ -238,7 +242,7 @@ impl H1Pool {
     fn respond(
         &self,
         worker: usize,
-        conn: Conn,
+        conn: Box<Conn>,
         head: Head,
         started: Instant,
     ) -> Response<UpstreamBody> {
@@ -304,7 +308,7 @@ async fn exchange(conn: &mut Conn, head_only: bool) -> Result<Head, H1Error> {
     let mut received = false;
     loop {
         if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf, head_only)? {
+            match parse_head(&mut conn.buf, &mut conn.names, head_only)? {
                 Some(Some(head)) => return Ok(head),
                 Some(None) => continue, // an interim response was consumed
                 None => {
@@ -326,7 +330,11 @@ async fn exchange(conn: &mut Conn, head_only: bool) -> Result<Head, H1Error> {
 
 /// Parses a complete head at the start of `buf` and removes it from `buf`. `None`: not
 /// complete yet; `Some(None)`: an interim (1xx) response was skipped.
-fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Option<Head>>, H1Error> {
+fn parse_head(
+    buf: &mut BytesMut,
+    names: &mut Vec<HeaderName>,
+    head_only: bool,
+) -> Result<Option<Option<Head>>, H1Error> {
     // Offsets of each field in `buf`, so that the head can be frozen once and every value
     // shared from it without copying.
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
@@ -334,7 +342,10 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Option<Head>
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut fields);
         let len = match res.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+            Ok(httparse::Status::Complete(_)) => {
+                return Err(H1Error::Invalid("response head too large".into()));
+            }
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(H1Error::Invalid(e.to_string())),
         };
@@ -364,10 +375,22 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Option<Head>
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut close = minor == 0;
-    for &(ns, ne, vs, ve) in &spans[..count] {
+    for (i, &(ns, ne, vs, ve)) in spans[..count].iter().enumerate() {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
-        let name = HeaderName::from_bytes(&head[ns..ne])
-            .map_err(|_| H1Error::Invalid("bad header name".into()))?;
+        let raw_name = &head[ns..ne];
+        let name = match names.get(i) {
+            Some(n) if n.as_str().as_bytes().eq_ignore_ascii_case(raw_name) => n.clone(),
+            _ => {
+                let n = HeaderName::from_bytes(raw_name)
+                    .map_err(|_| H1Error::Invalid("bad header name".into()))?;
+                if i < names.len() {
+                    names[i] = n.clone();
+                } else if i == names.len() {
+                    names.push(n.clone());
+                }
+                n
+            }
+        };
         let raw = &head[vs..ve];
         if name == header::CONTENT_LENGTH {
             let n =
@@ -440,7 +463,8 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 
 /// A response body read straight from the upstream connection.
 pub struct UpstreamBody {
-    conn: Option<Conn>,
+    /// Boxed once per connection, so that the body (kept inline in every response) is small.
+    conn: Option<Box<Conn>>,
     started: Instant,
     pool: Arc<WorkerPool>,
     framing: Framing,
@@ -700,7 +724,7 @@ mod tests {
     }
 
     fn head(raw: &[u8], head_only: bool) -> Result<Option<Option<Head>>, H1Error> {
-        parse_head(&mut BytesMut::from(raw), head_only)
+        parse_head(&mut BytesMut::from(raw), &mut Vec::new(), head_only)
     }
 
     #[test]

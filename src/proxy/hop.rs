@@ -18,30 +18,30 @@ const FIXED: [HeaderName; 8] = [
 ];
 
 /// Removes hop-by-hop headers. With `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay.
+/// Runs on every request and response, so it does not allocate: nominated names are looked up
+/// as `&str` (parsed on the stack by `http`).
 pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-            .collect();
-        for n in named {
-            headers.remove(n);
+    // A clone of the value is a reference count, so the map can be changed while reading it.
+    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
+        for token in conn.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() || (keep_upgrade && token.eq_ignore_ascii_case(b"upgrade")) {
+                continue;
+            }
+            if let Ok(name) = std::str::from_utf8(token) {
+                headers.remove(name);
+            }
         }
     }
     for n in FIXED.iter() {
-        if headers.contains_key(n) {
-            headers.remove(n);
-        }
+        headers.remove(n);
     }
     if keep_upgrade {
         headers.insert(
             header::CONNECTION,
             http::HeaderValue::from_static("upgrade"),
         );
-    } else if headers.contains_key(header::UPGRADE) {
+    } else {
         headers.remove(header::UPGRADE);
     }
 }

@@ -15,7 +15,6 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body::Body as _;
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -211,8 +210,8 @@ impl Forwarder {
             Forwarder::File(dir) => return dir.serve(&parts.method, parts.uri.path()).await,
             Forwarder::Http(up) => up,
         };
+        // Hop-by-hop headers were removed before the auth gate (`App::route`).
         let keep_upgrade = upgrade.is_some();
-        hop::remove(&mut parts.headers, keep_upgrade);
         set_forwarded(&mut parts, inbound);
 
         // Preserve the client's Host, as ALB does; the URI only picks the connection.
@@ -243,7 +242,7 @@ impl Forwarder {
             };
             let (mut rparts, rbody) = resp.into_parts();
             hop::remove(&mut rparts.headers, false);
-            return Ok(Response::from_parts(rparts, BodyExt::boxed(rbody)));
+            return Ok(Response::from_parts(rparts, body::upstream(rbody)));
         }
         // Without a base path the (already normalised) path-and-query is reused as is: a
         // refcount bump, no copy.

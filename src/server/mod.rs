@@ -59,8 +59,7 @@ fn builder(app: &App) -> Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(max.max(8192))
-        .max_headers(200);
+        .max_buf_size(max.max(8192));
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(max as u32)

@@ -4,4 +4,5 @@
 mod flows;
 mod hardening;
 mod harness;
+mod lean_upstream;
 mod listeners;
