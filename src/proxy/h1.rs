@@ -16,6 +16,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
@@ -77,6 +78,8 @@ pub struct Conn {
     /// The header names of the previous response, by position: an upstream answers with the
     /// same names in the same order, so a custom name is a reference count, not an allocation.
     names: Vec<HeaderName>,
+    /// Where each field of the response head being parsed lies (reused).
+    spans: Vec<(u32, u32, u32, u32)>,
 }
 
 struct Idle {
@@ -192,6 +195,7 @@ impl H1Pool {
                             buf: BytesMut::with_capacity(READ_CHUNK),
                             out: Vec::with_capacity(1024),
                             names: Vec::new(),
+                            spans: Vec::with_capacity(32),
                         }));
                     }
                     Err(e) => last = Some(format!("{addr}: {e}")),
@@ -308,7 +312,7 @@ async fn exchange(conn: &mut Conn, head_only: bool) -> Result<Head, H1Error> {
     let mut received = false;
     loop {
         if !conn.buf.is_empty() {
-            match parse_head(&mut conn.buf, &mut conn.names, head_only)? {
+            match parse_head(&mut conn.buf, &mut conn.names, &mut conn.spans, head_only)? {
                 Some(Some(head)) => return Ok(head),
                 Some(None) => continue, // an interim response was consumed
                 None => {
@@ -333,15 +337,21 @@ async fn exchange(conn: &mut Conn, head_only: bool) -> Result<Head, H1Error> {
 fn parse_head(
     buf: &mut BytesMut,
     names: &mut Vec<HeaderName>,
+    spans: &mut Vec<(u32, u32, u32, u32)>,
     head_only: bool,
 ) -> Result<Option<Option<Head>>, H1Error> {
     // Offsets of each field in `buf`, so that the head can be frozen once and every value
-    // shared from it without copying.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, code, minor, count) = {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut fields);
-        let len = match res.parse(buf) {
+    // shared from it without copying. (Kept in the connection's vector: nothing to initialise.)
+    spans.clear();
+    let (len, code, minor) = {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut res,
+            buf,
+            &mut fields,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
             Ok(httparse::Status::Complete(_)) => {
                 return Err(H1Error::Invalid("response head too large".into()));
@@ -350,15 +360,15 @@ fn parse_head(
             Err(e) => return Err(H1Error::Invalid(e.to_string())),
         };
         let base = buf.as_ptr() as usize;
-        let count = res.headers.len();
-        for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
+        for h in res.headers.iter() {
             // The head is at most MAX_HEAD (< 4 GiB) bytes: offsets fit in u32.
             let n = (h.name.as_ptr() as usize - base) as u32;
             let v = (h.value.as_ptr() as usize - base) as u32;
-            *span = (n, n + h.name.len() as u32, v, v + h.value.len() as u32);
+            spans.push((n, n + h.name.len() as u32, v, v + h.value.len() as u32));
         }
-        (len, res.code.unwrap_or(0), res.version.unwrap_or(1), count)
+        (len, res.code.unwrap_or(0), res.version.unwrap_or(1))
     };
+    let count = spans.len();
     if (100..200).contains(&code) && code != 101 {
         buf.advance(len);
         return Ok(Some(None));
@@ -375,7 +385,7 @@ fn parse_head(
     let mut length: Option<u64> = None;
     let mut chunked = None;
     let mut close = minor == 0;
-    for (i, &(ns, ne, vs, ve)) in spans[..count].iter().enumerate() {
+    for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
         let raw_name = &head[ns..ne];
         let name = match names.get(i) {
@@ -724,7 +734,12 @@ mod tests {
     }
 
     fn head(raw: &[u8], head_only: bool) -> Result<Option<Option<Head>>, H1Error> {
-        parse_head(&mut BytesMut::from(raw), &mut Vec::new(), head_only)
+        parse_head(
+            &mut BytesMut::from(raw),
+            &mut Vec::new(),
+            &mut Vec::new(),
+            head_only,
+        )
     }
 
     #[test]

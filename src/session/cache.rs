@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 const SHARDS: usize = 16;
 
 struct Entry<V> {
-    text: Box<str>,
+    text: Box<[u8]>,
     value: Arc<V>,
 }
 
@@ -36,8 +36,7 @@ impl<V> SessionCache<V> {
     }
 
     /// The tail of the text is the AEAD tag: unpredictable, so a cheap and even bucket key.
-    fn key(&self, text: &str) -> u64 {
-        let b = text.as_bytes();
+    fn key(&self, b: &[u8]) -> u64 {
         let tail = &b[b.len().saturating_sub(24)..];
         let mut h = self.hasher.build_hasher();
         h.write(tail);
@@ -45,14 +44,16 @@ impl<V> SessionCache<V> {
         h.finish()
     }
 
-    pub fn get(&self, text: &str) -> Option<Arc<V>> {
+    pub fn get(&self, text: &(impl AsRef<[u8]> + ?Sized)) -> Option<Arc<V>> {
+        let text = text.as_ref();
         let k = self.key(text);
         let shard = self.shards[(k as usize) % SHARDS].lock();
         let e = shard.get(&k)?;
         (&*e.text == text).then(|| e.value.clone())
     }
 
-    pub fn insert(&self, text: &str, value: Arc<V>) {
+    pub fn insert(&self, text: &(impl AsRef<[u8]> + ?Sized), value: Arc<V>) {
+        let text = text.as_ref();
         let k = self.key(text);
         let mut shard = self.shards[(k as usize) % SHARDS].lock();
         if shard.len() >= self.per_shard {
@@ -68,8 +69,8 @@ impl<V> SessionCache<V> {
         );
     }
 
-    pub fn remove(&self, text: &str) {
-        let k = self.key(text);
+    pub fn remove(&self, text: &(impl AsRef<[u8]> + ?Sized)) {
+        let k = self.key(text.as_ref());
         self.shards[(k as usize) % SHARDS].lock().remove(&k);
     }
 }

@@ -101,8 +101,8 @@ impl CookieJar {
     }
 
     /// The concatenated shard text, or `None` when shard 0 is absent.
-    pub fn read<'a>(&self, headers: &'a HeaderMap) -> Option<std::borrow::Cow<'a, str>> {
-        let mut parts: [Option<&'a str>; MAX_SHARDS] = [None; MAX_SHARDS];
+    pub fn read<'a>(&self, headers: &'a HeaderMap) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let mut parts: [Option<&'a [u8]>; MAX_SHARDS] = [None; MAX_SHARDS];
         for (n, v) in cookie_pairs(headers) {
             if let Some(rest) = n.strip_prefix(self.name.as_bytes())
                 && let [b'-', d] = rest
@@ -113,18 +113,19 @@ impl CookieJar {
                     // Duplicate shard names: ambiguous, so no session.
                     return None;
                 }
-                // Not text: cannot be a shard of ours (base64url), so no session.
-                parts[i as usize] = Some(std::str::from_utf8(v).ok()?);
+                // Validated where it matters: base64url decoding, or byte equality with a
+                // cookie that was.
+                parts[i as usize] = Some(v);
             }
         }
         let first = parts[0]?;
         if parts[1].is_none() {
             return Some(std::borrow::Cow::Borrowed(first));
         }
-        let mut s = String::with_capacity(first.len() * 2);
+        let mut s = Vec::with_capacity(first.len() * 2);
         for p in parts.iter() {
             match p {
-                Some(v) => s.push_str(v),
+                Some(v) => s.extend_from_slice(v),
                 None => break,
             }
         }
@@ -132,7 +133,7 @@ impl CookieJar {
     }
 
     /// Decodes shard text into sealed bytes.
-    pub fn decode(text: &str) -> Option<Vec<u8>> {
+    pub fn decode(text: impl AsRef<[u8]>) -> Option<Vec<u8>> {
         URL_SAFE_NO_PAD.decode(text).ok()
     }
 
