@@ -240,6 +240,8 @@ impl App {
         rid: &str,
     ) -> Response<Body> {
         let peer = inbound.peer;
+        // One clock reading per request: session times and the upstream latency come from it.
+        let started = Instant::now();
         // 1. Normalise once; the normalised path is both matched and forwarded.
         match normalize(parts.uri.path()) {
             Ok(None) => {}
@@ -308,7 +310,7 @@ impl App {
         // Hop-by-hop headers go before the gate adds identity, so that a client cannot make us
         // drop a header we set by naming it in `Connection`.
         hop::remove(&mut parts.headers, upgrade.is_some());
-        let (set_cookie, decision) = match self.auth.gate(route, &mut parts, rid).await {
+        let (set_cookie, decision) = match self.auth.gate(route, &mut parts, rid, started).await {
             Verdict::Respond { response, decision } => {
                 self.metrics
                     .request(Some(route_index), decision, response.status().as_u16());
@@ -323,7 +325,6 @@ impl App {
 
         // 5. Forward.
         let json = is_non_navigational(&parts.headers);
-        let started = Instant::now();
         let mut resp = match self.forwarders[route_index]
             .forward(parts, body, inbound, upgrade, started)
             .await

@@ -180,7 +180,7 @@ impl Metrics {
             );
         }
         s.push_str(
-            "# HELP portcullis_upstream_duration_seconds Time to upstream response headers.\n",
+            "# HELP portcullis_upstream_duration_seconds Time from a request's arrival to the upstream's response headers.\n",
         );
         s.push_str("# TYPE portcullis_upstream_duration_seconds histogram\n");
         for (r, route) in self.route_names.iter().enumerate() {

@@ -26,10 +26,10 @@ use crate::http::body::Body;
 use crate::http::negotiate::is_non_navigational;
 use crate::identity_headers::{self, DataSigner, Identity};
 use crate::metrics::{Decision, Metrics};
+use crate::session::Session;
 use crate::session::cache::SessionCache;
 use crate::session::keyring::KeyRing;
 use crate::session::shards::{CookieJar, TooLarge};
-use crate::session::{Session, now_unix};
 use oidc::OidcProvider;
 use routes::RouteTable;
 
@@ -276,9 +276,16 @@ impl Auth {
 
     /// The gate for a proxied request on `route`. Mutates `parts.headers`: identity headers are
     /// always stripped; on success they are set from the session and our cookies are removed.
-    pub async fn gate(&self, route: &RouteConfig, parts: &mut Parts, request_id: &str) -> Verdict {
+    /// `arrived`: when the request arrived (its clock reading is reused for session times).
+    pub async fn gate(
+        &self,
+        route: &RouteConfig,
+        parts: &mut Parts,
+        request_id: &str,
+        arrived: std::time::Instant,
+    ) -> Verdict {
         identity_headers::strip(&mut parts.headers);
-        let now = now_unix();
+        let now = crate::session::unix_at(arrived);
         let state = self.session(&parts.headers, now).await;
         self.jar.strip(&mut parts.headers);
         let route_name = route.index;

@@ -18,11 +18,28 @@ const FIXED: [HeaderName; 8] = [
 ];
 
 /// Removes hop-by-hop headers. With `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay.
-/// Runs on every request and response, so it does not allocate: nominated names are looked up
-/// as `&str` (parsed on the stack by `http`).
+/// Runs on every request and response, so it is one pass over the names (standard names
+/// compare as integers) and hashes only for headers that are present; it does not allocate:
+/// nominated names are looked up as `&str` (parsed on the stack by `http`).
 pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let mut present = [false; 8];
+    let mut upgrade = false;
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = FIXED.iter().position(|f| f == name) {
+            present[i] = true;
+            any = true;
+        } else if name == header::UPGRADE {
+            upgrade = true;
+        }
+    }
+    if !any && !upgrade && !keep_upgrade {
+        return;
+    }
     // A clone of the value is a reference count, so the map can be changed while reading it.
-    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
+    if present[0]
+        && let Some(conn) = headers.get(header::CONNECTION).cloned()
+    {
         for token in conn.as_bytes().split(|b| *b == b',') {
             let token = token.trim_ascii();
             if token.is_empty() || (keep_upgrade && token.eq_ignore_ascii_case(b"upgrade")) {
@@ -33,15 +50,17 @@ pub fn remove(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    for n in FIXED.iter() {
-        headers.remove(n);
+    for (n, here) in FIXED.iter().zip(present) {
+        if here {
+            headers.remove(n);
+        }
     }
     if keep_upgrade {
         headers.insert(
             header::CONNECTION,
             http::HeaderValue::from_static("upgrade"),
         );
-    } else {
+    } else if upgrade {
         headers.remove(header::UPGRADE);
     }
 }

@@ -68,6 +68,26 @@ impl Session {
 }
 
 /// Current Unix time in seconds.
+/// Unix seconds at `at`, from a per-thread (wall clock, monotonic clock) pair re-read every
+/// 10 s: the request path already has an `Instant`, so this saves reading the wall clock per
+/// request. Wall-clock steps are picked up within 10 s.
+pub fn unix_at(at: std::time::Instant) -> i64 {
+    thread_local! {
+        static BASE: std::cell::Cell<Option<(std::time::Instant, i64)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    BASE.with(|b| match b.get() {
+        Some((i, u)) if at >= i && at.duration_since(i).as_secs() < 10 => {
+            u + at.duration_since(i).as_secs() as i64
+        }
+        _ => {
+            let u = now_unix();
+            b.set(Some((at, u)));
+            u
+        }
+    })
+}
+
 pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
