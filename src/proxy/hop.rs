@@ -6,7 +6,8 @@ use http::{HeaderMap, HeaderName, header};
 
 use crate::http::headers::{KEEP_ALIVE, PROXY_CONNECTION};
 
-const FIXED: [HeaderName; 8] = [
+// A `static`, not a `const`: a `const` array of `HeaderName` would be built and dropped at every use.
+static FIXED: [HeaderName; 8] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
