@@ -69,8 +69,27 @@ impl Idp {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("test IdP did not report IDP_READY within 30s");
+        // Generous: on a loaded 2-core machine Node can take long to start; an IdP that died
+        // is reported at once instead.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(250)) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().ok();
+                    panic!("test IdP exited before IDP_READY: {status:?}");
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!("test IdP exited before IDP_READY: {status}");
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "test IdP did not report IDP_READY within 120 s"
+                    );
+                }
+            }
+        }
         Idp { child, issuer }
     }
 
