@@ -516,21 +516,12 @@ impl UpstreamBody {
         ))?;
         Poll::Ready(Ok(n))
     }
+}
 
-    fn buf(&mut self) -> &mut BytesMut {
-        &mut self
-            .conn
-            .as_mut()
-            .expect("connection present while reading")
-            .buf
-    }
-
-    /// Takes up to `want` buffered bytes as a data frame.
-    fn take(&mut self, want: u64) -> Bytes {
-        let buf = self.buf();
-        let n = (buf.len() as u64).min(want) as usize;
-        buf.split_to(n).freeze()
-    }
+/// Takes up to `want` buffered bytes as a data frame.
+fn take(buf: &mut BytesMut, want: u64) -> Bytes {
+    let n = (buf.len() as u64).min(want) as usize;
+    buf.split_to(n).freeze()
 }
 
 impl http_body::Body for UpstreamBody {
@@ -543,17 +534,18 @@ impl http_body::Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
-            if this.conn.is_none() {
+            let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
-            }
-            let buffered = !this.buf().is_empty();
+            };
+            let buf = &mut conn.buf;
+            let buffered = !buf.is_empty();
             match this.framing {
                 Framing::Length(0) | Framing::Chunked(Chunk::Done) => {
                     this.finish();
                     return Poll::Ready(None);
                 }
                 Framing::Length(rem) if buffered => {
-                    let data = this.take(rem);
+                    let data = take(buf, rem);
                     this.framing = Framing::Length(rem - data.len() as u64);
                     if this.is_done() {
                         this.finish();
@@ -561,7 +553,7 @@ impl http_body::Body for UpstreamBody {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Framing::Chunked(Chunk::Data(rem)) if buffered => {
-                    let data = this.take(rem);
+                    let data = take(buf, rem);
                     let left = rem - data.len() as u64;
                     this.framing = Framing::Chunked(if left == 0 {
                         Chunk::DataEnd
@@ -571,10 +563,10 @@ impl http_body::Body for UpstreamBody {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Framing::Eof if buffered => {
-                    let data = this.buf().split().freeze();
+                    let data = buf.split().freeze();
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Framing::Chunked(state) if buffered => match step_chunk(this.buf(), state) {
+                Framing::Chunked(state) if buffered => match step_chunk(buf, state) {
                     Ok(Some(next)) => {
                         this.framing = Framing::Chunked(next);
                         continue;
