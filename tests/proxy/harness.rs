@@ -48,6 +48,19 @@ pub struct Idp {
 impl Idp {
     /// `clients`: oidc-provider client metadata; `access_ttl`: access-token lifetime in seconds.
     pub fn start(clients: Value, access_ttl: u64) -> Idp {
+        // A Node start that has not reported ready in 30 s is killed and retried on a fresh
+        // port (seen rarely on this 2-core machine: a silent hang, no error); three tries.
+        for attempt in 1..=3 {
+            match Idp::try_start(&clients, access_ttl) {
+                Ok(idp) => return idp,
+                Err(why) if attempt < 3 => eprintln!("test IdP start {attempt}: {why}; retrying"),
+                Err(why) => panic!("test IdP did not start after 3 tries: {why}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn try_start(clients: &Value, access_ttl: u64) -> Result<Idp, String> {
         let port = free_port();
         let issuer = format!("http://localhost:{port}");
         let mut child = Command::new("node")
@@ -69,28 +82,17 @@ impl Idp {
                 }
             }
         });
-        // Generous: on a loaded 2-core machine Node can take long to start; an IdP that died
-        // is reported at once instead.
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(250)) {
-                Ok(()) => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().ok();
-                    panic!("test IdP exited before IDP_READY: {status:?}");
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        panic!("test IdP exited before IDP_READY: {status}");
-                    }
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "test IdP did not report IDP_READY within 120 s"
-                    );
-                }
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(()) => Ok(Idp { child, issuer }),
+            Err(e) => {
+                let status = child.try_wait().ok().flatten();
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "no IDP_READY on port {port} ({e:?}, exit status {status:?})"
+                ))
             }
         }
-        Idp { child, issuer }
     }
 
     /// A client registration for a proxy at `base`.
