@@ -11,14 +11,13 @@ use std::time::Instant;
 
 use http::request::Parts;
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::auth::oidc::OidcProvider;
 use crate::auth::{Auth, Verdict, append_cookies};
 use crate::config::{Config, SessionSecrets};
 use crate::error::RequestError;
-use crate::http::body::Body;
+use crate::http::body::{Body, RequestBody};
 use crate::http::negotiate::is_non_navigational;
 use crate::http::normalize::normalize;
 use crate::http::paths;
@@ -224,7 +223,7 @@ impl App {
     }
 
     /// Handles one request from the public listener.
-    pub async fn handle(&self, req: Request<Incoming>, inbound: &Inbound) -> Response<Body> {
+    pub async fn handle(&self, req: Request<RequestBody>, inbound: &Inbound) -> Response<Body> {
         let rid = self.request_ids.next();
         let (parts, body) = req.into_parts();
         // Responses we generate carry the id (`X-Request-Id`, set by the error renderer);
@@ -235,7 +234,7 @@ impl App {
     async fn route(
         &self,
         mut parts: Parts,
-        body: Incoming,
+        body: RequestBody,
         inbound: &Inbound,
         rid: &str,
     ) -> Response<Body> {

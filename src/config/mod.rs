@@ -120,6 +120,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Time a client has to send a complete request head, idle keep-alive time included.
+    pub header_read_timeout: Duration,
     /// Request worker threads (one single-threaded runtime each); default: one per CPU.
     pub workers: usize,
 }

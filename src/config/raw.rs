@@ -16,6 +16,7 @@ pub struct RawServer {
     pub trusted_proxies: Option<Vec<String>>,
     pub max_header_bytes: Option<usize>,
     pub shutdown_grace: Option<String>,
+    pub header_read_timeout: Option<String>,
     pub workers: Option<usize>,
 }
 

@@ -401,6 +401,17 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
         "server.shutdown_grace",
         p,
     );
+    let header_read_timeout = duration(
+        raw.header_read_timeout.as_deref(),
+        Duration::from_secs(30),
+        "server.header_read_timeout",
+        p,
+    );
+    if header_read_timeout < Duration::from_secs(1)
+        || header_read_timeout > Duration::from_secs(3600)
+    {
+        p.push("server.header_read_timeout", "must be between 1s and 1h");
+    }
     Some(ServerConfig {
         listen,
         tls,
@@ -408,6 +419,7 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
         trusted_proxies,
         max_header_bytes,
         shutdown_grace,
+        header_read_timeout,
         workers,
     })
 }

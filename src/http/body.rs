@@ -86,3 +86,39 @@ where
 {
     Body(Inner::Boxed(body.map_err(Into::into).boxed()))
 }
+
+/// A request body as the service sees it: none (requests the lean HTTP/1.1 server parsed
+/// itself, which it only takes when they have no body), or hyper's.
+pub enum RequestBody {
+    Empty,
+    Incoming(hyper::body::Incoming),
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => std::task::Poll::Ready(None),
+            RequestBody::Incoming(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Incoming(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RequestBody::Empty => http_body::SizeHint::with_exact(0),
+            RequestBody::Incoming(b) => b.size_hint(),
+        }
+    }
+}

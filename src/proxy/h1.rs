@@ -461,7 +461,8 @@ fn parse_head(
     })))
 }
 
-fn parse_length(v: &[u8]) -> Option<u64> {
+/// A `Content-Length` value: digits only (surrounding whitespace allowed), no overflow.
+pub(crate) fn parse_length(v: &[u8]) -> Option<u64> {
     let v = v.trim_ascii();
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;

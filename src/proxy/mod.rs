@@ -201,7 +201,7 @@ impl Forwarder {
     pub async fn forward(
         &self,
         mut parts: Parts,
-        body: hyper::body::Incoming,
+        body: crate::http::body::RequestBody,
         inbound: &Inbound,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
         started: std::time::Instant,

@@ -3,6 +3,7 @@
 //! finish (up to `server.shutdown_grace`), then exits.
 
 pub mod admin;
+pub mod h1;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -18,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::http::body::RequestBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -58,7 +60,7 @@ fn builder(app: &App) -> Builder<TokioExecutor> {
     let max = app.cfg.server.max_header_bytes;
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(app.cfg.server.header_read_timeout)
         .max_buf_size(max.max(8192));
     b.http2()
         .timer(TokioTimer::new())
@@ -136,6 +138,11 @@ async fn worker(
 ) {
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(builder(&app));
+    let lean_stop = Arc::new(h1::Stop::default());
+    let limits = Arc::new(h1::Limits {
+        header_read_timeout: app.cfg.server.header_read_timeout,
+        max_head: app.cfg.server.max_header_bytes.max(8192),
+    });
     let mut tasks = Vec::new();
     for std_listener in listeners {
         let listener = match TcpListener::from_std(std_listener) {
@@ -150,6 +157,8 @@ async fn worker(
         let graceful = graceful.clone();
         let builder = builder.clone();
         let mut stop = stop.clone();
+        let lean_stop = lean_stop.clone();
+        let limits = limits.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -168,19 +177,36 @@ async fn worker(
                 let watcher = graceful.watcher();
                 let builder = builder.clone();
                 let acceptor = acceptor.clone();
+                let lean_stop = lean_stop.clone();
+                let limits = limits.clone();
                 tokio::spawn(async move {
                     // Per connection, so that a request clones a reference count no other
                     // thread touches (the `App`'s is shared by every worker).
                     let inbound = app.inbound(peer, acceptor.is_some());
                     let conn = Arc::new((app, inbound));
-                    let svc = service_fn(move |req| {
+                    let svc = {
                         let conn = conn.clone();
-                        async move { Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await) }
-                    });
+                        service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                            let conn = conn.clone();
+                            async move {
+                                let req = req.map(RequestBody::Incoming);
+                                Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await)
+                            }
+                        })
+                    };
                     match acceptor {
                         None => {
-                            let conn =
-                                builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            // Plain HTTP: simple requests are served by the lean path; the
+                            // first one it does not serve hands the connection to hyper. The
+                            // watcher is held throughout, so a drain waits for both.
+                            let mut stream = stream;
+                            let prefix =
+                                match h1::serve(&mut stream, &conn, &limits, &lean_stop).await {
+                                    h1::Outcome::Closed => return,
+                                    h1::Outcome::HandOff(prefix) => prefix,
+                                };
+                            let io = TokioIo::new(h1::Rewind::new(prefix, stream));
+                            let conn = builder.serve_connection_with_upgrades(io, svc);
                             let _ = watcher.watch(conn.into_owned()).await;
                         }
                         Some(acc) => {
@@ -203,6 +229,7 @@ async fn worker(
     for t in tasks {
         let _ = t.await;
     }
+    lean_stop.trigger();
     let grace = app.cfg.server.shutdown_grace;
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         return;

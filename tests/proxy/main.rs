@@ -4,5 +4,6 @@
 mod flows;
 mod hardening;
 mod harness;
+mod lean_server;
 mod lean_upstream;
 mod listeners;
