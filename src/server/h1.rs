@@ -271,7 +271,9 @@ fn parse(
         Ok(u) => u,
         Err(_) => return rejoin(buf, head),
     };
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for what the gate and the forwarder add (X-Forwarded-*, identity headers), so that the
+    // map is not grown and rehashed on the way.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 12);
     for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let raw_name = &head[ns as usize..ne as usize];
         let name = match names.get(i) {
