@@ -8,6 +8,7 @@
 pub mod authorize;
 pub mod endpoints;
 pub mod http_client;
+pub mod jws;
 pub mod login;
 pub mod oidc;
 pub mod redirect;

@@ -755,6 +755,14 @@ async fn id_tokens_signed_with_each_supported_algorithm_verify() {
         assert_eq!(cb.status(), 302, "{alg}: {}", s.proxy.logs());
         let v = echoed(c.get(format!("{}/x", s.proxy.base)).send().await.unwrap()).await;
         assert_eq!(header(&v, "x-amzn-oidc-identity"), Some("alice"), "{alg}");
+        // The fast path (src/auth/jws.rs) took this real IdP's token and JWKS.
+        assert!(
+            s.proxy
+                .logs()
+                .contains("ID token signature verified with ring"),
+            "{alg}: {}",
+            s.proxy.logs()
+        );
     }
 }
 
