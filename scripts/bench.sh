@@ -325,7 +325,8 @@ FAILED=0
 # Rows 1-6 run in ROUNDS interleaved passes (1 2 3 4 5 6 1 2 3 …) of DURATION/ROUNDS seconds
 # each, so that load from outside the benchmark (this machine is shared) falls on every row
 # alike instead of on whichever row happened to run at the time. Requests, CPU ticks and errors
-# add up over the passes; p50 is the request-weighted mean and p99 the worst pass.
+# add up over the passes; p50 and p99 come from the latency histograms of all the passes merged
+# (wrk.lua prints each pass's whole histogram).
 declare -A LABEL SPID EXPECT URLOF HDRS
 ROW_KEYS=()
 # row KEY LABEL SERVER_PID EXPECT URL [HEADER...]
@@ -349,7 +350,8 @@ measure() {
   out=$(WRK_EXPECT=${EXPECT[$key]} wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 5s \
     -s "$HERE/wrk.lua" "${hdr[@]}" "${URLOF[$key]}" 2>&1) || true
   t1=$(cpu_ticks "$pid")
-  echo "$out" >>"$TMP/wrk-$key.txt"
+  grep -v '^HIST' <<<"$out" >>"$TMP/wrk-$key.txt" || true
+  { grep '^HIST' <<<"$out" || true; } | cut -c6- | tr ' ' '\n' | grep ':' >>"$TMP/hist-$key.txt" || true
   line=$(grep '^RESULT' <<<"$out" || true)
   if [ -z "$line" ]; then
     echo "$out" >&2
@@ -380,6 +382,25 @@ finish() {
   [ "$errors" -eq 0 ] || FAILED=1
   R[$key.rps]=$(awk -v r="$requests" -v d="${R[$key.us]}" 'BEGIN{printf "%.0f", d ? r/(d/1e6) : 0}')
   R[$key.p50]=$(awk -v w="${R[$key.p50w]}" -v r="$requests" 'BEGIN{printf "%.0f", r ? w/r : 0}')
+  # Percentiles over every request of every pass, from the merged histograms (the per-pass
+  # figures above are the fallback if a wrk build printed none).
+  if [ -s "$TMP/hist-$key.txt" ]; then
+    local merged
+    merged=$(sort -t: -k1,1n "$TMP/hist-$key.txt" | awk -F: '
+      { v[NR] = $1; c[NR] = $2; n += $2 }
+      END {
+        s = 0; p50 = -1
+        for (i = 1; i <= NR; i++) {
+          s += c[i]
+          if (p50 < 0 && s >= n * 0.50) p50 = v[i]
+          if (s >= n * 0.99) { print p50, v[i]; exit }
+        }
+      }')
+    if [ -n "$merged" ]; then
+      R[$key.p50]=${merged% *}
+      R[$key.p99]=${merged#* }
+    fi
+  fi
   R[$key.cpu]=$(awk -v t="${R[$key.ticks]}" -v hz="$HZ" -v r="$requests" 'BEGIN{printf "%.1f", r ? t/hz*1e6/r : 0}')
   ROWS+=("$(printf '%-44s %9s %8.2f %8.2f %10s %7s %8.1f' "${LABEL[$key]}" "${R[$key.rps]}" \
     "$(awk -v v="${R[$key.p50]}" 'BEGIN{print v/1000}')" "$(awk -v v="${R[$key.p99]}" 'BEGIN{print v/1000}')" \
@@ -506,7 +527,7 @@ row apache "6 Apache + mod_auth_openidc, session" "$AP_PID" 200 "$AP/protected/a
 if [ "$WARMUP" -gt 0 ]; then
   for k in "${ROW_KEYS[@]}"; do measure "$k" "$WARMUP"; done
   for k in "${ROW_KEYS[@]}"; do R[$k.requests]=0 R[$k.us]=0 R[$k.ticks]=0 R[$k.p50w]=0 R[$k.p99]=0; done
-  rm -f "$TMP"/wrk-*.txt
+  rm -f "$TMP"/wrk-*.txt "$TMP"/hist-*.txt
 fi
 for ((round = 1; round <= ROUNDS; round++)); do
   for k in "${ROW_KEYS[@]}"; do measure "$k" "$PASS"; done

@@ -28,4 +28,12 @@ function done(summary, latency, requests)
     "RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d bad_status=%d socket_errors=%d\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), b,
     e.connect + e.read + e.write + e.timeout))
+  -- The whole latency histogram (µs:count per non-empty bucket), so that bench.sh can compute
+  -- percentiles over all the passes of a row rather than pick one pass's.
+  local parts = {}
+  for i = 1, #latency do
+    local v, c = latency(i)
+    parts[#parts + 1] = string.format("%d:%d", v, c)
+  end
+  io.write("HIST " .. table.concat(parts, " ") .. "\n")
 end
