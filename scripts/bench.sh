@@ -5,9 +5,9 @@
 # client registration); signs in for real; runs wrk -t2 -c64 per row; prints one table with the
 # issue's ratios computed from this run; stops everything it started.
 #
-#   scripts/bench.sh                  full run, 10 s per row
-#   scripts/bench.sh --duration 20    N seconds per row
-#   scripts/bench.sh --rounds 5       rows 1-7 interleaved in N passes of DURATION/N s (default 5)
+#   scripts/bench.sh                  full run, 20 s per row (about 4 minutes in all)
+#   scripts/bench.sh --duration 40    N seconds per row
+#   scripts/bench.sh --rounds 10      rows 1-7 interleaved in N passes of DURATION/N s (default 10)
 #   scripts/bench.sh --smoke          1 s per row: only checks the harness works (CI)
 #   scripts/bench.sh --soak 300       constant load on the authenticated route for N seconds:
 #                                     RSS at start and end, growth, errors
@@ -26,10 +26,11 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 HERE="$ROOT/scripts/bench"
 
-DURATION=10
-# Short interleaved passes: a burst of outside load (this machine is shared) lands on a few
-# passes of several rows rather than on the whole of one row.
-ROUNDS=5
+# 20 s per row as 10 interleaved passes of 2 s: a burst of outside load (this machine is
+# shared) lands on a few passes of several rows rather than on the whole of one row, and there
+# are enough passes for bursts to even out.
+DURATION=20
+ROUNDS=10
 MODE=table
 SOAK=0
 PERF=0
