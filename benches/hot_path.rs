@@ -347,13 +347,7 @@ fn id_tokens(c: &mut Criterion) {
         ec.sign(&rng, m).unwrap().as_ref().to_vec()
     });
 
-    let jwks: CoreJsonWebKeySet = serde_json::from_value(json!({"keys": [
-        {"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256",
-         "n": b64(&comps.n), "e": b64(&comps.e)},
-        {"kty": "EC", "kid": "ec-1", "use": "sig", "alg": "ES256", "crv": "P-256",
-         "x": b64(&point[1..33]), "y": b64(&point[33..65])},
-    ]}))
-    .expect("a valid JWKS");
+    let jwks = verifier_jwks(&comps, &point);
     let verifier = CoreIdTokenVerifier::new_confidential_client(
         ClientId::new(CLIENT_ID.into()),
         ClientSecret::new("s3cret".into()),
@@ -365,6 +359,12 @@ fn id_tokens(c: &mut Criterion) {
         CoreJwsSigningAlgorithm::EcdsaP256Sha256,
     ]);
     let nonce = Nonce::new(nonce.into());
+    // What the relying party does (src/auth/oidc.rs): the signature with ring against keys
+    // parsed once per JWKS fetch, then openidconnect's claim checks without its signature step.
+    let ring_keys = portcullis::auth::jws::parse_jwks(
+        &serde_json::to_value(verifier_jwks(&comps, &point)).unwrap(),
+    );
+    let claims_only = verifier.clone().insecure_disable_signature_check();
 
     let mut g = c.benchmark_group("id_token");
     // The signature check alone with ring, for comparison with openidconnect's whole
@@ -403,7 +403,32 @@ fn id_tokens(c: &mut Criterion) {
             })
         });
     }
+    for (name, jwt) in [("RS256", &rs256), ("ES256", &es256)] {
+        assert!(portcullis::auth::jws::verified(jwt, &ring_keys));
+        g.bench_function(BenchmarkId::new("ring_then_claims", name), |b| {
+            b.iter(|| {
+                assert!(portcullis::auth::jws::verified(black_box(jwt), &ring_keys));
+                let tok = CoreIdToken::from_str(jwt).unwrap();
+                tok.claims(&claims_only, &nonce)
+                    .map(|c| c.subject().len())
+                    .unwrap()
+            })
+        });
+    }
     g.finish();
+}
+
+fn verifier_jwks(
+    comps: &signature::RsaPublicKeyComponents<Vec<u8>>,
+    point: &[u8],
+) -> CoreJsonWebKeySet {
+    serde_json::from_value(json!({"keys": [
+        {"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256",
+         "n": b64(&comps.n), "e": b64(&comps.e)},
+        {"kty": "EC", "kid": "ec-1", "use": "sig", "alg": "ES256", "crv": "P-256",
+         "x": b64(&point[1..33]), "y": b64(&point[33..65])},
+    ]}))
+    .expect("a valid JWKS")
 }
 
 criterion_group! {

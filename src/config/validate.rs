@@ -988,6 +988,22 @@ upstream = "http://127.0.0.1:3000"
     }
 
     #[test]
+    fn header_read_timeout_defaults_to_30s_and_is_bounded() {
+        let c = load_str(GOOD, Path::new("t.toml")).expect("valid");
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(30));
+        let with = |v: &str| format!("{GOOD}\n[server]\nheader_read_timeout = \"{v}\"\n");
+        let c = load_str(&with("5s"), Path::new("t.toml")).expect("valid");
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
+        for bad in ["500ms", "2h", "soon"] {
+            let joined = problems(&with(bad)).join("\n");
+            assert!(
+                joined.contains("server.header_read_timeout"),
+                "{bad}: {joined}"
+            );
+        }
+    }
+
+    #[test]
     fn never_prints_secrets() {
         let text = GOOD.replace("0123456789abcdef0123456789abcdef", "tooshort-secret-value");
         let joined = problems(&text).join("\n");
