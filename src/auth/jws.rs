@@ -87,25 +87,18 @@ pub fn parse_jwks(jwks: &Value) -> Vec<Key> {
         .collect()
 }
 
-/// How a JWS `alg` is verified with `ring`.
+/// How a JWS `alg` is verified with `ring`: RSA with these parameters, or a raw public key of
+/// the material's kind.
 enum Verifier {
     Rsa(&'static signature::RsaParameters),
-    /// An algorithm over a raw public key, and which key material suits it.
-    Raw(&'static dyn VerificationAlgorithm, fn(&Material) -> bool),
+    P256,
+    P384,
+    Ed25519,
 }
 
 impl Verifier {
     fn for_alg(alg: &str) -> Option<Verifier> {
         use Verifier::*;
-        fn p256(m: &Material) -> bool {
-            matches!(m, Material::P256(_))
-        }
-        fn p384(m: &Material) -> bool {
-            matches!(m, Material::P384(_))
-        }
-        fn ed25519(m: &Material) -> bool {
-            matches!(m, Material::Ed25519(_))
-        }
         Some(match alg {
             "RS256" => Rsa(&signature::RSA_PKCS1_2048_8192_SHA256),
             "RS384" => Rsa(&signature::RSA_PKCS1_2048_8192_SHA384),
@@ -113,17 +106,31 @@ impl Verifier {
             "PS256" => Rsa(&signature::RSA_PSS_2048_8192_SHA256),
             "PS384" => Rsa(&signature::RSA_PSS_2048_8192_SHA384),
             "PS512" => Rsa(&signature::RSA_PSS_2048_8192_SHA512),
-            "ES256" => Raw(&signature::ECDSA_P256_SHA256_FIXED, p256),
-            "ES384" => Raw(&signature::ECDSA_P384_SHA384_FIXED, p384),
-            "EdDSA" => Raw(&signature::ED25519, ed25519),
+            "ES256" => P256,
+            "ES384" => P384,
+            "EdDSA" => Ed25519,
             _ => return None,
         })
+    }
+
+    /// The key material this algorithm verifies with, and ring's algorithm for a raw key.
+    fn raw<'m>(&self, m: &'m Material) -> Option<(&'static dyn VerificationAlgorithm, &'m [u8])> {
+        match (self, m) {
+            (Verifier::P256, Material::P256(p)) => {
+                Some((&signature::ECDSA_P256_SHA256_FIXED, p.as_slice()))
+            }
+            (Verifier::P384, Material::P384(p)) => {
+                Some((&signature::ECDSA_P384_SHA384_FIXED, p.as_slice()))
+            }
+            (Verifier::Ed25519, Material::Ed25519(p)) => Some((&signature::ED25519, p.as_slice())),
+            _ => None,
+        }
     }
 
     fn suits(&self, m: &Material) -> bool {
         match self {
             Verifier::Rsa(_) => matches!(m, Material::Rsa { .. }),
-            Verifier::Raw(_, suits) => suits(m),
+            _ => self.raw(m).is_some(),
         }
     }
 
@@ -134,11 +141,9 @@ impl Verifier {
                     .verify(params, signed, sig)
                     .is_ok()
             }
-            (
-                Verifier::Raw(alg, _),
-                Material::P256(p) | Material::P384(p) | Material::Ed25519(p),
-            ) => UnparsedPublicKey::new(*alg, p).verify(signed, sig).is_ok(),
-            _ => false,
+            _ => self
+                .raw(m)
+                .is_some_and(|(alg, p)| UnparsedPublicKey::new(alg, p).verify(signed, sig).is_ok()),
         }
     }
 }

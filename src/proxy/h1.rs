@@ -388,19 +388,8 @@ fn parse_head(
     for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let (ns, ne, vs, ve) = (ns as usize, ne as usize, vs as usize, ve as usize);
         let raw_name = &head[ns..ne];
-        let name = match names.get(i) {
-            Some(n) if n.as_str().as_bytes().eq_ignore_ascii_case(raw_name) => n.clone(),
-            _ => {
-                let n = HeaderName::from_bytes(raw_name)
-                    .map_err(|_| H1Error::Invalid("bad header name".into()))?;
-                if i < names.len() {
-                    names[i] = n.clone();
-                } else if i == names.len() {
-                    names.push(n.clone());
-                }
-                n
-            }
-        };
+        let name = cached_name(names, i, raw_name)
+            .ok_or_else(|| H1Error::Invalid("bad header name".into()))?;
         let raw = &head[vs..ve];
         if name == header::CONTENT_LENGTH {
             let n =
@@ -459,6 +448,25 @@ fn parse_head(
         framing,
         reusable: !close,
     })))
+}
+
+/// The name of the `i`-th field of a head: the same position's name from the previous head on
+/// this connection when it matches (a peer sends the same names in the same order, so a custom
+/// name is a reference count, not an allocation), else parsed and remembered. `None`: not a
+/// valid field name.
+pub(crate) fn cached_name(names: &mut Vec<HeaderName>, i: usize, raw: &[u8]) -> Option<HeaderName> {
+    if let Some(n) = names.get(i)
+        && n.as_str().as_bytes().eq_ignore_ascii_case(raw)
+    {
+        return Some(n.clone());
+    }
+    let n = HeaderName::from_bytes(raw).ok()?;
+    if i < names.len() {
+        names[i] = n.clone();
+    } else if i == names.len() {
+        names.push(n.clone());
+    }
+    Some(n)
 }
 
 /// A `Content-Length` value: digits only (surrounding whitespace allowed), no overflow.

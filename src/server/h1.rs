@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 use crate::app::App;
 use crate::http::body::{Body, RequestBody};
 use crate::proxy::Inbound;
-use crate::proxy::h1::parse_length;
+use crate::proxy::h1::{cached_name, parse_length};
 
 /// Most header fields in a request head served here (hyper's default, which answers 431
 /// beyond it).
@@ -276,19 +276,8 @@ fn parse(
     let mut headers = HeaderMap::with_capacity(spans.len() + 12);
     for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
         let raw_name = &head[ns as usize..ne as usize];
-        let name = match names.get(i) {
-            Some(n) if n.as_str().as_bytes().eq_ignore_ascii_case(raw_name) => n.clone(),
-            _ => {
-                let Ok(n) = HeaderName::from_bytes(raw_name) else {
-                    return rejoin(buf, head);
-                };
-                if i < names.len() {
-                    names[i] = n.clone();
-                } else if i == names.len() {
-                    names.push(n.clone());
-                }
-                n
-            }
+        let Some(name) = cached_name(names, i, raw_name) else {
+            return rejoin(buf, head);
         };
         let Ok(value) = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize)) else {
             return rejoin(buf, head);

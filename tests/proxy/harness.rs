@@ -603,3 +603,34 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// The real binary with one request worker (so that every request shares one upstream
+/// connection pool) and one public `allow` route to `upstream`: no IdP involved.
+/// `server_extra`: more `[server]` keys; `route_extra`: more keys for the route.
+pub async fn allow_proxy(upstream: &str, server_extra: &str, route_extra: &str) -> Proxy {
+    let (port, admin) = Proxy::ports();
+    let cfg = format!(
+        r#"
+public_url = "http://127.0.0.1:{port}"
+
+[server]
+listen = ["127.0.0.1:{port}"]
+admin_listen = "127.0.0.1:{admin}"
+workers = 1
+{server_extra}
+
+[session]
+secrets = ["allow-proxy-test-secret-0123456789abcdef"]
+
+[log]
+level = "debug"
+
+[[routes]]
+path = "/"
+upstream = "{upstream}"
+on_unauthenticated = "allow"
+{route_extra}
+"#
+    );
+    Proxy::start(port, admin, &cfg).await
+}

@@ -11,34 +11,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::*;
 
-const SECRET: &str = "lean-server-test-secret-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The real binary with one allow route to `upstream`; `server_extra`: more `[server]` keys.
+/// The real binary with one allow route to `upstream` (20 s route timeout); `server_extra`:
+/// more `[server]` keys.
 async fn proxy_to(upstream: &str, server_extra: &str) -> Proxy {
     portcullis::install_crypto();
-    let (port, admin) = Proxy::ports();
-    let cfg = format!(
-        r#"
-public_url = "http://127.0.0.1:{port}"
-
-[server]
-listen = ["127.0.0.1:{port}"]
-admin_listen = "127.0.0.1:{admin}"
-workers = 1
-{server_extra}
-
-[session]
-secrets = ["{SECRET}"]
-
-[[routes]]
-path = "/"
-upstream = "{upstream}"
-on_unauthenticated = "allow"
-timeout = "20s"
-"#
-    );
-    Proxy::start(port, admin, &cfg).await
+    allow_proxy(upstream, server_extra, "timeout = \"20s\"").await
 }
 
 /// One response as read off the wire.

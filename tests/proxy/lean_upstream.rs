@@ -227,31 +227,7 @@ async fn serve_conn(
 /// The real binary with one request worker and one public route to `upstream`;
 /// `route_extra`: more keys for that route.
 async fn proxy_for(upstream: &Scripted, route_extra: &str) -> Proxy {
-    let (port, admin) = Proxy::ports();
-    let cfg = format!(
-        r#"
-public_url = "http://127.0.0.1:{port}"
-
-[server]
-listen = ["127.0.0.1:{port}"]
-admin_listen = "127.0.0.1:{admin}"
-workers = 1
-
-[session]
-secrets = ["{SECRET}"]
-
-[log]
-level = "debug"
-
-[[routes]]
-path = "/"
-upstream = "{up}"
-on_unauthenticated = "allow"
-{route_extra}
-"#,
-        up = upstream.url()
-    );
-    Proxy::start(port, admin, &cfg).await
+    allow_proxy(&upstream.url(), "", route_extra).await
 }
 
 fn http() -> reqwest::Client {
