@@ -83,7 +83,7 @@ pub struct Limits {
     pub max_head: usize,
 }
 
-/// A parsed request head: the frozen bytes and where each part lies in them.
+/// A request head served here: its parts, the header values sharing the head's bytes.
 struct Parsed {
     method: Method,
     uri: Uri,
