@@ -44,6 +44,9 @@ pub enum BuildError {
     Pool(#[from] crate::pool::PoolError),
 }
 
+/// Most header fields a request may carry, whatever its HTTP version (hyper's HTTP/1 limit).
+pub const MAX_HEADER_FIELDS: usize = 100;
+
 pub struct App {
     pub cfg: Arc<Config>,
     pub auth: Auth,
@@ -241,8 +244,13 @@ impl App {
         let peer = inbound.peer;
         // One clock reading per request: session times and the upstream latency come from it.
         let started = Instant::now();
+        // HTTP/1 heads over the limit never get here (hyper answers 431); HTTP/2 and HTTP/3
+        // header blocks are bounded in bytes only, so the field count is enforced here.
+        if parts.headers.len() > MAX_HEADER_FIELDS {
+            return self.reject(RequestError::HeadersTooLarge, &parts, rid);
+        }
         // 1. Normalise once; the normalised path is both matched and forwarded.
-        match normalize(parts.uri.path()) {
+        match normalize(parts.uri.path(), self.cfg.encoded_slashes()) {
             Ok(None) => {}
             Ok(Some(p)) => {
                 let pq = match parts.uri.query() {

@@ -27,6 +27,7 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::error::security_headers(r.headers_mut());
     r
 }
 
@@ -39,6 +40,7 @@ fn text(
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    crate::error::security_headers(r.headers_mut());
     r
 }
 
@@ -214,7 +216,7 @@ impl Auth {
             (own_host, "/".into())
         };
         let path_only = uri.split('?').next().unwrap_or("/");
-        let path = match crate::http::normalize::normalize(path_only) {
+        let path = match crate::http::normalize::normalize(path_only, self.cfg.encoded_slashes()) {
             Ok(Some(p)) => p,
             Ok(None) => path_only.to_string(),
             Err(e) => return RequestError::BadRequest(e.to_string()).render(request_id, true),

@@ -45,15 +45,45 @@ pub fn start_url(rd: &str, provider: Option<&str>) -> String {
     u
 }
 
+/// `location` as a valid URI reference (RFC 3986 §4.1): every byte that may not appear in one
+/// (space, `"`, `<`, `>`, `\\`, `^`, `` ` ``, `{`, `|`, `}`, controls, non-ASCII) is
+/// percent-encoded; existing escapes are kept. A client-supplied `rd=/"><script>` thus comes
+/// back as `/%22%3E%3Cscript%3E` (SPEC §3; issue 9, item 5).
+pub fn uri_reference(location: &str) -> std::borrow::Cow<'_, str> {
+    fn allowed(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b)
+    }
+    let bytes = location.as_bytes();
+    // A `%` is kept only as the start of a well-formed escape.
+    let escape_at = |i: usize| {
+        bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    };
+    let ok = |i: usize, b: u8| allowed(b) || (b == b'%' && escape_at(i));
+    if bytes.iter().enumerate().all(|(i, &b)| ok(i, b)) {
+        return std::borrow::Cow::Borrowed(location);
+    }
+    let mut out = String::with_capacity(location.len() + 16);
+    for (i, &b) in bytes.iter().enumerate() {
+        if ok(i, b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A 302 with `Cache-Control: no-store` and cookies.
 pub fn redirect(location: &str, cookies: &[HeaderValue]) -> Response<Body> {
     let mut r = Response::new(body::empty());
     *r.status_mut() = StatusCode::FOUND;
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(location) {
+    if let Ok(v) = HeaderValue::from_str(&uri_reference(location)) {
         h.insert(header::LOCATION, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::error::security_headers(h);
     for c in cookies {
         h.append(header::SET_COOKIE, c.clone());
     }
@@ -289,5 +319,20 @@ impl Auth {
             );
         }
         redirect(&location, &set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 9, item 5): `rd=/"><script>` came back unencoded in `Location`.
+    #[test]
+    fn location_is_a_valid_uri_reference() {
+        assert_eq!(uri_reference("/a/b?c=d&e=%20"), "/a/b?c=d&e=%20");
+        assert_eq!(uri_reference("/\"><script>"), "/%22%3E%3Cscript%3E");
+        assert_eq!(uri_reference("/x y|{}^`"), "/x%20y%7C%7B%7D%5E%60");
+        assert_eq!(uri_reference("/%zz%4"), "/%25zz%254");
+        assert_eq!(uri_reference("/日本"), "/%E6%97%A5%E6%9C%AC");
     }
 }

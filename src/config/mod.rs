@@ -124,6 +124,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Request worker threads (one single-threaded runtime each); default: one per CPU.
     pub workers: usize,
+    /// Forward `%2F` / `%5C` in paths instead of answering 400 (SPEC §3; unsafe when the
+    /// upstream decodes them).
+    pub insecure_allow_encoded_slashes: bool,
 }
 
 /// Where the session secrets come from.
@@ -249,6 +252,15 @@ impl Config {
     /// Cookies carry `Secure` whenever users reach us over https.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
+    }
+
+    /// How paths with `%2F` / `%5C` are treated (SPEC §3).
+    pub fn encoded_slashes(&self) -> crate::http::normalize::EncodedSlashes {
+        if self.server.insecure_allow_encoded_slashes {
+            crate::http::normalize::EncodedSlashes::InsecureKeep
+        } else {
+            crate::http::normalize::EncodedSlashes::Reject
+        }
     }
 
     pub fn provider_index(&self, name: &str) -> Option<usize> {

@@ -18,6 +18,7 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     pub header_read_timeout: Option<String>,
     pub workers: Option<usize>,
+    pub insecure_allow_encoded_slashes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -421,6 +421,7 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
         shutdown_grace,
         header_read_timeout,
         workers,
+        insecure_allow_encoded_slashes: raw.insecure_allow_encoded_slashes.unwrap_or(false),
     })
 }
 
