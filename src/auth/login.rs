@@ -16,6 +16,7 @@ use crate::http::body::{self, Body};
 use crate::http::paths;
 use crate::metrics::LoginOutcome;
 use crate::session::shards::cookies;
+use crate::session::store::SaveError;
 use crate::session::{Session, now_unix};
 
 const LOGIN_PURPOSE: &[u8] = b"portcullis-login";
@@ -104,7 +105,7 @@ impl Auth {
     fn login_cookie_name(&self, state: &str) -> String {
         format!(
             "{}{}",
-            self.jar.login_prefix(),
+            self.store.jar().login_prefix(),
             &state[..state.len().min(16)]
         )
     }
@@ -233,7 +234,8 @@ impl Auth {
                     return Err(with_clear(idp_failure(e)));
                 }
             }
-            let session = Session {
+            let idp_sid = claims.get("sid").and_then(|v| v.as_str()).map(str::to_string);
+            let mut session = Session {
                 sid: self.keyring.random_hex(16),
                 sub,
                 provider: pending.provider.clone(),
@@ -244,24 +246,31 @@ impl Auth {
                 id_token: tokens.id_token,
                 created_at: now,
                 expires_at: now + self.cfg.session.timeout.as_secs() as i64,
+                created_ms: crate::session::now_unix_ms(),
+                idp_sid,
             };
-            let mut session = session;
-            let sealed = match self.seal(&session, now) {
+            let saved = match self.store.save(&session, now, None).await {
                 Ok(v) => Ok(v),
                 // The ID token is kept only as the logout hint (optional in RP-initiated
                 // logout); drop it before giving up on a session that does not fit.
-                Err(_) if session.id_token.is_some() => {
+                Err(SaveError::TooLarge(_)) if session.id_token.is_some() => {
                     session.id_token = None;
-                    self.seal(&session, now)
+                    self.store.save(&session, now, None).await
                 }
                 Err(e) => Err(e),
             };
-            let (mut set, text) = sealed.map_err(|e| {
+            let (mut set, _) = saved.map_err(|e| {
                 self.metrics.login(LoginOutcome::Failed);
-                tracing::warn!(provider = provider.name(), error = %e, "session too large for cookies");
-                with_clear(RequestError::SessionTooLarge)
+                match e {
+                    SaveError::Unavailable(e) => {
+                        with_clear(RequestError::SessionStoreUnavailable(e.to_string()))
+                    }
+                    e => {
+                        tracing::warn!(provider = provider.name(), error = %e, "session too large for cookies");
+                        with_clear(RequestError::SessionTooLarge)
+                    }
+                }
             })?;
-            self.remember(&text, session);
             set.push(clear.clone());
             self.metrics.login(LoginOutcome::Success);
             tracing::info!(provider = provider.name(), "auth.decision" = "login", "sign-in completed");
@@ -286,15 +295,28 @@ impl Auth {
             &self.cfg.public_origin,
             &self.cfg.allowed_redirect_origins,
         );
-        let state = self.session(headers, now_unix()).await;
-        let mut set: Vec<HeaderValue> = self.jar.clear().to_vec();
+        // A store that cannot answer still gets the cookies cleared; the sign-out of a
+        // session it could not find cannot be recorded, and says so in the log.
+        let state = match self.session(headers, now_unix()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-out: the session store is unavailable; cookies cleared only");
+                super::SessionState::default()
+            }
+        };
+        if let Some(loaded) = &state.loaded
+            && let Err(e) = self.store.sign_out(loaded).await
+        {
+            tracing::warn!(error = %e, "sign-out recorded here but could not be shared through redis");
+        }
+        let mut set: Vec<HeaderValue> = self.store.clear().to_vec();
         for (n, _) in cookies(headers) {
-            if n.starts_with(self.jar.login_prefix()) {
+            if n.starts_with(self.store.jar().login_prefix()) {
                 set.push(self.clear_login_cookie(n));
             }
         }
         let mut location = rd.clone();
-        if let Some(opened) = state.opened {
+        if let Some(opened) = state.principal {
             let provider = &self.providers[opened.provider];
             if let Some(mut end) = provider.end_session_endpoint().await {
                 let post_logout = if rd.starts_with('/') {

@@ -91,7 +91,10 @@ fn jwks_ttl(headers: &http::HeaderMap) -> Duration {
             if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
                 Some(0)
             } else {
-                d.strip_prefix("max-age=")?.trim_matches('"').parse::<u64>().ok()
+                d.strip_prefix("max-age=")?
+                    .trim_matches('"')
+                    .parse::<u64>()
+                    .ok()
             }
         });
     match max_age {

@@ -138,6 +138,23 @@ pub enum SessionSecrets {
     Generated(PathBuf),
 }
 
+/// Where sessions live (`session.store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The sealed session itself in the cookie shards (default).
+    Cookie,
+    /// An opaque ticket in the cookie; the sealed session in Redis.
+    Redis,
+}
+
+/// How to reach Redis (`session.redis_url` or `session.redis_cluster_urls`). The URLs may
+/// carry a password, so they are secrets: never printed.
+#[derive(Debug, Clone)]
+pub enum RedisTarget {
+    Standalone(Secret),
+    Cluster(Vec<Secret>),
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub cookie_name: String,
@@ -146,6 +163,11 @@ pub struct SessionConfig {
     pub login_window: Duration,
     /// Refresh the access token this long before it expires.
     pub refresh_margin: Duration,
+    pub store: StoreKind,
+    /// Redis: the server-side store, shared revocations and the refresh lock.
+    pub redis: Option<RedisTarget>,
+    /// Longest a single Redis call may take before the request fails closed (503).
+    pub redis_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +234,8 @@ impl Authorization {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub index: usize,
+    /// Stable name for logs and metrics (`name`, default `{host}{path}`).
+    pub name: String,
     pub path: String,
     pub host: Option<String>,
     pub upstream: Upstream,

@@ -261,6 +261,9 @@ mod tests {
         assert_eq!(normalize("/a%2fb", keep), Ok(Some("/a%2Fb".into())));
         assert_eq!(normalize("/a%2F..%2Fb", keep), Ok(None));
         assert_eq!(normalize("/a/%5c../b", keep), Ok(Some("/a/%5C../b".into())));
-        assert_eq!(normalize("/a/..;x/b", keep), Err(PathError::DotSegmentWithParams));
+        assert_eq!(
+            normalize("/a/..;x/b", keep),
+            Err(PathError::DotSegmentWithParams)
+        );
     }
 }

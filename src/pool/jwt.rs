@@ -11,8 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SystemRandom;
 use ring::signature::{
-    self, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, RsaKeyPair,
-    UnparsedPublicKey,
+    self, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, RsaKeyPair, UnparsedPublicKey,
 };
 use serde_json::{Map, Value};
 
@@ -170,8 +169,7 @@ impl Keys {
             .iter()
             .find(|k| k.alg() == self.alg)
             .unwrap_or(&self.keys[0]);
-        let header =
-            serde_json::json!({"alg": k.alg().name(), "typ": "JWT", "kid": k.kid()});
+        let header = serde_json::json!({"alg": k.alg().name(), "typ": "JWT", "kid": k.kid()});
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -265,7 +263,9 @@ mod tests {
             let keys = keys(alg);
             let t = keys.sign(&serde_json::json!({"sub": "u1"}));
             let header: Value = serde_json::from_slice(
-                &URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap()).unwrap(),
+                &URL_SAFE_NO_PAD
+                    .decode(t.split('.').next().unwrap())
+                    .unwrap(),
             )
             .unwrap();
             assert_eq!(header["alg"], alg.name());
@@ -292,9 +292,8 @@ mod tests {
         let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
         let kid = keys.keys[0].kid().to_string();
         for alg in ["HS256", "ES256", "none"] {
-            parts[0] = URL_SAFE_NO_PAD.encode(
-                serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string(),
-            );
+            parts[0] = URL_SAFE_NO_PAD
+                .encode(serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string());
             assert!(keys.verify(&parts.join(".")).is_none(), "{alg}");
         }
     }

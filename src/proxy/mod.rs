@@ -28,7 +28,7 @@ use static_files::StaticDir;
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 pub struct HttpUpstream {
-    /// One pool per request worker (see `server::worker_index`): bodies, upgrades, TLS.
+    /// One pool per request worker (see `worker::index`): bodies, upgrades, TLS.
     clients: Vec<HttpsClient>,
     /// The lean in-task client for plain `http://` upstreams (requests without a body).
     lean: Option<Arc<h1::H1Pool>>,
@@ -221,7 +221,7 @@ impl Forwarder {
         {
             parts.headers.insert(header::HOST, v);
         }
-        let worker = crate::server::worker_index();
+        let worker = crate::worker::index();
         if let Some(lean) = &up.lean
             && !keep_upgrade
             && body.is_end_stream()
@@ -264,7 +264,7 @@ impl Forwarder {
         let client_body = ClientBody::new(body);
         let client_failed = client_body.failed.clone();
         let req = Request::from_parts(parts, body::stream(client_body));
-        let client = &up.clients[crate::server::worker_index().min(up.clients.len() - 1)];
+        let client = &up.clients[crate::worker::index().min(up.clients.len() - 1)];
         let resp = match tokio::time::timeout(up.timeout, client.request(req)).await {
             Err(_) => return Err(RequestError::UpstreamTimeout),
             // The client's own body broke (a malformed chunk, a cut connection): its fault,
