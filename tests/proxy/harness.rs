@@ -310,6 +310,10 @@ impl Proxy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
