@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod identity_headers;
+pub mod live;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
