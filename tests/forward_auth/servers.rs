@@ -32,7 +32,8 @@ fn wait_port(port: u16, what: &str, log: &Path) {
 pub struct Server {
     child: Child,
     pub port: u16,
-    pub dir: PathBuf,
+    /// Where its config and logs are (kept for a failing test's reader).
+    _dir: PathBuf,
 }
 
 impl Server {
@@ -92,7 +93,11 @@ fn nginx(server_block: impl Fn(u16) -> String) -> Server {
         .spawn()
         .expect("nginx starts");
     wait_port(port, "nginx", &log);
-    Server { child, port, dir }
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
 }
 
 /// The Caddy recipe, as written, with the addresses of this test (and, before it, the global
@@ -137,7 +142,11 @@ pub fn caddy_recipe(portcullis: u16, app: &str) -> Server {
         .spawn()
         .expect("caddy starts");
     wait_port(port, "caddy", &log);
-    Server { child, port, dir }
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
 }
 
 /// Python's `http.server` serving a directory.
@@ -161,7 +170,11 @@ pub fn python_static(root: &Path) -> Server {
         .spawn()
         .expect("python3 starts");
     wait_port(port, "python http.server", &log);
-    Server { child, port, dir }
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
 }
 
 /// A site with a public page and an admin page whose text must never leak.
