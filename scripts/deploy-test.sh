@@ -196,6 +196,7 @@ if [ "$ENGINE_STARTED" = 1 ]; then
   timeout 600 "${P[@]}" build --isolation chroot --format docker -q -f deploy/Dockerfile \
     --build-arg BASE="$BASE_IMAGE" --build-arg BINARY=prebuilt --build-arg PREBUILT=portcullis \
     -t "$IMAGE" "$WORK/context" >/dev/null || fail "podman build deploy/Dockerfile failed"
+  skip "deploy/Dockerfile's Rust build stage (BINARY=source) not built: no Rust image can be pulled here; the runtime stage was built from \$PORTCULLIS_BIN"
   size=$("${P[@]}" image inspect "$IMAGE" --format '{{.Size}}')
   user=$("${P[@]}" image inspect "$IMAGE" --format '{{.Config.User}}')
   health=$("${P[@]}" image inspect "$IMAGE" --format '{{json .Config.Healthcheck.Test}}')
@@ -285,7 +286,8 @@ if [ "$ENGINE_STARTED" = 1 ]; then
   # The admin listener is not published.
   "${P[@]}" port "$NAME" | grep -q 9901 && fail "the admin port is published"
   # data_dir: a user created now, and the generated session secret, survive a restart.
-  pc_exec() { "${P[@]}" exec "$NAME" /usr/local/bin/portcullis "$@" --config /etc/portcullis/portcullis.toml; }
+  # By its short name: the image sets PATH (README: `docker exec portcullis portcullis …`).
+  pc_exec() { "${P[@]}" exec "$NAME" portcullis "$@" --config /etc/portcullis/portcullis.toml; }
   pc_exec pool users add deploy-test-user --password 'Deploy-test-Passw0rd' --permanent \
     --attribute email=deploy-test@example.com >/dev/null || fail "pool users add in the container failed"
   datadir=$("${P[@]}" volume inspect "$VOLUME" --format '{{.Mountpoint}}')
