@@ -33,7 +33,7 @@ fail() {
 is_root() { [ "$(id -u)" = 0 ]; }
 
 BIN=${PORTCULLIS_BIN:-}
-[ -n "$BIN" ] && [ -x "$BIN" ] || fail "set PORTCULLIS_BIN to a built portcullis binary (got '${BIN}')"
+if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then fail "set PORTCULLIS_BIN to a built portcullis binary (got '${BIN}')"; fi
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
 WORK=$(mktemp -d /tmp/portcullis-deploy.XXXXXX)
@@ -149,8 +149,8 @@ step "container engine (podman + runc)"
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
   if is_root && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq podman runc debootstrap >/dev/null \
-      || fail "apt-get install podman runc debootstrap failed"
+    apt-get update -qq || fail "apt-get update failed"
+    apt-get install -y -qq podman runc debootstrap >/dev/null || fail "apt-get install podman runc debootstrap failed"
   fi
 fi
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
@@ -201,7 +201,7 @@ if [ "$ENGINE_STARTED" = 1 ]; then
   user=$("${P[@]}" image inspect "$IMAGE" --format '{{.Config.User}}')
   health=$("${P[@]}" image inspect "$IMAGE" --format '{{json .Config.Healthcheck.Test}}')
   echo "$IMAGE: $((size / 1000000)) MB, USER $user, HEALTHCHECK $health"
-  [ "${user%%:*}" != 0 ] && [ "${user%%:*}" != root ] && [ -n "$user" ] || fail "the image's USER is root"
+  case "${user%%:*}" in ""|0|root) fail "the image's USER is root (${user:-unset})" ;; esac
   [[ $health == *'"CMD","/usr/local/bin/portcullis","healthcheck"'* ]] || fail "HEALTHCHECK is not the exec-form portcullis healthcheck"
   # Only the binary, its shared libraries, CA roots and the user's entries: no shell, no curl.
   # (podman without systemd logs that it cannot add health-check timers: harmless, silenced.)
@@ -241,8 +241,7 @@ if [ "$ENGINE_STARTED" = 1 ]; then
       "$IMAGE" >/dev/null 2>"$WORK/podman-run.err" || { cat "$WORK/podman-run.err" >&2; fail "podman run failed"; }
   }
   wait_healthy() { # podman runs the image's HEALTHCHECK; bounded: 30 s
-    local i
-    for i in $(seq 1 60); do
+    for _ in $(seq 1 60); do
       "${P[@]}" healthcheck run "$NAME" >/dev/null 2>&1 && return 0
       sleep 0.5
     done
@@ -264,7 +263,7 @@ if [ "$ENGINE_STARTED" = 1 ]; then
     page=$(curl -s -m 10 -c "$jar" -b "$jar" -L "$origin/")
     action=$(sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' <<<"$page" | head -1 | sed 's/&#x2f;/\//g; s/&amp;/\&/g')
     csrf=$(sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' <<<"$page" | head -1)
-    [[ $action == /oauth2/pool/login* ]] && [ -n "$csrf" ] || fail "$origin: no sign-in form"
+    if [[ $action != /oauth2/pool/login* ]] || [ -z "$csrf" ]; then fail "$origin: no sign-in form"; fi
     curl -s -m 10 -c "$jar" -b "$jar" -L --data-urlencode "csrf_token=$csrf" \
       --data-urlencode "username=$2" --data-urlencode "password=$3" "$origin$action"
   }
@@ -278,9 +277,13 @@ if [ "$ENGINE_STARTED" = 1 ]; then
   run_container
   wait_healthy
   echo "podman healthcheck run: healthy"
+  if "${P[@]}" exec "$NAME" portcullis healthcheck --url http://127.0.0.1:1/healthz 2>/dev/null; then
+    fail "portcullis healthcheck exits 0 for a port where nothing listens"
+  fi
+  echo "portcullis healthcheck against a closed port: exit 1"
   pid=$("${P[@]}" inspect "$NAME" --format '{{.State.Pid}}')
   uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
-  [ -n "$uid" ] && [ "$uid" != 0 ] || fail "the container's process runs as uid ${uid:-?}"
+  case "$uid" in ""|0) fail "the container's process runs as uid ${uid:-?}" ;; esac
   echo "process $pid runs as uid $uid"
   login_page "http://127.0.0.1:$PORT"
   # The admin listener is not published.
@@ -302,6 +305,14 @@ if [ "$ENGINE_STARTED" = 1 ]; then
     || fail "the session secret changed across the restart"
   echo "after podman restart: healthy; user deploy-test-user and the session secret still in data_dir"
   login_page "http://127.0.0.1:$PORT"
+  # PID 1 in the container is Portcullis itself: SIGTERM (podman stop) must drain and exit 0
+  # well before podman's 10 s SIGKILL.
+  started=$(date +%s)
+  "${P[@]}" stop -t 10 "$NAME" >/dev/null 2>&1 || fail "podman stop failed"
+  took=$(($(date +%s) - started))
+  code=$("${P[@]}" inspect "$NAME" --format '{{.State.ExitCode}}')
+  if [ "$code" != 0 ] || [ "$took" -ge 9 ]; then fail "SIGTERM: exit code $code after ${took}s (want 0, before the SIGKILL at 10 s)"; fi
+  echo "podman stop (SIGTERM): exit 0 after ${took}s"
   "${P[@]}" rm -f -t 10 "$NAME" >/dev/null 2>&1
 
   # ========================================================================== 4. sidecar pod
@@ -323,13 +334,13 @@ if [ "$ENGINE_STARTED" = 1 ]; then
   # exec probe into a shell command line (`CMD-SHELL … || exit 1`), which cannot run in an image
   # without a shell, so its own `healthcheck run` is not the judge here.
   probe() { # probe KIND: runs the manifest's probe command in the container until it passes (30 s)
-    local cmd i
+    local cmd
     mapfile -t cmd < <(python3 -c 'import sys,yaml
 for d in yaml.safe_load_all(open(sys.argv[1])):
   if d and d["kind"]=="Deployment":
     for c in d["spec"]["template"]["spec"]["containers"]:
       if c["name"]=="portcullis": print("\n".join(c[sys.argv[2]]["exec"]["command"]))' deploy/kubernetes/sidecar.yaml "$1")
-    for i in $(seq 1 60); do
+    for _ in $(seq 1 60); do
       "${P[@]}" exec "$ctr" "${cmd[@]}" >/dev/null 2>&1 && { echo "$1 (${cmd[*]}): passes"; return 0; }
       sleep 0.5
     done
@@ -344,6 +355,7 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
     || fail "the pod publishes more than Portcullis's port: $bindings"
   echo "pod $pod publishes only 127.0.0.1:$SPORT → Portcullis :8080"
   # The app runs, but an unauthenticated request gets the sign-in redirect, never the app.
+  # shellcheck disable=SC2016 # perl code, not shell
   "${P[@]}" exec "$pod-app" /usr/bin/perl -MIO::Socket::INET -e \
     'my $s = IO::Socket::INET->new("127.0.0.1:8000") or exit 1; print $s "GET / HTTP/1.0\r\n\r\n"; my $r = join "", <$s>; exit($r =~ /deploy-test-app/ ? 0 : 1)' \
     || fail "the app container does not answer inside the pod"
@@ -394,7 +406,11 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
 fi
 
 step "systemd unit"
-is_root && [ -d /run/systemd/system ] || skip "the unit is not started: systemd is not PID 1 on this machine (verified and scored offline above)"
+if [ -d /run/systemd/system ]; then
+  skip "the unit is not started by this script (it would install into /etc/systemd on the test machine); verified and scored offline above"
+else
+  skip "the unit is not started: systemd is not PID 1 on this machine; verified and scored offline above"
+fi
 
 printf '\n== deploy test: passed'
 if [ ${#SKIPPED[@]} -gt 0 ]; then
