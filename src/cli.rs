@@ -36,6 +36,7 @@ pub enum Command {
     Pool(crate::pool::cli::PoolArgs),
     /// Exit 0 when the admin listener's /healthz answers 200, 1 otherwise (a container HEALTHCHECK).
     Healthcheck {
+        /// The plain-http URL to GET (the admin listener's /healthz or /readyz).
         #[arg(long, default_value = crate::healthcheck::DEFAULT_URL)]
         url: String,
         /// Give up after this many seconds.
