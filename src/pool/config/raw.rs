@@ -22,6 +22,7 @@ pub(super) struct RawPool {
     pub(super) admin_token_file: Option<String>,
     pub(super) session_timeout: Option<String>,
     pub(super) clients: Option<Vec<RawClient>>,
+    pub(super) signing_alg: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
