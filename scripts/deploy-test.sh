@@ -13,7 +13,10 @@
 #   3. runs it: health check passes, non-root, login page served, data_dir survives a restart;
 #   4. runs deploy/kubernetes/sidecar.yaml with `podman play kube` and deploy/compose.yaml with
 #      podman-compose: the app is reached only through Portcullis (unauthenticated: the sign-in
-#      redirect; after a real sign-in with curl: the app, with the identity header).
+#      redirect; after a real sign-in with curl: the app, with the identity header);
+#   5. runs two replicas of the image with deploy/kubernetes/standalone.yaml's configuration,
+#      sharing a real Redis and PostgreSQL ($PORTCULLIS_TEST_POSTGRES_URL, which scripts/test.sh
+#      sets): signed in on one, known on the other; signed out on one, out on the other.
 # A step that cannot run prints "SKIPPED: <why>" and is listed at the end; a step that runs and
 # fails exits non-zero.
 set -euo pipefail
@@ -46,6 +49,9 @@ NAME=portcullis-deploy-test-$$
 VOLUME=portcullis-deploy-test-data-$$
 COMPOSE_PROJECT=portcullis-deploy-test-$$
 COMPOSE_UP=0
+REPLICAS=()
+REDIS_PID=
+SHARED_DB=
 SIDECAR_YAML=$WORK/sidecar.podman.yaml
 P=()
 ENGINE_STARTED=0
@@ -63,6 +69,13 @@ cleanup() {
     if [ "$COMPOSE_UP" = 1 ]; then
       podman-compose -p "$COMPOSE_PROJECT" -f deploy/compose.yaml down -v >/dev/null 2>&1 || true
     fi
+  fi
+  for r in "${REPLICAS[@]:-}"; do
+    if [ -n "$r" ]; then "${P[@]}" rm -f -v -t 5 "$r" >/dev/null 2>&1 || true; fi
+  done
+  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi
+  if [ -n "$SHARED_DB" ]; then
+    psql -q "$PORTCULLIS_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS $SHARED_DB WITH (FORCE)" >/dev/null 2>&1 || true
   fi
   rm -rf "$WORK"
 }
@@ -403,6 +416,95 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
     skip "podman-compose not installable (PyPI): deploy/compose.yaml not run"
   fi
   skip "compose profiles redis and postgres not run: their images (redis, postgres) cannot be pulled here; the shared configuration is checked above"
+
+  # ========================================================================== 6. replicas
+  step "standalone replicas: two containers, standalone.yaml's configuration, one Redis, one PostgreSQL"
+  if [ -z "${PORTCULLIS_TEST_POSTGRES_URL:-}" ] || ! command -v psql >/dev/null; then
+    skip "standalone replicas not run: PORTCULLIS_TEST_POSTGRES_URL is not set (scripts/test.sh sets it) or psql is missing"
+  elif ! command -v redis-server >/dev/null && ! { is_root && apt-get install -y -qq redis-server >/dev/null 2>&1; }; then
+    skip "standalone replicas not run: redis-server is not installed"
+  else
+    RPORT=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$RPORT" --save '' --appendonly no > "$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    SHARED_DB=portcullis_deploy_$$
+    psql -q "$PORTCULLIS_TEST_POSTGRES_URL" -c "CREATE DATABASE $SHARED_DB" >/dev/null || fail "cannot create database $SHARED_DB"
+    SHARED_URL="${PORTCULLIS_TEST_POSTGRES_URL%/*}/$SHARED_DB"
+    APORT=$(free_port)
+    "${P[@]}" run -d --name "$NAME-upstream" --network host "$APP_IMAGE" --port "$APORT" --bind 127.0.0.1 >/dev/null 2>&1 \
+      || fail "cannot start the test app"
+    REPLICAS+=("$NAME-upstream")
+    python3 tests/deploy/manifests.py config deploy/kubernetes/standalone.yaml portcullis-config > "$WORK/standalone.toml" \
+      || fail "no portcullis.toml in standalone.yaml's ConfigMap"
+    # What differs here from a cluster: host networking on free loopback ports (no Services),
+    # the test Redis, PostgreSQL and app addresses, and the first replica's origin as public_url
+    # for both (a load balancer gives them one). Everything else is the ConfigMap as shipped.
+    PUB=$(free_port)
+    declare -A PORTS ADMINS
+    for r in a b; do
+      if [ "$r" = a ]; then PORTS[$r]=$PUB; else PORTS[$r]=$(free_port); fi
+      ADMINS[$r]=$(free_port)
+      sed -e "s#^public_url = .*#public_url = \"http://127.0.0.1:$PUB\"#" \
+        -e "s#^listen = .*#listen = [\"127.0.0.1:${PORTS[$r]}\"]#" \
+        -e "s#^admin_listen = .*#admin_listen = \"127.0.0.1:${ADMINS[$r]}\"#" \
+        -e "s#^redis_url = .*#redis_url = \"redis://127.0.0.1:$RPORT/0\"#" \
+        -e "s#^database = \"postgres://.*#database = \"$SHARED_URL\"#" \
+        -e "s#^upstream = .*#upstream = \"http://127.0.0.1:$APORT\"#" \
+        "$WORK/standalone.toml" > "$WORK/replica-$r.toml"
+      for key in public_url listen admin_listen redis_url database upstream; do
+        grep -q "^$key = .*127\.0\.0\.1" "$WORK/replica-$r.toml" \
+          || fail "standalone.yaml's config has no '$key = …' line the test can adapt"
+      done
+      chmod 644 "$WORK/replica-$r.toml" "$WORK/signing-key.pem"
+      "${P[@]}" run -d --name "$NAME-replica-$r" --network host \
+        -e PORTCULLIS_SESSION_SECRET -e POSTGRES_PASSWORD \
+        -v "$WORK/replica-$r.toml:/etc/portcullis/portcullis.toml:ro" \
+        -v "$WORK/signing-key.pem:/etc/portcullis/secrets/signing-key.pem:ro" \
+        "$IMAGE" >/dev/null 2>&1 || fail "podman run replica $r failed"
+      REPLICAS+=("$NAME-replica-$r")
+    done
+    for r in a b; do
+      ready=0
+      for _ in $(seq 1 60); do
+        if "${P[@]}" exec "$NAME-replica-$r" portcullis healthcheck --url "http://127.0.0.1:${ADMINS[$r]}/readyz" >/dev/null 2>&1; then
+          ready=1
+          break
+        fi
+        sleep 0.5
+      done
+      if [ "$ready" != 1 ]; then
+        "${P[@]}" logs "$NAME-replica-$r" 2>&1 | tail -20 >&2
+        fail "replica $r is not ready after 30 s (/readyz: PostgreSQL, Redis, the pool)"
+      fi
+    done
+    echo "replicas a (127.0.0.1:${PORTS[a]}) and b (127.0.0.1:${PORTS[b]}): /readyz 200 (PostgreSQL and Redis reachable)"
+    rx() { local r=$1; shift; "${P[@]}" exec "$NAME-replica-$r" portcullis "$@" --config /etc/portcullis/portcullis.toml; }
+    rx a pool users add deploy-test-user --password 'Deploy-test-Passw0rd' --permanent \
+      --attribute email=deploy-test@example.com >/dev/null || fail "pool users add on replica a failed"
+    rx b pool users show deploy-test-user | grep -q deploy-test@example.com \
+      || fail "replica b does not see the user created on replica a (the pool is not shared)"
+    echo "a user created on replica a is known to replica b (one PostgreSQL pool)"
+    JAR=$WORK/replicas.jar
+    page=$(curl -s -m 10 -c "$JAR" -b "$JAR" -L "http://127.0.0.1:${PORTS[a]}/")
+    action=$(sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' <<<"$page" | head -1 | sed 's/&#x2f;/\//g; s/&amp;/\&/g')
+    csrf=$(sed -n 's/.*name="csrf_token" value="\([^"]*\)".*/\1/p' <<<"$page" | head -1)
+    body=$(curl -s -m 10 -c "$JAR" -b "$JAR" -L --data-urlencode "csrf_token=$csrf" \
+      --data-urlencode username=deploy-test-user --data-urlencode 'password=Deploy-test-Passw0rd' \
+      "http://127.0.0.1:${PORTS[a]}$action")
+    [[ $body =~ ^deploy-test-app\ user=[0-9a-f-]{36}$ ]] || fail "sign-in on replica a: got ${body:0:200}"
+    cp "$JAR" "$WORK/replicas-before-sign-out.jar"
+    # Cookies are per host, not per port: the browser would send the same cookie to b.
+    on_b=$(curl -s -m 10 -b "$JAR" "http://127.0.0.1:${PORTS[b]}/")
+    [ "$on_b" = "$body" ] || fail "replica b does not know the session made on replica a: got ${on_b:0:200}"
+    echo "signed in on replica a; replica b serves the same session: $on_b"
+    curl -s -m 10 -o /dev/null -c "$JAR" -b "$JAR" "http://127.0.0.1:${PORTS[a]}/oauth2/sign_out?rd=/" \
+      || fail "sign-out on replica a failed"
+    after=$(curl -s -m 10 -o /dev/null -w '%{http_code} %{redirect_url}' -b "$WORK/replicas-before-sign-out.jar" \
+      "http://127.0.0.1:${PORTS[b]}/")
+    [[ $after == "302 http://127.0.0.1:$PUB/oauth2/pool/authorize?"* ]] \
+      || fail "after signing out on replica a, the old cookie still works on replica b: $after"
+    echo "signed out on replica a; the old cookie on replica b → 302 to sign-in (one Redis session store)"
+  fi
 fi
 
 step "systemd unit"

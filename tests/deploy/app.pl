@@ -1,9 +1,12 @@
 # A tiny HTTP app for the compose and sidecar tests: answers every request with "deploy-test-app" and the identity
 # header Portcullis set, if any.
 use strict; use warnings; use IO::Socket::INET;
-my $port = 8000;
-for (my $i = 0; $i < @ARGV; $i++) { $port = $ARGV[$i + 1] if $ARGV[$i] eq '--port'; }
-my $srv = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => $port, Listen => 16, ReuseAddr => 1) or die "listen: $!";
+my ($port, $bind) = (8000, '0.0.0.0');
+for (my $i = 0; $i < @ARGV; $i++) {
+  $port = $ARGV[$i + 1] if $ARGV[$i] eq '--port';
+  $bind = $ARGV[$i + 1] if $ARGV[$i] eq '--bind';
+}
+my $srv = IO::Socket::INET->new(LocalAddr => $bind, LocalPort => $port, Listen => 16, ReuseAddr => 1) or die "listen: $!";
 $SIG{TERM} = sub { exit 0 }; $| = 1; print "app listening on $port\n";
 while (my $c = $srv->accept) {
   my ($user, $line) = ('-', '');

@@ -3,6 +3,7 @@
   manifests.py check ROOT OUT_DIR   field checks on compose.yaml and kubernetes/*.yaml; writes every
                                     shipped Portcullis config to OUT_DIR/<name>.toml for
                                     `portcullis check` (prints "name<TAB>path" per config)
+  manifests.py config MANIFEST NAME  prints the portcullis.toml of ConfigMap NAME
   manifests.py podman SIDECAR PORT SECRET OUT_YAML OUT_SECRET_JSON
                                     the sidecar manifest as `podman play kube` (4.3) runs it here
 Exit 1 with one line per problem.
@@ -219,8 +220,19 @@ def podman(sidecar, port, secret, out_yaml, out_secret):
         yaml.safe_dump_all(out, f, sort_keys=False)
 
 
+def config(manifest, name):
+    """Prints the portcullis.toml of the ConfigMap NAME in MANIFEST."""
+    for d in load_all(manifest):
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name:
+            sys.stdout.write(d["data"]["portcullis.toml"])
+            return
+    sys.exit(f"{manifest}: no ConfigMap {name}")
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "check":
+    if sys.argv[1] == "config":
+        config(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "check":
         check(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "podman":
         podman(*sys.argv[2:7])
