@@ -10,7 +10,8 @@
 #   2. builds the runtime image with podman (runc) from the binary already built
 #      ($PORTCULLIS_BIN, stripped), on a Debian base made with debootstrap once and cached in
 #      /var/tmp/portcullis-deploy;
-#   3. runs it: health check passes, non-root, login page served, data_dir survives a restart;
+#   3. runs it: health check passes, non-root, login page served, data_dir survives a restart,
+#      SIGHUP reloads the configuration, SIGTERM exits 0;
 #   4. runs deploy/kubernetes/sidecar.yaml with `podman play kube` and deploy/compose.yaml with
 #      podman-compose: the app is reached only through Portcullis (unauthenticated: the sign-in
 #      redirect; after a real sign-in with curl: the app, with the identity header);
@@ -318,6 +319,19 @@ if [ "$ENGINE_STARTED" = 1 ]; then
     || fail "the session secret changed across the restart"
   echo "after podman restart: healthy; user deploy-test-user and the session secret still in data_dir"
   login_page "http://127.0.0.1:$PORT"
+  # Reload in the container (what `systemctl reload` and `kill -HUP` do): a new pool page title.
+  # The file is rewritten in place: a bind-mounted file keeps its inode.
+  grep -q '^ui = { title = "Portcullis" }' "$WORK/portcullis.toml" || fail "deploy/portcullis.toml no longer sets ui.title"
+  sed 's/^ui = { title = "Portcullis" }/ui = { title = "Portcullis reloaded" }/' "$WORK/portcullis.toml" > "$WORK/reloaded.toml"
+  cat "$WORK/reloaded.toml" > "$WORK/portcullis.toml"
+  "${P[@]}" kill --signal HUP "$NAME" >/dev/null || fail "podman kill --signal HUP failed"
+  reloaded=0
+  for _ in $(seq 1 50); do
+    if curl -s -m 5 -L "http://127.0.0.1:$PORT/" | grep -q 'Portcullis reloaded'; then reloaded=1; break; fi
+    sleep 0.2
+  done
+  [ "$reloaded" = 1 ] || fail "SIGHUP in the container: the new ui.title is not served within 10 s"
+  echo "podman kill --signal HUP: the sign-in page shows the reloaded title"
   # PID 1 in the container is Portcullis itself: SIGTERM (podman stop) must drain and exit 0
   # well before podman's 10 s SIGKILL.
   started=$(date +%s)
