@@ -98,6 +98,9 @@ if [ -d tests/e2e ] && ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
   node --test --test-concurrency=1 tests/e2e/
 fi
 
+log "deploy/: image, compose, Kubernetes sidecar, lints (scripts/deploy-test.sh)"
+scripts/deploy-test.sh
+
 if [ -x scripts/bench.sh ]; then
   log "benchmark smoke run (checks the harness works; timings are not asserted)"
   scripts/bench.sh --smoke

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod http;
 pub mod identity_headers;
 pub mod live;

@@ -52,6 +52,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Pool(args) => portcullis::pool::cli::run(args),
+        Command::Healthcheck { url, timeout } => {
+            match portcullis::healthcheck::check(&url, std::time::Duration::from_secs(timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Sessions {
             command:
                 portcullis::cli::SessionsCommand::Revoke {
