@@ -88,11 +88,24 @@ impl Admin<'_> {
     ) -> Result<T, AdminError> {
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
-            Err(AdminError::Store(_)) => Outcome::Failed("database".into()),
-            Err(e) => Outcome::Failed(format!("{}: {}", e.code(), e).chars().take(500).collect()),
+            Err(e) => Self::outcome_of(e),
         };
-        let _ = audit::record(self.store, &self.actor, action, target, &outcome).await;
+        self.record(action, target, &outcome).await;
         result
+    }
+
+    /// The audit outcome of a failed action: its class and message (never a secret: no
+    /// message of [`AdminError`] holds a password or code).
+    pub fn outcome_of(e: &AdminError) -> Outcome {
+        match e {
+            AdminError::Store(_) => Outcome::Failed("database".into()),
+            e => Outcome::Failed(format!("{}: {}", e.code(), e).chars().take(500).collect()),
+        }
+    }
+
+    /// Records an action in the audit log; a failure to write it is logged by `audit::record`.
+    pub async fn record(&self, action: &str, target: &str, outcome: &Outcome) {
+        let _ = audit::record(self.store, &self.actor, action, target, outcome).await;
     }
 
     /// The audit target for a user named by the caller: the canonical form of the name.

@@ -19,11 +19,13 @@ pub mod delivery;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
+pub mod migration;
 mod op;
 mod pages;
 pub mod password;
 pub mod smtp;
 pub mod store;
+pub mod transfer;
 pub mod username;
 
 use std::net::IpAddr;
@@ -85,6 +87,8 @@ pub struct Pool {
     csrf_key: ring::hmac::Key,
     pages: pages::Renderer,
     ready: OnceCell<Ready>,
+    /// `pool.migration`: asked about sign-ins that name an unknown user.
+    migration: Option<migration::Hook>,
 }
 
 /// Redacts the database URL's password for messages.
@@ -138,6 +142,7 @@ impl Pool {
         let csrf_secret = KeyRing::derive_secret(secrets, "pool-csrf").unwrap_or_default();
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
+        let migration = pool.migration.as_ref().map(migration::Hook::new);
         Ok(Pool {
             cfg: Arc::new(pool),
             issuer,
@@ -149,6 +154,7 @@ impl Pool {
             csrf_key,
             pages,
             ready: OnceCell::new(),
+            migration,
         })
     }
 
