@@ -383,6 +383,8 @@ fn plan(
             attributes: map,
         });
     }
+    plan.problems
+        .sort_by_key(|p| (p.line, p.column.as_ref().map_or(0, |c| c.0)));
     plan
 }
 
