@@ -357,30 +357,37 @@ impl Admin<'_> {
     }
 
     pub async fn add_to_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
+        self.membership(name, group, true).await
+    }
+
+    pub async fn remove_from_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
+        self.membership(name, group, false).await
+    }
+
+    /// Adds (`add`) or removes a user's membership of a group.
+    async fn membership(&self, name: &str, group: &str, add: bool) -> Result<User, AdminError> {
         let r = async {
-            if !group_name_ok(group) {
+            if add && !group_name_ok(group) {
                 return Err(AdminError::Invalid(vec![format!(
                     "group {group:?}: not a valid group name"
                 )]));
             }
             let u = self.find(name).await?;
-            self.store.add_to_group(&u.sub, group).await?;
+            if add {
+                self.store.add_to_group(&u.sub, group).await?;
+            } else {
+                self.store.remove_from_group(&u.sub, group).await?;
+            }
             self.find(name).await
         }
         .await;
         let target = format!("{} (group {group})", Self::target(name));
-        self.audited("add_to_group", &target, r).await
-    }
-
-    pub async fn remove_from_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
-        let r = async {
-            let u = self.find(name).await?;
-            self.store.remove_from_group(&u.sub, group).await?;
-            self.find(name).await
-        }
-        .await;
-        let target = format!("{} (group {group})", Self::target(name));
-        self.audited("remove_from_group", &target, r).await
+        let action = if add {
+            "add_to_group"
+        } else {
+            "remove_from_group"
+        };
+        self.audited(action, &target, r).await
     }
 
     pub async fn groups(&self) -> Result<Vec<(String, Vec<String>)>, AdminError> {

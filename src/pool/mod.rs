@@ -102,6 +102,17 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// The decoded `name=value` pairs of a query string.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Constant-time equality for secrets (length is not hidden).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -224,15 +235,7 @@ impl Pool {
         } else {
             Vec::new()
         };
-        let query = parts
-            .uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = query_pairs(parts.uri.query());
         let ip = self.client_ip(parts, peer);
         let req = Req {
             parts,
