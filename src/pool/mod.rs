@@ -175,7 +175,7 @@ impl Pool {
             .get_or_try_init(|| async {
                 let err = |source| PoolError::Store { url: redact_url(&self.cfg.database), source };
                 let store = Store::open(&self.cfg.database).await.map_err(err)?;
-                let keys = Keys::load(&store, now()).await.map_err(err)?;
+                let keys = Keys::load(&store, self.cfg.signing_alg, now()).await.map_err(err)?;
                 let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
                     .await
                     .map_err(|_| PoolError::Hash)?;

@@ -23,6 +23,7 @@ pub(super) struct RawPool {
     pub(super) session_timeout: Option<String>,
     pub(super) clients: Option<Vec<RawClient>>,
     pub(super) migration: Option<RawMigration>,
+    pub(super) signing_alg: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
