@@ -223,15 +223,19 @@ impl App {
             .iter()
             .map(|r| Forwarder::new(r, cfg.server.workers))
             .collect();
+        let store = Arc::new(build_store(&cfg, keyring.clone())?);
         let pool = match &cfg.pool {
-            Some(pc) => Some(Arc::new(crate::pool::Pool::new(
-                &cfg,
-                pc.clone(),
-                &secrets,
-            )?)),
+            Some(pc) => Some(Arc::new(
+                crate::pool::Pool::new(&cfg, pc.clone(), &secrets)?.with_proxy_sessions(Arc::new(
+                    crate::session::revocation::UserSessions::new(
+                        store.revocations().clone(),
+                        "pool",
+                        cfg.session.timeout,
+                    ),
+                )),
+            )),
             None => None,
         };
-        let store = Arc::new(build_store(&cfg, keyring.clone())?);
         let auth = Auth::new(
             cfg.clone(),
             providers,
@@ -334,6 +338,12 @@ impl App {
                 .request(None, Decision::Internal, resp.status().as_u16());
             return resp;
         }
+        if parts.uri.path() == paths::BACKCHANNEL_LOGOUT {
+            let resp = self.backchannel_logout(&parts, body, rid).await;
+            self.metrics
+                .request(None, Decision::Internal, resp.status().as_u16());
+            return resp;
+        }
         if parts.uri.path().starts_with(paths::RESERVED_PREFIX) {
             let (resp, route, decision) = match self
                 .auth
@@ -401,6 +411,34 @@ impl App {
         self.metrics
             .request(Some(route_index), decision, resp.status().as_u16());
         resp
+    }
+
+    /// `POST /oauth2/backchannel-logout`: the form body read under a size limit.
+    async fn backchannel_logout(
+        &self,
+        parts: &Parts,
+        body: RequestBody,
+        rid: &str,
+    ) -> Response<Body> {
+        use http_body_util::BodyExt;
+        if parts.method != http::Method::POST {
+            return RequestError::MethodNotAllowed.render(rid, true);
+        }
+        let form = match http_body_util::Limited::new(body, crate::auth::backchannel::MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return RequestError::BadRequest(
+                    "the logout request body is unreadable or too large".into(),
+                )
+                .render(rid, true);
+            }
+        };
+        self.auth
+            .backchannel_logout(&form, crate::session::now_unix())
+            .await
     }
 
     fn reject(&self, e: RequestError, parts: &Parts, rid: &str) -> Response<Body> {

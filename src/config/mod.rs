@@ -127,6 +127,8 @@ pub struct ServerConfig {
     /// Forward `%2F` / `%5C` in paths instead of answering 400 (SPEC §3; unsafe when the
     /// upstream decodes them).
     pub insecure_allow_encoded_slashes: bool,
+    /// Bearer token for the admin JSON APIs (`/sessions/…`, `/pool/…`).
+    pub admin_token: Option<Secret>,
 }
 
 /// Where the session secrets come from.
