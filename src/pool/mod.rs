@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod admin_api;
 pub mod attributes;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod config;
@@ -18,11 +19,13 @@ pub mod delivery;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
+pub mod migration;
 mod op;
 mod pages;
 pub mod password;
 pub mod smtp;
 pub mod store;
+pub mod transfer;
 pub mod username;
 
 use std::net::IpAddr;
@@ -84,6 +87,8 @@ pub struct Pool {
     csrf_key: ring::hmac::Key,
     pages: pages::Renderer,
     ready: OnceCell<Ready>,
+    /// `pool.migration`: asked about sign-ins that name an unknown user.
+    migration: Option<migration::Hook>,
     /// Ends the proxy's sessions of a user whose pool sessions end.
     proxy_sessions: Option<Arc<crate::session::revocation::UserSessions>>,
 }
@@ -97,6 +102,17 @@ fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The decoded `name=value` pairs of a query string.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Constant-time equality for secrets (length is not hidden).
@@ -139,6 +155,7 @@ impl Pool {
         let csrf_secret = KeyRing::derive_secret(secrets, "pool-csrf").unwrap_or_default();
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
+        let migration = pool.migration.as_ref().map(migration::Hook::new);
         Ok(Pool {
             cfg: Arc::new(pool),
             issuer,
@@ -150,6 +167,7 @@ impl Pool {
             csrf_key,
             pages,
             ready: OnceCell::new(),
+            migration,
             proxy_sessions: None,
         })
     }
@@ -232,15 +250,7 @@ impl Pool {
         } else {
             Vec::new()
         };
-        let query = parts
-            .uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = query_pairs(parts.uri.query());
         let ip = self.client_ip(parts, peer);
         let req = Req {
             parts,
