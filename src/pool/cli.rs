@@ -78,6 +78,12 @@ pub enum UsersCommand {
     Unlock { username: String },
     /// Global sign-out: revoke refresh tokens and pool sessions.
     SignOut { username: String },
+    /// Remove the user's TOTP authenticator and recovery codes.
+    MfaReset { username: String },
+    /// List the user's passkeys.
+    Passkeys { username: String },
+    /// Remove one of the user's passkeys (its id from `users passkeys`).
+    RemovePasskey { username: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,7 +209,9 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
-            UsersCommand::Show { username } => show(&admin.find(&username).await?),
+            UsersCommand::Show { username } => {
+                serde_json::to_string_pretty(&admin.show(&username).await?).unwrap_or_default()
+            }
             UsersCommand::Delete { username } => {
                 admin.delete(&username).await?;
                 format!("deleted {username}")
@@ -234,6 +242,28 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
             UsersCommand::SignOut { username } => {
                 admin.sign_out(&username).await?;
                 format!("{username}: signed out everywhere")
+            }
+            UsersCommand::MfaReset { username } => {
+                let had = admin.mfa_reset(&username).await?;
+                format!(
+                    "{username}: {}",
+                    if had {
+                        "TOTP and recovery codes removed"
+                    } else {
+                        "had no TOTP authenticator"
+                    }
+                )
+            }
+            UsersCommand::Passkeys { username } => admin
+                .passkeys(&username)
+                .await?
+                .iter()
+                .map(|p| format!("{}\t{}\t{}", p.id, p.name, p.created_at))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UsersCommand::RemovePasskey { username, id } => {
+                admin.remove_passkey(&username, &id).await?;
+                format!("{username}: passkey {id} removed")
             }
         },
         PoolCommand::Groups(g) => match g {

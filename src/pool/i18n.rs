@@ -81,6 +81,64 @@ const EN: &[(&str, &str)] = &[
     ("signed_out", "You have been signed out."),
     ("signed_in_title", "Signed in"),
     ("signed_in_as", "You are signed in as"),
+    ("mfa_title", "Two-step verification"),
+    (
+        "mfa_help",
+        "Enter the 6-digit code from your authenticator app.",
+    ),
+    ("mfa_code", "Authentication code"),
+    (
+        "mfa_recovery_hint",
+        "Lost your phone? Enter one of your recovery codes instead.",
+    ),
+    ("verify", "Verify"),
+    (
+        "mfa_bad_code",
+        "That code is not correct or was already used. Enter the current code from your authenticator app (wait for the next one if you just used it), or a recovery code.",
+    ),
+    (
+        "mfa_expired",
+        "Your sign-in has timed out. Sign in again with your user name and password.",
+    ),
+    ("mfa_setup_title", "Set up two-step verification"),
+    (
+        "mfa_setup_help",
+        "Scan this QR code with an authenticator app (Google Authenticator, Microsoft Authenticator, 1Password, …), then enter the 6-digit code the app shows.",
+    ),
+    (
+        "mfa_secret_label",
+        "Cannot scan? Enter this key in the app instead:",
+    ),
+    (
+        "mfa_setup_required",
+        "This site requires two-step verification. Set it up now to finish signing in.",
+    ),
+    (
+        "mfa_setup_bad_code",
+        "That code does not match. Check that the time on your phone is set automatically, then enter the code the app shows now.",
+    ),
+    (
+        "mfa_setup_expired",
+        "This set-up page expired. Scan the new QR code below and enter the code the app shows.",
+    ),
+    ("mfa_turn_on", "Turn on"),
+    (
+        "mfa_enrolled",
+        "Two-step verification is on for your account.",
+    ),
+    ("mfa_recovery_left", "Unused recovery codes: {n}."),
+    (
+        "mfa_off",
+        "Two-step verification is not enabled on this site. Ask your administrator.",
+    ),
+    ("mfa_setup_link", "Two-step verification"),
+    ("recovery_title", "Save your recovery codes"),
+    (
+        "recovery_help",
+        "If you lose your phone, each of these codes signs you in once. Store them somewhere safe now: they will not be shown again.",
+    ),
+    ("continue", "Continue"),
+    ("passkeys_link", "Passkeys"),
     ("no_account", "No account yet?"),
     ("have_account", "Already have an account?"),
     ("forgot_link", "Forgot your password?"),
@@ -237,6 +295,61 @@ const JA: &[(&str, &str)] = &[
     ("signed_out", "サインアウトしました。"),
     ("signed_in_title", "サインイン済み"),
     ("signed_in_as", "サインイン中のユーザー:"),
+    ("mfa_title", "2段階認証"),
+    (
+        "mfa_help",
+        "認証アプリに表示されている6桁のコードを入力してください。",
+    ),
+    ("mfa_code", "認証コード"),
+    (
+        "mfa_recovery_hint",
+        "スマートフォンをなくした場合は、代わりにリカバリーコードを入力してください。",
+    ),
+    ("verify", "確認"),
+    (
+        "mfa_bad_code",
+        "コードが正しくないか、すでに使用されています。認証アプリに今表示されているコード(使ったばかりの場合は次のコード)、またはリカバリーコードを入力してください。",
+    ),
+    (
+        "mfa_expired",
+        "サインインの有効期限が切れました。ユーザー名とパスワードでもう一度サインインしてください。",
+    ),
+    ("mfa_setup_title", "2段階認証の設定"),
+    (
+        "mfa_setup_help",
+        "認証アプリ(Google Authenticator、Microsoft Authenticator、1Password など)でこのQRコードを読み取り、アプリに表示された6桁のコードを入力してください。",
+    ),
+    (
+        "mfa_secret_label",
+        "読み取れない場合は、このキーをアプリに入力してください:",
+    ),
+    (
+        "mfa_setup_required",
+        "このサイトでは2段階認証が必須です。サインインを完了するには今すぐ設定してください。",
+    ),
+    (
+        "mfa_setup_bad_code",
+        "コードが一致しません。スマートフォンの時刻が自動設定になっていることを確認し、アプリに今表示されているコードを入力してください。",
+    ),
+    (
+        "mfa_setup_expired",
+        "この設定ページの有効期限が切れました。下の新しいQRコードを読み取り、アプリに表示されたコードを入力してください。",
+    ),
+    ("mfa_turn_on", "有効にする"),
+    ("mfa_enrolled", "このアカウントでは2段階認証が有効です。"),
+    ("mfa_recovery_left", "未使用のリカバリーコード: {n}個"),
+    (
+        "mfa_off",
+        "このサイトでは2段階認証が有効になっていません。管理者にお問い合わせください。",
+    ),
+    ("mfa_setup_link", "2段階認証"),
+    ("recovery_title", "リカバリーコードを保存してください"),
+    (
+        "recovery_help",
+        "スマートフォンをなくしたときは、これらのコードでそれぞれ1回サインインできます。二度と表示されないので、今すぐ安全な場所に保管してください。",
+    ),
+    ("continue", "続ける"),
+    ("passkeys_link", "パスキー"),
     ("no_account", "アカウントをお持ちでない場合"),
     ("have_account", "アカウントをお持ちの場合"),
     ("forgot_link", "パスワードをお忘れですか？"),

@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
+pub mod mfa;
 mod op;
 mod pages;
 pub mod password;
@@ -162,6 +163,7 @@ impl Pool {
                     .await
                     .map_err(|_| PoolError::Hash)?;
                 let _ = store.purge_expired(now()).await;
+                let _ = store.purge_expired_mfa(now()).await;
                 tracing::info!(database = %redact_url(&self.cfg.database), issuer = %self.issuer, "user pool ready");
                 Ok(Ready { store, keys, dummy_hash })
             })
@@ -272,6 +274,11 @@ impl Pool {
             "/reset-password" if post => pages::password::reset(self, ready, &req).await,
             "/change-password" if get => pages::password::show_change(self, ready, &req).await,
             "/change-password" if post => pages::password::change(self, ready, &req).await,
+            "/mfa" if get => mfa::pages::show_challenge(self, ready, &req).await,
+            "/mfa" if post => mfa::pages::submit_challenge(self, ready, &req).await,
+            "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req).await,
+            "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req).await,
+            "/mfa/continue" if post => mfa::pages::continue_sign_in(self, ready, &req).await,
             "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => {
                 self.pages.asset(sub)
             }

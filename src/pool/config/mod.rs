@@ -107,6 +107,18 @@ pub struct ClientConfig {
     pub post_logout_redirect_uris: Vec<String>,
 }
 
+/// `pool.mfa` (SPEC §7.1, Cognito's OFF / OPTIONAL / ON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MfaMode {
+    /// No second factor is asked for or offered.
+    #[default]
+    Off,
+    /// Users may set up TOTP after signing in; those who have it are asked for a code.
+    Optional,
+    /// Every user must have TOTP; one without it sets it up right after the password.
+    Required,
+}
+
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// The origin the pool is reached at, when it has its own host name (default: the
@@ -126,6 +138,9 @@ pub struct PoolConfig {
     pub admin_token: Option<Secret>,
     pub session_timeout: Duration,
     pub clients: Vec<ClientConfig>,
+    pub mfa: MfaMode,
+    /// Passkeys (WebAuthn discoverable credentials) on the hosted pages.
+    pub passkeys: bool,
 }
 
 fn dur(text: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
@@ -522,7 +537,21 @@ pub fn build(
             post_logout_redirect_uris,
         });
     }
+    let mfa = match raw.mfa.as_deref().unwrap_or("off") {
+        "off" => MfaMode::Off,
+        "optional" => MfaMode::Optional,
+        "required" => MfaMode::Required,
+        other => {
+            p.push(
+                "pool.mfa",
+                format!("{other:?} is not one of off, optional, required"),
+            );
+            MfaMode::Off
+        }
+    };
     Some(PoolConfig {
+        mfa,
+        passkeys: raw.passkeys.unwrap_or(false),
         public_url,
         database,
         self_signup: raw.self_signup.unwrap_or(true),
@@ -587,6 +616,14 @@ mod tests {
         ] {
             assert!(joined.contains(key), "missing {key} in {joined}");
         }
+        let (_, mfa) = check("mfa = \"on\"");
+        assert!(
+            mfa[0].contains("pool.mfa") && mfa[0].contains("off, optional, required"),
+            "{mfa:?}"
+        );
+        let (c, _) = check("mfa = \"required\"\npasskeys = true");
+        let c = c.unwrap();
+        assert_eq!((c.mfa, c.passkeys), (MfaMode::Required, true));
         let (_, unknown) = check("colour = \"red\"");
         assert!(unknown[0].contains("colour"), "{unknown:?}");
     }

@@ -22,6 +22,8 @@ pub(super) struct RawPool {
     pub(super) admin_token_file: Option<String>,
     pub(super) session_timeout: Option<String>,
     pub(super) clients: Option<Vec<RawClient>>,
+    pub(super) mfa: Option<String>,
+    pub(super) passkeys: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -55,7 +55,7 @@ pub fn user_key(canonical: &str) -> String {
     format!("user:{canonical}")
 }
 
-fn ip_key(req: &Req<'_>) -> String {
+pub fn ip_key(req: &Req<'_>) -> String {
     format!("ip:{}", req.ip)
 }
 

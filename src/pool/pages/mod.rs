@@ -44,6 +44,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/change_password.html"),
     ),
     ("message.html", include_str!("../templates/message.html")),
+    ("mfa.html", include_str!("../templates/mfa.html")),
+    (
+        "mfa_setup.html",
+        include_str!("../templates/mfa_setup.html"),
+    ),
+    (
+        "mfa_recovery.html",
+        include_str!("../templates/mfa_recovery.html"),
+    ),
 ];
 const POOL_CSS: &str = include_str!("../templates/pool.css");
 
@@ -184,6 +193,9 @@ impl Renderer {
             challenge => &page.challenge,
             message => &page.message,
             user => &page.user,
+            mfa => pool.cfg.mfa != super::config::MfaMode::Off,
+            passkeys => pool.cfg.passkeys,
+            extra => &page.extra,
         };
         let html = match self.env.get_template(template).and_then(|t| t.render(ctx)) {
             Ok(h) => h,
@@ -268,6 +280,8 @@ pub struct Page {
     pub challenge: String,
     pub message: String,
     pub user: String,
+    /// Page-specific data of the multi-factor pages (QR code, recovery codes, passkeys).
+    pub extra: serde_json::Value,
     /// The sealed login request, carried in every link and form action.
     pub req: String,
     pub cookies: Vec<String>,
@@ -466,8 +480,9 @@ impl Pool {
         (user.status == super::store::UserStatus::Confirmed).then_some((user, auth_time))
     }
 
-    /// A successful sign-in: start a pool session, then answer the waiting authorization
-    /// request with a code, or show "signed in" when there was none.
+    /// A successful password sign-in: the second factor when the pool asks for one
+    /// (`pool.mfa`), else start a pool session and answer the waiting authorization request
+    /// with a code, or show "signed in" when there was none.
     pub async fn finish_sign_in(
         &self,
         ready: &Ready,
@@ -475,27 +490,85 @@ impl Pool {
         user: &User,
         areq: Option<AuthRequest>,
     ) -> Response<Body> {
+        // No session exists until every factor the pool asks for has been shown.
+        if let Some(r) = super::mfa::gate(self, ready, req, user).await {
+            return r;
+        }
+        let amr = super::mfa::amr(super::mfa::PWD);
+        self.start_session(ready, req, user, areq, &amr, Vec::new())
+            .await
+    }
+
+    /// Starts a pool session authenticated by `amr` (RFC 8176), then answers.
+    pub async fn start_session(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        areq: Option<AuthRequest>,
+        amr: &[String],
+        mut cookies: Vec<String>,
+    ) -> Response<Body> {
+        match self.create_session(ready, req, user, amr).await {
+            Ok((cookie, t)) => {
+                cookies.push(cookie);
+                self.answer_sign_in(ready, req, user, areq, t, amr, cookies)
+                    .await
+            }
+            Err(r) => r,
+        }
+    }
+
+    /// Stores a new pool session; the Set-Cookie for it and its start time.
+    pub async fn create_session(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        amr: &[String],
+    ) -> Result<(String, i64), Response<Body>> {
         let id = self.sealer.random_hex(32);
         let t = now();
         let max_age = self.cfg.session_timeout.as_secs() as i64;
-        if let Err(e) = ready
+        let stored = match ready
             .store
             .create_web_session(&id, &user.sub, t, t + max_age)
             .await
         {
+            Ok(()) => ready.store.set_session_amr(&id, amr, t + max_age).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
             tracing::error!(error = %e, request_id = req.rid, "cannot store pool session");
-            return self.pages.message(
+            return Err(self.pages.message(
                 self,
                 req,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "error_title",
                 "unavailable",
-            );
+            ));
         }
-        tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_in", "user signed in");
-        let cookies = vec![self.cookie(SESSION_COOKIE, &id, max_age)];
+        tracing::info!(request_id = req.rid, sub = %user.sub, amr = %amr.join(" "), "pool.event" = "sign_in", "user signed in");
+        Ok((self.cookie(SESSION_COOKIE, &id, max_age), t))
+    }
+
+    /// Answers a signed-in browser: a code for the waiting authorization request, or the
+    /// "signed in" page.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn answer_sign_in(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        areq: Option<AuthRequest>,
+        auth_time: i64,
+        amr: &[String],
+        cookies: Vec<String>,
+    ) -> Response<Body> {
         match areq {
-            Some(a) => super::op::issue_code(self, ready, req, &a, user, t, cookies).await,
+            Some(a) => {
+                super::op::issue_code(self, ready, req, &a, user, auth_time, amr, cookies).await
+            }
             None => {
                 let page = Page {
                     user: user.username.clone(),

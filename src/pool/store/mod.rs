@@ -4,6 +4,7 @@
 //! Migrations run on start, idempotently, serialised across replicas on PostgreSQL.
 //! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
 
+mod mfa;
 mod security;
 mod tokens;
 mod users;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use mfa::Passkey;
 pub use security::CodeCheck;
 pub use tokens::{RefreshUse, StoredCode};
 pub use users::{NewUser, User, UserStatus};
@@ -148,6 +150,13 @@ impl Store {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
                 break;
+            }
+        }
+        for stmt in mfa::SCHEMA_MFA {
+            if result.is_ok()
+                && let Err(e) = conn.execute(*stmt).await
+            {
+                result = Err(StoreError::Db(e));
             }
         }
         if result.is_ok() {

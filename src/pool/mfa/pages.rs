@@ -1,0 +1,496 @@
+//! The second-factor pages: `/mfa` (the challenge after the password), `/mfa/setup` (enrol
+//! TOTP: a QR code rendered here as inline SVG, no script and no outside service, plus the
+//! secret as text; confirmed by a first code), and `/mfa/continue` (after the recovery codes
+//! were shown once). Every form is CSRF-checked; wrong challenge codes feed the sign-in
+//! lockout of the user (and of the client address).
+
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{PWD_OTP, amr, recovery, totp};
+use crate::http::body::Body;
+use crate::pool::config::MfaMode;
+use crate::pool::i18n::{self, t};
+use crate::pool::lockout::{lock_duration, remaining_ms, retry_seconds};
+use crate::pool::pages::login::{ip_key, user_key};
+use crate::pool::pages::{Page, redirect};
+use crate::pool::store::User;
+use crate::pool::{Pool, Ready, Req, now, now_ms};
+
+/// A TOTP secret offered on the set-up page and not yet confirmed, sealed into the form so
+/// that nothing is stored before the first good code.
+#[derive(Serialize, Deserialize)]
+struct Enrolment {
+    secret: String,
+    exp: i64,
+}
+
+/// How long a set-up page stays valid.
+const ENROLMENT_SECONDS: i64 = 900;
+
+fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %e, request_id = req.rid, "pool database error at the second factor");
+    pool.pages.message(
+        pool,
+        req,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "error_title",
+        "unavailable",
+    )
+}
+
+/// "Your sign-in timed out: sign in again", with the link back.
+fn expired(pool: &Pool, req: &Req<'_>) -> Response<Body> {
+    pool.pages.message(
+        pool,
+        req,
+        StatusCode::UNAUTHORIZED,
+        "mfa_title",
+        "mfa_expired",
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    pool: &Pool,
+    req: &Req<'_>,
+    status: StatusCode,
+    template: &str,
+    heading: &str,
+    errors: Vec<String>,
+    extra: serde_json::Value,
+    cookies: Vec<String>,
+) -> Response<Body> {
+    let page = Page {
+        errors,
+        req: req.value("req").to_string(),
+        extra,
+        cookies,
+        ..Page::default()
+    };
+    pool.pages
+        .render(pool, req, status, template, heading, page)
+}
+
+pub async fn show_challenge(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+    if pool.pending_user(ready, req).await.is_none() {
+        return expired(pool, req);
+    }
+    render(
+        pool,
+        req,
+        StatusCode::OK,
+        "mfa.html",
+        "mfa_title",
+        Vec::new(),
+        json!({}),
+        Vec::new(),
+    )
+}
+
+/// What a typed second-factor code turned out to be.
+enum CodeOutcome {
+    Accepted,
+    Wrong,
+}
+
+async fn check_code(
+    pool: &Pool,
+    ready: &Ready,
+    user: &User,
+    typed: &str,
+) -> Result<CodeOutcome, crate::pool::store::StoreError> {
+    let store = &ready.store;
+    if totp::normalise(typed).is_some() {
+        let Some(sealed) = store.totp_secret(&user.sub).await? else {
+            return Ok(CodeOutcome::Wrong);
+        };
+        let Some(secret) = pool.open_totp(&user.sub, &sealed) else {
+            // Sealed under a key no longer in `session.secrets`: the user needs an mfa-reset.
+            tracing::error!(sub = %user.sub, "a TOTP secret does not open with the current key ring");
+            return Ok(CodeOutcome::Wrong);
+        };
+        return Ok(match totp::matching_step(&secret, typed, now()) {
+            Some(step) if store.advance_totp_step(&user.sub, step).await? => CodeOutcome::Accepted,
+            _ => CodeOutcome::Wrong,
+        });
+    }
+    match recovery::normalise(typed) {
+        Some(code) if store.use_recovery_code(&user.sub, &code).await? => {
+            tracing::info!(sub = %user.sub, "pool.event" = "recovery_code_used", "a recovery code was used");
+            Ok(CodeOutcome::Accepted)
+        }
+        _ => Ok(CodeOutcome::Wrong),
+    }
+}
+
+pub async fn submit_challenge(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+    if !pool.csrf_ok(req) {
+        return pool.csrf_failed(req);
+    }
+    let Some(user) = pool.pending_user(ready, req).await else {
+        return expired(pool, req);
+    };
+    let Ok(areq) = pool.open_request(req) else {
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::BAD_REQUEST,
+            "error_title",
+            "invalid_request",
+        );
+    };
+    let store = &ready.store;
+    let policy = pool.cfg.lockout;
+    let key = user_key(&user.username);
+    let t0 = now_ms();
+    let again = |status, message: String| {
+        render(
+            pool,
+            req,
+            status,
+            "mfa.html",
+            "mfa_title",
+            vec![message],
+            json!({}),
+            Vec::new(),
+        )
+    };
+    let (failures, last) = match store.attempts(&key).await {
+        Ok(a) => a,
+        Err(e) => return unavailable(pool, req, &e),
+    };
+    let left = remaining_ms(failures, policy.max_attempts, last, t0, &policy);
+    if left > 0 {
+        let s = retry_seconds(left).to_string();
+        return again(
+            StatusCode::TOO_MANY_REQUESTS,
+            i18n::fill(t(req.lang, "locked"), &[("s", &s)]),
+        );
+    }
+    match check_code(pool, ready, &user, req.field("code")).await {
+        Ok(CodeOutcome::Accepted) => {}
+        Ok(CodeOutcome::Wrong) => {
+            let reset_before = t0 - policy.reset_after.as_millis() as i64;
+            let failures = match store.record_failure(&key, t0, reset_before).await {
+                Ok(f) => f,
+                Err(e) => return unavailable(pool, req, &e),
+            };
+            if policy.ip_max_attempts > 0 {
+                let _ = store.record_failure(&ip_key(req), t0, reset_before).await;
+            }
+            tracing::info!(
+                request_id = req.rid,
+                "pool.event" = "mfa_failed",
+                failures,
+                "second factor failed"
+            );
+            let locked = lock_duration(failures, policy.max_attempts, &policy);
+            if !locked.is_zero() {
+                let s = retry_seconds(locked.as_millis() as i64).to_string();
+                return again(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    i18n::fill(t(req.lang, "locked"), &[("s", &s)]),
+                );
+            }
+            return again(
+                StatusCode::UNAUTHORIZED,
+                t(req.lang, "mfa_bad_code").to_string(),
+            );
+        }
+        Err(e) => return unavailable(pool, req, &e),
+    }
+    let _ = store.clear_attempts(&key).await;
+    let cookies = vec![pool.clear_pending_cookie()];
+    pool.start_session(ready, req, &user, areq, &amr(PWD_OTP), cookies)
+        .await
+}
+
+/// Who is at the set-up page: a browser between password and second factor (`required`), or
+/// a signed-in user.
+enum Enroller {
+    SigningIn(User),
+    SignedIn(User),
+}
+
+impl Enroller {
+    fn user(&self) -> &User {
+        match self {
+            Enroller::SigningIn(u) | Enroller::SignedIn(u) => u,
+        }
+    }
+}
+
+async fn enroller(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Option<Enroller> {
+    if let Some(u) = pool.pending_user(ready, req).await {
+        return Some(Enroller::SigningIn(u));
+    }
+    pool.session_user(ready, req)
+        .await
+        .map(|(u, _)| Enroller::SignedIn(u))
+}
+
+/// The QR code of an `otpauth://` URI as an inline `<svg>` (no script, no image request).
+fn qr_svg(uri: &str) -> Option<String> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(220, 220)
+        .quiet_zone(true)
+        .build();
+    let start = svg.find("<svg")?;
+    Some(svg[start..].replacen(
+        "<svg ",
+        "<svg class=\"qr\" role=\"img\" aria-label=\"QR code\" ",
+        1,
+    ))
+}
+
+/// Groups of four for reading aloud or typing (apps ignore the spaces).
+fn grouped(secret_b32: &str) -> String {
+    secret_b32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn setup_page(
+    pool: &Pool,
+    req: &Req<'_>,
+    who: &Enroller,
+    secret: &[u8],
+    sealed: &str,
+    status: StatusCode,
+    errors: Vec<String>,
+) -> Response<Body> {
+    let user = who.user();
+    let account = user.email().unwrap_or(&user.username);
+    let uri = totp::otpauth_uri(&pool.cfg.ui.title, account, secret);
+    let Some(qr) = qr_svg(&uri) else {
+        return crate::error::RequestError::Internal("qr".into()).render(req.rid, false);
+    };
+    let extra = json!({
+        "qr": qr,
+        "secret": grouped(&totp::base32(secret)),
+        "enrolment": sealed,
+        "required": matches!(who, Enroller::SigningIn(_)),
+    });
+    render(
+        pool,
+        req,
+        status,
+        "mfa_setup.html",
+        "mfa_setup_title",
+        errors,
+        extra,
+        Vec::new(),
+    )
+}
+
+pub async fn show_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+    if pool.cfg.mfa == MfaMode::Off {
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::NOT_FOUND,
+            "mfa_setup_title",
+            "mfa_off",
+        );
+    }
+    let Some(who) = enroller(pool, ready, req).await else {
+        return expired(pool, req);
+    };
+    let user = who.user();
+    match ready.store.totp_secret(&user.sub).await {
+        Err(e) => return unavailable(pool, req, &e),
+        // Enrolling a new secret must never stand in for the challenge of the old one.
+        Ok(Some(_)) if matches!(who, Enroller::SigningIn(_)) => {
+            return redirect(&super::carry(pool, req, "/mfa"), &[]);
+        }
+        Ok(Some(_)) => {
+            let left = match ready.store.recovery_codes_left(&user.sub).await {
+                Ok(n) => n,
+                Err(e) => return unavailable(pool, req, &e),
+            };
+            let extra = json!({
+                "enrolled": true,
+                "recovery_left": i18n::fill(t(req.lang, "mfa_recovery_left"), &[("n", &left.to_string())]),
+            });
+            return render(
+                pool,
+                req,
+                StatusCode::OK,
+                "mfa_setup.html",
+                "mfa_setup_title",
+                Vec::new(),
+                extra,
+                Vec::new(),
+            );
+        }
+        Ok(None) => {}
+    }
+    let secret = totp::new_secret();
+    let sealed = seal_enrolment(pool, &user.sub, &secret);
+    setup_page(
+        pool,
+        req,
+        &who,
+        &secret,
+        &sealed,
+        StatusCode::OK,
+        Vec::new(),
+    )
+}
+
+fn seal_enrolment(pool: &Pool, sub: &str, secret: &[u8]) -> String {
+    let e = Enrolment {
+        secret: totp::base32(secret),
+        exp: now() + ENROLMENT_SECONDS,
+    };
+    pool.seal_b64(
+        &format!("pool-mfa-enrol:{sub}"),
+        &serde_json::to_vec(&e).unwrap_or_default(),
+    )
+}
+
+fn open_enrolment(pool: &Pool, sub: &str, sealed: &str) -> Option<Vec<u8>> {
+    let e: Enrolment =
+        serde_json::from_slice(&pool.open_b64(&format!("pool-mfa-enrol:{sub}"), sealed)?).ok()?;
+    (e.exp >= now()).then(|| totp::base32_decode(&e.secret))?
+}
+
+pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+    if !pool.csrf_ok(req) {
+        return pool.csrf_failed(req);
+    }
+    if pool.cfg.mfa == MfaMode::Off {
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::NOT_FOUND,
+            "mfa_setup_title",
+            "mfa_off",
+        );
+    }
+    let Some(who) = enroller(pool, ready, req).await else {
+        return expired(pool, req);
+    };
+    if pool.open_request(req).is_err() {
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::BAD_REQUEST,
+            "error_title",
+            "invalid_request",
+        );
+    }
+    let user = who.user().clone();
+    let store = &ready.store;
+    match store.totp_secret(&user.sub).await {
+        Err(e) => return unavailable(pool, req, &e),
+        Ok(Some(_)) => return redirect(&super::carry(pool, req, "/mfa/setup"), &[]),
+        Ok(None) => {}
+    }
+    let sealed = req.field("enrolment");
+    let Some(secret) = open_enrolment(pool, &user.sub, sealed) else {
+        // Expired or forged: start again with a fresh secret.
+        let secret = totp::new_secret();
+        let sealed = seal_enrolment(pool, &user.sub, &secret);
+        let msg = t(req.lang, "mfa_setup_expired").to_string();
+        return setup_page(
+            pool,
+            req,
+            &who,
+            &secret,
+            &sealed,
+            StatusCode::BAD_REQUEST,
+            vec![msg],
+        );
+    };
+    let Some(step) = totp::matching_step(&secret, req.field("code"), now()) else {
+        let msg = t(req.lang, "mfa_setup_bad_code").to_string();
+        return setup_page(
+            pool,
+            req,
+            &who,
+            &secret,
+            sealed,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec![msg],
+        );
+    };
+    let codes = recovery::generate();
+    let hashed: Vec<String> = codes
+        .iter()
+        .filter_map(|c| recovery::normalise(c))
+        .collect();
+    if let Err(e) = store
+        .enrol_totp(
+            &user.sub,
+            &pool.seal_totp(&user.sub, &secret),
+            step,
+            &hashed,
+            now(),
+        )
+        .await
+    {
+        return unavailable(pool, req, &e);
+    }
+    tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "mfa_enrolled", "TOTP set up");
+    let mut cookies = Vec::new();
+    if let Enroller::SigningIn(_) = who {
+        // The first code was the second factor: the sign-in is complete.
+        match pool.create_session(ready, req, &user, &amr(PWD_OTP)).await {
+            Ok((c, _)) => cookies.extend([c, pool.clear_pending_cookie()]),
+            Err(r) => return r,
+        }
+    }
+    render(
+        pool,
+        req,
+        StatusCode::OK,
+        "mfa_recovery.html",
+        "recovery_title",
+        Vec::new(),
+        json!({ "codes": codes }),
+        cookies,
+    )
+}
+
+/// After the recovery codes: answer the waiting authorization request from the session.
+pub async fn continue_sign_in(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+    if !pool.csrf_ok(req) {
+        return pool.csrf_failed(req);
+    }
+    let Some((user, auth_time)) = pool.session_user(ready, req).await else {
+        return expired(pool, req);
+    };
+    let Ok(areq) = pool.open_request(req) else {
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::BAD_REQUEST,
+            "error_title",
+            "invalid_request",
+        );
+    };
+    let amr = super::session_amr(ready, req).await;
+    pool.answer_sign_in(ready, req, &user, areq, auth_time, &amr, Vec::new())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qr_is_inline_svg_without_script() {
+        let svg = qr_svg("otpauth://totp/Portcullis:a%40example.com?secret=ABC").unwrap();
+        assert!(svg.starts_with("<svg class=\"qr\""), "{svg}");
+        assert!(!svg.contains("script") && !svg.contains("style="));
+    }
+}
