@@ -279,6 +279,23 @@ impl Pool {
             "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req).await,
             "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req).await,
             "/mfa/continue" if post => mfa::pages::continue_sign_in(self, ready, &req).await,
+            "/passkeys" if get && self.cfg.passkeys => mfa::passkeys::show(self, ready, &req).await,
+            "/passkeys/options" if post && self.cfg.passkeys => {
+                mfa::passkeys::register_options(self, ready, &req).await
+            }
+            "/passkeys/add" if post && self.cfg.passkeys => {
+                mfa::passkeys::add(self, ready, &req).await
+            }
+            "/passkeys/remove" if post && self.cfg.passkeys => {
+                mfa::passkeys::remove(self, ready, &req).await
+            }
+            "/passkeys/login/options" if post && self.cfg.passkeys => {
+                mfa::passkeys::sign_in_options(self, ready, &req).await
+            }
+            "/passkeys/login" if post && self.cfg.passkeys => {
+                mfa::passkeys::sign_in(self, ready, &req).await
+            }
+            "/assets/passkeys.js" if get && self.cfg.passkeys => self.pages.asset(sub),
             "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => {
                 self.pages.asset(sub)
             }

@@ -8,9 +8,12 @@
 //! moves forward); wrong codes count toward the same lockout key as wrong passwords, so the
 //! admin unlock clears both. Never log a code or a secret.
 
+pub mod cbor;
 pub mod pages;
+pub mod passkeys;
 pub mod recovery;
 pub mod totp;
+pub mod webauthn;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

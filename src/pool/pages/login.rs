@@ -38,7 +38,12 @@ pub fn show(pool: &Pool, req: &Req<'_>, errors: Option<Vec<String>>) -> Response
         .render(pool, req, StatusCode::OK, "login.html", "sign_in", page)
 }
 
-fn error_page(pool: &Pool, req: &Req<'_>, status: StatusCode, message: String) -> Response<Body> {
+pub fn error_page(
+    pool: &Pool,
+    req: &Req<'_>,
+    status: StatusCode,
+    message: String,
+) -> Response<Body> {
     let mut page = Page {
         req: req.value("req").to_string(),
         errors: vec![message],

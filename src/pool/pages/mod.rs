@@ -53,12 +53,17 @@ const TEMPLATES: &[(&str, &str)] = &[
         "mfa_recovery.html",
         include_str!("../templates/mfa_recovery.html"),
     ),
+    ("passkeys.html", include_str!("../templates/passkeys.html")),
 ];
 const POOL_CSS: &str = include_str!("../templates/pool.css");
+/// The passkey pages' script (WebAuthn needs it); served same-origin so `script-src 'self'`.
+const PASSKEYS_JS: &str = include_str!("../templates/passkeys.js");
 
 pub struct Renderer {
     env: Environment<'static>,
     csp: HeaderValue,
+    /// The CSP of the passkey pages: the same plus their own script and its `fetch`.
+    csp_passkeys: HeaderValue,
     brand_css: Option<Vec<u8>>,
     logo: Option<(Vec<u8>, &'static str)>,
     title: String,
@@ -118,11 +123,15 @@ impl Renderer {
         let csp = format!(
             "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
         );
+        let header = |v: &str| {
+            HeaderValue::from_str(v).map_err(|_| {
+                PoolError::Templates("client redirect origin is not a valid header value".into())
+            })
+        };
         Ok(Renderer {
             env,
-            csp: HeaderValue::from_str(&csp).map_err(|_| {
-                PoolError::Templates("client redirect origin is not a valid header value".into())
-            })?,
+            csp_passkeys: header(&format!("{csp}; script-src 'self'; connect-src 'self'"))?,
+            csp: header(&csp)?,
             brand_css,
             logo,
             title: ui.title.clone(),
@@ -132,6 +141,10 @@ impl Renderer {
     pub fn asset(&self, sub: &str) -> Response<Body> {
         let (bytes, ct): (Vec<u8>, &'static str) = match sub {
             "/assets/pool.css" => (POOL_CSS.as_bytes().to_vec(), "text/css; charset=utf-8"),
+            "/assets/passkeys.js" => (
+                PASSKEYS_JS.as_bytes().to_vec(),
+                "text/javascript; charset=utf-8",
+            ),
             "/assets/brand.css" => match &self.brand_css {
                 Some(b) => (b.clone(), "text/css; charset=utf-8"),
                 None => return plain(StatusCode::NOT_FOUND, "not found\n"),
@@ -208,6 +221,10 @@ impl Renderer {
         let mut r = Response::new(body::full(html));
         *r.status_mut() = status;
         self.secure_headers(&mut r, "text/html; charset=utf-8");
+        if pool.cfg.passkeys && matches!(template, "login.html" | "passkeys.html") {
+            r.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, self.csp_passkeys.clone());
+        }
         for c in page.cookies {
             if let Ok(v) = HeaderValue::from_str(&c) {
                 r.headers_mut().append(header::SET_COOKIE, v);

@@ -345,3 +345,79 @@ fn parse_amr(row: Option<sqlx::any::AnyRow>) -> Result<Option<Vec<String>>, Stor
         .map(Some)
         .map_err(|_| StoreError::Corrupt("amr".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "pc-mfa-store-{}-{}",
+            std::process::id(),
+            crate::pool::now_ms()
+        ));
+        let store = Store::open(&format!("sqlite://{}", dir.join("pool.db").display()))
+            .await
+            .unwrap();
+        (store, dir)
+    }
+
+    /// A WebAuthn challenge is single use (a replayed response finds nothing) and short-lived;
+    /// a TOTP step and a recovery code are accepted once.
+    #[tokio::test]
+    async fn challenges_steps_and_recovery_codes_are_single_use() {
+        let (s, dir) = temp_store().await;
+        s.put_challenge("browser-1", "sign-in", "abc", "", 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.take_challenge("browser-1", "register", 10).await.unwrap(),
+            None
+        );
+        // The wrong-purpose attempt consumed nothing it could use; put it back and take it.
+        s.put_challenge("browser-1", "sign-in", "abc", "", 1_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.take_challenge("browser-1", "sign-in", 10).await.unwrap(),
+            Some(("abc".into(), String::new()))
+        );
+        assert_eq!(
+            s.take_challenge("browser-1", "sign-in", 10).await.unwrap(),
+            None,
+            "replay"
+        );
+        s.put_challenge("browser-2", "sign-in", "def", "", 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.take_challenge("browser-2", "sign-in", 101).await.unwrap(),
+            None,
+            "expired"
+        );
+
+        s.enrol_totp("u1", "sealed", 50, &["code1".into(), "code2".into()], 0)
+            .await
+            .unwrap();
+        assert!(
+            !s.advance_totp_step("u1", 50).await.unwrap(),
+            "step used at enrolment"
+        );
+        assert!(!s.advance_totp_step("u1", 49).await.unwrap(), "older step");
+        assert!(s.advance_totp_step("u1", 51).await.unwrap());
+        assert!(
+            !s.advance_totp_step("u1", 51).await.unwrap(),
+            "same code twice"
+        );
+        assert!(s.use_recovery_code("u1", "code1").await.unwrap());
+        assert!(!s.use_recovery_code("u1", "code1").await.unwrap());
+        assert!(
+            !s.use_recovery_code("u2", "code2").await.unwrap(),
+            "another user's code"
+        );
+        assert_eq!(s.recovery_codes_left("u1").await.unwrap(), 1);
+        assert!(s.reset_totp("u1").await.unwrap());
+        assert_eq!(s.totp_secret("u1").await.unwrap(), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
