@@ -3,6 +3,8 @@
 // sign out, sign in with password + code; a recovery code once, then refused; `required`
 // forces set-up right after the password; wrong codes lock the account; and a route with
 // `allow_claims = { amr = "mfa" }` refuses a password-only session and admits an MFA one.
+// Passkeys: registered and used through Chromium's virtual authenticator (DevTools WebAuthn
+// domain), on http://localhost (a secure context whose host can be the RP id).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
@@ -185,6 +187,82 @@ describe("pool multi-factor journeys", () => {
       await page.fill('input[name="code"]', totp(secret, Math.max(enrolled + 1, stepNow())));
       await page.click('button[type="submit"]');
       await page.waitForURL(pc.url("/"));
+    } finally {
+      await pc.stop();
+    }
+  });
+
+  test("passkeys: add after sign-in, sign in without a user name, step-up route, remove", async () => {
+    const pc = await Portcullis.start({ poolExtra: 'passkeys = true\nmfa = "optional"' });
+    try {
+      await addStepUpRoute(pc);
+      // WebAuthn needs a host name for the RP id: serve the same listener as localhost.
+      const origin = pc.base.replace("127.0.0.1", "localhost");
+      const exited = new Promise((r) => pc.child.once("exit", r));
+      pc.child.kill("SIGTERM");
+      await exited;
+      const text = fs.readFileSync(pc.config, "utf8");
+      fs.writeFileSync(pc.config, text.replace(`public_url = "${pc.base}"`, `public_url = "${origin}"`));
+      await pc.spawn();
+      pc.cli("users", "add", "pia", "--password", PASSWORD, "--permanent", "--attribute", "email=pia@example.com");
+
+      const context = await browser.newContext({ locale: "en-US" });
+      const page = await context.newPage();
+      const cdp = await context.newCDPSession(page);
+      await cdp.send("WebAuthn.enable");
+      const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+        options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+      });
+
+      await page.goto(`${origin}/app`);
+      await page.waitForURL(/\/oauth2\/pool\/login\?req=/);
+      assert.equal(await page.locator("#passkey-login button").isVisible(), true, "passkey button shown with script");
+      await shot(page, "mfa-10-login-with-passkey-button");
+      await signIn(page, "pia");
+      await page.waitForURL(`${origin}/app`);
+
+      await page.goto(`${origin}/oauth2/pool/passkeys`);
+      assert.equal(await page.locator("h1").innerText(), "Passkeys");
+      await page.fill('input[name="name"]', "Test laptop");
+      await page.click('#passkey-register button[type="submit"]');
+      await page.waitForURL(/\/passkeys\?notice=passkey_added/);
+      assert.match(await page.locator("#passkey-list").innerText(), /Test laptop/);
+      await shot(page, "mfa-11-passkey-added");
+      const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+      assert.equal(credentials.length, 1);
+      assert.equal(credentials[0].isResidentCredential, true, "a discoverable credential");
+      const listed = pc.cli("users", "passkeys", "pia");
+      assert.match(listed, /Test laptop/);
+      const api = await fetch(`${pc.admin}/pool/users/pia`, { headers: { authorization: `Bearer ${pc.adminToken}` } });
+      const shown = await api.json();
+      assert.equal(shown.mfa.passkeys.length, 1, JSON.stringify(shown));
+      assert.equal(shown.mfa.passkeys[0].name, "Test laptop");
+
+      // Sign out; sign in with the passkey alone, straight onto the step-up route.
+      await page.goto(`${origin}/oauth2/sign_out?rd=/`);
+      await page.waitForURL(/\/oauth2\/pool\/login\?req=/);
+      await page.goto(`${origin}/admin/panel`);
+      await page.waitForURL(/\/oauth2\/pool\/login\?req=/);
+      await page.click("#passkey-login button");
+      await page.waitForURL(`${origin}/admin/panel`);
+      assert.match(await page.locator("#x-forwarded-email").innerText(), /pia@example.com/);
+      await shot(page, "mfa-12-signed-in-with-passkey");
+      const info = await (await page.request.get(`${origin}/oauth2/userinfo`)).json();
+      assert.deepEqual(info.claims.amr, ["hwk", "mfa"]);
+      const after = (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials[0];
+      assert.ok(after.signCount >= 1, "the authenticator's counter moved");
+
+      // Remove it: the authenticator still offers it, and the pool refuses it.
+      await page.goto(`${origin}/oauth2/pool/passkeys`);
+      await page.click('#passkey-list button[type="submit"]');
+      await page.waitForURL(/\/passkeys\?notice=passkey_removed/);
+      assert.match(await page.locator("main").innerText(), /no passkeys yet/);
+      await page.goto(`${origin}/oauth2/sign_out?rd=/`);
+      await page.waitForURL(/\/oauth2\/pool\/login\?req=/);
+      await page.click("#passkey-login button");
+      await page.waitForSelector("div.errors");
+      assert.match(await page.locator("div.errors").innerText(), /could not be used/);
+      await shot(page, "mfa-13-removed-passkey-refused");
     } finally {
       await pc.stop();
     }
