@@ -361,3 +361,28 @@ async fn wrong_codes_lock_out_unlock_and_mfa_reset(backend: Backend) {
     assert!(location(&r).contains("/oauth2/idpresponse?code="));
 }
 on_both!(lockout_and_reset, wrong_codes_lock_out_unlock_and_mfa_reset);
+
+/// Without `pool.mfa` and `pool.passkeys` the pages do not exist and the password is enough.
+async fn off_by_default(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    create_user(&s, "otto", "otto@example.com");
+    let c = browser();
+    let r = password_step(&c, &s, "/hello", "otto").await;
+    assert!(location(&r).contains("/oauth2/idpresponse?code="));
+    follow(&c, &s.base, location(&r)).await;
+    assert_eq!(claims(&c, &s).await["amr"], serde_json::json!(["pwd"]));
+    for path in [
+        "/oauth2/pool/mfa/setup",
+        "/oauth2/pool/passkeys",
+        "/oauth2/pool/assets/passkeys.js",
+    ] {
+        let status = c.get(s.url(path)).send().await.unwrap().status();
+        assert_eq!(status, 404, "{path}");
+    }
+    let login = get_text(&c, &s.url("/oauth2/pool/login")).await;
+    assert!(
+        !login.contains("<script") && !login.contains("passkey"),
+        "{login}"
+    );
+}
+on_both!(off, off_by_default);
