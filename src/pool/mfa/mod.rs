@@ -118,16 +118,7 @@ pub async fn gate(
     }
     let enrolled = match ready.store.totp_secret(&user.sub).await {
         Ok(s) => s.is_some(),
-        Err(e) => {
-            tracing::error!(error = %e, request_id = req.rid, "pool database error before the second factor");
-            return Some(pool.pages.message(
-                pool,
-                req,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "error_title",
-                "unavailable",
-            ));
-        }
+        Err(e) => return Some(super::pages::password::unavailable(pool, req, &e)),
     };
     let path = match (enrolled, pool.cfg.mfa) {
         (true, _) => "/mfa",
@@ -138,6 +129,17 @@ pub async fn gate(
         &carry(pool, req, path),
         &[pool.pending_cookie(&user.sub)],
     ))
+}
+
+/// A `req` parameter that is forged or expired.
+fn invalid_request(pool: &Pool, req: &Req<'_>) -> Response<Body> {
+    pool.pages.message(
+        pool,
+        req,
+        StatusCode::BAD_REQUEST,
+        "error_title",
+        "invalid_request",
+    )
 }
 
 /// The `amr` of this browser's pool session (`["pwd"]` when none was recorded).

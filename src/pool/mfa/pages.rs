@@ -12,8 +12,8 @@ use super::{PWD_OTP, amr, recovery, totp};
 use crate::http::body::Body;
 use crate::pool::config::MfaMode;
 use crate::pool::i18n::{self, t};
-use crate::pool::lockout::{lock_duration, remaining_ms, retry_seconds};
-use crate::pool::pages::login::{ip_key, user_key};
+use crate::pool::pages::login::{count_failure, locked, locked_seconds, user_key};
+use crate::pool::pages::password::unavailable;
 use crate::pool::pages::{Page, redirect};
 use crate::pool::store::User;
 use crate::pool::{Pool, Ready, Req, now, now_ms};
@@ -28,17 +28,6 @@ struct Enrolment {
 
 /// How long a set-up page stays valid.
 const ENROLMENT_SECONDS: i64 = 900;
-
-fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
-    tracing::error!(error = %e, request_id = req.rid, "pool database error at the second factor");
-    pool.pages.message(
-        pool,
-        req,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "error_title",
-        "unavailable",
-    )
-}
 
 /// "Your sign-in timed out: sign in again", with the link back.
 fn expired(pool: &Pool, req: &Req<'_>) -> Response<Body> {
@@ -133,13 +122,7 @@ pub async fn submit_challenge(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Resp
         return expired(pool, req);
     };
     let Ok(areq) = pool.open_request(req) else {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::BAD_REQUEST,
-            "error_title",
-            "invalid_request",
-        );
+        return super::invalid_request(pool, req);
     };
     let store = &ready.store;
     let policy = pool.cfg.lockout;
@@ -157,47 +140,31 @@ pub async fn submit_challenge(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Resp
             Vec::new(),
         )
     };
-    let (failures, last) = match store.attempts(&key).await {
-        Ok(a) => a,
+    match locked_seconds(store, &key, &policy, t0).await {
+        Ok(Some(s)) => return again(StatusCode::TOO_MANY_REQUESTS, locked(req, s)),
+        Ok(None) => {}
         Err(e) => return unavailable(pool, req, &e),
-    };
-    let left = remaining_ms(failures, policy.max_attempts, last, t0, &policy);
-    if left > 0 {
-        let s = retry_seconds(left).to_string();
-        return again(
-            StatusCode::TOO_MANY_REQUESTS,
-            i18n::fill(t(req.lang, "locked"), &[("s", &s)]),
-        );
     }
     match check_code(pool, ready, &user, req.field("code")).await {
         Ok(CodeOutcome::Accepted) => {}
         Ok(CodeOutcome::Wrong) => {
-            let reset_before = t0 - policy.reset_after.as_millis() as i64;
-            let failures = match store.record_failure(&key, t0, reset_before).await {
+            let (failures, now_locked) = match count_failure(store, req, &key, &policy, t0).await {
                 Ok(f) => f,
                 Err(e) => return unavailable(pool, req, &e),
             };
-            if policy.ip_max_attempts > 0 {
-                let _ = store.record_failure(&ip_key(req), t0, reset_before).await;
-            }
             tracing::info!(
                 request_id = req.rid,
                 "pool.event" = "mfa_failed",
                 failures,
                 "second factor failed"
             );
-            let locked = lock_duration(failures, policy.max_attempts, &policy);
-            if !locked.is_zero() {
-                let s = retry_seconds(locked.as_millis() as i64).to_string();
-                return again(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    i18n::fill(t(req.lang, "locked"), &[("s", &s)]),
-                );
-            }
-            return again(
-                StatusCode::UNAUTHORIZED,
-                t(req.lang, "mfa_bad_code").to_string(),
-            );
+            return match now_locked {
+                Some(s) => again(StatusCode::TOO_MANY_REQUESTS, locked(req, s)),
+                None => again(
+                    StatusCode::UNAUTHORIZED,
+                    t(req.lang, "mfa_bad_code").to_string(),
+                ),
+            };
         }
         Err(e) => return unavailable(pool, req, &e),
     }
@@ -380,13 +347,7 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
         return expired(pool, req);
     };
     if pool.open_request(req).is_err() {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::BAD_REQUEST,
-            "error_title",
-            "invalid_request",
-        );
+        return super::invalid_request(pool, req);
     }
     let user = who.user().clone();
     let store = &ready.store;
@@ -470,13 +431,7 @@ pub async fn continue_sign_in(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Resp
         return expired(pool, req);
     };
     let Ok(areq) = pool.open_request(req) else {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::BAD_REQUEST,
-            "error_title",
-            "invalid_request",
-        );
+        return super::invalid_request(pool, req);
     };
     let amr = super::session_amr(ready, req).await;
     pool.answer_sign_in(ready, req, &user, areq, auth_time, &amr, Vec::new())

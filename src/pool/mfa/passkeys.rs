@@ -16,6 +16,7 @@ use crate::http::body::Body;
 use crate::pool::config::MfaMode;
 use crate::pool::i18n::t;
 use crate::pool::op::json_response;
+use crate::pool::pages::password::unavailable;
 use crate::pool::pages::{Page, cookie_value, login, redirect};
 use crate::pool::store::{Passkey, UserStatus};
 use crate::pool::{Pool, Ready, Req, now};
@@ -33,6 +34,11 @@ fn relying_party(pool: &Pool) -> Option<(String, String)> {
 
 fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, &json!({ "error": message }))
+}
+
+fn json_unavailable(req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %e, request_id = req.rid, "pool database error at passkeys");
+    json_error(StatusCode::SERVICE_UNAVAILABLE, t(req.lang, "unavailable"))
 }
 
 fn random_b64(bytes: usize) -> String {
@@ -84,27 +90,21 @@ fn decode_field(req: &Req<'_>, name: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(req.field(name)).ok()
 }
 
-fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
-    tracing::error!(error = %e, request_id = req.rid, "pool database error at passkeys");
+/// "Sign in first, then come back", for the pages of a signed-in user.
+fn sign_in_first(pool: &Pool, req: &Req<'_>) -> Response<Body> {
     pool.pages.message(
         pool,
         req,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "error_title",
-        "unavailable",
+        StatusCode::UNAUTHORIZED,
+        "passkeys_title",
+        "passkeys_sign_in_first",
     )
 }
 
 /// `GET /passkeys`: the signed-in user's passkeys, with add and remove.
 pub async fn show(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
     let Some((user, _)) = pool.session_user(ready, req).await else {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::UNAUTHORIZED,
-            "passkeys_title",
-            "passkeys_sign_in_first",
-        );
+        return sign_in_first(pool, req);
     };
     let keys = match ready.store.passkeys_of(&user.sub).await {
         Ok(k) => k,
@@ -160,17 +160,11 @@ pub async fn register_options(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Resp
     };
     let existing = match ready.store.passkeys_of(&user.sub).await {
         Ok(k) => k,
-        Err(e) => {
-            tracing::error!(error = %e, request_id = req.rid, "pool database error at passkeys");
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, t(req.lang, "unavailable"));
-        }
+        Err(e) => return json_unavailable(req, &e),
     };
     let (challenge, cookie) = match new_challenge(pool, ready, REGISTER, &user.sub).await {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, request_id = req.rid, "pool database error at passkeys");
-            return json_error(StatusCode::SERVICE_UNAVAILABLE, t(req.lang, "unavailable"));
-        }
+        Err(e) => return json_unavailable(req, &e),
     };
     let options = json!({
         "challenge": challenge,
@@ -203,13 +197,7 @@ pub async fn add(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
         return pool.csrf_failed(req);
     }
     let Some((user, _)) = pool.session_user(ready, req).await else {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::UNAUTHORIZED,
-            "passkeys_title",
-            "passkeys_sign_in_first",
-        );
+        return sign_in_first(pool, req);
     };
     let store = &ready.store;
     let keys = match store.passkeys_of(&user.sub).await {
@@ -284,13 +272,7 @@ pub async fn remove(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         return pool.csrf_failed(req);
     }
     let Some((user, _)) = pool.session_user(ready, req).await else {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::UNAUTHORIZED,
-            "passkeys_title",
-            "passkeys_sign_in_first",
-        );
+        return sign_in_first(pool, req);
     };
     match ready.store.remove_passkey(&user.sub, req.field("id")).await {
         Ok(_) => {
@@ -326,10 +308,7 @@ pub async fn sign_in_options(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Respo
             ),
             &cookie,
         ),
-        Err(e) => {
-            tracing::error!(error = %e, request_id = req.rid, "pool database error at passkeys");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, t(req.lang, "unavailable"))
-        }
+        Err(e) => json_unavailable(req, &e),
     }
 }
 
@@ -339,13 +318,7 @@ pub async fn sign_in(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         return pool.csrf_failed(req);
     }
     let Ok(areq) = pool.open_request(req) else {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::BAD_REQUEST,
-            "error_title",
-            "invalid_request",
-        );
+        return super::invalid_request(pool, req);
     };
     let store = &ready.store;
     let refuse = |why: &dyn std::fmt::Display| {
