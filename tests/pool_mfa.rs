@@ -356,6 +356,17 @@ async fn wrong_codes_lock_out_unlock_and_mfa_reset(backend: Backend) {
     assert!(ok && out.contains("had no TOTP"), "{out}");
     let (_, out, _) = s.cli(&["users", "show", "lena"]);
     assert!(out.contains("\"totp\": false"), "{out}");
+    // Removing a passkey the user does not have says so, with the command that lists them.
+    let r = api
+        .delete(format!("{}/pool/users/lena/passkeys/nope", s.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("pool users passkeys lena"));
+    let (ok, _, err) = s.cli(&["users", "remove-passkey", "lena", "nope"]);
+    assert!(!ok && err.contains("has no passkey"), "{err}");
     sign_out(&c, &s).await;
     let r = password_step(&c, &s, "/hello", "lena").await;
     assert!(location(&r).contains("/oauth2/idpresponse?code="));

@@ -189,13 +189,24 @@ impl Enroller {
     }
 }
 
-async fn enroller(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Option<Enroller> {
-    if let Some(u) = pool.pending_user(ready, req).await {
-        return Some(Enroller::SigningIn(u));
+/// Who may set up TOTP here; `Err` is the page to show instead (MFA off, or nobody).
+async fn enroller(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Result<Enroller, Response<Body>> {
+    if pool.cfg.mfa == MfaMode::Off {
+        return Err(pool.pages.message(
+            pool,
+            req,
+            StatusCode::NOT_FOUND,
+            "mfa_setup_title",
+            "mfa_off",
+        ));
     }
-    pool.session_user(ready, req)
-        .await
-        .map(|(u, _)| Enroller::SignedIn(u))
+    if let Some(u) = pool.pending_user(ready, req).await {
+        return Ok(Enroller::SigningIn(u));
+    }
+    match pool.session_user(ready, req).await {
+        Some((u, _)) => Ok(Enroller::SignedIn(u)),
+        None => Err(expired(pool, req)),
+    }
 }
 
 /// The QR code of an `otpauth://` URI as an inline `<svg>` (no script, no image request).
@@ -259,17 +270,9 @@ fn setup_page(
 }
 
 pub async fn show_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
-    if pool.cfg.mfa == MfaMode::Off {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::NOT_FOUND,
-            "mfa_setup_title",
-            "mfa_off",
-        );
-    }
-    let Some(who) = enroller(pool, ready, req).await else {
-        return expired(pool, req);
+    let who = match enroller(pool, ready, req).await {
+        Ok(w) => w,
+        Err(r) => return r,
     };
     let user = who.user();
     match ready.store.totp_secret(&user.sub).await {
@@ -334,17 +337,9 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
     if !pool.csrf_ok(req) {
         return pool.csrf_failed(req);
     }
-    if pool.cfg.mfa == MfaMode::Off {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::NOT_FOUND,
-            "mfa_setup_title",
-            "mfa_off",
-        );
-    }
-    let Some(who) = enroller(pool, ready, req).await else {
-        return expired(pool, req);
+    let who = match enroller(pool, ready, req).await {
+        Ok(w) => w,
+        Err(r) => return r,
     };
     if pool.open_request(req).is_err() {
         return super::invalid_request(pool, req);
