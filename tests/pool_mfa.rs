@@ -308,6 +308,10 @@ async fn wrong_codes_lock_out_unlock_and_mfa_reset(backend: Backend) {
             401
         );
     }
+    // The right password again does not reset the count: only a complete sign-in does
+    // (else every right password would buy a fresh set of code guesses).
+    let r = password_step(&c, &s, "/hello", "lena").await;
+    let challenge = absolute(&s.base, &location(&r));
     let r = submit_code(&c, &s, &challenge, "999999").await;
     assert_eq!(r.status(), 429, "third wrong code locks");
     assert!(r.text().await.unwrap().contains("Try again in"));

@@ -168,7 +168,6 @@ pub async fn submit_challenge(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Resp
         }
         Err(e) => return unavailable(pool, req, &e),
     }
-    let _ = store.clear_attempts(&key).await;
     let cookies = vec![pool.clear_pending_cookie()];
     pool.start_session(ready, req, &user, areq, &amr(PWD_OTP), cookies)
         .await

@@ -209,7 +209,11 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             t(req.lang, "bad_credentials").to_string(),
         );
     };
-    let _ = store.clear_attempts(&key).await;
+    // With a second factor still to come the count stands until it is shown (in
+    // `create_session`); clearing it here would let each right password buy new code guesses.
+    if pool.cfg.mfa == crate::pool::config::MfaMode::Off {
+        let _ = store.clear_attempts(&key).await;
+    }
 
     // The password was right: only now may the page reveal the account's status.
     let q = req.value("req");

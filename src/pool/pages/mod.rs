@@ -565,6 +565,11 @@ impl Pool {
                 "unavailable",
             ));
         }
+        // Every factor asked for was right: the failure count of the user starts again.
+        let _ = ready
+            .store
+            .clear_attempts(&login::user_key(&user.username))
+            .await;
         tracing::info!(request_id = req.rid, sub = %user.sub, amr = %amr.join(" "), "pool.event" = "sign_in", "user signed in");
         Ok((self.cookie(SESSION_COOKIE, &id, max_age), t))
     }

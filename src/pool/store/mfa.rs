@@ -300,6 +300,11 @@ impl Store {
         sub: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        // Expired challenges go as new ones come, so unanswered ones cannot pile up.
+        sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1")
+            .bind(crate::pool::now())
+            .execute(&self.db)
+            .await?;
         sqlx::query(
             "INSERT INTO mfa_challenges (id_hash, purpose, challenge, sub, expires_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id_hash) DO UPDATE SET purpose = excluded.purpose, challenge = excluded.challenge, \
