@@ -125,6 +125,45 @@ async fn add_step_up_route(s: &mut Server) {
     s.spawn().await;
 }
 
+/// What a database dump holds cannot generate codes or sign in: the TOTP secret is sealed
+/// with the key ring, recovery codes are hashes.
+async fn at_rest_nothing_usable(s: &Server, secret: &[u8], codes: &[String]) {
+    use sqlx::Row;
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let url = text
+        .split("database = \"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(url).await.unwrap();
+    let sealed: String = sqlx::query("SELECT secret_sealed FROM mfa_totp")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .try_get("secret_sealed")
+        .unwrap();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    for plain in [totp::base32(secret), hex] {
+        assert!(!sealed.contains(&plain), "TOTP secret stored in the clear");
+    }
+    assert!(
+        sealed.len() > 40,
+        "sealed (nonce, ciphertext, tag): {sealed}"
+    );
+    let rows = sqlx::query("SELECT code_hash FROM mfa_recovery")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 10);
+    for r in rows {
+        let h: String = r.try_get("code_hash").unwrap();
+        assert_eq!(h.len(), 64, "SHA-256 hex");
+        assert!(codes.iter().all(|c| !h.contains(&c.replace('-', ""))));
+    }
+    db.close().await;
+}
+
 async fn enrol_sign_out_sign_in_with_code(backend: Backend) {
     let mut s = Server::start(backend, "mfa = \"optional\"").await;
     add_step_up_route(&mut s).await;
@@ -165,6 +204,7 @@ async fn enrol_sign_out_sign_in_with_code(backend: Backend) {
         "{again}"
     );
     assert!(!again.contains(&codes[0]));
+    at_rest_nothing_usable(&s, &secret, &codes).await;
     let (ok, out, err) = s.cli(&["users", "show", "olga"]);
     assert!(ok, "{err}");
     let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -401,3 +441,39 @@ async fn off_by_default(backend: Backend) {
     );
 }
 on_both!(off, off_by_default);
+
+/// Switching to `required` is not bypassed by a pool session that signed in with a password
+/// only: single sign-on from it stops, and the user signs in again (and sets up TOTP).
+async fn required_is_not_bypassed_by_an_older_session(backend: Backend) {
+    let mut s = Server::start(backend, "mfa = \"optional\"").await;
+    create_user(&s, "saul", "saul@example.com");
+    let c = browser();
+    let r = password_step(&c, &s, "/hello", "saul").await;
+    follow(&c, &s.base, location(&r)).await;
+    let authorize = s.url(&format!(
+        "/oauth2/pool/authorize?client_id=portcullis&response_type=code&scope=openid&state=s1&redirect_uri={}",
+        url::form_urlencoded::byte_serialize(s.url("/oauth2/idpresponse").as_bytes())
+            .collect::<String>()
+    ));
+    let r = c.get(&authorize).send().await.unwrap();
+    assert!(
+        location(&r).contains("/oauth2/idpresponse?code="),
+        "SSO while optional"
+    );
+    s.kill9();
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("mfa = \"optional\"", "mfa = \"required\"");
+    std::fs::write(&s.config, text).unwrap();
+    s.spawn().await;
+    let r = c.get(&authorize).send().await.unwrap();
+    assert!(
+        location(&r).contains("/oauth2/pool/login?req="),
+        "a password-only session no longer signs in: {}",
+        location(&r)
+    );
+}
+on_both!(
+    required_after_optional,
+    required_is_not_bypassed_by_an_older_session
+);

@@ -150,3 +150,9 @@ pub async fn session_amr(ready: &Ready, req: &Req<'_>) -> Vec<String> {
     };
     recorded.unwrap_or_else(|| amr(PWD))
 }
+
+/// Whether a pool session signed in with `amr` may be reused (single sign-on) under the current
+/// `pool.mfa`: with `required`, only a multi-factor one.
+pub fn session_suffices(pool: &Pool, amr: &[String]) -> bool {
+    pool.cfg.mfa != MfaMode::Required || amr.iter().any(|a| a == "mfa")
+}

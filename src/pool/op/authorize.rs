@@ -139,7 +139,10 @@ pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bo
         && let Some((user, auth_time)) = pool.session_user(ready, req).await
     {
         let amr = crate::pool::mfa::session_amr(ready, req).await;
-        return issue_code(pool, ready, req, &areq, &user, auth_time, &amr, Vec::new()).await;
+        // A session from before `mfa = "required"` (password only) does not answer for it.
+        if crate::pool::mfa::session_suffices(pool, &amr) {
+            return issue_code(pool, ready, req, &areq, &user, auth_time, &amr, Vec::new()).await;
+        }
     }
     if prompt.split(' ').any(|p| p == "none") {
         return client_error(
