@@ -257,8 +257,36 @@ async fn enrol_sign_out_sign_in_with_code(backend: Backend) {
         serde_json::json!(["pwd", "otp", "mfa"])
     );
 
-    // A recovery code signs in once, then it is refused.
+    // New recovery codes (confirmed with a recovery code; a wrong code is refused first).
+    let manage = |code: &str, action: &str| {
+        let (c, s, code, action) = (c.clone(), &s, code.to_string(), action.to_string());
+        async move {
+            let page = get_text(&c, &s.url("/oauth2/pool/mfa/setup")).await;
+            let (url, csrf) = form(&page, &s.base, "/mfa/manage");
+            c.post(url)
+                .form(&[
+                    ("csrf_token", csrf.as_str()),
+                    ("code", &code),
+                    ("action", &action),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(manage("123456", "recovery").await.status(), 401);
+    let r = manage(&codes[5], "recovery").await;
+    assert_eq!(r.status(), 200);
+    let old_codes = codes;
+    let codes = recovery_codes(&r.text().await.unwrap());
+    assert_eq!(codes.len(), 10);
+
+    // A recovery code signs in once, then it is refused; the replaced ones never again.
     sign_out(&c, &s).await;
+    let r = password_step(&c, &s, "/hello", "olga").await;
+    let challenge = absolute(&s.base, &location(&r));
+    let r = submit_code(&c, &s, &challenge, &old_codes[4]).await;
+    assert_eq!(r.status(), 401, "replaced recovery code");
     let r = password_step(&c, &s, "/hello", "olga").await;
     let challenge = absolute(&s.base, &location(&r));
     let r = submit_code(&c, &s, &challenge, &codes[3].to_uppercase()).await;
@@ -269,6 +297,21 @@ async fn enrol_sign_out_sign_in_with_code(backend: Backend) {
     let challenge = absolute(&s.base, &location(&r));
     let r = submit_code(&c, &s, &challenge, &codes[3]).await;
     assert_eq!(r.status(), 401, "recovery code used twice");
+    let r = submit_code(&c, &s, &challenge, &codes[4]).await;
+    assert_eq!(r.status(), 302);
+    follow(&c, &s.base, location(&r)).await;
+
+    // `optional`: the user may turn TOTP off, with a code.
+    let r = manage(&codes[6], "off").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Two-step verification is off")
+    );
+    let (_, out, _) = s.cli(&["users", "show", "olga"]);
+    assert!(out.contains("\"totp\": false"), "{out}");
 
     // Nothing secret in the log.
     let log = s.log_text();
@@ -312,6 +355,22 @@ async fn required_forces_enrolment(backend: Backend) {
         claims(&c, &s).await["amr"],
         serde_json::json!(["pwd", "otp", "mfa"])
     );
+
+    // `required`: it cannot be turned off.
+    let page = get_text(&c, &s.url("/oauth2/pool/mfa/setup")).await;
+    assert!(!page.contains("value=\"off\""), "{page}");
+    let (url, csrf) = form(&page, &s.base, "/mfa/manage");
+    let r = c
+        .post(url)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("code", "000000"),
+            ("action", "off"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 
     // The challenge page without a password first: told to sign in again.
     let other = browser();

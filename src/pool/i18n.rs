@@ -132,6 +132,20 @@ const EN: &[(&str, &str)] = &[
         "Two-step verification is not enabled on this site. Ask your administrator.",
     ),
     ("mfa_setup_link", "Two-step verification"),
+    (
+        "mfa_manage_help",
+        "Enter the current code from your authenticator app (or a recovery code) to change these settings.",
+    ),
+    ("mfa_new_recovery", "Get new recovery codes"),
+    ("mfa_turn_off", "Turn off two-step verification"),
+    (
+        "mfa_turned_off",
+        "Two-step verification is off. You can turn it on again from the \"Signed in\" page.",
+    ),
+    (
+        "mfa_cannot_turn_off",
+        "This site requires two-step verification, so it cannot be turned off. Ask your administrator to reset it if you lost your authenticator.",
+    ),
     ("recovery_title", "Save your recovery codes"),
     (
         "recovery_help",
@@ -372,6 +386,20 @@ const JA: &[(&str, &str)] = &[
         "このサイトでは2段階認証が有効になっていません。管理者にお問い合わせください。",
     ),
     ("mfa_setup_link", "2段階認証"),
+    (
+        "mfa_manage_help",
+        "設定を変更するには、認証アプリに表示されている現在のコード(またはリカバリーコード)を入力してください。",
+    ),
+    ("mfa_new_recovery", "新しいリカバリーコードを発行"),
+    ("mfa_turn_off", "2段階認証を無効にする"),
+    (
+        "mfa_turned_off",
+        "2段階認証を無効にしました。「サインイン済み」ページからいつでも再度有効にできます。",
+    ),
+    (
+        "mfa_cannot_turn_off",
+        "このサイトでは2段階認証が必須のため、無効にできません。認証アプリをなくした場合は管理者にリセットを依頼してください。",
+    ),
     ("recovery_title", "リカバリーコードを保存してください"),
     (
         "recovery_help",

@@ -278,6 +278,7 @@ impl Pool {
             "/mfa" if post => mfa::pages::submit_challenge(self, ready, &req).await,
             "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req).await,
             "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req).await,
+            "/mfa/manage" if post => mfa::pages::manage(self, ready, &req).await,
             "/mfa/continue" if post => mfa::pages::continue_sign_in(self, ready, &req).await,
             "/passkeys" if get && self.cfg.passkeys => mfa::passkeys::show(self, ready, &req).await,
             "/passkeys/options" if post && self.cfg.passkeys => {

@@ -106,6 +106,10 @@ describe("pool multi-factor journeys", () => {
       await shot(page, "mfa-03-recovery-codes");
       await page.click('button[type="submit"]');
       assert.equal(await page.locator("h1").innerText(), "Signed in");
+      await page.click('a[href$="/mfa/setup"]');
+      assert.equal(await page.locator("h1").innerText(), "Two-step verification");
+      assert.match(await page.locator(".notice").innerText(), /is on/);
+      await shot(page, "mfa-03b-enrolled");
 
       await signOut(page, pc);
       await page.goto(pc.url("/admin/panel"));

@@ -114,6 +114,40 @@ async fn check_code(
     }
 }
 
+/// Checks the form's `code` (TOTP or recovery code) under the user's sign-in lockout: a wrong
+/// code counts as a failed sign-in. `Ok(None)` when accepted, else the status and message.
+async fn check_under_lockout(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    user: &User,
+) -> Result<Option<(StatusCode, String)>, crate::pool::store::StoreError> {
+    let store = &ready.store;
+    let policy = pool.cfg.lockout;
+    let key = user_key(&user.username);
+    let t0 = now_ms();
+    if let Some(s) = locked_seconds(store, &key, &policy, t0).await? {
+        return Ok(Some((StatusCode::TOO_MANY_REQUESTS, locked(req, s))));
+    }
+    if let CodeOutcome::Accepted = check_code(pool, ready, user, req.field("code")).await? {
+        return Ok(None);
+    }
+    let (failures, now_locked) = count_failure(store, req, &key, &policy, t0).await?;
+    tracing::info!(
+        request_id = req.rid,
+        "pool.event" = "mfa_failed",
+        failures,
+        "second factor failed"
+    );
+    Ok(Some(match now_locked {
+        Some(s) => (StatusCode::TOO_MANY_REQUESTS, locked(req, s)),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            t(req.lang, "mfa_bad_code").to_string(),
+        ),
+    }))
+}
+
 pub async fn submit_challenge(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
     if !pool.csrf_ok(req) {
         return pool.csrf_failed(req);
@@ -124,47 +158,19 @@ pub async fn submit_challenge(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Resp
     let Ok(areq) = pool.open_request(req) else {
         return super::invalid_request(pool, req);
     };
-    let store = &ready.store;
-    let policy = pool.cfg.lockout;
-    let key = user_key(&user.username);
-    let t0 = now_ms();
-    let again = |status, message: String| {
-        render(
-            pool,
-            req,
-            status,
-            "mfa.html",
-            "mfa_title",
-            vec![message],
-            json!({}),
-            Vec::new(),
-        )
-    };
-    match locked_seconds(store, &key, &policy, t0).await {
-        Ok(Some(s)) => return again(StatusCode::TOO_MANY_REQUESTS, locked(req, s)),
+    match check_under_lockout(pool, ready, req, &user).await {
         Ok(None) => {}
-        Err(e) => return unavailable(pool, req, &e),
-    }
-    match check_code(pool, ready, &user, req.field("code")).await {
-        Ok(CodeOutcome::Accepted) => {}
-        Ok(CodeOutcome::Wrong) => {
-            let (failures, now_locked) = match count_failure(store, req, &key, &policy, t0).await {
-                Ok(f) => f,
-                Err(e) => return unavailable(pool, req, &e),
-            };
-            tracing::info!(
-                request_id = req.rid,
-                "pool.event" = "mfa_failed",
-                failures,
-                "second factor failed"
+        Ok(Some((status, message))) => {
+            return render(
+                pool,
+                req,
+                status,
+                "mfa.html",
+                "mfa_title",
+                vec![message],
+                json!({}),
+                Vec::new(),
             );
-            return match now_locked {
-                Some(s) => again(StatusCode::TOO_MANY_REQUESTS, locked(req, s)),
-                None => again(
-                    StatusCode::UNAUTHORIZED,
-                    t(req.lang, "mfa_bad_code").to_string(),
-                ),
-            };
         }
         Err(e) => return unavailable(pool, req, &e),
     }
@@ -281,24 +287,7 @@ pub async fn show_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<B
             return redirect(&super::carry(pool, req, "/mfa"), &[]);
         }
         Ok(Some(_)) => {
-            let left = match ready.store.recovery_codes_left(&user.sub).await {
-                Ok(n) => n,
-                Err(e) => return unavailable(pool, req, &e),
-            };
-            let extra = json!({
-                "enrolled": true,
-                "recovery_left": i18n::fill(t(req.lang, "mfa_recovery_left"), &[("n", &left.to_string())]),
-            });
-            return render(
-                pool,
-                req,
-                StatusCode::OK,
-                "mfa_setup.html",
-                "mfa_setup_title",
-                Vec::new(),
-                extra,
-                Vec::new(),
-            );
+            return enrolled_page(pool, ready, req, user, StatusCode::OK, Vec::new()).await;
         }
         Ok(None) => {}
     }
@@ -311,6 +300,99 @@ pub async fn show_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<B
         &secret,
         &sealed,
         StatusCode::OK,
+        Vec::new(),
+    )
+}
+
+/// The set-up page of a user who has TOTP: how many recovery codes are left, new codes, and
+/// (when `optional`) turning it off — each confirmed with a current code.
+async fn enrolled_page(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    user: &User,
+    status: StatusCode,
+    errors: Vec<String>,
+) -> Response<Body> {
+    let left = match ready.store.recovery_codes_left(&user.sub).await {
+        Ok(n) => n,
+        Err(e) => return unavailable(pool, req, &e),
+    };
+    let extra = json!({
+        "enrolled": true,
+        "recovery_left": i18n::fill(t(req.lang, "mfa_recovery_left"), &[("n", &left.to_string())]),
+        "may_turn_off": pool.cfg.mfa == MfaMode::Optional,
+    });
+    render(
+        pool,
+        req,
+        status,
+        "mfa_setup.html",
+        "mfa_title",
+        errors,
+        extra,
+        Vec::new(),
+    )
+}
+
+/// `POST /mfa/manage`: a signed-in user with TOTP gets new recovery codes (`action=recovery`)
+/// or, when `pool.mfa = "optional"`, turns TOTP off (`action=off`). Both need a current code
+/// (or a recovery code), so a borrowed session alone cannot remove the factor.
+pub async fn manage(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+    if !pool.csrf_ok(req) {
+        return pool.csrf_failed(req);
+    }
+    let Some((user, _)) = pool.session_user(ready, req).await else {
+        return expired(pool, req);
+    };
+    let store = &ready.store;
+    match store.totp_secret(&user.sub).await {
+        Ok(Some(_)) if pool.cfg.mfa != MfaMode::Off => {}
+        Ok(_) => return redirect(&format!("{}/mfa/setup", pool.base), &[]),
+        Err(e) => return unavailable(pool, req, &e),
+    }
+    let action = req.field("action");
+    if action == "off" && pool.cfg.mfa != MfaMode::Optional {
+        let msg = t(req.lang, "mfa_cannot_turn_off").to_string();
+        return enrolled_page(pool, ready, req, &user, StatusCode::FORBIDDEN, vec![msg]).await;
+    }
+    match check_under_lockout(pool, ready, req, &user).await {
+        Ok(None) => {}
+        Ok(Some((status, message))) => {
+            return enrolled_page(pool, ready, req, &user, status, vec![message]).await;
+        }
+        Err(e) => return unavailable(pool, req, &e),
+    }
+    if action == "off" {
+        if let Err(e) = store.reset_totp(&user.sub).await {
+            return unavailable(pool, req, &e);
+        }
+        tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "mfa_turned_off", "TOTP turned off by the user");
+        return pool.pages.message(
+            pool,
+            req,
+            StatusCode::OK,
+            "mfa_setup_title",
+            "mfa_turned_off",
+        );
+    }
+    let codes = recovery::generate();
+    let hashed: Vec<String> = codes
+        .iter()
+        .filter_map(|c| recovery::normalise(c))
+        .collect();
+    if let Err(e) = store.replace_recovery_codes(&user.sub, &hashed).await {
+        return unavailable(pool, req, &e);
+    }
+    tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "recovery_codes_renewed", "new recovery codes");
+    render(
+        pool,
+        req,
+        StatusCode::OK,
+        "mfa_recovery.html",
+        "recovery_title",
+        Vec::new(),
+        json!({ "codes": codes }),
         Vec::new(),
     )
 }

@@ -45,6 +45,25 @@ fn recovery_hash(sub: &str, code: &str) -> String {
     hash_secret(&format!("{sub}\0recovery\0{code}"))
 }
 
+async fn put_recovery(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sub: &str,
+    recovery: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM mfa_recovery WHERE sub = $1")
+        .bind(sub)
+        .execute(&mut **tx)
+        .await?;
+    for code in recovery {
+        sqlx::query("INSERT INTO mfa_recovery (code_hash, sub) VALUES ($1, $2)")
+            .bind(recovery_hash(sub, code))
+            .bind(sub)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 fn passkey_from(r: &sqlx::any::AnyRow) -> Result<Passkey, StoreError> {
     Ok(Passkey {
         id: r.try_get("credential_id")?,
@@ -92,17 +111,19 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM mfa_recovery WHERE sub = $1")
-            .bind(sub)
-            .execute(&mut *tx)
-            .await?;
-        for code in recovery {
-            sqlx::query("INSERT INTO mfa_recovery (code_hash, sub) VALUES ($1, $2)")
-                .bind(recovery_hash(sub, code))
-                .bind(sub)
-                .execute(&mut *tx)
-                .await?;
-        }
+        put_recovery(&mut tx, sub, recovery).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the user's recovery codes (the old ones stop working).
+    pub async fn replace_recovery_codes(
+        &self,
+        sub: &str,
+        recovery: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        put_recovery(&mut tx, sub, recovery).await?;
         tx.commit().await?;
         Ok(())
     }
