@@ -376,25 +376,12 @@ pub async fn manage(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             "mfa_turned_off",
         );
     }
-    let codes = recovery::generate();
-    let hashed: Vec<String> = codes
-        .iter()
-        .filter_map(|c| recovery::normalise(c))
-        .collect();
+    let (codes, hashed) = new_recovery_codes();
     if let Err(e) = store.replace_recovery_codes(&user.sub, &hashed).await {
         return unavailable(pool, req, &e);
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "recovery_codes_renewed", "new recovery codes");
-    render(
-        pool,
-        req,
-        StatusCode::OK,
-        "mfa_recovery.html",
-        "recovery_title",
-        Vec::new(),
-        json!({ "codes": codes }),
-        Vec::new(),
-    )
+    recovery_page(pool, req, &codes, Vec::new())
 }
 
 fn seal_enrolment(pool: &Pool, sub: &str, secret: &[u8]) -> String {
@@ -460,11 +447,7 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
             vec![msg],
         );
     };
-    let codes = recovery::generate();
-    let hashed: Vec<String> = codes
-        .iter()
-        .filter_map(|c| recovery::normalise(c))
-        .collect();
+    let (codes, hashed) = new_recovery_codes();
     if let Err(e) = store
         .enrol_totp(
             &user.sub,
@@ -486,6 +469,26 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
             Err(r) => return r,
         }
     }
+    recovery_page(pool, req, &codes, cookies)
+}
+
+/// Fresh recovery codes: (as shown once, as stored).
+fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
+    let codes = recovery::generate();
+    let stored = codes
+        .iter()
+        .filter_map(|c| recovery::normalise(c))
+        .collect();
+    (codes, stored)
+}
+
+/// The one time recovery codes are shown.
+fn recovery_page(
+    pool: &Pool,
+    req: &Req<'_>,
+    codes: &[String],
+    cookies: Vec<String>,
+) -> Response<Body> {
     render(
         pool,
         req,
