@@ -34,4 +34,24 @@ pub enum Command {
     },
     /// Administer the built-in user pool: `pool users …`, `pool groups …` (see `pool --help`).
     Pool(crate::pool::cli::PoolArgs),
+    /// Sessions: `sessions revoke --provider NAME --sub SUB --config FILE`.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// End every session of a user (all devices, every replica sharing data_dir or Redis).
+    Revoke {
+        /// The provider the user signed in with (a `[providers.NAME]`, or `pool`).
+        #[arg(long)]
+        provider: String,
+        /// The user's `sub`.
+        #[arg(long)]
+        sub: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }

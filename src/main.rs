@@ -47,6 +47,31 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Pool(args) => portcullis::pool::cli::run(args),
+        Command::Sessions {
+            command:
+                portcullis::cli::SessionsCommand::Revoke {
+                    provider,
+                    sub,
+                    config,
+                },
+        } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if cfg.provider_index(&provider).is_none() {
+                eprintln!(
+                    "error: no provider named {provider:?} in {}",
+                    config.display()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(revoke(cfg, provider, sub))
+        }
         Command::Check { config } => match load(&config) {
             Ok(c) => {
                 println!(
@@ -73,6 +98,42 @@ fn main() -> ExitCode {
                 .build()
                 .expect("tokio runtime");
             rt.block_on(serve(cfg))
+        }
+    }
+}
+
+/// `portcullis sessions revoke`: recorded under data_dir and, when configured, in Redis, where
+/// every running replica picks it up within seconds.
+async fn revoke(cfg: Config, provider: String, sub: String) -> ExitCode {
+    let redis = match portcullis::app::redis(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = redis.is_some();
+    let revocations = portcullis::app::revocations(&cfg, redis);
+    let hook = portcullis::session::revocation::UserSessions::new(
+        revocations,
+        &provider,
+        cfg.session.timeout,
+    );
+    match hook.end_all(&sub).await {
+        Ok(()) => {
+            println!(
+                "revoked every session of {sub:?} at {provider}{}",
+                if shared {
+                    " (shared through redis)"
+                } else {
+                    " (recorded under data_dir)"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: recorded under data_dir, but not shared with other replicas: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -114,6 +175,8 @@ async fn serve(cfg: Config) -> ExitCode {
         tracing::info!(addr = %a, "admin listening");
     }
     tokio::spawn(server::admin::serve(app.clone(), admin));
+    // Revocations made elsewhere (other replicas, the CLI) reach this process within seconds.
+    app.auth.store.revocations().spawn_sync();
     let warm = app.clone();
     tokio::spawn(async move {
         warm.warm_up().await;

@@ -141,6 +141,8 @@ pub struct PoolConfig {
     pub mfa: MfaMode,
     /// Passkeys (WebAuthn discoverable credentials) on the hosted pages.
     pub passkeys: bool,
+    /// How ID and access tokens are signed (`pool.signing_alg`, RS256 by default).
+    pub signing_alg: crate::pool::jwt::SigningAlg,
 }
 
 fn dur(text: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
@@ -457,6 +459,17 @@ pub fn build(
             p,
         ),
     };
+    let signing_alg = match raw.signing_alg.as_deref() {
+        None | Some("RS256") => crate::pool::jwt::SigningAlg::Rs256,
+        Some("ES256") => crate::pool::jwt::SigningAlg::Es256,
+        Some(other) => {
+            p.push(
+                "pool.signing_alg",
+                format!("{other:?} is not one of RS256, ES256"),
+            );
+            crate::pool::jwt::SigningAlg::Rs256
+        }
+    };
     let u = raw.ui.unwrap_or_default();
     let ui = UiConfig {
         title: u.title.unwrap_or_else(|| "Portcullis".into()),
@@ -566,6 +579,7 @@ pub fn build(
         admin_token,
         session_timeout,
         clients,
+        signing_alg,
     })
 }
 

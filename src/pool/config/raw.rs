@@ -24,6 +24,7 @@ pub(super) struct RawPool {
     pub(super) clients: Option<Vec<RawClient>>,
     pub(super) mfa: Option<String>,
     pub(super) passkeys: Option<bool>,
+    pub(super) signing_alg: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
