@@ -90,6 +90,16 @@ async fn claims(c: &reqwest::Client, s: &Server) -> serde_json::Value {
     info["claims"].clone()
 }
 
+/// A call to the admin API with the bearer token.
+async fn admin_api(s: &Server, method: reqwest::Method, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", s.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn sign_out(c: &reqwest::Client, s: &Server) {
     let r = c.get(s.url("/oauth2/sign_out?rd=/")).send().await.unwrap();
     follow(c, &s.base, location(&r)).await;
@@ -422,35 +432,21 @@ async fn wrong_codes_lock_out_unlock_and_mfa_reset(backend: Backend) {
     assert_eq!(r.status(), 429, "the same lockout as wrong passwords");
 
     // The admin unlock lifts it (API), and the right code then works.
-    let api = reqwest::Client::new();
-    let r = api
-        .post(format!("{}/pool/users/lena/unlock", s.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = admin_api(&s, reqwest::Method::POST, "/pool/users/lena/unlock").await;
     assert_eq!(r.status(), 200);
     let r = submit_code(&c, &s, &challenge, &good).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     follow(&c, &s.base, location(&r)).await;
 
     // mfa-reset (API and CLI): the factor is gone; sign-in is back to the password alone.
-    let shown: serde_json::Value = api
-        .get(format!("{}/pool/users/lena", s.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+    let shown: serde_json::Value = admin_api(&s, reqwest::Method::GET, "/pool/users/lena")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(shown["mfa"]["totp"], true, "{shown}");
-    let r: serde_json::Value = api
-        .post(format!("{}/pool/users/lena/mfa-reset", s.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+    let r: serde_json::Value = admin_api(&s, reqwest::Method::POST, "/pool/users/lena/mfa-reset")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -460,12 +456,12 @@ async fn wrong_codes_lock_out_unlock_and_mfa_reset(backend: Backend) {
     let (_, out, _) = s.cli(&["users", "show", "lena"]);
     assert!(out.contains("\"totp\": false"), "{out}");
     // Removing a passkey the user does not have says so, with the command that lists them.
-    let r = api
-        .delete(format!("{}/pool/users/lena/passkeys/nope", s.admin))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = admin_api(
+        &s,
+        reqwest::Method::DELETE,
+        "/pool/users/lena/passkeys/nope",
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("pool users passkeys lena"));
     let (ok, _, err) = s.cli(&["users", "remove-passkey", "lena", "nope"]);
