@@ -39,7 +39,7 @@ const PROTOCOL_CLAIMS: &[&str] = &[
     "jti",
     "sid",
     "acr",
-    "amr",
+    // `amr` is kept: upstreams see how the user signed in (SPEC §7.1, RFC 8176).
     "nbf",
 ];
 

@@ -234,6 +234,7 @@ impl Admin<'_> {
     pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
         let r = async {
             let u = self.find(name).await?;
+            self.store.delete_factors(&u.sub).await?;
             self.store.delete_user(&u.sub).await?;
             self.store.clear_attempts(&user_key(&u.username)).await?;
             Ok(())
@@ -392,5 +393,53 @@ impl Admin<'_> {
 
     pub async fn groups(&self) -> Result<Vec<(String, Vec<String>)>, AdminError> {
         Ok(self.store.list_groups().await?)
+    }
+}
+
+/// Second factors (SPEC §7.1): what `users show` reports, `mfa-reset`, and passkeys.
+impl Admin<'_> {
+    /// The user's factors: `{"totp": bool, "recovery_codes_left": n, "passkeys": [...]}`.
+    pub async fn factors(&self, u: &User) -> Result<Value, AdminError> {
+        let totp = self.store.totp_secret(&u.sub).await?.is_some();
+        let left = self.store.recovery_codes_left(&u.sub).await?;
+        let passkeys = self.store.passkeys_of(&u.sub).await?;
+        Ok(serde_json::json!({
+            "totp": totp,
+            "recovery_codes_left": left,
+            "passkeys": passkeys,
+        }))
+    }
+
+    /// The user as JSON with an `mfa` object listing their factors.
+    pub async fn show(&self, name: &str) -> Result<Value, AdminError> {
+        let u = self.find(name).await?;
+        let mut v = serde_json::to_value(&u).unwrap_or_default();
+        v["mfa"] = self.factors(&u).await?;
+        Ok(v)
+    }
+
+    /// Removes TOTP and the recovery codes; with `pool.mfa = "required"` the user sets up a new
+    /// authenticator at the next sign-in. Returns whether TOTP was set up.
+    pub async fn mfa_reset(&self, name: &str) -> Result<bool, AdminError> {
+        let u = self.find(name).await?;
+        let had = self.store.reset_totp(&u.sub).await?;
+        tracing::info!(sub = %u.sub, "pool.event" = "admin_mfa_reset", "TOTP removed by an administrator");
+        Ok(had)
+    }
+
+    pub async fn passkeys(&self, name: &str) -> Result<Vec<super::store::Passkey>, AdminError> {
+        let u = self.find(name).await?;
+        Ok(self.store.passkeys_of(&u.sub).await?)
+    }
+
+    pub async fn remove_passkey(&self, name: &str, id: &str) -> Result<(), AdminError> {
+        let u = self.find(name).await?;
+        if !self.store.remove_passkey(&u.sub, id).await? {
+            return Err(AdminError::Invalid(vec![format!(
+                "{name} has no passkey {id:?} (see `pool users passkeys {name}`)"
+            )]));
+        }
+        tracing::info!(sub = %u.sub, "pool.event" = "admin_passkey_removed", "passkey removed by an administrator");
+        Ok(())
     }
 }

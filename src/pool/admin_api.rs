@@ -9,6 +9,8 @@
 //! | `GET` / `DELETE /pool/users/{name}` | show / delete |
 //! | `POST /pool/users/{name}/set-password` `{password, permanent?}` | set password |
 //! | `POST /pool/users/{name}/{reset-password,disable,enable,unlock,sign-out}` | … |
+//! | `POST /pool/users/{name}/mfa-reset` | remove TOTP and recovery codes |
+//! | `GET /pool/users/{name}/passkeys`, `DELETE /pool/users/{name}/passkeys/{id}` | passkeys |
 //! | `GET /pool/groups` | groups and members |
 //! | `PUT` / `DELETE /pool/groups/{group}/users/{name}` | add / remove membership |
 //! | `GET /pool/audit?since=24h&limit=100` | the audit log, newest first |
@@ -195,7 +197,19 @@ impl Pool {
                     }
                     (StatusCode::CREATED, v)
                 }
-                ("GET", ["users", name]) => (StatusCode::OK, user_json(&admin.find(name).await?)),
+                ("GET", ["users", name]) => (StatusCode::OK, admin.show(name).await?),
+                ("POST", ["users", name, "mfa-reset"]) => (
+                    StatusCode::OK,
+                    json!({"totp_removed": admin.mfa_reset(name).await?}),
+                ),
+                ("GET", ["users", name, "passkeys"]) => (
+                    StatusCode::OK,
+                    json!({"passkeys": admin.passkeys(name).await?}),
+                ),
+                ("DELETE", ["users", name, "passkeys", id]) => {
+                    admin.remove_passkey(name, id).await?;
+                    (StatusCode::OK, json!({"removed": id}))
+                }
                 ("DELETE", ["users", name]) => {
                     admin.delete(name).await?;
                     (StatusCode::OK, json!({"deleted": name}))

@@ -106,6 +106,12 @@ pub enum UsersCommand {
         #[arg(long)]
         with_password_hashes: bool,
     },
+    /// Remove the user's TOTP authenticator and recovery codes.
+    MfaReset { username: String },
+    /// List the user's passkeys.
+    Passkeys { username: String },
+    /// Remove one of the user's passkeys (its id from `users passkeys`).
+    RemovePasskey { username: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,7 +334,9 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
-            UsersCommand::Show { username } => show(&admin.find(&username).await?),
+            UsersCommand::Show { username } => {
+                serde_json::to_string_pretty(&admin.show(&username).await?).unwrap_or_default()
+            }
             UsersCommand::Delete { username } => {
                 admin.delete(&username).await?;
                 format!("deleted {username}")
@@ -367,6 +375,28 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                 with_password_hashes,
             } => String::from_utf8(admin.export_users(with_password_hashes).await?)
                 .map_err(|_| bad("the export is not UTF-8".into()))?,
+            UsersCommand::MfaReset { username } => {
+                let had = admin.mfa_reset(&username).await?;
+                format!(
+                    "{username}: {}",
+                    if had {
+                        "TOTP and recovery codes removed"
+                    } else {
+                        "had no TOTP authenticator"
+                    }
+                )
+            }
+            UsersCommand::Passkeys { username } => admin
+                .passkeys(&username)
+                .await?
+                .iter()
+                .map(|p| format!("{}\t{}\t{}", p.id, p.name, p.created_at))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UsersCommand::RemovePasskey { username, id } => {
+                admin.remove_passkey(&username, &id).await?;
+                format!("{username}: passkey {id} removed")
+            }
         },
         PoolCommand::Audit { since, limit, json } => {
             let since = match since {

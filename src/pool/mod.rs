@@ -20,6 +20,7 @@ pub mod i18n;
 pub mod jwt;
 pub mod lockout;
 pub mod migration;
+pub mod mfa;
 mod op;
 mod pages;
 pub mod password;
@@ -195,6 +196,7 @@ impl Pool {
                     .await
                     .map_err(|_| PoolError::Hash)?;
                 let _ = store.purge_expired(now()).await;
+                let _ = store.purge_expired_mfa(now()).await;
                 tracing::info!(database = %redact_url(&self.cfg.database), issuer = %self.issuer, "user pool ready");
                 Ok(Ready { store, keys, dummy_hash })
             })
@@ -297,6 +299,29 @@ impl Pool {
             "/reset-password" if post => pages::password::reset(self, ready, &req).await,
             "/change-password" if get => pages::password::show_change(self, ready, &req).await,
             "/change-password" if post => pages::password::change(self, ready, &req).await,
+            "/mfa" if get => mfa::pages::show_challenge(self, ready, &req).await,
+            "/mfa" if post => mfa::pages::submit_challenge(self, ready, &req).await,
+            "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req).await,
+            "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req).await,
+            "/mfa/manage" if post => mfa::pages::manage(self, ready, &req).await,
+            "/mfa/continue" if post => mfa::pages::continue_sign_in(self, ready, &req).await,
+            "/passkeys" if get && self.cfg.passkeys => mfa::passkeys::show(self, ready, &req).await,
+            "/passkeys/options" if post && self.cfg.passkeys => {
+                mfa::passkeys::register_options(self, ready, &req).await
+            }
+            "/passkeys/add" if post && self.cfg.passkeys => {
+                mfa::passkeys::add(self, ready, &req).await
+            }
+            "/passkeys/remove" if post && self.cfg.passkeys => {
+                mfa::passkeys::remove(self, ready, &req).await
+            }
+            "/passkeys/login/options" if post && self.cfg.passkeys => {
+                mfa::passkeys::sign_in_options(self, ready, &req).await
+            }
+            "/passkeys/login" if post && self.cfg.passkeys => {
+                mfa::passkeys::sign_in(self, ready, &req).await
+            }
+            "/assets/passkeys.js" if get && self.cfg.passkeys => self.pages.asset(sub),
             "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => {
                 self.pages.asset(sub)
             }

@@ -118,6 +118,18 @@ pub struct MigrationConfig {
     pub timeout: Duration,
 }
 
+/// `pool.mfa` (SPEC §7.1, Cognito's OFF / OPTIONAL / ON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MfaMode {
+    /// No second factor is asked for or offered.
+    #[default]
+    Off,
+    /// Users may set up TOTP after signing in; those who have it are asked for a code.
+    Optional,
+    /// Every user must have TOTP; one without it sets it up right after the password.
+    Required,
+}
+
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// The origin the pool is reached at, when it has its own host name (default: the
@@ -138,6 +150,9 @@ pub struct PoolConfig {
     pub session_timeout: Duration,
     pub clients: Vec<ClientConfig>,
     pub migration: Option<MigrationConfig>,
+    pub mfa: MfaMode,
+    /// Passkeys (WebAuthn discoverable credentials) on the hosted pages.
+    pub passkeys: bool,
     /// How ID and access tokens are signed (`pool.signing_alg`, RS256 by default).
     pub signing_alg: crate::pool::jwt::SigningAlg,
 }
@@ -548,7 +563,21 @@ pub fn build(
         });
     }
     let migration = raw.migration.and_then(|m| migration(m, p));
+    let mfa = match raw.mfa.as_deref().unwrap_or("off") {
+        "off" => MfaMode::Off,
+        "optional" => MfaMode::Optional,
+        "required" => MfaMode::Required,
+        other => {
+            p.push(
+                "pool.mfa",
+                format!("{other:?} is not one of off, optional, required"),
+            );
+            MfaMode::Off
+        }
+    };
     Some(PoolConfig {
+        mfa,
+        passkeys: raw.passkeys.unwrap_or(false),
         public_url,
         database,
         self_signup: raw.self_signup.unwrap_or(true),
@@ -676,6 +705,14 @@ mod tests {
         ] {
             assert!(joined.contains(key), "missing {key} in {joined}");
         }
+        let (_, mfa) = check("mfa = \"on\"");
+        assert!(
+            mfa[0].contains("pool.mfa") && mfa[0].contains("off, optional, required"),
+            "{mfa:?}"
+        );
+        let (c, _) = check("mfa = \"required\"\npasskeys = true");
+        let c = c.unwrap();
+        assert_eq!((c.mfa, c.passkeys), (MfaMode::Required, true));
         let (_, unknown) = check("colour = \"red\"");
         assert!(unknown[0].contains("colour"), "{unknown:?}");
     }

@@ -23,6 +23,8 @@ pub(super) struct RawPool {
     pub(super) session_timeout: Option<String>,
     pub(super) clients: Option<Vec<RawClient>>,
     pub(super) migration: Option<RawMigration>,
+    pub(super) mfa: Option<String>,
+    pub(super) passkeys: Option<bool>,
     pub(super) signing_alg: Option<String>,
 }
 

@@ -51,7 +51,7 @@ pub fn discovery(pool: &Pool) -> Response<Body> {
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "phone_number",
             "phone_number_verified", "name", "given_name", "family_name", "preferred_username", "groups",
-            "cognito:groups", "cognito:username"
+            "cognito:groups", "cognito:username", "amr"
         ],
         "authorization_response_iss_parameter_supported": true,
         "ui_locales_supported": ["en", "ja"],
@@ -105,6 +105,8 @@ pub struct Grant<'a> {
     /// Only on the code grant (OIDC Core §12.2: refreshed ID tokens carry no nonce).
     pub nonce: Option<&'a str>,
     pub now: i64,
+    /// How the user signed in (RFC 8176), e.g. `["pwd", "otp", "mfa"]`.
+    pub amr: &'a [String],
 }
 
 /// Builds and signs the ID token and the access token (with `origin_jti` = the family).
@@ -121,6 +123,7 @@ pub fn mint(pool: &Pool, ready: &Ready, user: &User, g: &Grant<'_>) -> (String, 
     );
     id.insert("auth_time".into(), json!(auth_time));
     id.insert("token_use".into(), json!("id"));
+    id.insert("amr".into(), json!(g.amr));
     if let Some(n) = nonce {
         id.insert("nonce".into(), json!(n));
     }

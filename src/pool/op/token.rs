@@ -188,7 +188,13 @@ async fn code_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) 
         Ok(_) => return invalid_grant("the user cannot sign in"),
         Err(e) => return db_error(req, &e),
     };
+    // RFC 8176: how the user signed in, as recorded when the family began.
+    let amr = match store.family_amr(&c.family).await {
+        Ok(a) => a.unwrap_or_else(|| crate::pool::mfa::amr(crate::pool::mfa::PWD)),
+        Err(e) => return db_error(req, &e),
+    };
     let grant = Grant {
+        amr: &amr,
         client_id: &client.client_id,
         scope: &c.scope,
         family: &c.family,
@@ -240,7 +246,13 @@ async fn refresh_grant(
         }
         Err(e) => return db_error(req, &e),
     };
+    // RFC 8176: how the user signed in, as recorded when the family began.
+    let amr = match store.family_amr(&family).await {
+        Ok(a) => a.unwrap_or_else(|| crate::pool::mfa::amr(crate::pool::mfa::PWD)),
+        Err(e) => return db_error(req, &e),
+    };
     let grant = Grant {
+        amr: &amr,
         client_id: &client.client_id,
         scope: &scope,
         family: &family,

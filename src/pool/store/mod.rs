@@ -5,6 +5,7 @@
 //! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
 
 mod audit;
+mod mfa;
 mod security;
 mod tokens;
 mod transfer;
@@ -17,6 +18,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditRow;
+pub use mfa::Passkey;
 pub use security::CodeCheck;
 pub use tokens::{RefreshUse, StoredCode};
 pub use users::{NewUser, User, UserStatus};
@@ -157,6 +159,13 @@ impl Store {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
                 break;
+            }
+        }
+        for stmt in mfa::SCHEMA_MFA {
+            if result.is_ok()
+                && let Err(e) = conn.execute(*stmt).await
+            {
+                result = Err(StoreError::Db(e));
             }
         }
         if result.is_ok() {
