@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod delivery;
+mod federation;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
@@ -84,6 +85,7 @@ pub struct Pool {
     csrf_key: ring::hmac::Key,
     pages: pages::Renderer,
     ready: OnceCell<Ready>,
+    federation: federation::Federation,
 }
 
 /// Redacts the database URL's password for messages.
@@ -137,6 +139,7 @@ impl Pool {
         let csrf_secret = KeyRing::derive_secret(secrets, "pool-csrf").unwrap_or_default();
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
+        let federation = federation::Federation::new(&pool.identity_providers, &issuer)?;
         Ok(Pool {
             cfg: Arc::new(pool),
             issuer,
@@ -148,6 +151,7 @@ impl Pool {
             csrf_key,
             pages,
             ready: OnceCell::new(),
+            federation,
         })
     }
 
@@ -272,6 +276,9 @@ impl Pool {
             "/reset-password" if post => pages::password::reset(self, ready, &req).await,
             "/change-password" if get => pages::password::show_change(self, ready, &req).await,
             "/change-password" if post => pages::password::change(self, ready, &req).await,
+            "/federation/start" if get => federation::start(self, &req).await,
+            "/federation/callback" if get => federation::callback(self, ready, &req).await,
+            "/federation/complete" if post => federation::complete(self, ready, &req).await,
             "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => {
                 self.pages.asset(sub)
             }

@@ -148,6 +148,17 @@ impl Server {
     /// Like [`Server::start`]; with `pool_host`, the server also listens on 127.0.0.2 (same
     /// port) and the pool lives there (`pool.public_url`), as on its own host name.
     pub async fn start_with(backend: Backend, pool_extra: &str, pool_host: bool) -> Server {
+        Server::start_on(backend, pool_extra, pool_host, free_port()).await
+    }
+
+    /// Like [`Server::start_with`], on a port chosen beforehand (for an IdP that must know the
+    /// pool's callback URL before the pool starts).
+    pub async fn start_on(
+        backend: Backend,
+        pool_extra: &str,
+        pool_host: bool,
+        port: u16,
+    ) -> Server {
         portcullis::install_crypto();
         let dir = temp_dir("srv");
         let upstream = echo_upstream().await;
@@ -155,7 +166,6 @@ impl Server {
             Backend::Sqlite => format!("sqlite://{}", dir.join("pool.db").display()),
             Backend::Postgres => postgres_database().await,
         };
-        let port = free_port();
         let admin_port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let (listen, pool_url) = if pool_host {

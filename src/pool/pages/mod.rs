@@ -75,7 +75,7 @@ fn image_type(path: &std::path::Path) -> &'static str {
 impl Renderer {
     pub fn new(ui: &UiConfig, clients: &Clients) -> Result<Renderer, PoolError> {
         let mut env = Environment::new();
-        for (name, src) in TEMPLATES {
+        for (name, src) in TEMPLATES.iter().chain(super::federation::TEMPLATES) {
             let override_src = ui
                 .templates_dir
                 .as_ref()
@@ -184,6 +184,7 @@ impl Renderer {
             challenge => &page.challenge,
             message => &page.message,
             user => &page.user,
+            federated => pool.federation.buttons(&pool.base, &page.req, req.lang),
         };
         let html = match self.env.get_template(template).and_then(|t| t.render(ctx)) {
             Ok(h) => h,
@@ -424,7 +425,11 @@ impl Pool {
 
     /// Opens `req`: `Ok(None)` when absent, `Err` when forged or expired.
     pub fn open_request(&self, req: &Req<'_>) -> Result<Option<AuthRequest>, InvalidRequest> {
-        let raw = req.value("req");
+        self.open_request_raw(req.value("req"))
+    }
+
+    /// Opens a sealed `req` value: `Ok(None)` when empty, `Err` when forged or expired.
+    pub fn open_request_raw(&self, raw: &str) -> Result<Option<AuthRequest>, InvalidRequest> {
         if raw.is_empty() {
             return Ok(None);
         }
