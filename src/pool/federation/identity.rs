@@ -279,6 +279,16 @@ fn set_flags(attrs: &mut Map<String, Value>, id: &Identity) {
     }
 }
 
+fn email_exists(pool: &Pool, req: &Req<'_>, id: &Identity, cookies: Vec<String>) -> Response<Body> {
+    tracing::info!(provider = %id.provider, request_id = req.rid, "pool.event" = "federation_conflict", "federated user not created: another user has this email (not linked)");
+    pool.federation_message(
+        req,
+        StatusCode::CONFLICT,
+        t(req.lang, "fed_email_exists").to_string(),
+        cookies,
+    )
+}
+
 /// A new pool user `{name}_{sub}`, or the page asking for the attributes it still needs.
 async fn create(
     pool: &Pool,
@@ -289,6 +299,15 @@ async fn create(
     areq: Option<super::super::pages::AuthRequest>,
     cookies: Vec<String>,
 ) -> Response<Body> {
+    // Emails are unique in the pool (users sign in with them): refuse at once, before asking
+    // for anything, when an unlinked user already has this one.
+    if let Some(email) = id.attribute("email") {
+        match ready.store.user_by_email(&email).await {
+            Ok(Some(_)) => return email_exists(pool, req, &id, cookies),
+            Ok(None) => {}
+            Err(e) => return unavailable(pool, req, &e, cookies),
+        }
+    }
     let required = &pool.cfg.required_attributes;
     let mut attrs =
         match attributes::validate(&id.attributes, required, pool.cfg.default_phone_region) {
@@ -334,17 +353,13 @@ async fn create(
     let store = &ready.store;
     match store.create_user(&new, now()).await {
         Ok(()) => {}
-        Err(StoreError::Exists(what)) => {
-            tracing::info!(provider = %id.provider, request_id = req.rid, "pool.event" = "federation_conflict", what, "federated user not created: the pool already has a user with this {what}");
-            let key = if what == "email" {
-                "fed_email_exists"
-            } else {
-                "user_exists"
-            };
+        Err(StoreError::Exists("email")) => return email_exists(pool, req, &id, cookies),
+        Err(StoreError::Exists(_)) => {
+            tracing::info!(provider = %id.provider, request_id = req.rid, "pool.event" = "federation_conflict", "federated user not created: the user name is taken");
             return pool.federation_message(
                 req,
                 StatusCode::CONFLICT,
-                t(req.lang, key).to_string(),
+                t(req.lang, "user_exists").to_string(),
                 cookies,
             );
         }
