@@ -344,8 +344,10 @@ async fn forged_callbacks_are_refused(backend: Backend) {
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
         .map(|(k, v)| {
+            // The last hex digit changed: the cookie (named by the first 16) is still found.
             let v = if k == "state" {
-                format!("{}0", &v[..v.len() - 1])
+                let last = if v.ends_with('0') { '1' } else { '0' };
+                format!("{}{last}", &v[..v.len() - 1])
             } else {
                 v.into_owned()
             };
