@@ -379,11 +379,11 @@ fn table(lang: Lang) -> &'static [(&'static str, &'static str)] {
 
 /// Tables owned by other areas of the pool, consulted after this one's.
 fn more(lang: Lang) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    let federation = match lang {
-        Lang::En => super::federation::texts::EN,
-        Lang::Ja => super::federation::texts::JA,
+    let (federation, console) = match lang {
+        Lang::En => (super::federation::texts::EN, super::console::texts::EN),
+        Lang::Ja => (super::federation::texts::JA, super::console::texts::JA),
     };
-    federation.iter()
+    federation.iter().chain(console.iter())
 }
 
 /// One string; falls back to English, then to the key itself.

@@ -14,6 +14,7 @@ pub mod attributes;
 pub mod cli;
 pub mod clients;
 pub mod config;
+mod console;
 pub mod delivery;
 mod federation;
 pub mod i18n;
@@ -276,6 +277,9 @@ impl Pool {
             "/reset-password" if post => pages::password::reset(self, ready, &req).await,
             "/change-password" if get => pages::password::show_change(self, ready, &req).await,
             "/change-password" if post => pages::password::change(self, ready, &req).await,
+            p if self.cfg.admin_console && (p == "/admin" || p.starts_with("/admin/")) => {
+                console::handle(self, ready, &req, p).await
+            }
             "/federation/start" if get => federation::start(self, &req).await,
             "/federation/callback" if get => federation::callback(self, ready, &req).await,
             "/federation/complete" if post => federation::complete(self, ready, &req).await,

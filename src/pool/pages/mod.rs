@@ -75,7 +75,11 @@ fn image_type(path: &std::path::Path) -> &'static str {
 impl Renderer {
     pub fn new(ui: &UiConfig, clients: &Clients) -> Result<Renderer, PoolError> {
         let mut env = Environment::new();
-        for (name, src) in TEMPLATES.iter().chain(super::federation::TEMPLATES) {
+        for (name, src) in TEMPLATES
+            .iter()
+            .chain(super::federation::TEMPLATES)
+            .chain(super::console::TEMPLATES)
+        {
             let override_src = ui
                 .templates_dir
                 .as_ref()
@@ -185,6 +189,7 @@ impl Renderer {
             message => &page.message,
             user => &page.user,
             federated => pool.federation.buttons(&pool.base, &page.req, req.lang),
+            data => &page.data,
         };
         let html = match self.env.get_template(template).and_then(|t| t.render(ctx)) {
             Ok(h) => h,
@@ -271,6 +276,8 @@ pub struct Page {
     pub user: String,
     /// The sealed login request, carried in every link and form action.
     pub req: String,
+    /// Anything else a page shows (the admin console's tables), as `data` in templates.
+    pub data: serde_json::Value,
     pub cookies: Vec<String>,
 }
 
@@ -483,6 +490,9 @@ impl Pool {
         let id = self.sealer.random_hex(32);
         let t = now();
         let max_age = self.cfg.session_timeout.as_secs() as i64;
+        if let Err(e) = ready.store.record_sign_in(&user.sub, t).await {
+            tracing::warn!(error = %e, request_id = req.rid, "cannot record the sign-in time");
+        }
         if let Err(e) = ready
             .store
             .create_web_session(&id, &user.sub, t, t + max_age)
@@ -498,9 +508,14 @@ impl Pool {
             );
         }
         tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_in", "user signed in");
-        let cookies = vec![self.cookie(SESSION_COOKIE, &id, max_age)];
+        let mut cookies = vec![self.cookie(SESSION_COOKIE, &id, max_age)];
         match areq {
             Some(a) => super::op::issue_code(self, ready, req, &a, user, t, cookies).await,
+            // Sent here by the admin console: back to it.
+            None if cookie_value(req, super::console::NEXT_COOKIE).is_some() => {
+                cookies.push(self.cookie(super::console::NEXT_COOKIE, "", 0));
+                redirect(&format!("{}/admin", self.base), &cookies)
+            }
             None => {
                 let page = Page {
                     user: user.username.clone(),

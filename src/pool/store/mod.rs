@@ -4,6 +4,7 @@
 //! Migrations run on start, idempotently, serialised across replicas on PostgreSQL.
 //! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
 
+mod console;
 mod federation;
 mod security;
 mod tokens;
@@ -149,6 +150,15 @@ impl Store {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
                 break;
+            }
+        }
+        for stmt in console::SCHEMA_CONSOLE {
+            if result.is_ok() {
+                result = conn
+                    .execute(*stmt)
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::Db);
             }
         }
         for stmt in federation::SCHEMA_FEDERATION {
