@@ -370,6 +370,25 @@ async fn lockout_is_visible_and_one_click_clears_it(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), 400, "no confirmation box, no delete");
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/group?g=auditors")).await;
+    let (action, csrf) = form(&html, &s.base, "/group/add");
+    let r = c
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("g", "auditors"),
+            ("u", "nobody"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("no user named"));
+    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/audit?target=nobody")).await;
+    assert!(
+        html.contains("failed: no_such_user"),
+        "a failed action is logged too: {html}"
+    );
+    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/group?g=auditors")).await;
     let (action, csrf) = form(&html, &s.base, "/group/delete");
     c.post(&action)
         .form(&[("csrf_token", csrf.as_str()), ("g", "auditors")])
@@ -378,6 +397,30 @@ async fn lockout_is_visible_and_one_click_clears_it(backend: Backend) {
         .unwrap();
     let (_, out, _) = s.cli(&["users", "show", "carol"]);
     assert!(!out.contains("auditors"), "{out}");
+
+    // Every action above is in the audit log, by this admin, in the console and on the CLI.
+    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/audit?target=carol")).await;
+    for action in ["unlock_user", "disable_user", "enable_user"] {
+        assert!(html.contains(action), "{action} in {html}");
+    }
+    assert!(html.contains("console:root"), "{html}");
+    let (ok, out, err) = s.cli(&["audit", "--json"]);
+    assert!(ok, "{err}");
+    for action in [
+        "create_group",
+        "add_to_group",
+        "delete_group",
+        "unlock_user",
+        "disable_user",
+    ] {
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["actor"] == "console:root" && e["action"] == action),
+            "{action} by console:root in {out}"
+        );
+    }
 }
 on_both!(lockout, lockout_is_visible_and_one_click_clears_it);
 

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::admin::{Admin, AdminError};
+use super::audit::{self, Actor};
 use super::store::{Store, User};
 
 #[derive(Debug, Args)]
@@ -29,6 +30,18 @@ pub enum PoolCommand {
     /// Manage group membership.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Show the audit log of administrative actions, oldest first.
+    Audit {
+        /// Only entries from this long ago until now, e.g. 90m, 24h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// At most this many (the most recent) entries.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// One JSON array instead of tab-separated lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +118,21 @@ fn show(u: &User) -> String {
     serde_json::to_string_pretty(u).unwrap_or_default()
 }
 
+/// Sends the audit log's structured events (and warnings) to stderr, in the configured log
+/// format, so the CLI's admin actions reach the same log pipeline as the server's.
+fn init_audit_events(cfg: &crate::config::Config) {
+    let filter = tracing_subscriber::EnvFilter::new("portcullis::audit=info,warn");
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false);
+    let _ = match cfg.log.format {
+        crate::config::LogFormat::Json => b.json().try_init(),
+        crate::config::LogFormat::Plain => b.try_init(),
+    };
+}
+
 /// Runs a pool command; prints results to stdout and problems to stderr.
 pub fn run(args: PoolArgs) -> ExitCode {
     let Some(path) = args.config else {
@@ -122,6 +150,7 @@ pub fn run(args: PoolArgs) -> ExitCode {
         eprintln!("{}: there is no [pool] table", path.display());
         return ExitCode::from(crate::EXIT_CONFIG);
     };
+    init_audit_events(&cfg);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -143,6 +172,7 @@ pub fn run(args: PoolArgs) -> ExitCode {
         let admin = Admin {
             cfg: &pool_cfg,
             store: &store,
+            actor: Actor::cli_user(),
         };
         match execute(&admin, args.command).await {
             Ok(out) => {
@@ -236,6 +266,37 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 format!("{username}: signed out everywhere")
             }
         },
+        PoolCommand::Audit { since, limit, json } => {
+            let since = match since {
+                Some(text) => Some(audit::ago(&text).ok_or_else(|| {
+                    bad(format!(
+                        "--since {text:?}: expected a duration such as 90m, 24h or 7d"
+                    ))
+                })?),
+                None => None,
+            };
+            let mut entries = audit::list(admin.store, since, limit.max(0)).await?;
+            entries.reverse();
+            if json {
+                serde_json::to_string_pretty(&entries).unwrap_or_default()
+            } else {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let outcome = if e.reason.is_empty() {
+                            e.outcome.clone()
+                        } else {
+                            format!("{} ({})", e.outcome, e.reason)
+                        };
+                        format!(
+                            "{}\t{}\t{}\t{}\t{outcome}",
+                            e.time, e.actor, e.action, e.target
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
         PoolCommand::Groups(g) => match g {
             GroupsCommand::AddUser { group, username } => {
                 show(&admin.add_to_group(&username, &group).await?)

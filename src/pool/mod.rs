@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod admin_api;
 pub mod attributes;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -9,6 +9,7 @@
 //! CSRF-checked before anything else; nothing here reads or shows a password hash, a code or a
 //! token (a temporary password the console generated is shown once, to the admin who asked).
 
+mod audit_log;
 mod groups;
 pub mod texts;
 mod users;
@@ -17,6 +18,7 @@ use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::admin::{Admin, AdminError};
+use super::audit::Actor;
 use super::pages::{Page, redirect};
 use super::store::User;
 use super::{Pool, Ready, Req};
@@ -50,6 +52,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin_group.html",
         include_str!("../templates/admin_group.html"),
     ),
+    (
+        "admin_audit.html",
+        include_str!("../templates/admin_audit.html"),
+    ),
 ];
 
 /// One console request, past the gate.
@@ -66,6 +72,7 @@ impl<'a> Console<'a> {
         Admin {
             cfg: &self.pool.cfg,
             store: &self.ready.store,
+            actor: Actor::Console(self.me.username.clone()),
         }
     }
 
@@ -131,10 +138,13 @@ impl<'a> Console<'a> {
     }
 }
 
-/// Formats a Unix time for the console (UTC, as HTTP dates are).
+/// Formats a Unix time for the console: `2026-12-04 20:31:05 UTC` (as the audit log writes it).
 pub fn time(t: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
-    httpdate::fmt_http_date(at)
+    let full = super::audit::rfc3339_us(t.saturating_mul(1_000_000));
+    format!(
+        "{} UTC",
+        full.split('.').next().unwrap_or(&full).replace('T', " ")
+    )
 }
 
 /// Everything under `{issuer}/admin`.
@@ -177,6 +187,7 @@ pub async fn handle(pool: &Pool, ready: &Ready, req: &Req<'_>, sub: &str) -> Res
         "/groups" if get => groups::list(&c).await,
         "/groups/new" if post => groups::create(&c).await,
         "/group" if get => groups::show(&c).await,
+        "/audit" if get => audit_log::list(&c).await,
         p if post && p.starts_with("/user/") => users::act(&c, &p["/user/".len()..]).await,
         p if post && p.starts_with("/group/") => groups::act(&c, &p["/group/".len()..]).await,
         _ => crate::error::RequestError::NotFound.render(req.rid, false),
