@@ -7,8 +7,9 @@
 
 mod pool_support;
 
+// The proxy tests' harness, for its test IdP; it loads tests/common/ports.rs as pool_support does.
 #[path = "proxy/harness.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod harness;
 
 use base64::Engine;
