@@ -94,3 +94,69 @@ pub(super) fn build(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Problems;
+
+    fn problems(text: &str) -> (Option<crate::pool::PoolConfig>, String) {
+        let v = toml::Value::Table(toml::from_str(text).unwrap());
+        let mut p = Problems::default();
+        let c = super::super::build(
+            &v,
+            Path::new("/etc/p.toml"),
+            Path::new("/var/lib/p"),
+            &mut p,
+        );
+        let text =
+            p.0.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+        (c, text)
+    }
+
+    #[test]
+    fn identity_providers_are_checked_like_providers_and_every_problem_reported() {
+        let (_, text) = problems(
+            "[[identity_providers]]\nname = \"bad name\"\nclient_id = \"x\"\n\
+             attribute_mapping = { shoe_size = \"shoe\", email = \"\" }\n\
+             [[identity_providers]]\nname = \"g\"\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\nclient_secret = \"s\"\n\
+             [[identity_providers]]\nname = \"g\"\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\nclient_secret = \"s\"\n",
+        );
+        for key in [
+            "pool.identity_providers[0]: provider names",
+            "pool.identity_providers[0].issuer",
+            "pool.identity_providers[0].client_secret",
+            "pool.identity_providers[0].attribute_mapping.shoe_size",
+            "pool.identity_providers[0].attribute_mapping.email",
+            "pool.identity_providers[2].name",
+        ] {
+            assert!(text.contains(key), "missing {key} in {text}");
+        }
+        let (_, unknown) = problems("[[identity_providers]]\nname = \"g\"\ngroups_claim = \"x\"\n");
+        assert!(unknown.contains("groups_claim"), "{unknown}");
+        let (_, group) = problems("admin_group = \"\"\n");
+        assert!(group.contains("pool.admin_group"), "{group}");
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, text) = problems(
+            "[[identity_providers]]\nname = \"google\"\nissuer = \"https://accounts.google.com\"\nclient_id = \"x\"\nclient_secret = \"s\"\n",
+        );
+        assert!(text.is_empty(), "{text}");
+        let c = c.unwrap();
+        let idp = &c.identity_providers[0];
+        assert_eq!(idp.provider.display_name, "google");
+        assert!(!idp.link_by_email);
+        assert_eq!(
+            idp.attribute_mapping.get("email").map(String::as_str),
+            Some("email")
+        );
+        assert!(!c.admin_console);
+        assert_eq!(c.admin_group, "admins");
+    }
+}
