@@ -25,6 +25,11 @@ use crate::identity_headers::DataSigner;
 use crate::metrics::{Decision, Metrics};
 use crate::proxy::{Forwarder, Inbound, hop};
 use crate::session::keyring::KeyRing;
+use crate::session::principal::{Principals, ProviderFacts};
+use crate::session::redis::Redis;
+use crate::session::revocation::Revocations;
+use crate::session::shards::CookieJar;
+use crate::session::store::SessionStore;
 use crate::signing::SigningKey;
 
 /// Why the service could not be built.
@@ -42,7 +47,12 @@ pub enum BuildError {
     NoSecret,
     #[error(transparent)]
     Pool(#[from] crate::pool::PoolError),
+    #[error("session.redis_url: {0}")]
+    Redis(#[from] crate::session::redis::Unavailable),
 }
+
+/// Most header fields a request may carry, whatever its HTTP version (hyper's HTTP/1 limit).
+pub const MAX_HEADER_FIELDS: usize = 100;
 
 pub struct App {
     pub cfg: Arc<Config>,
@@ -81,7 +91,7 @@ impl RequestIds {
             c.set(n.wrapping_add(1));
             n
         });
-        let worker = (crate::server::worker_index() & 0xff) as u64;
+        let worker = (crate::worker::index() & 0xff) as u64;
         let v = (u64::from(self.prefix >> 8) << 40) | (worker << 32) | u64::from(n);
         let mut buf = [0u8; 16];
         for (i, b) in buf.iter_mut().enumerate() {
@@ -134,11 +144,52 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())
 }
 
+/// The Redis connection, when `session.redis_url` / `redis_cluster_urls` is set. Its
+/// connections are made on the runtime this is called from (the main one).
+pub fn redis(cfg: &Config) -> Result<Option<Arc<Redis>>, BuildError> {
+    let Some(target) = &cfg.session.redis else {
+        return Ok(None);
+    };
+    let home = tokio::runtime::Handle::try_current()
+        .map_err(|_| crate::session::redis::Unavailable("no async runtime".into()))?;
+    Ok(Some(Redis::new(target, cfg.session.redis_timeout, home)?))
+}
+
+/// The revocation list: under `data_dir`, shared through Redis when configured.
+pub fn revocations(cfg: &Config, redis: Option<Arc<Redis>>) -> Arc<Revocations> {
+    Revocations::new(Some(cfg.data_dir.join("revocations.jsonl")), redis)
+}
+
+fn build_store(cfg: &Config, keyring: Arc<KeyRing>) -> Result<SessionStore, BuildError> {
+    let redis = redis(cfg)?;
+    let revocations = revocations(cfg, redis.clone());
+    let principals = Principals::new(
+        cfg.providers
+            .iter()
+            .map(|p| ProviderFacts {
+                name: p.name.clone(),
+                groups_claim: p.groups_claim.clone(),
+                issuer: p.issuer.clone(),
+                client_id: p.client_id.clone(),
+            })
+            .collect(),
+    );
+    Ok(SessionStore::new(
+        cfg.session.store,
+        keyring,
+        CookieJar::new(&cfg.session.cookie_name, cfg.secure_cookies()),
+        principals,
+        revocations,
+        redis,
+        cfg.server.workers,
+    ))
+}
+
 impl App {
     pub fn build(cfg: Config) -> Result<App, BuildError> {
         let cfg = Arc::new(cfg);
         let secrets = session_secrets(&cfg)?;
-        let keyring = KeyRing::new(&secrets).map_err(|_| BuildError::NoSecret)?;
+        let keyring = Arc::new(KeyRing::new(&secrets).map_err(|_| BuildError::NoSecret)?);
         let key = match &cfg.headers.signing_key_file {
             Some(f) => SigningKey::load(f)?,
             None => SigningKey::generate(),
@@ -165,11 +216,7 @@ impl App {
                 Arc::new(OidcProvider::new(p, &callback, http))
             })
             .collect();
-        let route_names = cfg
-            .routes
-            .iter()
-            .map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path))
-            .collect();
+        let route_names = cfg.routes.iter().map(|r| r.name.clone()).collect();
         let metrics = Arc::new(Metrics::with_workers(route_names, cfg.server.workers));
         let forwarders = cfg
             .routes
@@ -184,7 +231,15 @@ impl App {
             )?)),
             None => None,
         };
-        let auth = Auth::new(cfg.clone(), providers, keyring, signer, metrics.clone());
+        let store = Arc::new(build_store(&cfg, keyring.clone())?);
+        let auth = Auth::new(
+            cfg.clone(),
+            providers,
+            keyring,
+            store,
+            signer,
+            metrics.clone(),
+        );
         let mut p = [0u8; 4];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p)
             .expect("system RNG available");
@@ -241,8 +296,13 @@ impl App {
         let peer = inbound.peer;
         // One clock reading per request: session times and the upstream latency come from it.
         let started = Instant::now();
+        // HTTP/1 heads over the limit never get here (hyper answers 431); HTTP/2 and HTTP/3
+        // header blocks are bounded in bytes only, so the field count is enforced here.
+        if parts.headers.len() > MAX_HEADER_FIELDS {
+            return self.reject(RequestError::HeadersTooLarge, &parts, rid);
+        }
         // 1. Normalise once; the normalised path is both matched and forwarded.
-        match normalize(parts.uri.path()) {
+        match normalize(parts.uri.path(), self.cfg.encoded_slashes()) {
             Ok(None) => {}
             Ok(Some(p)) => {
                 let pq = match parts.uri.query() {
@@ -275,16 +335,20 @@ impl App {
             return resp;
         }
         if parts.uri.path().starts_with(paths::RESERVED_PREFIX) {
-            let resp = match self
+            let (resp, route, decision) = match self
                 .auth
                 .endpoint(&parts, parts.uri.path(), peer.ip(), rid)
                 .await
             {
-                Some(r) => r,
-                None => RequestError::NotFound.render(rid, is_non_navigational(&parts.headers)),
+                Some(e) => (e.response, e.route, e.decision),
+                None => (
+                    RequestError::NotFound.render(rid, is_non_navigational(&parts.headers)),
+                    None,
+                    Decision::Internal,
+                ),
             };
             self.metrics
-                .request(None, Decision::Internal, resp.status().as_u16());
+                .request(route, decision, resp.status().as_u16());
             return resp;
         }
 

@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod signing;
+pub mod worker;
 
 /// Exit code for an invalid configuration (EX_USAGE … EX_DATAERR family; SPEC says 64).
 pub const EXIT_CONFIG: u8 = 64;

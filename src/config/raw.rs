@@ -18,6 +18,7 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     pub header_read_timeout: Option<String>,
     pub workers: Option<usize>,
+    pub insecure_allow_encoded_slashes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +30,8 @@ pub struct RawSession {
     pub secrets_file: Option<String>,
     pub store: Option<String>,
     pub redis_url: Option<String>,
+    pub redis_cluster_urls: Option<Vec<String>>,
+    pub redis_timeout: Option<String>,
     pub login_window: Option<String>,
     pub refresh_margin: Option<String>,
 }
@@ -61,6 +64,7 @@ pub struct RawProvider {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    pub name: Option<String>,
     pub path: Option<String>,
     pub host: Option<String>,
     pub upstream: Option<String>,

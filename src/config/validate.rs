@@ -279,6 +279,17 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         }
         Some(_) => p.push("routes", "must be an array of tables ([[routes]])"),
     }
+    for (i, r) in routes.iter().enumerate() {
+        if routes[..i].iter().any(|o| o.name == r.name) {
+            p.push(
+                format!("routes[{}].name", r.index),
+                format!(
+                    "{:?} is the name of an earlier route; route names must be unique",
+                    r.name
+                ),
+            );
+        }
+    }
 
     let public_url = public_url?;
     let public_origin = origin_of(&public_url);
@@ -421,6 +432,7 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
         shutdown_grace,
         header_read_timeout,
         workers,
+        insecure_allow_encoded_slashes: raw.insecure_allow_encoded_slashes.unwrap_or(false),
     })
 }
 
@@ -466,22 +478,78 @@ fn build_session(
         "session.refresh_margin",
         p,
     );
-    match raw.store.as_deref() {
-        None | Some("cookie") => {}
-        Some("redis") => p.push(
-            "session.store",
-            "\"redis\" is not available in this version of Portcullis; use \"cookie\"",
-        ),
-        Some(other) => p.push(
-            "session.store",
-            format!("{other:?} is not one of cookie, redis"),
-        ),
-    }
-    if raw.redis_url.is_some() && raw.store.as_deref() != Some("redis") {
+    let store = match raw.store.as_deref() {
+        None | Some("cookie") => StoreKind::Cookie,
+        Some("redis") => StoreKind::Redis,
+        Some(other) => {
+            p.push(
+                "session.store",
+                format!("{other:?} is not one of cookie, redis"),
+            );
+            StoreKind::Cookie
+        }
+    };
+    let redis_url = |key: &str, s: &str, p: &mut Problems| -> Option<Secret> {
+        match secret::resolve(Some(s), None) {
+            Ok(Some(sec)) => {
+                match url::Url::parse(sec.expose()) {
+                    Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
+                        return Some(sec);
+                    }
+                    _ => p.push(
+                        key,
+                        "<redacted> is not a URL like redis://host:6379/0 or rediss://user:password@host:6380",
+                    ),
+                }
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                p.push(key, e.to_string());
+                None
+            }
+        }
+    };
+    let redis = match (raw.redis_url.as_deref(), raw.redis_cluster_urls.as_deref()) {
+        (Some(_), Some(_)) => {
+            p.push(
+                "session.redis_cluster_urls",
+                "set either session.redis_url or session.redis_cluster_urls, not both",
+            );
+            None
+        }
+        (Some(u), None) => redis_url("session.redis_url", u, p).map(RedisTarget::Standalone),
+        (None, Some([])) => {
+            p.push(
+                "session.redis_cluster_urls",
+                "must list at least one seed node",
+            );
+            None
+        }
+        (None, Some(list)) => {
+            let nodes: Vec<Secret> = list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, u)| redis_url(&format!("session.redis_cluster_urls[{i}]"), u, p))
+                .collect();
+            (nodes.len() == list.len()).then_some(RedisTarget::Cluster(nodes))
+        }
+        (None, None) => None,
+    };
+    if store == StoreKind::Redis && raw.redis_url.is_none() && raw.redis_cluster_urls.is_none() {
         p.push(
-            "session.redis_url",
-            "is only used with session.store = \"redis\"",
+            "session.store",
+            "\"redis\" needs session.redis_url or session.redis_cluster_urls",
         );
+    }
+    let redis_timeout = duration(
+        raw.redis_timeout.as_deref(),
+        Duration::from_secs(2),
+        "session.redis_timeout",
+        p,
+    );
+    if redis_timeout.is_zero() || redis_timeout > Duration::from_secs(60) {
+        p.push("session.redis_timeout", "must be between 1ms and 60s");
     }
     let secrets = match (raw.secrets, raw.secrets_file) {
         (Some(_), Some(_)) => {
@@ -544,6 +612,9 @@ fn build_session(
         secrets,
         login_window,
         refresh_margin,
+        store,
+        redis,
+        redis_timeout,
     })
 }
 
@@ -915,8 +986,22 @@ fn build_route(
             "allow_* rules have no effect on an on_unauthenticated = \"allow\" route; use authenticate or deny",
         );
     }
+    let name = match raw.name {
+        Some(n)
+            if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control() || c == '"') =>
+        {
+            p.push(
+                format!("{kp}.name"),
+                format!("{n:?} must be 1 to 64 printable characters, without quotes"),
+            );
+            n
+        }
+        Some(n) => n,
+        None => format!("{}{}", host.as_deref().unwrap_or(""), route_path),
+    };
     Some(RouteConfig {
         index,
+        name,
         path: route_path,
         host,
         upstream: upstream?,

@@ -88,11 +88,24 @@ impl Admin<'_> {
     ) -> Result<T, AdminError> {
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
-            Err(AdminError::Store(_)) => Outcome::Failed("database".into()),
-            Err(e) => Outcome::Failed(format!("{}: {}", e.code(), e).chars().take(500).collect()),
+            Err(e) => Self::outcome_of(e),
         };
-        let _ = audit::record(self.store, &self.actor, action, target, &outcome).await;
+        self.record(action, target, &outcome).await;
         result
+    }
+
+    /// The audit outcome of a failed action: its class and message (never a secret: no
+    /// message of [`AdminError`] holds a password or code).
+    pub fn outcome_of(e: &AdminError) -> Outcome {
+        match e {
+            AdminError::Store(_) => Outcome::Failed("database".into()),
+            e => Outcome::Failed(format!("{}: {}", e.code(), e).chars().take(500).collect()),
+        }
+    }
+
+    /// Records an action in the audit log; a failure to write it is logged by `audit::record`.
+    pub async fn record(&self, action: &str, target: &str, outcome: &Outcome) {
+        let _ = audit::record(self.store, &self.actor, action, target, outcome).await;
     }
 
     /// The audit target for a user named by the caller: the canonical form of the name.
@@ -358,30 +371,37 @@ impl Admin<'_> {
     }
 
     pub async fn add_to_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
+        self.membership(name, group, true).await
+    }
+
+    pub async fn remove_from_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
+        self.membership(name, group, false).await
+    }
+
+    /// Adds (`add`) or removes a user's membership of a group.
+    async fn membership(&self, name: &str, group: &str, add: bool) -> Result<User, AdminError> {
         let r = async {
-            if !group_name_ok(group) {
+            if add && !group_name_ok(group) {
                 return Err(AdminError::Invalid(vec![format!(
                     "group {group:?}: not a valid group name"
                 )]));
             }
             let u = self.find(name).await?;
-            self.store.add_to_group(&u.sub, group).await?;
+            if add {
+                self.store.add_to_group(&u.sub, group).await?;
+            } else {
+                self.store.remove_from_group(&u.sub, group).await?;
+            }
             self.find(name).await
         }
         .await;
         let target = format!("{} (group {group})", Self::target(name));
-        self.audited("add_to_group", &target, r).await
-    }
-
-    pub async fn remove_from_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
-        let r = async {
-            let u = self.find(name).await?;
-            self.store.remove_from_group(&u.sub, group).await?;
-            self.find(name).await
-        }
-        .await;
-        let target = format!("{} (group {group})", Self::target(name));
-        self.audited("remove_from_group", &target, r).await
+        let action = if add {
+            "add_to_group"
+        } else {
+            "remove_from_group"
+        };
+        self.audited(action, &target, r).await
     }
 
     /// Every group with its members, empty groups included.

@@ -119,15 +119,7 @@ impl Pool {
             actor: Actor::Api,
         };
         let method = req.method().clone();
-        let query: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = super::query_pairs(req.uri().query());
         let param = |k: &str| {
             query
                 .iter()

@@ -91,6 +91,21 @@ pub enum UsersCommand {
     Unlock { username: String },
     /// Global sign-out: revoke refresh tokens and pool sessions.
     SignOut { username: String },
+    /// Import users from a Cognito user-import CSV (with an optional password_hash column).
+    /// Exit status 65 when the file has problems (then nothing is imported, unless
+    /// --skip-invalid).
+    Import {
+        file: PathBuf,
+        /// Import the valid rows and list the others, instead of importing nothing.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Write every user as a Cognito user-import CSV to standard output.
+    Export {
+        /// Add the password_hash column (PHC strings): handle the file like a password list.
+        #[arg(long)]
+        with_password_hashes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,10 +191,13 @@ pub fn run(args: PoolArgs) -> ExitCode {
         };
         match execute(&admin, args.command).await {
             Ok(out) => {
-                if !out.is_empty() {
-                    println!("{out}");
+                if !out.stdout.is_empty() {
+                    println!("{}", out.stdout.trim_end_matches('\n'));
                 }
-                ExitCode::SUCCESS
+                if !out.stderr.is_empty() {
+                    eprintln!("{}", out.stderr.trim_end_matches('\n'));
+                }
+                ExitCode::from(out.exit)
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -189,9 +207,73 @@ pub fn run(args: PoolArgs) -> ExitCode {
     })
 }
 
-async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminError> {
+/// What a command prints, and its exit status.
+struct Output {
+    stdout: String,
+    stderr: String,
+    exit: u8,
+}
+
+impl From<String> for Output {
+    fn from(stdout: String) -> Output {
+        Output {
+            stdout,
+            stderr: String::new(),
+            exit: 0,
+        }
+    }
+}
+
+/// `sysexits.h` EX_DATAERR: the input file has problems.
+const EXIT_DATA: u8 = 65;
+
+async fn import(
+    admin: &Admin<'_>,
+    file: &std::path::Path,
+    skip_invalid: bool,
+) -> Result<Output, AdminError> {
+    let data = std::fs::read(file)
+        .map_err(|e| AdminError::Invalid(vec![format!("cannot read {}: {e}", file.display())]))?;
+    let name = file.display().to_string();
+    let report = admin.import_users(&name, &data, skip_invalid).await?;
+    let stderr: String = report
+        .problems
+        .iter()
+        .map(|p| format!("{name}: {p}\n"))
+        .collect();
+    let stdout = if report.problems.is_empty() {
+        format!("imported {} users", report.imported)
+    } else if skip_invalid {
+        let lines: Vec<String> = report.invalid_lines.iter().map(u64::to_string).collect();
+        format!(
+            "imported {} users; skipped {} invalid rows (lines {})",
+            report.imported,
+            report.invalid_lines.len(),
+            lines.join(", ")
+        )
+    } else {
+        format!(
+            "nothing imported: {} problems in {} of {} rows (--skip-invalid imports the {} valid rows)",
+            report.problems.len(),
+            report.invalid_lines.len(),
+            report.rows,
+            report.rows - report.invalid_lines.len()
+        )
+    };
+    Ok(Output {
+        stdout,
+        stderr,
+        exit: if report.problems.is_empty() {
+            0
+        } else {
+            EXIT_DATA
+        },
+    })
+}
+
+async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminError> {
     let bad = |m: String| AdminError::Invalid(vec![m]);
-    Ok(match cmd {
+    Ok(Output::from(match cmd {
         PoolCommand::Users(u) => match u {
             UsersCommand::Add {
                 username,
@@ -265,6 +347,13 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 admin.sign_out(&username).await?;
                 format!("{username}: signed out everywhere")
             }
+            UsersCommand::Import { file, skip_invalid } => {
+                return import(admin, &file, skip_invalid).await;
+            }
+            UsersCommand::Export {
+                with_password_hashes,
+            } => String::from_utf8(admin.export_users(with_password_hashes).await?)
+                .map_err(|_| bad("the export is not UTF-8".into()))?,
         },
         PoolCommand::Audit { since, limit, json } => {
             let since = match since {
@@ -312,5 +401,5 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 .collect::<Vec<_>>()
                 .join("\n"),
         },
-    })
+    }))
 }

@@ -21,11 +21,13 @@ mod federation;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
+pub mod migration;
 mod op;
 mod pages;
 pub mod password;
 pub mod smtp;
 pub mod store;
+pub mod transfer;
 pub mod username;
 
 use std::net::IpAddr;
@@ -88,6 +90,8 @@ pub struct Pool {
     pages: pages::Renderer,
     ready: OnceCell<Ready>,
     federation: federation::Federation,
+    /// `pool.migration`: asked about sign-ins that name an unknown user.
+    migration: Option<migration::Hook>,
 }
 
 /// Redacts the database URL's password for messages.
@@ -99,6 +103,17 @@ fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The decoded `name=value` pairs of a query string.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Constant-time equality for secrets (length is not hidden).
@@ -142,6 +157,7 @@ impl Pool {
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
         let federation = federation::Federation::new(&pool.identity_providers, &issuer)?;
+        let migration = pool.migration.as_ref().map(migration::Hook::new);
         Ok(Pool {
             cfg: Arc::new(pool),
             issuer,
@@ -154,6 +170,7 @@ impl Pool {
             pages,
             ready: OnceCell::new(),
             federation,
+            migration,
         })
     }
 
@@ -163,7 +180,7 @@ impl Pool {
             .get_or_try_init(|| async {
                 let err = |source| PoolError::Store { url: redact_url(&self.cfg.database), source };
                 let store = Store::open(&self.cfg.database).await.map_err(err)?;
-                let keys = Keys::load(&store, now()).await.map_err(err)?;
+                let keys = Keys::load(&store, self.cfg.signing_alg, now()).await.map_err(err)?;
                 let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
                     .await
                     .map_err(|_| PoolError::Hash)?;
@@ -223,15 +240,7 @@ impl Pool {
         } else {
             Vec::new()
         };
-        let query = parts
-            .uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = query_pairs(parts.uri.query());
         let ip = self.client_ip(parts, peer);
         let req = Req {
             parts,

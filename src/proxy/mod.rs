@@ -28,7 +28,7 @@ use static_files::StaticDir;
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 pub struct HttpUpstream {
-    /// One pool per request worker (see `server::worker_index`): bodies, upgrades, TLS.
+    /// One pool per request worker (see `worker::index`): bodies, upgrades, TLS.
     clients: Vec<HttpsClient>,
     /// The lean in-task client for plain `http://` upstreams (requests without a body).
     lean: Option<Arc<h1::H1Pool>>,
@@ -221,7 +221,7 @@ impl Forwarder {
         {
             parts.headers.insert(header::HOST, v);
         }
-        let worker = crate::server::worker_index();
+        let worker = crate::worker::index();
         if let Some(lean) = &up.lean
             && !keep_upgrade
             && body.is_end_stream()
@@ -261,10 +261,19 @@ impl Forwarder {
             .build()
             .map_err(|e| RequestError::BadRequest(e.to_string()))?;
         parts.version = http::Version::HTTP_11;
-        let req = Request::from_parts(parts, body::stream(body));
-        let client = &up.clients[crate::server::worker_index().min(up.clients.len() - 1)];
+        let client_body = ClientBody::new(body);
+        let client_failed = client_body.failed.clone();
+        let req = Request::from_parts(parts, body::stream(client_body));
+        let client = &up.clients[crate::worker::index().min(up.clients.len() - 1)];
         let resp = match tokio::time::timeout(up.timeout, client.request(req)).await {
             Err(_) => return Err(RequestError::UpstreamTimeout),
+            // The client's own body broke (a malformed chunk, a cut connection): its fault,
+            // not the upstream's (issue 9, item 5: this was a 502).
+            Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+                return Err(RequestError::BadRequest(
+                    "the request body is malformed or was cut short".into(),
+                ));
+            }
             Ok(Err(e)) => return Err(RequestError::UpstreamUnreachable(error_chain(&e))),
             Ok(Ok(r)) => r,
         };
@@ -291,6 +300,48 @@ impl Forwarder {
         }
         hop::remove(&mut rparts.headers, false);
         Ok(Response::from_parts(rparts, body::stream(rbody)))
+    }
+}
+
+/// The client's request body on its way upstream, remembering whether it failed, so that a
+/// broken client body is answered 400 rather than blamed on the upstream.
+struct ClientBody {
+    inner: crate::http::body::RequestBody,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ClientBody {
+    fn new(inner: crate::http::body::RequestBody) -> ClientBody {
+        ClientBody {
+            inner,
+            failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Err(_))) = &polled {
+            this.failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

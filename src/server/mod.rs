@@ -69,17 +69,6 @@ fn builder(app: &App) -> Builder<TokioExecutor> {
     b
 }
 
-thread_local! {
-    /// Which request worker this thread is (0: not a worker, e.g. the admin runtime).
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The current thread's worker index (1..=workers), or 0 off the request workers. Per-worker
-/// state (the upstream connection pools) is indexed by it.
-pub fn worker_index() -> usize {
-    WORKER.with(|w| w.get())
-}
-
 /// Starts `app.cfg.server.workers` request workers: one OS thread each, with its own
 /// single-threaded runtime accepting on every public listener. A connection, its requests and
 /// its upstream connections then stay on one thread — no work stealing, no cross-thread
@@ -117,7 +106,7 @@ pub fn spawn_workers(
         let handle = std::thread::Builder::new()
             .name(format!("portcullis-worker-{index}"))
             .spawn(move || {
-                WORKER.with(|w| w.set(index));
+                crate::worker::set_index(index);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -25,6 +25,17 @@ pub(super) struct RawPool {
     pub(super) identity_providers: Option<Vec<RawIdentityProvider>>,
     pub(super) admin_console: Option<bool>,
     pub(super) admin_group: Option<String>,
+    pub(super) migration: Option<RawMigration>,
+    pub(super) signing_alg: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMigration {
+    pub(super) url: Option<String>,
+    pub(super) secret: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,6 @@
 //! The OpenID Provider endpoints under the issuer: discovery, JWKS, authorize, token, userinfo
 //! and end-session (OIDC Core 1.0, Discovery 1.0, RP-Initiated Logout 1.0, RFC 6749, RFC 7636).
-//! Tokens are ES256 JWTs; claims include `email_verified` (boolean), `groups`,
+//! Tokens are RS256 (default) or ES256 JWTs; claims include `email_verified` (boolean), `groups`,
 //! `cognito:groups` and `cognito:username`, as Cognito's do.
 
 mod authorize;
@@ -44,7 +44,7 @@ pub fn discovery(pool: &Pool) -> Response<Body> {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
+        "id_token_signing_alg_values_supported": [pool.cfg.signing_alg.name()],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "email", "profile", "phone", "offline_access"],
@@ -138,8 +138,8 @@ pub fn mint(pool: &Pool, ready: &Ready, user: &User, g: &Grant<'_>) -> (String, 
         "jti": uuid::Uuid::new_v4().to_string(),
         "origin_jti": family,
     });
-    (
-        ready.keys.sign(&Value::Object(id)),
-        ready.keys.sign(&access),
-    )
+    let access = ready.keys.sign(&access);
+    // OIDC Core 3.1.3.6: binds the ID token to the access token issued with it.
+    id.insert("at_hash".into(), json!(super::jwt::left_half_hash(&access)));
+    (ready.keys.sign(&Value::Object(id)), access)
 }
