@@ -42,6 +42,20 @@ async fn signed_in(s: &Server, name: &str) -> reqwest::Client {
     c
 }
 
+/// Posts the form of `html` whose action contains `part`, with its CSRF token and `fields`.
+async fn submit(
+    c: &reqwest::Client,
+    s: &Server,
+    html: &str,
+    part: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let (action, csrf) = form(html, &s.base, part);
+    let mut all = vec![("csrf_token", csrf.as_str())];
+    all.extend_from_slice(fields);
+    c.post(&action).form(&all).send().await.unwrap()
+}
+
 async fn page(c: &reqwest::Client, url: &str) -> (u16, String) {
     let r = c.get(url).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -151,21 +165,21 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
         );
     }
     assert!(html.contains("novalidate"));
-    let (action, csrf) = form(&html, &s.base, "/users/new");
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let r = submit(
+        &c,
+        &s,
+        &html,
+        "/users/new",
+        &[
             ("username", "new user"),
             ("email", "not-an-email"),
             ("name", ""),
             ("phone_number", "12"),
             ("mode", "temporary"),
             ("temporary_password", "short"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let html = unescape(&r.text().await.unwrap());
     let errors = html
@@ -189,11 +203,12 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
     // What was typed stays on the form.
     assert!(html.contains("value=\"not-an-email\""));
 
-    let (action, csrf) = form(&html, &s.base, "/users/new");
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let r = submit(
+        &c,
+        &s,
+        &html,
+        "/users/new",
+        &[
             ("username", "Dana"),
             ("email", "dana@example.com"),
             ("email_verified", "true"),
@@ -201,10 +216,9 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
             ("phone_number", "090-1234-5678"),
             ("mode", "temporary"),
             ("temporary_password", ""),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let html = r.text().await.unwrap();
     assert!(html.contains("Temporary password (shown once)"), "{html}");
@@ -217,20 +231,20 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
 
     // An invitation: no password shown, a code is sent and the user must choose a password.
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/users/new")).await;
-    let (action, csrf) = form(&html, &s.base, "/users/new");
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let r = submit(
+        &c,
+        &s,
+        &html,
+        "/users/new",
+        &[
             ("username", "erin"),
             ("email", "erin@example.com"),
             ("name", "Erin"),
             ("phone_number", "+81 80 1111 2222"),
             ("mode", "invitation"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 201);
     assert!(r.text().await.unwrap().contains("invitation code was sent"));
     assert_eq!(s.code_for("erin", "reset").len(), 6);
@@ -238,39 +252,39 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
     // Edit: a required attribute cannot be removed; all problems at once again.
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user/edit?u=dana")).await;
     assert!(html.contains("value=\"+819012345678\""), "{html}");
-    let (action, csrf) = form(&html, &s.base, "/user/edit");
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let r = submit(
+        &c,
+        &s,
+        &html,
+        "/user/edit",
+        &[
             ("u", "dana"),
             ("email", "dana@example.com"),
             ("name", ""),
             ("phone_number", "abc"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let html = r.text().await.unwrap();
     assert!(
         html.contains("name: ") && html.contains("phone_number: "),
         "{html}"
     );
-    let (action, csrf) = form(&html, &s.base, "/user/edit");
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let r = submit(
+        &c,
+        &s,
+        &html,
+        "/user/edit",
+        &[
             ("u", "dana"),
             ("email", "dana@example.com"),
             ("email_verified", "true"),
             ("name", "Dana Renamed"),
             ("phone_number", "03-1234-5678"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 302);
     let (_, out, _) = s.cli(&["users", "show", "dana"]);
     assert!(
@@ -296,13 +310,7 @@ async fn lockout_is_visible_and_one_click_clears_it(backend: Backend) {
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
     assert!(html.contains("Locked: "), "{html}");
     assert!(html.contains("3 failed sign-ins"), "{html}");
-    let (action, csrf) = form(&html, &s.base, "/user/unlock");
-    let r = c
-        .post(&action)
-        .form(&[("csrf_token", csrf.as_str()), ("u", "carol")])
-        .send()
-        .await
-        .unwrap();
+    let r = submit(&c, &s, &html, "/user/unlock", &[("u", "carol")]).await;
     assert_eq!(r.status(), 302);
     let (_, html) = page(&c, &absolute(&s.base, &location(&r))).await;
     assert!(
@@ -315,72 +323,44 @@ async fn lockout_is_visible_and_one_click_clears_it(backend: Backend) {
     assert!(!html.contains("never"), "last sign-in shown: {html}");
 
     // Disable: sign-in refused and her pool session gone; enable brings her back.
-    let (action, csrf) = form(&html, &s.base, "/user/disable");
-    let r = c
-        .post(&action)
-        .form(&[("csrf_token", csrf.as_str()), ("u", "carol")])
-        .send()
-        .await
-        .unwrap();
+    let r = submit(&c, &s, &html, "/user/disable", &[("u", "carol")]).await;
     assert_eq!(r.status(), 302);
     let r = sign_in(&browser(), &s, &login, "carol", PASSWORD).await;
     assert_eq!(r.status(), 403);
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
     assert!(html.contains("DISABLED"));
-    let (action, csrf) = form(&html, &s.base, "/user/enable");
-    c.post(&action)
-        .form(&[("csrf_token", csrf.as_str()), ("u", "carol")])
-        .send()
-        .await
-        .unwrap();
+    submit(&c, &s, &html, "/user/enable", &[("u", "carol")]).await;
     let r = sign_in(&browser(), &s, &login, "carol", PASSWORD).await;
     assert_eq!(r.status(), 200);
 
     // Groups: create, add carol, remove her, delete; delete needs its confirmation box.
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/groups")).await;
-    let (action, csrf) = form(&html, &s.base, "/groups/new");
-    let r = c
-        .post(&action)
-        .form(&[("csrf_token", csrf.as_str()), ("group", "auditors")])
-        .send()
-        .await
-        .unwrap();
+    let r = submit(&c, &s, &html, "/groups/new", &[("group", "auditors")]).await;
     assert_eq!(r.status(), 302);
     let (_, html) = page(&c, &absolute(&s.base, &location(&r))).await;
     assert!(html.contains("Group created."), "{html}");
-    let (action, csrf) = form(&html, &s.base, "/group/add");
-    c.post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("g", "auditors"),
-            ("u", "CAROL@example.com"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    submit(
+        &c,
+        &s,
+        &html,
+        "/group/add",
+        &[("g", "auditors"), ("u", "CAROL@example.com")],
+    )
+    .await;
     let (_, out, _) = s.cli(&["users", "show", "carol"]);
     assert!(out.contains("auditors"), "{out}");
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
-    let (action, csrf) = form(&html, &s.base, "/user/delete");
-    let r = c
-        .post(&action)
-        .form(&[("csrf_token", csrf.as_str()), ("u", "carol")])
-        .send()
-        .await
-        .unwrap();
+    let r = submit(&c, &s, &html, "/user/delete", &[("u", "carol")]).await;
     assert_eq!(r.status(), 400, "no confirmation box, no delete");
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/group?g=auditors")).await;
-    let (action, csrf) = form(&html, &s.base, "/group/add");
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("g", "auditors"),
-            ("u", "nobody"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = submit(
+        &c,
+        &s,
+        &html,
+        "/group/add",
+        &[("g", "auditors"), ("u", "nobody")],
+    )
+    .await;
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("no user named"));
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/audit?target=nobody")).await;
@@ -389,12 +369,7 @@ async fn lockout_is_visible_and_one_click_clears_it(backend: Backend) {
         "a failed action is logged too: {html}"
     );
     let (_, html) = page(&c, &s.url("/oauth2/pool/admin/group?g=auditors")).await;
-    let (action, csrf) = form(&html, &s.base, "/group/delete");
-    c.post(&action)
-        .form(&[("csrf_token", csrf.as_str()), ("g", "auditors")])
-        .send()
-        .await
-        .unwrap();
+    submit(&c, &s, &html, "/group/delete", &[("g", "auditors")]).await;
     let (_, out, _) = s.cli(&["users", "show", "carol"]);
     assert!(!out.contains("auditors"), "{out}");
 

@@ -52,6 +52,15 @@ async fn setup(backend: Backend, extra: &str) -> Setup {
     Setup { idp, s }
 }
 
+/// The value of a hidden form field.
+fn hidden(html: &str, name: &str) -> String {
+    html.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        .to_string()
+}
+
 fn href_of(html: &str, needle: &str) -> String {
     let i = html
         .find(needle)
@@ -202,14 +211,7 @@ async fn missing_required_attributes_are_asked_on_one_page(backend: Backend) {
         "what the IdP gave is shown: {html}"
     );
     let (action, csrf) = form(&html, &s.base, "/federation/complete");
-    let challenge = html
-        .split("name=\"challenge\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let challenge = hidden(&html, "challenge");
     // Nothing filled in, and a bad email: every problem at once.
     let r = c
         .post(&action)
@@ -229,14 +231,7 @@ async fn missing_required_attributes_are_asked_on_one_page(backend: Backend) {
         assert!(html.contains(needle), "{needle} in {html}");
     }
     let (action, csrf) = form(&html, &s.base, "/federation/complete");
-    let challenge = html
-        .split("name=\"challenge\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let challenge = hidden(&html, "challenge");
     // A phone number as typed, in national form.
     let r = c
         .post(&action)

@@ -76,6 +76,31 @@ fn group_name_ok(g: &str) -> bool {
     !g.is_empty() && g.len() <= 128 && !g.chars().any(|c| c.is_control() || c == ',')
 }
 
+/// Problems with `email_verified` / `phone_number_verified` inputs (only those, true|false).
+fn verified_problems(verified: &[(String, String)]) -> Vec<String> {
+    verified
+        .iter()
+        .filter(|(k, v)| {
+            !matches!(k.as_str(), "email_verified" | "phone_number_verified")
+                || !matches!(v.as_str(), "true" | "false")
+        })
+        .map(|(k, _)| format!("{k}: only email_verified / phone_number_verified = true|false"))
+        .collect()
+}
+
+/// Sets each verified flag of an email or phone number the user has: true only when given so.
+fn set_verified(map: &mut serde_json::Map<String, Value>, verified: &[(String, String)]) {
+    for (claim, flag) in [
+        ("email", "email_verified"),
+        ("phone_number", "phone_number_verified"),
+    ] {
+        if map.contains_key(claim) {
+            let v = verified.iter().any(|(k, v)| k == flag && v == "true");
+            map.insert(flag.into(), Value::Bool(v));
+        }
+    }
+}
+
 impl Admin<'_> {
     /// Records the outcome of `action` on `target` in the audit log and passes the result on.
     /// A failure to write the log is logged (by `audit::record`) but does not change `result`:
@@ -179,15 +204,7 @@ impl Admin<'_> {
             self.cfg.default_phone_region,
         );
         let mut errors = super::pages::signup::problems_for(self.cfg, lang, name, &pw, &checked);
-        for (k, v) in &verified {
-            if !matches!(k.as_str(), "email_verified" | "phone_number_verified")
-                || !matches!(v.as_str(), "true" | "false")
-            {
-                errors.push(format!(
-                    "{k}: only email_verified / phone_number_verified = true|false"
-                ));
-            }
-        }
+        errors.extend(verified_problems(&verified));
         for g in groups {
             if !group_name_ok(g) {
                 errors.push(format!("group {g:?}: not a valid group name"));
@@ -199,15 +216,7 @@ impl Admin<'_> {
         let Ok(canonical) = username::validate(name) else {
             return Err(AdminError::Invalid(errors));
         };
-        for (claim, flag) in [
-            ("email", "email_verified"),
-            ("phone_number", "phone_number_verified"),
-        ] {
-            if map.contains_key(claim) {
-                let v = verified.iter().any(|(k, v)| k == flag && v == "true");
-                map.insert(flag.into(), Value::Bool(v));
-            }
-        }
+        set_verified(&mut map, &verified);
         let hash = password::hash(&pw)
             .await
             .map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
@@ -487,15 +496,7 @@ impl Admin<'_> {
                 serde_json::Map::new()
             }
         };
-        for (k, v) in &verified {
-            if !matches!(k.as_str(), "email_verified" | "phone_number_verified")
-                || !matches!(v.as_str(), "true" | "false")
-            {
-                errors.push(format!(
-                    "{k}: only email_verified / phone_number_verified = true|false"
-                ));
-            }
-        }
+        errors.extend(verified_problems(&verified));
         if let Some(email) = map.get("email").and_then(Value::as_str)
             && let Some(other) = self.store.user_by_email(email).await?
             && other.sub != u.sub
@@ -505,15 +506,7 @@ impl Admin<'_> {
         if !errors.is_empty() {
             return Err(AdminError::Invalid(errors));
         }
-        for (claim, flag) in [
-            ("email", "email_verified"),
-            ("phone_number", "phone_number_verified"),
-        ] {
-            if map.contains_key(claim) {
-                let v = verified.iter().any(|(k, v)| k == flag && v == "true");
-                map.insert(flag.into(), Value::Bool(v));
-            }
-        }
+        set_verified(&mut map, &verified);
         if let Some(ids) = u.attributes.get("identities") {
             map.insert("identities".into(), ids.clone());
         }

@@ -240,17 +240,27 @@ async fn existing(
     }
     set_flags(&mut attrs, id);
     with_identity(&mut attrs, id);
-    let user = if attrs != user.attributes {
-        if let Err(e) = store.set_attributes(&user.sub, &attrs, now()).await {
-            return unavailable(pool, req, &e, cookies);
-        }
-        match store.user_by_sub(&user.sub).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return unavailable(pool, req, &StoreError::NoSuchUser, cookies),
-            Err(e) => return unavailable(pool, req, &e, cookies),
-        }
-    } else {
-        user
+    if attrs != user.attributes
+        && let Err(e) = store.set_attributes(&user.sub, &attrs, now()).await
+    {
+        return unavailable(pool, req, &e, cookies);
+    }
+    finish(pool, ready, req, &user.sub, areq, cookies).await
+}
+
+/// Signs in the user `sub` as stored now (attributes just written included).
+async fn finish(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    sub: &str,
+    areq: Option<super::super::pages::AuthRequest>,
+    cookies: Vec<String>,
+) -> Response<Body> {
+    let user = match ready.store.user_by_sub(sub).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return unavailable(pool, req, &StoreError::NoSuchUser, cookies),
+        Err(e) => return unavailable(pool, req, &e, cookies),
     };
     append_cookies(pool.finish_sign_in(ready, req, &user, areq).await, &cookies)
 }
@@ -372,10 +382,5 @@ async fn create(
         return unavailable(pool, req, &e, cookies);
     }
     tracing::info!(provider = %id.provider, sub = %sub, request_id = req.rid, "pool.event" = "federation_user_created", "federated user created");
-    let user = match store.user_by_sub(&sub).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return unavailable(pool, req, &StoreError::NoSuchUser, cookies),
-        Err(e) => return unavailable(pool, req, &e, cookies),
-    };
-    append_cookies(pool.finish_sign_in(ready, req, &user, areq).await, &cookies)
+    finish(pool, ready, req, &sub, areq, cookies).await
 }

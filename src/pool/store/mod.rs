@@ -149,28 +149,15 @@ impl Store {
             }
         }
         let mut result = Ok(());
-        for stmt in SCHEMA_V1.iter().chain(audit::SCHEMA_AUDIT) {
+        for stmt in SCHEMA_V1
+            .iter()
+            .chain(audit::SCHEMA_AUDIT)
+            .chain(console::SCHEMA_CONSOLE)
+            .chain(federation::SCHEMA_FEDERATION)
+        {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
                 break;
-            }
-        }
-        for stmt in console::SCHEMA_CONSOLE {
-            if result.is_ok() {
-                result = conn
-                    .execute(*stmt)
-                    .await
-                    .map(|_| ())
-                    .map_err(StoreError::Db);
-            }
-        }
-        for stmt in federation::SCHEMA_FEDERATION {
-            if result.is_ok() {
-                result = conn
-                    .execute(*stmt)
-                    .await
-                    .map(|_| ())
-                    .map_err(StoreError::Db);
             }
         }
         if result.is_ok() {
