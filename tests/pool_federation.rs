@@ -151,7 +151,7 @@ fn oidc_data(echo: &Value) -> Value {
 }
 
 async fn continue_with_creates_updates_and_disables(backend: Backend) {
-    let Setup { idp: _idp, s } = setup(backend, "").await;
+    let Setup { idp: _idp, s } = setup(backend, "admin_console = true").await;
     let c = browser();
     let r = continue_with(&c, &s, "Continue with Corp SSO", "alice").await;
     let echo = to_app(&c, &s, r).await;
@@ -166,16 +166,52 @@ async fn continue_with_creates_updates_and_disables(backend: Backend) {
     assert_eq!(claims["identities"][0]["userId"], "alice");
     let sub = h["x-amzn-oidc-identity"].as_str().unwrap().to_string();
 
-    // A later sign-in (fresh browser) is the same user; the mapped attributes are refreshed.
+    // An administrator changes her name in the console (the identities stay)...
     let (ok, out, err) = s.cli(&["users", "show", "corp_alice"]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("CONFIRMED"), "{out}");
+    create_user(&s, "root", "root@example.com");
+    let (ok, _, err) = s.cli(&["groups", "add-user", "admins", "root"]);
+    assert!(ok, "{err}");
+    let admin = browser();
+    let r = sign_in(&admin, &s, &s.url("/oauth2/pool/login"), "root", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let html = admin
+        .get(s.url("/oauth2/pool/admin/user/edit?u=corp_alice"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (action, csrf) = form(&html, &s.base, "/user/edit");
+    let r = admin
+        .post(&action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("u", "corp_alice"),
+            ("email", "alice@example.com"),
+            ("email_verified", "true"),
+            ("name", "Renamed By Admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let (_, out, _) = s.cli(&["users", "show", "corp_alice"]);
+    assert!(
+        out.contains("Renamed By Admin") && out.contains("providerName"),
+        "{out}"
+    );
+
+    // ...and a later sign-in (fresh browser) is the same user, the mapped name refreshed.
     let c2 = browser();
     let r = continue_with(&c2, &s, "Continue with Corp SSO", "alice").await;
     let echo = to_app(&c2, &s, r).await;
     assert_eq!(echo["headers"]["x-amzn-oidc-identity"], sub.as_str());
     let claims = oidc_data(&echo);
     assert_eq!(claims["identities"].as_array().unwrap().len(), 1);
+    assert_eq!(claims["name"], "Alice Example");
 
     // Disabled: the provider still signs alice in, the pool does not.
     let (ok, out, err) = s.cli(&["users", "disable", "corp_alice"]);
