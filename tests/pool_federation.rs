@@ -268,6 +268,31 @@ async fn missing_required_attributes_are_asked_on_one_page(backend: Backend) {
     }
     let (action, csrf) = form(&html, &s.base, "/federation/complete");
     let challenge = hidden(&html, "challenge");
+    // The page, stolen into another browser with its own valid CSRF token, is refused there:
+    // it is bound to the login cookie of the browser that signed in at the provider.
+    let thief = browser();
+    let page = thief
+        .get(s.url("/oauth2/pool/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (_, thief_csrf) = form(&page, &s.base, "/login");
+    let r = thief
+        .post(&action)
+        .form(&[
+            ("csrf_token", thief_csrf.as_str()),
+            ("challenge", challenge.as_str()),
+            ("email", "bob@other.org"),
+            ("name", "Mallory"),
+            ("phone_number", "090-1234-5678"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     // A phone number as typed, in national form.
     let r = c
         .post(&action)

@@ -28,6 +28,9 @@ pub struct Identity {
     /// The provider's own `email` and whether it says it verified it (for `link_by_email`).
     pub provider_email: Option<String>,
     pub provider_email_verified: bool,
+    /// The `state` of the sign-in that produced it: names the browser's login cookie, which
+    /// binds the attribute page to that browser.
+    pub login: String,
 }
 
 /// A claim that is `true` (or the string "true", as some providers send it).
@@ -36,7 +39,12 @@ fn truthy(v: Option<&Value>) -> bool {
 }
 
 impl Identity {
-    pub fn from_claims(up: &Upstream, provider_sub: &str, claims: &Map<String, Value>) -> Identity {
+    pub fn from_claims(
+        up: &Upstream,
+        provider_sub: &str,
+        claims: &Map<String, Value>,
+        login: &str,
+    ) -> Identity {
         let mut id = Identity {
             provider: up.name().to_string(),
             provider_sub: provider_sub.to_string(),
@@ -49,6 +57,7 @@ impl Identity {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             provider_email_verified: truthy(claims.get("email_verified")),
+            login: login.to_string(),
         };
         for (attr, claim) in &up.cfg.attribute_mapping {
             match attr.as_str() {
@@ -336,7 +345,7 @@ async fn create(
                     .filter(|p| !(first && p.problem == AttributeProblem::Missing))
                     .map(|p| i18n::attribute_error(req.lang, p))
                     .collect();
-                return ask_for_attributes(pool, req, id, ask, req_raw, errors, cookies);
+                return ask_for_attributes(pool, req, id, ask, req_raw, errors);
             }
         };
     let Ok(name) = username::validate(&format!("{}_{}", id.provider, id.provider_sub)) else {

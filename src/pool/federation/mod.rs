@@ -326,7 +326,7 @@ pub async fn callback(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
             return idp_unavailable(pool, req, clear);
         }
     }
-    let id = Identity::from_claims(up, &provider_sub, &claims);
+    let id = Identity::from_claims(up, &provider_sub, &claims, &pending.state);
     identity::sign_in(pool, ready, req, up, id, &pending.req, clear).await
 }
 
@@ -401,7 +401,15 @@ pub async fn complete(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
         return pool.csrf_failed(req);
     }
     let inc: Option<Incomplete> = pool.open_json(COMPLETE_PURPOSE, req.field("challenge"));
-    let Some(mut inc) = inc.filter(|i| i.exp >= now()) else {
+    // The page is bound to the browser that signed in at the provider: its login cookie (kept
+    // while the page is open) must still be there, for the same sign-in.
+    let inc = inc.filter(|i| {
+        i.exp >= now()
+            && cookie_value(req, &cookie_name(&i.identity.login))
+                .and_then(|v| pool.open_json::<PendingLogin>(PENDING_PURPOSE, v))
+                .is_some_and(|p| p.state == i.identity.login)
+    });
+    let Some(mut inc) = inc else {
         return pool.federation_message(
             req,
             StatusCode::UNAUTHORIZED,
@@ -422,7 +430,8 @@ pub async fn complete(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
         inc.identity.set_attribute(name, req.field(name));
     }
     let req_raw = inc.req.clone();
-    identity::sign_in(pool, ready, req, up, inc.identity, &req_raw, Vec::new()).await
+    let clear = vec![pool.federation_cookie(&cookie_name(&inc.identity.login), "", 0)];
+    identity::sign_in(pool, ready, req, up, inc.identity, &req_raw, clear).await
 }
 
 /// Shows the attribute page for a new user: first with an explanation, then (after a submit
@@ -434,7 +443,6 @@ fn ask_for_attributes(
     ask: Vec<String>,
     req_raw: &str,
     errors: Vec<String>,
-    cookies: Vec<String>,
 ) -> Response<Body> {
     let status = if req.field("challenge").is_empty() {
         StatusCode::OK
@@ -447,7 +455,8 @@ fn ask_for_attributes(
         req: req_raw.to_string(),
         exp: now() + LOGIN_WINDOW_SECS,
     };
-    complete_form(pool, req, status, &inc, errors, cookies)
+    // The login cookie stays (not cleared) until the page is complete: it binds the page.
+    complete_form(pool, req, status, &inc, errors, Vec::new())
 }
 
 /// Claims as text for attribute mapping: strings as they are, numbers and booleans printed;
