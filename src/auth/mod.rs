@@ -8,6 +8,7 @@
 //! 503, never "forward without identity".
 
 pub mod authorize;
+pub mod backchannel;
 pub mod decision;
 pub mod endpoints;
 pub mod http_client;
@@ -82,6 +83,8 @@ pub struct Auth {
     pub signer: DataSigner,
     pub metrics: Arc<Metrics>,
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Refreshed>>>>,
+    /// Logout-token `jti`s seen (when no Redis is shared).
+    seen_jtis: backchannel::SeenJtis,
 }
 
 impl Auth {
@@ -102,6 +105,7 @@ impl Auth {
             signer,
             metrics,
             refreshing: Mutex::new(HashMap::new()),
+            seen_jtis: backchannel::SeenJtis::default(),
         }
     }
 

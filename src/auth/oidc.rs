@@ -414,6 +414,28 @@ impl OidcProvider {
         jwt_payload(&raw).ok_or_else(|| OidcError::InvalidIdToken("unreadable payload".into()))
     }
 
+    /// Verifies the signature of a JWT this provider issued (logout tokens, access tokens)
+    /// against its JWKS — asymmetric algorithms only, a single matching key, the same
+    /// rate-limited refetch on failure as ID tokens — and returns its claims. Claims are the
+    /// caller's to check.
+    pub async fn verify_jwt(&self, raw: &str) -> Result<Map<String, Value>, OidcError> {
+        let d = self.discovered().await?;
+        let d = if Instant::now() >= d.keys_expire {
+            self.fetch_jwks(&d).await.unwrap_or(d)
+        } else {
+            d
+        };
+        if !super::jws::verified(raw, &d.keys) {
+            let d2 = self.refetch_jwks(&d).await?;
+            if !super::jws::verified(raw, &d2.keys) {
+                return Err(OidcError::InvalidIdToken(
+                    "the signature does not verify with the provider's keys".into(),
+                ));
+            }
+        }
+        jwt_payload(raw).ok_or_else(|| OidcError::InvalidIdToken("unreadable payload".into()))
+    }
+
     /// A refetch forced by a signature the cached keys do not verify: rate limited. When
     /// another request refetched meanwhile, its keys are used instead.
     async fn refetch_jwks(&self, d: &Arc<Discovered>) -> Result<Arc<Discovered>, OidcError> {

@@ -128,6 +128,8 @@ pub struct ServerConfig {
     /// Forward `%2F` / `%5C` in paths instead of answering 400 (SPEC §3; unsafe when the
     /// upstream decodes them).
     pub insecure_allow_encoded_slashes: bool,
+    /// Bearer token for the admin JSON APIs (`/sessions/…`, `/pool/…`).
+    pub admin_token: Option<Secret>,
 }
 
 /// Where the session secrets come from.
@@ -252,6 +254,8 @@ pub struct RouteConfig {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// One access-log line per request (`log.access`).
+    pub access: bool,
 }
 
 /// The validated, immutable configuration.

@@ -19,6 +19,8 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub workers: Option<usize>,
     pub insecure_allow_encoded_slashes: Option<bool>,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,4 +88,5 @@ pub struct RawRoute {
 pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+    pub access: Option<bool>,
 }

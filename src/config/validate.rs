@@ -423,6 +423,21 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
     {
         p.push("server.header_read_timeout", "must be between 1s and 1h");
     }
+    let admin_token =
+        match secret::resolve(raw.admin_token.as_deref(), raw.admin_token_file.as_deref()) {
+            Ok(Some(t)) if t.expose().len() < 16 => {
+                p.push(
+                    "server.admin_token",
+                    "<redacted> must be at least 16 characters",
+                );
+                None
+            }
+            Ok(t) => t,
+            Err(e) => {
+                p.push("server.admin_token", e.to_string());
+                None
+            }
+        };
     Some(ServerConfig {
         listen,
         tls,
@@ -433,6 +448,7 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
         header_read_timeout,
         workers,
         insecure_allow_encoded_slashes: raw.insecure_allow_encoded_slashes.unwrap_or(false),
+        admin_token,
     })
 }
 
@@ -663,7 +679,11 @@ fn build_log(raw: Option<RawLog>, p: &mut Problems) -> LogConfig {
             format!("{level:?} is not one of error, warn, info, debug, trace"),
         );
     }
-    LogConfig { format, level }
+    LogConfig {
+        format,
+        level,
+        access: raw.access.unwrap_or(false),
+    }
 }
 
 /// Also used for the pool's `[[pool.identity_providers]]` (the same relying-party settings).

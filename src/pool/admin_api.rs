@@ -80,28 +80,17 @@ impl Pool {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(token) = &self.cfg.admin_token else {
+        // The admin listener checked the bearer token (server.admin_token or
+        // pool.admin_token) before handing the request here.
+        if req
+            .extensions()
+            .get::<crate::http::AdminAuthorized>()
+            .is_none()
+        {
             return reply(
-                StatusCode::NOT_FOUND,
-                json!({"error": "disabled", "message": "the pool admin API is off: set pool.admin_token"}),
-            );
-        };
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !crate::pool::ct_eq(given.as_bytes(), token.expose().as_bytes()) {
-            let mut r = reply(
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "unauthorized", "message": "bearer token required"}),
             );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
-            );
-            return r;
         }
         let ready = match self.ready().await {
             Ok(r) => r,

@@ -177,8 +177,21 @@ pub fn run(args: PoolArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Users signed out or disabled here lose their proxy sessions on every replica too.
+        let redis = match crate::app::redis(&cfg) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let hook = std::sync::Arc::new(crate::session::revocation::UserSessions::new(
+            crate::app::revocations(&cfg, redis),
+            "pool",
+            cfg.session.timeout,
+        ));
         let store = match Store::open(&pool_cfg.database).await {
-            Ok(s) => s,
+            Ok(s) => s.with_proxy_sessions(Some(hook)),
             Err(e) => {
                 eprintln!("cannot open the pool database: {e}");
                 return ExitCode::FAILURE;

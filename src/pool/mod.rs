@@ -92,6 +92,8 @@ pub struct Pool {
     federation: federation::Federation,
     /// `pool.migration`: asked about sign-ins that name an unknown user.
     migration: Option<migration::Hook>,
+    /// Ends the proxy's sessions of a user whose pool sessions end.
+    proxy_sessions: Option<Arc<crate::session::revocation::UserSessions>>,
 }
 
 /// Redacts the database URL's password for messages.
@@ -171,7 +173,17 @@ impl Pool {
             ready: OnceCell::new(),
             federation,
             migration,
+            proxy_sessions: None,
         })
+    }
+
+    /// Ends the proxy's sessions of pool users whenever their pool sessions end.
+    pub fn with_proxy_sessions(
+        mut self,
+        hook: Arc<crate::session::revocation::UserSessions>,
+    ) -> Pool {
+        self.proxy_sessions = Some(hook);
+        self
     }
 
     /// Opens the database (migrating it) and loads the signing keys, once.
@@ -179,7 +191,10 @@ impl Pool {
         self.ready
             .get_or_try_init(|| async {
                 let err = |source| PoolError::Store { url: redact_url(&self.cfg.database), source };
-                let store = Store::open(&self.cfg.database).await.map_err(err)?;
+                let store = Store::open(&self.cfg.database)
+                    .await
+                    .map_err(err)?
+                    .with_proxy_sessions(self.proxy_sessions.clone());
                 let keys = Keys::load(&store, self.cfg.signing_alg, now()).await.map_err(err)?;
                 let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
                     .await

@@ -314,6 +314,36 @@ impl Revocations {
     }
 }
 
+/// Ends every proxy session of a user of one provider: what the built-in pool calls when a
+/// user's pool sessions end (global sign-out, disable, delete, password reset), from the
+/// server or from the CLI.
+pub struct UserSessions {
+    revocations: Arc<Revocations>,
+    provider: String,
+    max_life: Duration,
+}
+
+impl UserSessions {
+    pub fn new(revocations: Arc<Revocations>, provider: &str, max_life: Duration) -> UserSessions {
+        UserSessions {
+            revocations,
+            provider: provider.to_string(),
+            max_life,
+        }
+    }
+
+    pub async fn end_all(&self, sub: &str) -> Result<(), Unavailable> {
+        self.revocations
+            .add(Entry::Subject {
+                provider: self.provider.clone(),
+                sub: sub.to_string(),
+                at_ms: now_ms(),
+                until: now_ms() / 1000 + self.max_life.as_secs() as i64,
+            })
+            .await
+    }
+}
+
 fn append_line(path: &std::path::Path, e: &Entry) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

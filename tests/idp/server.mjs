@@ -49,8 +49,8 @@ function jwkOf(type, options, kid) {
   return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig' };
 }
 
-function freshJwks() {
-  const stamp = crypto.randomBytes(4).toString('hex');
+function freshJwks(stamp = crypto.randomBytes(4).toString('hex')) {
+  currentStamp = stamp;
   return {
     keys: [
       // RS256 first: it is the default id_token_signed_response_alg.
@@ -60,7 +60,24 @@ function freshJwks() {
     ],
   };
 }
-const jwks = freshJwks();
+let currentStamp = '';
+let jwks = freshJwks();
+
+// Signs a JWT with the current RSA key (test control `/__test/sign`): lets tests build logout
+// and access tokens with exactly the claims a case needs, signed by a key the IdP publishes.
+function signJwt(header, claims) {
+  const jwk = jwks.keys[0];
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const input = `${b64({ alg: 'RS256', kid: jwk.kid, ...header })}.${b64(claims)}`;
+  const key = crypto.createPrivateKey({ key: jwk, format: 'jwk' });
+  return `${input}.${crypto.sign('sha256', Buffer.from(input), key).toString('base64url')}`;
+}
+
+async function readJson(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+}
 
 // ---------------------------------------------------------------------------
 // accounts (fixed fixtures)
@@ -159,6 +176,12 @@ const configuration = {
     profile: ['name', 'preferred_username', 'groups', 'blob'],
     groups: ['groups'],
   },
+  // Outgoing requests (back-channel logout tokens) go to relying parties on 127.0.0.1 in the
+  // tests; oidc-provider's SSRF guard refuses loopback addresses, so this test IdP drops it.
+  fetch: (url, options) => {
+    const { dispatcher: _guard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   // put the scope-requested claims in the ID token too (not only in userinfo)
   conformIdTokenClaims: false,
   features: {
@@ -166,6 +189,9 @@ const configuration = {
     userinfo: { enabled: true },
     revocation: { enabled: true },
     introspection: { enabled: true },
+    // Back-channel logout: logout tokens POSTed to each client's backchannel_logout_uri when
+    // the IdP session ends; ID tokens then carry `sid`.
+    backchannelLogout: { enabled: true },
     rpInitiatedLogout: {
       enabled: true,
       // The confirmation page: an auto-submitting form that logs out everywhere.
@@ -350,6 +376,19 @@ async function handleInteraction(req, res, uid, action) {
 // HTTP server: test controls, interactions, then the provider
 
 let down = false;
+// Counts, for tests: refresh grants served and back-channel logout tokens delivered.
+const stats = { refresh_grants: 0, backchannel_logouts: 0, backchannel_errors: 0 };
+function watch(p) {
+  p.on('grant.success', (ctx) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refresh_grants += 1;
+  });
+  p.on('backchannel.success', () => { stats.backchannel_logouts += 1; });
+  p.on('backchannel.error', (_ctx, err) => {
+    stats.backchannel_errors += 1;
+    process.stderr.write(`idp backchannel error: ${err} ${err?.cause?.stack || err?.cause || ""}\n`);
+  });
+}
+watch(provider);
 let providerCallback = provider.callback();
 
 // generous header limit: id_token_hint of the `big` account is ~27 KB in the query string
@@ -359,7 +398,9 @@ const server = http.createServer({ maxHeaderSize: 256 * 1024 }, async (req, res)
     const { pathname } = url;
 
     if (pathname.startsWith('/__test/')) {
-      if (pathname === '/__test/health' && (req.method === 'GET' || req.method === 'HEAD')) {
+      if (pathname === '/__test/stats' && req.method === 'GET') {
+        send(res, 200, JSON.stringify(stats), 'application/json');
+      } else if (pathname === '/__test/health' && (req.method === 'GET' || req.method === 'HEAD')) {
         send(res, 200, JSON.stringify({ ok: true, down, issuer: ISSUER }), 'application/json');
       } else if (pathname === '/__test/down' && req.method === 'POST') {
         down = true;
@@ -367,10 +408,24 @@ const server = http.createServer({ maxHeaderSize: 256 * 1024 }, async (req, res)
       } else if (pathname === '/__test/rotate-keys' && req.method === 'POST') {
         // Key rotation: a new provider instance with a fresh key set (new kids) replaces the
         // old one; relying parties must refetch the JWKS when they meet an unknown kid.
-        provider = new Provider(ISSUER, { ...configuration, jwks: freshJwks() });
+        jwks = freshJwks();
+        provider = new Provider(ISSUER, { ...configuration, jwks });
         provider.on('server_error', (_ctx, err) => process.stderr.write(`idp server_error: ${err.stack || err}\n`));
+        watch(provider);
         providerCallback = provider.callback();
         send(res, 200, JSON.stringify({ rotated: true }), 'application/json');
+      } else if (pathname === '/__test/rotate-keys-same-kid' && req.method === 'POST') {
+        // An IdP that replaces its key material but keeps the key ids (what a restart of an
+        // IdP with generated keys and fixed kids looks like to a relying party).
+        jwks = freshJwks(currentStamp);
+        provider = new Provider(ISSUER, { ...configuration, jwks });
+        provider.on('server_error', (_ctx, err) => process.stderr.write(`idp server_error: ${err.stack || err}\n`));
+        watch(provider);
+        providerCallback = provider.callback();
+        send(res, 200, JSON.stringify({ rotated: true, same_kids: true }), 'application/json');
+      } else if (pathname === '/__test/sign' && req.method === 'POST') {
+        const body = await readJson(req);
+        send(res, 200, JSON.stringify({ jwt: signJwt(body.header || {}, body.claims || {}) }), 'application/json');
       } else if (pathname === '/__test/up' && req.method === 'POST') {
         down = false;
         send(res, 200, JSON.stringify({ down }), 'application/json');

@@ -310,6 +310,11 @@ impl Proxy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    #[allow(dead_code)] // used by the scale-out tests
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -52,6 +52,8 @@ pub enum Backend {
 pub struct Store {
     pub(crate) db: AnyPool,
     pub backend: Backend,
+    /// The proxy's sessions of pool users, ended whenever a user's pool sessions end.
+    pub(crate) proxy_sessions: Option<std::sync::Arc<crate::session::revocation::UserSessions>>,
 }
 
 /// Schema version 1. Each statement is idempotent so a half-applied migration can be rerun.
@@ -126,7 +128,11 @@ impl Store {
             opts
         };
         let db = opts.connect(&url).await?;
-        Ok(Store { db, backend })
+        Ok(Store {
+            db,
+            backend,
+            proxy_sessions: None,
+        })
     }
 
     /// Connects and brings the schema up to date.
@@ -173,6 +179,24 @@ impl Store {
             conn.execute("SELECT pg_advisory_unlock(7305)").await?;
         }
         result
+    }
+
+    /// Ends the proxy's sessions of a user along with the pool's (see `proxy_sessions`).
+    pub fn with_proxy_sessions(
+        mut self,
+        hook: Option<std::sync::Arc<crate::session::revocation::UserSessions>>,
+    ) -> Store {
+        self.proxy_sessions = hook;
+        self
+    }
+
+    /// After a user's pool sessions ended: the proxy's end too, on every replica.
+    pub(crate) async fn end_proxy_sessions(&self, sub: &str) {
+        if let Some(hook) = &self.proxy_sessions
+            && let Err(e) = hook.end_all(sub).await
+        {
+            tracing::warn!(error = %e, "the user's proxy sessions were revoked here but could not be shared through redis");
+        }
     }
 
     /// Readiness: one round trip.

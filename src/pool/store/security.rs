@@ -217,6 +217,7 @@ impl Store {
             .bind(sub)
             .execute(&self.db)
             .await?;
+        self.end_proxy_sessions(sub).await;
         Ok(())
     }
 

@@ -302,6 +302,7 @@ impl Store {
             return Err(StoreError::NoSuchUser);
         }
         tx.commit().await?;
+        self.end_proxy_sessions(sub).await;
         Ok(())
     }
 
