@@ -1,7 +1,8 @@
 // The admin console in real headless Chromium: a non-admin is refused; an admin signs in
 // through the pool and lands in the console; creating a user with missing attributes shows
 // every error at once, then succeeds with a phone number as typed; a locked-out user is
-// unlocked with one click; disable; the audit log shows each action. Every page is saved as a
+// unlocked with one click; disable ends the user's proxy session; the audit log shows each
+// action. Every page is saved as a
 // screenshot under test-output/screenshots/.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -108,10 +109,22 @@ describe("admin console", () => {
     assert.equal(await page.locator("#lockout").innerText(), "Not locked.");
     await shot(page, "console-06-unlocked");
 
+    // Carol, unlocked, signs in to the app behind the proxy.
+    const carol = await newPage();
+    await carol.goto(pc.url("/app"));
+    await carol.waitForURL(/\/oauth2\/pool\/login\?req=/);
+    await signIn(carol, "carol");
+    await carol.waitForURL(pc.url("/app"));
+    assert.equal(await carol.locator("#x-forwarded-email").innerText(), "carol@example.com");
+
     await page.click('form[action$="/user/disable"] button');
     await page.waitForURL(/notice=console_done_disabled/);
     assert.match(await page.locator("main").innerText(), /DISABLED/);
     await shot(page, "console-07-disabled");
+    // Her proxy session has ended with her pool sessions: the app sends her to sign in again.
+    await carol.goto(pc.url("/app"));
+    await carol.waitForURL(/\/oauth2\/pool\/login\?req=/);
+    await shot(carol, "console-07b-disabled-user-signed-out");
     // Disabled: the hosted sign-in refuses her now.
     let r = await b.fetch(pc.url("/oauth2/pool/login"));
     const { action, csrf } = formOf(await r.text(), pc.base, "/login");
