@@ -196,7 +196,10 @@ async fn lazy_migration(backend: Backend) {
         log.contains("user_migrated") && log.contains("migration_failed"),
         "{log}"
     );
-    assert!(log.contains("answered 401"), "{log}");
+    assert!(
+        log.contains("answered 401") && log.contains("timed out"),
+        "{log}"
+    );
     assert!(!log.contains(OLD_PASSWORD), "password in the log");
     assert!(!log.contains(HOOK_SECRET), "hook secret in the log");
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::config::{MigrationConfig, PoolConfig};
 use super::store::{NewUser, Store, User, UserStatus};
 use super::{attributes, now, password, username};
-use crate::auth::http_client::IdpClient;
+use crate::auth::http_client::{HttpError, IdpClient};
 
 /// The configured hook and its HTTP client (no redirects, the configured timeout).
 pub struct Hook {
@@ -70,7 +70,15 @@ impl Hook {
         let resp = tokio::time::timeout(self.cfg.timeout, self.http.execute(req))
             .await
             .map_err(|_| MigrationError::Unreachable("timed out".into()))?
-            .map_err(|e| MigrationError::Unreachable(e.to_string()))?;
+            .map_err(|e| {
+                MigrationError::Unreachable(match e {
+                    HttpError::Request(r) if r.is_timeout() => "timed out".into(),
+                    HttpError::Request(r) if r.is_connect() => "cannot connect".into(),
+                    HttpError::Request(r) => r.without_url().to_string(),
+                    HttpError::TooLarge => "the answer is too large".into(),
+                    HttpError::Build(m) => m,
+                })
+            })?;
         if resp.status() != http::StatusCode::OK {
             return Err(MigrationError::Refused(resp.status().as_u16()));
         }

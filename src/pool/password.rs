@@ -320,6 +320,58 @@ mod tests {
         );
     }
 
+    /// Hashes made by Python's passlib, bcrypt and argon2-cffi (and RustCrypto's PBKDF2 form)
+    /// for "Vector-Pw-1": each verifies, is accepted for import, and asks to be re-hashed.
+    #[tokio::test]
+    async fn verifies_imported_hashes_of_other_implementations() {
+        let table = [
+            "$pbkdf2-sha256$1000$jjGmNKbUGgMAgFCK0XqvNQ$fm4jfaPluLNtIzm2Sis6PBHDc/QoSEMcm/wJ6KRbIR8",
+            "$pbkdf2-sha256$i=1000,l=32$jjGmNKbUGgMAgFCK0XqvNQ$fm4jfaPluLNtIzm2Sis6PBHDc/QoSEMcm/wJ6KRbIR8",
+            "$pbkdf2-sha512$1000$1DrHmFPK2RsDoBTCOAcAoA$bbYWeqj7TDJKK3q.4FMdyHjxP1VdflxhZAOurBHnfr3F4d3CpeTkeqyv864/YbwWurN3L5wI3BIrO3jRdp2iog",
+            "$pbkdf2$1000$QAjh3Nvbm7O2tnZOaS1F6A$wJIZlpxiB558S79AEqjmJsofoLU",
+            "$scrypt$ln=10,r=8,p=1$Z2zNWYvxfo+xFmKMMaZUqg$00xKva3yUk0Q3ia6tKw/I/CAg9TOJ6PTJArqBDfSzfI",
+            "$2b$04$sbStvYBzv971vwHpcdiwpeWaIiGxO4sd3J8asgDYQN5y0voTjhSPW",
+            "$argon2id$v=19$m=64,t=1,p=1$quHDiptKVBJYFpH/mq+/IQ$QMX5VgCWRircrQranu0cr1uDFqpJnzyx6yeYKt7SbM4",
+        ];
+        for h in table {
+            assert!(verify("Vector-Pw-1", h).await, "{h}");
+            assert!(!verify("Vector-Pw-2", h).await, "{h}");
+            assert_eq!(imported_hash_problem(h), None, "{h}");
+            assert!(needs_rehash(h), "{h}");
+        }
+        let own = hash("Vector-Pw-1").await.unwrap();
+        assert!(!needs_rehash(&own));
+        assert_eq!(imported_hash_problem(&own), None);
+    }
+
+    #[test]
+    fn refuses_unknown_malformed_and_too_costly_hashes() {
+        let table = [
+            ("$md5$abc", "not a supported PHC hash"),
+            ("plaintext", "not a supported PHC hash"),
+            ("$2b$04$short", "malformed bcrypt hash"),
+            (
+                "$2b$20$sbStvYBzv971vwHpcdiwpeWaIiGxO4sd3J8asgDYQN5y0voTjhSPW",
+                "bcrypt cost too high",
+            ),
+            ("$pbkdf2-sha256$x$salt$hash", "malformed pbkdf2 hash"),
+            (
+                "$pbkdf2-sha256$4000000000$jjGmNKbUGgMAgFCK0XqvNQ$fm4jfaPluLNtIzm2Sis6PBHDc/QoSEMcm/wJ6KRbIR8",
+                "pbkdf2 round count too high",
+            ),
+            (
+                "$scrypt$ln=25,r=8,p=1$Z2zNWYvxfo+xFmKMMaZUqg$00xKva3yUk0Q3ia6tKw/I/CAg9TOJ6PTJArqBDfSzfI",
+                "scrypt cost parameters too high",
+            ),
+            ("$argon2id$v=19$m=64,t=1,p=1$", "malformed argon2 hash"),
+        ];
+        for (h, want) in table {
+            let got = imported_hash_problem(h).unwrap_or_default();
+            assert!(got.starts_with(want), "{h}: {got}");
+            assert!(!got.contains(h), "the hash is never repeated");
+        }
+    }
+
     #[tokio::test]
     async fn hashes_with_argon2id_and_verifies() {
         let h = hash("Correct horse 1").await.unwrap();

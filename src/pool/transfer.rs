@@ -244,6 +244,8 @@ fn plan(
         let raw_name = cell(USERNAME);
         let canonical = match username::validate(raw_name) {
             Ok(c) => Some(c),
+            // A missing column was reported once, on the header.
+            Err(_) if !index.contains_key(USERNAME) => None,
             Err(e) => {
                 let key = match e {
                     username::UsernameError::Empty => "err_username_empty",
@@ -384,7 +386,7 @@ fn plan(
         });
     }
     plan.problems
-        .sort_by_key(|p| (p.line, p.column.as_ref().map_or(0, |c| c.0)));
+        .sort_by_key(|p| (p.line, p.column.as_ref().map_or(usize::MAX, |c| c.0)));
     plan
 }
 
