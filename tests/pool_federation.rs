@@ -374,6 +374,13 @@ on_both!(link_by_email, link_by_email_needs_a_verified_email);
 async fn forged_callbacks_are_refused(backend: Backend) {
     let Setup { idp: _idp, s } = setup(backend, "").await;
     let cb = s.url("/oauth2/pool/federation/callback");
+    // The sign-up page offers the same buttons as the sign-in page.
+    let (r, _) = follow(&browser(), &s.base, s.url("/oauth2/pool/signup")).await;
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Continue with Corp SSO") && html.contains("Continue with Other"),
+        "{html}"
+    );
 
     // No state, a state this browser never started, and a garbage state.
     let c = browser();
