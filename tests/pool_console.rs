@@ -42,25 +42,6 @@ async fn signed_in(s: &Server, name: &str) -> reqwest::Client {
     c
 }
 
-/// Posts the form of `html` whose action contains `part`, with its CSRF token and `fields`.
-async fn submit(
-    c: &reqwest::Client,
-    s: &Server,
-    html: &str,
-    part: &str,
-    fields: &[(&str, &str)],
-) -> reqwest::Response {
-    let (action, csrf) = form(html, &s.base, part);
-    let mut all = vec![("csrf_token", csrf.as_str())];
-    all.extend_from_slice(fields);
-    c.post(&action).form(&all).send().await.unwrap()
-}
-
-async fn page(c: &reqwest::Client, url: &str) -> (u16, String) {
-    let r = c.get(url).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 async fn only_admins_get_in(backend: Backend) {
     let s = Server::start(backend, CONSOLE).await;
     add_user(&s, "root", "root@example.com", &["admins"]);
@@ -75,7 +56,7 @@ async fn only_admins_get_in(backend: Backend) {
     let r = sign_in(&c, &s, &s.url("/oauth2/pool/login"), "root", PASSWORD).await;
     assert_eq!(r.status(), 302);
     assert_eq!(location(&r), "/oauth2/pool/admin");
-    let (status, html) = page(&c, &users).await;
+    let (status, html) = get_page(&c, &users).await;
     assert_eq!(status, 200);
     assert!(
         html.contains("root@example.com") && html.contains("bob@example.com"),
@@ -85,12 +66,14 @@ async fn only_admins_get_in(backend: Backend) {
 
     // Signed in, but not in the admin group.
     let bob = signed_in(&s, "bob").await;
-    let (status, html) = page(&bob, &users).await;
+    let (status, html) = get_page(&bob, &users).await;
     assert_eq!(status, 403);
     assert!(!html.contains("root@example.com"));
     // Not even a POST gets through (the gate comes before anything else).
     let (action, csrf) = form(
-        &page(&c, &s.url("/oauth2/pool/admin/user?u=root")).await.1,
+        &get_page(&c, &s.url("/oauth2/pool/admin/user?u=root"))
+            .await
+            .1,
         &s.base,
         "/user/disable",
     );
@@ -111,11 +94,11 @@ async fn only_admins_get_in(backend: Backend) {
     // Search by email part, status and group.
     s.cli(&["users", "enable", "root"]);
     let c = signed_in(&s, "root").await;
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/users?q=BOB%40")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/users?q=BOB%40")).await;
     assert!(html.contains("bob@example.com") && !html.contains("root@example.com"));
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/users?group=admins")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/users?group=admins")).await;
     assert!(!html.contains("bob@example.com") && html.contains("root@example.com"));
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/users?status=DISABLED")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/users?status=DISABLED")).await;
     assert!(!html.contains("bob@example.com"));
 }
 on_both!(only_admins, only_admins_get_in);
@@ -146,7 +129,7 @@ async fn every_form_needs_its_csrf_token(backend: Backend) {
     assert!(ok && out.contains("CONFIRMED"), "nothing happened: {out}");
     let (_, out, _) = s.cli(&["groups", "list"]);
     assert!(!out.contains("ops"), "{out}");
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
     assert!(!html.contains("disabled"), "{html}");
 }
 on_both!(csrf, every_form_needs_its_csrf_token);
@@ -155,7 +138,7 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
     let s = Server::start(backend, CONSOLE).await;
     add_user(&s, "root", "root@example.com", &["admins"]);
     let c = signed_in(&s, "root").await;
-    let (status, html) = page(&c, &s.url("/oauth2/pool/admin/users/new")).await;
+    let (status, html) = get_page(&c, &s.url("/oauth2/pool/admin/users/new")).await;
     assert_eq!(status, 200);
     // Every required attribute is on the form, and the form leaves checking to the server.
     for name in ["username", "email", "name", "phone_number"] {
@@ -165,9 +148,9 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
         );
     }
     assert!(html.contains("novalidate"));
-    let r = submit(
+    let r = submit_form(
         &c,
-        &s,
+        &s.base,
         &html,
         "/users/new",
         &[
@@ -203,9 +186,9 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
     // What was typed stays on the form.
     assert!(html.contains("value=\"not-an-email\""));
 
-    let r = submit(
+    let r = submit_form(
         &c,
-        &s,
+        &s.base,
         &html,
         "/users/new",
         &[
@@ -230,10 +213,10 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
     );
 
     // An invitation: no password shown, a code is sent and the user must choose a password.
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/users/new")).await;
-    let r = submit(
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/users/new")).await;
+    let r = submit_form(
         &c,
-        &s,
+        &s.base,
         &html,
         "/users/new",
         &[
@@ -250,11 +233,11 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
     assert_eq!(s.code_for("erin", "reset").len(), 6);
 
     // Edit: a required attribute cannot be removed; all problems at once again.
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user/edit?u=dana")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/user/edit?u=dana")).await;
     assert!(html.contains("value=\"+819012345678\""), "{html}");
-    let r = submit(
+    let r = submit_form(
         &c,
-        &s,
+        &s.base,
         &html,
         "/user/edit",
         &[
@@ -271,9 +254,9 @@ async fn create_reports_every_problem_then_succeeds(backend: Backend) {
         html.contains("name: ") && html.contains("phone_number: "),
         "{html}"
     );
-    let r = submit(
+    let r = submit_form(
         &c,
-        &s,
+        &s.base,
         &html,
         "/user/edit",
         &[
@@ -307,41 +290,41 @@ async fn lockout_is_visible_and_one_click_clears_it(backend: Backend) {
     assert_eq!(r.status(), 429, "locked out");
 
     let c = signed_in(&s, "root").await;
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
     assert!(html.contains("Locked: "), "{html}");
     assert!(html.contains("3 failed sign-ins"), "{html}");
-    let r = submit(&c, &s, &html, "/user/unlock", &[("u", "carol")]).await;
+    let r = submit_form(&c, &s.base, &html, "/user/unlock", &[("u", "carol")]).await;
     assert_eq!(r.status(), 302);
-    let (_, html) = page(&c, &absolute(&s.base, &location(&r))).await;
+    let (_, html) = get_page(&c, &absolute(&s.base, &location(&r))).await;
     assert!(
         html.contains("Unlocked.") && html.contains("Not locked."),
         "{html}"
     );
     let r = sign_in(&other, &s, &login, "carol", PASSWORD).await;
     assert_eq!(r.status(), 200, "carol signs in again");
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
     assert!(!html.contains("never"), "last sign-in shown: {html}");
 
     // Disable: sign-in refused and her pool session gone; enable brings her back.
-    let r = submit(&c, &s, &html, "/user/disable", &[("u", "carol")]).await;
+    let r = submit_form(&c, &s.base, &html, "/user/disable", &[("u", "carol")]).await;
     assert_eq!(r.status(), 302);
     let r = sign_in(&browser(), &s, &login, "carol", PASSWORD).await;
     assert_eq!(r.status(), 403);
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
     assert!(html.contains("DISABLED"));
-    submit(&c, &s, &html, "/user/enable", &[("u", "carol")]).await;
+    submit_form(&c, &s.base, &html, "/user/enable", &[("u", "carol")]).await;
     let r = sign_in(&browser(), &s, &login, "carol", PASSWORD).await;
     assert_eq!(r.status(), 200);
 
     // Groups: create, add carol, remove her, delete; delete needs its confirmation box.
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/groups")).await;
-    let r = submit(&c, &s, &html, "/groups/new", &[("group", "auditors")]).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/groups")).await;
+    let r = submit_form(&c, &s.base, &html, "/groups/new", &[("group", "auditors")]).await;
     assert_eq!(r.status(), 302);
-    let (_, html) = page(&c, &absolute(&s.base, &location(&r))).await;
+    let (_, html) = get_page(&c, &absolute(&s.base, &location(&r))).await;
     assert!(html.contains("Group created."), "{html}");
-    submit(
+    submit_form(
         &c,
-        &s,
+        &s.base,
         &html,
         "/group/add",
         &[("g", "auditors"), ("u", "CAROL@example.com")],
@@ -349,13 +332,13 @@ async fn lockout_is_visible_and_one_click_clears_it(backend: Backend) {
     .await;
     let (_, out, _) = s.cli(&["users", "show", "carol"]);
     assert!(out.contains("auditors"), "{out}");
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
-    let r = submit(&c, &s, &html, "/user/delete", &[("u", "carol")]).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
+    let r = submit_form(&c, &s.base, &html, "/user/delete", &[("u", "carol")]).await;
     assert_eq!(r.status(), 400, "no confirmation box, no delete");
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/group?g=auditors")).await;
-    let r = submit(
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/group?g=auditors")).await;
+    let r = submit_form(
         &c,
-        &s,
+        &s.base,
         &html,
         "/group/add",
         &[("g", "auditors"), ("u", "nobody")],
@@ -363,18 +346,18 @@ async fn lockout_is_visible_and_one_click_clears_it(backend: Backend) {
     .await;
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("no user named"));
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/audit?target=nobody")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/audit?target=nobody")).await;
     assert!(
         html.contains("failed: no_such_user"),
         "a failed action is logged too: {html}"
     );
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/group?g=auditors")).await;
-    submit(&c, &s, &html, "/group/delete", &[("g", "auditors")]).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/group?g=auditors")).await;
+    submit_form(&c, &s.base, &html, "/group/delete", &[("g", "auditors")]).await;
     let (_, out, _) = s.cli(&["users", "show", "carol"]);
     assert!(!out.contains("auditors"), "{out}");
 
     // Every action above is in the audit log, by this admin, in the console and on the CLI.
-    let (_, html) = page(&c, &s.url("/oauth2/pool/admin/audit?target=carol")).await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/audit?target=carol")).await;
     for action in ["unlock_user", "disable_user", "enable_user"] {
         assert!(html.contains(action), "{action} in {html}");
     }

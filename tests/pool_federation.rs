@@ -246,21 +246,21 @@ async fn missing_required_attributes_are_asked_on_one_page(backend: Backend) {
         html.contains("bob@other.org"),
         "what the IdP gave is shown: {html}"
     );
-    let (action, csrf) = form(&html, &s.base, "/federation/complete");
     let challenge = hidden(&html, "challenge");
     // Nothing filled in, and a bad email: every problem at once.
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let r = submit_form(
+        &c,
+        &s.base,
+        &html,
+        "/federation/complete",
+        &[
             ("challenge", challenge.as_str()),
             ("email", "not-an-email"),
             ("name", ""),
             ("phone_number", "12"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let html = r.text().await.unwrap();
     for needle in ["email", "name", "phone_number", "+81 90"] {
@@ -271,14 +271,7 @@ async fn missing_required_attributes_are_asked_on_one_page(backend: Backend) {
     // The page, stolen into another browser with its own valid CSRF token, is refused there:
     // it is bound to the login cookie of the browser that signed in at the provider.
     let thief = browser();
-    let page = thief
-        .get(s.url("/oauth2/pool/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, page) = get_page(&thief, &s.url("/oauth2/pool/login")).await;
     let (_, thief_csrf) = form(&page, &s.base, "/login");
     let r = thief
         .post(&action)
@@ -294,18 +287,19 @@ async fn missing_required_attributes_are_asked_on_one_page(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), 401);
     // A phone number as typed, in national form.
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let r = submit_form(
+        &c,
+        &s.base,
+        &html,
+        "/federation/complete",
+        &[
             ("challenge", challenge.as_str()),
             ("email", "bob@other.org"),
             ("name", "Bob Other"),
             ("phone_number", "090-1234-5678"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     let echo = to_app(&c, &s, r).await;
     let claims = oidc_data(&echo);
     assert_eq!(claims["cognito:username"], "corp_bob");

@@ -405,6 +405,26 @@ pub async fn follow(
     panic!("too many redirects: {hops:?}");
 }
 
+/// GETs a page: (status, body).
+pub async fn get_page(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = c.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Posts the form of `html` whose action contains `part`, with its CSRF token and `fields`.
+pub async fn submit_form(
+    c: &reqwest::Client,
+    base: &str,
+    html: &str,
+    part: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let (action, csrf) = form(html, base, part);
+    let mut all = vec![("csrf_token", csrf.as_str())];
+    all.extend_from_slice(fields);
+    c.post(&action).form(&all).send().await.unwrap()
+}
+
 /// Signs up through the hosted pages from the sign-in page at `login_url`; returns the confirm page URL.
 pub async fn sign_up(
     c: &reqwest::Client,
