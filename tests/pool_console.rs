@@ -129,6 +129,17 @@ async fn every_form_needs_its_csrf_token(backend: Backend) {
     assert!(ok && out.contains("CONFIRMED"), "nothing happened: {out}");
     let (_, out, _) = s.cli(&["groups", "list"]);
     assert!(!out.contains("ops"), "{out}");
+    // The CLI creates and deletes empty groups too, and the console lists them.
+    let (ok, out, err) = s.cli(&["groups", "create", "ops"]);
+    assert!(ok && out.contains("created group ops"), "{out}{err}");
+    let (ok, _, err) = s.cli(&["groups", "create", "ops"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/groups")).await;
+    assert!(html.contains(">ops</a>"), "{html}");
+    let (ok, _, err) = s.cli(&["groups", "delete", "ops"]);
+    assert!(ok, "{err}");
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/groups")).await;
+    assert!(!html.contains(">ops</a>"), "{html}");
     let (_, html) = get_page(&c, &s.url("/oauth2/pool/admin/user?u=carol")).await;
     assert!(!html.contains("disabled"), "{html}");
 }
