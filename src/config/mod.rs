@@ -6,6 +6,7 @@ pub mod duration;
 pub mod raw;
 pub mod secret;
 mod validate;
+pub(crate) use validate::build_provider;
 
 use std::fmt;
 use std::net::SocketAddr;

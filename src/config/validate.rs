@@ -686,7 +686,8 @@ fn build_log(raw: Option<RawLog>, p: &mut Problems) -> LogConfig {
     }
 }
 
-fn build_provider(
+/// Also used for the pool's `[[pool.identity_providers]]` (the same relying-party settings).
+pub(crate) fn build_provider(
     name: &str,
     raw: RawProvider,
     kp: &str,

@@ -76,6 +76,31 @@ fn group_name_ok(g: &str) -> bool {
     !g.is_empty() && g.len() <= 128 && !g.chars().any(|c| c.is_control() || c == ',')
 }
 
+/// Problems with `email_verified` / `phone_number_verified` inputs (only those, true|false).
+fn verified_problems(verified: &[(String, String)]) -> Vec<String> {
+    verified
+        .iter()
+        .filter(|(k, v)| {
+            !matches!(k.as_str(), "email_verified" | "phone_number_verified")
+                || !matches!(v.as_str(), "true" | "false")
+        })
+        .map(|(k, _)| format!("{k}: only email_verified / phone_number_verified = true|false"))
+        .collect()
+}
+
+/// Sets each verified flag of an email or phone number the user has: true only when given so.
+fn set_verified(map: &mut serde_json::Map<String, Value>, verified: &[(String, String)]) {
+    for (claim, flag) in [
+        ("email", "email_verified"),
+        ("phone_number", "phone_number_verified"),
+    ] {
+        if map.contains_key(claim) {
+            let v = verified.iter().any(|(k, v)| k == flag && v == "true");
+            map.insert(flag.into(), Value::Bool(v));
+        }
+    }
+}
+
 impl Admin<'_> {
     /// Records the outcome of `action` on `target` in the audit log and passes the result on.
     /// A failure to write the log is logged (by `audit::record`) but does not change `result`:
@@ -129,14 +154,29 @@ impl Admin<'_> {
         attrs: &[(String, String)],
         groups: &[String],
     ) -> Result<(User, Option<String>), AdminError> {
+        self.add_user_in(Lang::En, name, password_in, permanent, attrs, groups)
+            .await
+    }
+
+    /// [`Admin::add_user`] with its problems worded in `lang` (the console's language).
+    pub async fn add_user_in(
+        &self,
+        lang: Lang,
+        name: &str,
+        password_in: Option<&str>,
+        permanent: bool,
+        attrs: &[(String, String)],
+        groups: &[String],
+    ) -> Result<(User, Option<String>), AdminError> {
         let r = self
-            .add_user_unaudited(name, password_in, permanent, attrs, groups)
+            .add_user_unaudited(lang, name, password_in, permanent, attrs, groups)
             .await;
         self.audited("create_user", &Self::target(name), r).await
     }
 
     async fn add_user_unaudited(
         &self,
+        lang: Lang,
         name: &str,
         password_in: Option<&str>,
         permanent: bool,
@@ -163,17 +203,8 @@ impl Admin<'_> {
             &self.cfg.required_attributes,
             self.cfg.default_phone_region,
         );
-        let mut errors =
-            super::pages::signup::problems_for(self.cfg, Lang::En, name, &pw, &checked);
-        for (k, v) in &verified {
-            if !matches!(k.as_str(), "email_verified" | "phone_number_verified")
-                || !matches!(v.as_str(), "true" | "false")
-            {
-                errors.push(format!(
-                    "{k}: only email_verified / phone_number_verified = true|false"
-                ));
-            }
-        }
+        let mut errors = super::pages::signup::problems_for(self.cfg, lang, name, &pw, &checked);
+        errors.extend(verified_problems(&verified));
         for g in groups {
             if !group_name_ok(g) {
                 errors.push(format!("group {g:?}: not a valid group name"));
@@ -185,15 +216,7 @@ impl Admin<'_> {
         let Ok(canonical) = username::validate(name) else {
             return Err(AdminError::Invalid(errors));
         };
-        for (claim, flag) in [
-            ("email", "email_verified"),
-            ("phone_number", "phone_number_verified"),
-        ] {
-            if map.contains_key(claim) {
-                let v = verified.iter().any(|(k, v)| k == flag && v == "true");
-                map.insert(flag.into(), Value::Bool(v));
-            }
-        }
+        set_verified(&mut map, &verified);
         let hash = password::hash(&pw)
             .await
             .map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
@@ -391,8 +414,113 @@ impl Admin<'_> {
         self.audited(action, &target, r).await
     }
 
+    /// Every group with its members, empty groups included.
     pub async fn groups(&self) -> Result<Vec<(String, Vec<String>)>, AdminError> {
-        Ok(self.store.list_groups().await?)
+        let mut all = self.store.list_groups().await?;
+        for g in self.store.created_groups().await? {
+            if !all.iter().any(|(name, _)| *name == g) {
+                all.push((g, Vec::new()));
+            }
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    /// Creates an empty group; an error when it exists.
+    pub async fn create_group(&self, group: &str) -> Result<(), AdminError> {
+        let r = async {
+            if !group_name_ok(group) {
+                return Err(AdminError::Invalid(vec![format!(
+                    "group {group:?}: not a valid group name"
+                )]));
+            }
+            if self.store.create_group(group, now()).await? {
+                Ok(())
+            } else {
+                Err(AdminError::Exists(format!(
+                    "group {group:?} already exists"
+                )))
+            }
+        }
+        .await;
+        self.audited("create_group", group, r).await
+    }
+
+    /// Deletes a group and every membership in it.
+    pub async fn delete_group(&self, group: &str) -> Result<(), AdminError> {
+        let r = async {
+            if self.store.delete_group(group).await? {
+                Ok(())
+            } else {
+                Err(AdminError::Invalid(vec![format!(
+                    "no group named {group:?}"
+                )]))
+            }
+        }
+        .await;
+        self.audited("delete_group", group, r).await
+    }
+
+    /// Replaces a user's attributes: the required ones must all be there, every problem is
+    /// reported at once (in `lang`), phone numbers are stored as E.164. `identities` stay.
+    pub async fn set_attributes(
+        &self,
+        lang: Lang,
+        name: &str,
+        attrs: &[(String, String)],
+    ) -> Result<User, AdminError> {
+        let r = self.set_attributes_unaudited(lang, name, attrs).await;
+        self.audited("set_attributes", &Self::target(name), r).await
+    }
+
+    async fn set_attributes_unaudited(
+        &self,
+        lang: Lang,
+        name: &str,
+        attrs: &[(String, String)],
+    ) -> Result<User, AdminError> {
+        let u = self.find(name).await?;
+        let (verified, plain): (Vec<_>, Vec<_>) = attrs
+            .iter()
+            .cloned()
+            .partition(|(k, _)| k.ends_with("_verified"));
+        let mut errors = Vec::new();
+        let checked = attributes::validate(
+            &plain,
+            &self.cfg.required_attributes,
+            self.cfg.default_phone_region,
+        );
+        let mut map = match checked {
+            Ok(m) => m,
+            Err(list) => {
+                errors.extend(list.iter().map(|e| i18n::attribute_error(lang, e)));
+                serde_json::Map::new()
+            }
+        };
+        errors.extend(verified_problems(&verified));
+        if let Some(email) = map.get("email").and_then(Value::as_str)
+            && let Some(other) = self.store.user_by_email(email).await?
+            && other.sub != u.sub
+        {
+            errors.push(format!("email: {}", i18n::t(lang, "email_exists")));
+        }
+        if !errors.is_empty() {
+            return Err(AdminError::Invalid(errors));
+        }
+        set_verified(&mut map, &verified);
+        if let Some(ids) = u.attributes.get("identities") {
+            map.insert("identities".into(), ids.clone());
+        }
+        self.store.set_attributes(&u.sub, &map, now()).await?;
+        self.find(&u.username).await
+    }
+
+    /// The user's lockout: failures counted and milliseconds until the next try (0: not locked).
+    pub async fn lockout(&self, user: &User) -> Result<(u32, i64), AdminError> {
+        let (failures, last) = self.store.attempts(&user_key(&user.username)).await?;
+        let p = &self.cfg.lockout;
+        let left = super::lockout::remaining_ms(failures, p.max_attempts, last, super::now_ms(), p);
+        Ok((failures, left))
     }
 }
 

@@ -122,6 +122,10 @@ pub enum GroupsCommand {
     RemoveUser { group: String, username: String },
     /// List groups and their members.
     List,
+    /// Create an empty group (as the admin console does).
+    Create { group: String },
+    /// Delete a group and every membership in it.
+    Delete { group: String },
 }
 
 fn password(given: Option<String>, stdin: bool) -> Result<Option<String>, String> {
@@ -443,6 +447,14 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                 .map(|(g, members)| format!("{g}\t{}", members.join(",")))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            GroupsCommand::Create { group } => {
+                admin.create_group(&group).await?;
+                format!("created group {group}")
+            }
+            GroupsCommand::Delete { group } => {
+                admin.delete_group(&group).await?;
+                format!("deleted group {group}")
+            }
         },
     }))
 }

@@ -576,11 +576,22 @@ fn table(lang: Lang) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// Tables owned by other areas of the pool, consulted after this one's.
+fn more(lang: Lang) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    let (federation, console) = match lang {
+        Lang::En => (super::federation::texts::EN, super::console::texts::EN),
+        Lang::Ja => (super::federation::texts::JA, super::console::texts::JA),
+    };
+    federation.iter().chain(console.iter())
+}
+
 /// One string; falls back to English, then to the key itself.
 pub fn t(lang: Lang, key: &str) -> &'static str {
     table(lang)
         .iter()
+        .chain(more(lang))
         .chain(EN.iter())
+        .chain(more(Lang::En))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| *v)
         .unwrap_or_else(|| {
@@ -593,8 +604,8 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
 
 /// The whole table, for templates.
 pub fn all(lang: Lang) -> BTreeMap<&'static str, &'static str> {
-    let mut m: BTreeMap<&str, &str> = EN.iter().copied().collect();
-    m.extend(table(lang).iter().copied());
+    let mut m: BTreeMap<&str, &str> = EN.iter().chain(more(Lang::En)).copied().collect();
+    m.extend(table(lang).iter().chain(more(lang)).copied());
     m
 }
 
@@ -725,6 +736,18 @@ mod tests {
         }
         for (k, _) in EN {
             assert!(JA.iter().any(|(j, _)| j == k), "missing Japanese for {k}");
+        }
+        let (more_en, more_ja): (Vec<_>, Vec<_>) =
+            (more(Lang::En).collect(), more(Lang::Ja).collect());
+        for (k, _) in &more_en {
+            assert!(
+                more_ja.iter().any(|(j, _)| j == k),
+                "missing Japanese for {k}"
+            );
+            assert!(!EN.iter().any(|(e, _)| e == k), "{k} is defined twice");
+        }
+        for (k, _) in &more_ja {
+            assert!(more_en.iter().any(|(e, _)| e == k), "{k}");
         }
     }
 }

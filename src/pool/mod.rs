@@ -15,7 +15,9 @@ pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod config;
+mod console;
 pub mod delivery;
+mod federation;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
@@ -88,6 +90,7 @@ pub struct Pool {
     csrf_key: ring::hmac::Key,
     pages: pages::Renderer,
     ready: OnceCell<Ready>,
+    federation: federation::Federation,
     /// `pool.migration`: asked about sign-ins that name an unknown user.
     migration: Option<migration::Hook>,
     /// Ends the proxy's sessions of a user whose pool sessions end.
@@ -156,6 +159,7 @@ impl Pool {
         let csrf_secret = KeyRing::derive_secret(secrets, "pool-csrf").unwrap_or_default();
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
+        let federation = federation::Federation::new(&pool.identity_providers, &issuer)?;
         let migration = pool.migration.as_ref().map(migration::Hook::new);
         Ok(Pool {
             cfg: Arc::new(pool),
@@ -168,6 +172,7 @@ impl Pool {
             csrf_key,
             pages,
             ready: OnceCell::new(),
+            federation,
             migration,
             proxy_sessions: None,
         })
@@ -322,6 +327,12 @@ impl Pool {
                 mfa::passkeys::sign_in(self, ready, &req).await
             }
             "/assets/passkeys.js" if get && self.cfg.passkeys => self.pages.asset(sub),
+            p if self.cfg.admin_console && (p == "/admin" || p.starts_with("/admin/")) => {
+                console::handle(self, ready, &req, p).await
+            }
+            "/federation/start" if get => federation::start(self, &req).await,
+            "/federation/callback" if get => federation::callback(self, ready, &req).await,
+            "/federation/complete" if post => federation::complete(self, ready, &req).await,
             "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => {
                 self.pages.asset(sub)
             }

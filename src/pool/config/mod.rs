@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod federation;
 mod raw;
+pub use federation::IdentityProviderConfig;
 use raw::*;
 use url::Url;
 
@@ -149,6 +151,11 @@ pub struct PoolConfig {
     pub admin_token: Option<Secret>,
     pub session_timeout: Duration,
     pub clients: Vec<ClientConfig>,
+    /// Upstream OpenID Providers offered as "Continue with …" (SPEC §7.2).
+    pub identity_providers: Vec<IdentityProviderConfig>,
+    /// The web admin console at `{issuer}/admin` (SPEC §7.3), for members of `admin_group`.
+    pub admin_console: bool,
+    pub admin_group: String,
     pub migration: Option<MigrationConfig>,
     pub mfa: MfaMode,
     /// Passkeys (WebAuthn discoverable credentials) on the hosted pages.
@@ -279,6 +286,14 @@ fn redirect_list(list: Option<Vec<String>>, path: &str, p: &mut Problems) -> Vec
         }
     }
     out
+}
+
+fn admin_group(group: Option<String>, p: &mut Problems) -> String {
+    let g = group.unwrap_or_else(|| "admins".into());
+    if g.is_empty() || g.len() > 128 || g.chars().any(|c| c.is_control() || c == ',') {
+        p.push("pool.admin_group", format!("{g:?} is not a group name"));
+    }
+    g
 }
 
 /// Validates the raw `[pool]` table. `None` when it could not be read at all.
@@ -592,6 +607,9 @@ pub fn build(
         admin_token,
         session_timeout,
         clients,
+        identity_providers: federation::build(raw.identity_providers.unwrap_or_default(), p),
+        admin_console: raw.admin_console.unwrap_or(false),
+        admin_group: admin_group(raw.admin_group, p),
         migration,
         signing_alg,
     })

@@ -89,7 +89,11 @@ fn image_type(path: &std::path::Path) -> &'static str {
 impl Renderer {
     pub fn new(ui: &UiConfig, clients: &Clients) -> Result<Renderer, PoolError> {
         let mut env = Environment::new();
-        for (name, src) in TEMPLATES {
+        for (name, src) in TEMPLATES
+            .iter()
+            .chain(super::federation::TEMPLATES)
+            .chain(super::console::TEMPLATES)
+        {
             let override_src = ui
                 .templates_dir
                 .as_ref()
@@ -209,6 +213,8 @@ impl Renderer {
             mfa => pool.cfg.mfa != super::config::MfaMode::Off,
             passkeys => pool.cfg.passkeys,
             extra => &page.extra,
+            federated => pool.federation.buttons(&pool.base, &page.req, req.lang),
+            data => &page.data,
         };
         let html = match self.env.get_template(template).and_then(|t| t.render(ctx)) {
             Ok(h) => h,
@@ -301,6 +307,8 @@ pub struct Page {
     pub extra: serde_json::Value,
     /// The sealed login request, carried in every link and form action.
     pub req: String,
+    /// Anything else a page shows (the admin console's tables), as `data` in templates.
+    pub data: serde_json::Value,
     pub cookies: Vec<String>,
 }
 
@@ -455,7 +463,11 @@ impl Pool {
 
     /// Opens `req`: `Ok(None)` when absent, `Err` when forged or expired.
     pub fn open_request(&self, req: &Req<'_>) -> Result<Option<AuthRequest>, InvalidRequest> {
-        let raw = req.value("req");
+        self.open_request_raw(req.value("req"))
+    }
+
+    /// Opens a sealed `req` value: `Ok(None)` when empty, `Err` when forged or expired.
+    pub fn open_request_raw(&self, raw: &str) -> Result<Option<AuthRequest>, InvalidRequest> {
         if raw.is_empty() {
             return Ok(None);
         }
@@ -547,6 +559,9 @@ impl Pool {
         let id = self.sealer.random_hex(32);
         let t = now();
         let max_age = self.cfg.session_timeout.as_secs() as i64;
+        if let Err(e) = ready.store.record_sign_in(&user.sub, t).await {
+            tracing::warn!(error = %e, request_id = req.rid, "cannot record the sign-in time");
+        }
         let stored = match ready
             .store
             .create_web_session(&id, &user.sub, t, t + max_age)
@@ -590,6 +605,12 @@ impl Pool {
         match areq {
             Some(a) => {
                 super::op::issue_code(self, ready, req, &a, user, auth_time, amr, cookies).await
+            }
+            // Sent here by the admin console: back to it.
+            None if cookie_value(req, super::console::NEXT_COOKIE).is_some() => {
+                let mut cookies = cookies;
+                cookies.push(self.cookie(super::console::NEXT_COOKIE, "", 0));
+                redirect(&format!("{}/admin", self.base), &cookies)
             }
             None => {
                 let page = Page {

@@ -6,6 +6,8 @@
 
 mod audit;
 mod mfa;
+mod console;
+mod federation;
 mod security;
 mod tokens;
 mod transfer;
@@ -155,7 +157,12 @@ impl Store {
             }
         }
         let mut result = Ok(());
-        for stmt in SCHEMA_V1.iter().chain(audit::SCHEMA_AUDIT) {
+        for stmt in SCHEMA_V1
+            .iter()
+            .chain(audit::SCHEMA_AUDIT)
+            .chain(console::SCHEMA_CONSOLE)
+            .chain(federation::SCHEMA_FEDERATION)
+        {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
                 break;
