@@ -274,7 +274,9 @@ impl Auth {
             .await;
         self.store.jar().strip(&mut parts.headers);
         let label = d.outcome.metric();
-        let json = is_non_navigational(&parts.headers);
+        // A bearer request is a script's: its errors are JSON whatever it accepts.
+        let json = is_non_navigational(&parts.headers)
+            || (route.bearer.is_some() && bearer::token_of(&parts.headers).is_some());
         let mut response = match d.outcome {
             Outcome::Allowed | Outcome::Public => {
                 if let Some(p) = &d.principal {
