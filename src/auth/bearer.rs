@@ -201,6 +201,10 @@ impl Auth {
             ));
         }
         let exp = times_ok(&claims, now)?;
+        // An ID token is not an access token (Cognito and the pool mark theirs).
+        if claims.get("token_use").and_then(Value::as_str) == Some("id") {
+            return Err(Refused::Invalid("an ID token is not an access token"));
+        }
         let sub = claims
             .get("sub")
             .and_then(Value::as_str)

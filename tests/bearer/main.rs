@@ -280,6 +280,11 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
             ),
         ),
         (
+            "an ID token",
+            rsa.clone(),
+            with(base_claims.clone(), json!({"token_use": "id"})),
+        ),
+        (
             "unknown kid",
             json!({"kid": "no-such-key"}),
             base_claims.clone(),
