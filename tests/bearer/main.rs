@@ -37,20 +37,6 @@ fn claims_of(jwt: &str) -> Value {
     .unwrap()
 }
 
-/// A JWT signed by the IdP's current RSA key (`/__test/sign`), with this header and claims.
-async fn signed(idp: &Idp, header: Value, claims: Value) -> String {
-    let r: Value = reqwest::Client::new()
-        .post(format!("{}/__test/sign", idp.issuer))
-        .json(&json!({"header": header, "claims": claims}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["jwt"].as_str().unwrap().to_string()
-}
-
 /// Claims of a good access token for the `/api/` route, for `sub`.
 fn good_claims(idp: &Idp, sub: &str) -> Value {
     let t = now();
@@ -238,7 +224,7 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
 
     // Crafted tokens, signed by the IdP's published key unless the case says otherwise.
     let rsa = json!({});
-    let good = signed(idp, rsa.clone(), good_claims(idp, "alice")).await;
+    let good = idp.sign(rsa.clone(), good_claims(idp, "alice")).await;
     let seen = echoed(get(base, "/api/x", &good).await).await;
     assert_eq!(header(&seen, "x-amzn-oidc-identity"), Some("alice"));
     assert_eq!(header(&seen, "x-forwarded-user"), Some("alice"));
@@ -291,7 +277,7 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
         ),
     ];
     for (case, header, claims) in cases {
-        let token = signed(idp, header, claims).await;
+        let token = idp.sign(header, claims).await;
         assert_refused(
             get(base, "/api/x", &token).await,
             401,
@@ -301,12 +287,12 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
         .await;
     }
     // Within the 60 s leeway: still good.
-    let leeway = signed(
-        idp,
-        rsa.clone(),
-        with(base_claims.clone(), json!({"exp": t - 30, "nbf": t + 30})),
-    )
-    .await;
+    let leeway = idp
+        .sign(
+            rsa.clone(),
+            with(base_claims.clone(), json!({"exp": t - 30, "nbf": t + 30})),
+        )
+        .await;
     assert_eq!(get(base, "/api/x", &leeway).await.status(), 200);
 
     // Tokens no key of the IdP signed.
@@ -334,12 +320,12 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
     }
 
     // Scopes: a missing one is 403 insufficient_scope; `scp` arrays count.
-    let no_scope = signed(
-        idp,
-        rsa.clone(),
-        with(base_claims.clone(), json!({"scope": "orders/write"})),
-    )
-    .await;
+    let no_scope = idp
+        .sign(
+            rsa.clone(),
+            with(base_claims.clone(), json!({"scope": "orders/write"})),
+        )
+        .await;
     let r = get(base, "/api/x", &no_scope).await;
     assert!(
         r.headers()["www-authenticate"]
@@ -348,41 +334,41 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
             .contains("scope=\"orders/read\"")
     );
     assert_refused(r, 403, "insufficient_scope", "missing scope").await;
-    let scp = signed(
-        idp,
-        rsa.clone(),
-        with(
-            base_claims.clone(),
-            json!({"scope": null, "scp": ["orders/read"]}),
-        ),
-    )
-    .await;
+    let scp = idp
+        .sign(
+            rsa.clone(),
+            with(
+                base_claims.clone(),
+                json!({"scope": null, "scp": ["orders/read"]}),
+            ),
+        )
+        .await;
     assert_eq!(get(base, "/api/x", &scp).await.status(), 200);
     // Cognito style: no `aud`, `client_id` one of the audiences.
-    let cognito = signed(
-        idp,
-        rsa.clone(),
-        with(
-            base_claims.clone(),
-            json!({"aud": null, "client_id": AUDIENCE}),
-        ),
-    )
-    .await;
+    let cognito = idp
+        .sign(
+            rsa.clone(),
+            with(
+                base_claims.clone(),
+                json!({"aud": null, "client_id": AUDIENCE}),
+            ),
+        )
+        .await;
     assert_eq!(get(base, "/api/x", &cognito).await.status(), 200);
 
     // The route's other rules apply to the token's claims (groups_claim "groups").
-    let admin = signed(
-        idp,
-        rsa.clone(),
-        with(good_claims(idp, "alice"), json!({"groups": ["admins"]})),
-    )
-    .await;
-    let staff = signed(
-        idp,
-        rsa.clone(),
-        with(good_claims(idp, "bob"), json!({"groups": ["staff"]})),
-    )
-    .await;
+    let admin = idp
+        .sign(
+            rsa.clone(),
+            with(good_claims(idp, "alice"), json!({"groups": ["admins"]})),
+        )
+        .await;
+    let staff = idp
+        .sign(
+            rsa.clone(),
+            with(good_claims(idp, "bob"), json!({"groups": ["staff"]})),
+        )
+        .await;
     let seen = echoed(get(base, "/admin-api/x", &admin).await).await;
     assert_eq!(header(&seen, "x-forwarded-groups"), Some("admins"));
     let r = get(base, "/admin-api/x", &staff).await;
@@ -398,12 +384,12 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
     assert_eq!(r.headers()["x-amzn-oidc-accesstoken"], real.as_str());
     assert!(r.headers().get("x-amzn-oidc-data").is_some());
     assert!(r.headers().get("set-cookie").is_none());
-    let expired = signed(
-        idp,
-        rsa.clone(),
-        with(base_claims.clone(), json!({"exp": t - 120})),
-    )
-    .await;
+    let expired = idp
+        .sign(
+            rsa.clone(),
+            with(base_claims.clone(), json!({"exp": t - 120})),
+        )
+        .await;
     assert_refused(
         forward_auth(base, "/api/orders", Some(&expired)).await,
         401,

@@ -120,6 +120,21 @@ impl Idp {
         c
     }
 
+    /// A JWT signed by the IdP's current RSA key (`/__test/sign`), with this header and claims.
+    #[allow(dead_code)] // used by the scale-out and bearer tests
+    pub async fn sign(&self, header: Value, claims: Value) -> String {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{}/__test/sign", self.issuer))
+            .json(&json!({"header": header, "claims": claims}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["jwt"].as_str().unwrap().to_string()
+    }
+
     pub async fn set_down(&self, down: bool) {
         let url = format!(
             "{}/__test/{}",
