@@ -231,6 +231,10 @@ impl Auth {
             principal: Arc::new(Principal::new(session, identity, index)),
             exp,
         });
+        tracing::debug!(
+            provider = provider.name(),
+            "bearer token signature verified; cached until its exp"
+        );
         cache.insert(token, v.clone());
         Ok(v)
     }

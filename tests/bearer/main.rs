@@ -84,6 +84,7 @@ public_url = "http://127.0.0.1:{port}"
 listen = ["127.0.0.1:{port}"]
 admin_listen = "127.0.0.1:{admin}"
 trusted_proxies = ["127.0.0.1/32"]
+workers = 1
 
 [session]
 secrets = ["{SECRET}"]
@@ -210,8 +211,22 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
     let data = claims_of(header(&seen, "x-amzn-oidc-data").unwrap());
     assert_eq!(data["sub"], "job");
     assert_eq!(data["scope"], "orders/read");
-    // The same token again (served from the per-worker cache): the same answer.
-    assert_eq!(get(base, "/api/orders", &real).await.status(), 200);
+    // The same token again: the same answer, from the worker's cache (one request worker
+    // here), without another signature check.
+    let verified = || {
+        s.proxy
+            .logs()
+            .matches("bearer token signature verified")
+            .count()
+    };
+    let before = verified();
+    for _ in 0..5 {
+        assert_eq!(get(base, "/api/orders", &real).await.status(), 200);
+    }
+    assert_eq!(verified(), before, "a cached token is not verified again");
+    let fresh = idp_access_token(idp, "orders/read").await;
+    assert_eq!(get(base, "/api/orders", &fresh).await.status(), 200);
+    assert_eq!(verified(), before + 1, "a new token is verified once");
     // A real token without the route's scope.
     let write_only = idp_access_token(idp, "orders/write").await;
     assert_refused(
