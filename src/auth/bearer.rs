@@ -17,6 +17,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::backchannel::{aud_contains, unverified_claims};
+use super::oidc::OidcError;
 use super::{Auth, authorize};
 use crate::config::{BearerRule, RouteConfig};
 use crate::identity_headers::Identity;
@@ -191,9 +192,16 @@ impl Auth {
         // Expired tokens are refused before any key is fetched for them.
         times_ok(&claimed, now)?;
         let provider = &self.providers[index];
-        let claims = provider.verify_jwt(token).await.map_err(|e| {
-            tracing::info!(provider = provider.name(), error = %e, "bearer token signature not verified");
-            Refused::Invalid("the signature does not verify with the issuer's keys")
+        // Fails closed: keys that cannot be fetched verify nothing (401, logged as a warning).
+        let claims = provider.verify_jwt(token).await.map_err(|e| match e {
+            OidcError::Unreachable(_) | OidcError::InvalidResponse(_) => {
+                tracing::warn!(provider = provider.name(), error = %e, "bearer token not checked: the provider's keys could not be fetched");
+                Refused::Invalid("the issuer's keys could not be fetched")
+            }
+            _ => {
+                tracing::info!(provider = provider.name(), error = %e, "bearer token signature not verified");
+                Refused::Invalid("the signature does not verify with the issuer's keys")
+            }
         })?;
         if claims.get("iss").and_then(Value::as_str) != Some(provider.cfg.issuer.as_str()) {
             return Err(Refused::Invalid(

@@ -431,6 +431,18 @@ async fn tokens_from_the_real_idp_inline_and_through_forward_auth() {
     let body: Value = r.json().await.unwrap();
     assert!(body["login_url"].as_str().is_some(), "{body}");
 
+    // With the IdP down, tokens are still checked against the keys already fetched.
+    let later = idp
+        .sign(
+            rsa.clone(),
+            with(good_claims(idp, "carol"), json!({"jti": "while-down"})),
+        )
+        .await;
+    idp.set_down(true).await;
+    assert_eq!(get(base, "/api/orders", &real).await.status(), 200);
+    assert_eq!(get(base, "/api/orders", &later).await.status(), 200);
+    idp.set_down(false).await;
+
     // A bearer header on a route without accept_bearer changes nothing there: sign in.
     let r = get(base, "/other", &good).await;
     assert_eq!(r.status(), 302);
