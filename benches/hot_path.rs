@@ -175,6 +175,7 @@ fn route(i: usize, path: String) -> RouteConfig {
         timeout: Duration::from_secs(30),
         providers: vec![0],
         authorization: Authorization::default(),
+        bearer: None,
     }
 }
 

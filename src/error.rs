@@ -41,6 +41,12 @@ pub enum RequestError {
     SessionStoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// RFC 6750 §3.1 `invalid_token`: the reason names the check that failed.
+    #[error("invalid bearer token: {0}")]
+    InvalidToken(&'static str),
+    /// RFC 6750 §3.1 `insufficient_scope`: `scope` lists what the route requires.
+    #[error("the bearer token lacks a required scope")]
+    InsufficientScope { scope: String },
 }
 
 /// ALB's status for an error returned by the IdP at the callback.
@@ -127,6 +133,24 @@ impl RequestError {
             HeadersTooLarge => s(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large", "The request carries too many or too large header fields.", "headers_too_large"),
             SessionStoreUnavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", "Sessions cannot be checked right now. Please try again in a moment.", "session_store_unavailable"),
             Internal(_) => s(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "Something went wrong on our side.", "internal"),
+            InvalidToken(why) => s(StatusCode::UNAUTHORIZED, "Invalid access token", &format!("The access token is not valid here: {why}."), "invalid_token"),
+            InsufficientScope { scope } => s(StatusCode::FORBIDDEN, "Insufficient scope", &format!("The access token must grant the scopes: {scope}."), "insufficient_scope"),
+        }
+    }
+
+    /// RFC 6750 §3: the `WWW-Authenticate` challenge of a refused bearer token.
+    fn bearer_challenge(&self) -> Option<String> {
+        let quoted = |s: &str| s.replace(['"', '\\'], "");
+        match self {
+            RequestError::InvalidToken(why) => Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                quoted(why)
+            )),
+            RequestError::InsufficientScope { scope } => Some(format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                quoted(scope)
+            )),
+            _ => None,
         }
     }
 
@@ -176,6 +200,12 @@ impl RequestError {
         security_headers(h);
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert(crate::http::headers::X_REQUEST_ID, v);
+        }
+        if let Some(v) = self
+            .bearer_challenge()
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
+            h.insert(header::WWW_AUTHENTICATE, v);
         }
         resp
     }

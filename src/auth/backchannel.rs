@@ -71,7 +71,7 @@ fn reply(status: StatusCode, v: Value) -> Response<Body> {
 }
 
 /// The claims of an unverified JWT, only to find out who claims to have issued it.
-fn unverified_claims(raw: &str) -> Option<Map<String, Value>> {
+pub(super) fn unverified_claims(raw: &str) -> Option<Map<String, Value>> {
     use base64::Engine;
     let payload = raw.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -80,7 +80,7 @@ fn unverified_claims(raw: &str) -> Option<Map<String, Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
-fn aud_contains(claims: &Map<String, Value>, client_id: &str) -> bool {
+pub(super) fn aud_contains(claims: &Map<String, Value>, client_id: &str) -> bool {
     match claims.get("aud") {
         Some(Value::String(a)) => a == client_id,
         Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(client_id)),

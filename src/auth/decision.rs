@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
 
-use super::{Auth, authorize, login};
+use super::{Auth, authorize, bearer, login};
 use crate::config::{OnUnauthenticated, RouteConfig};
 use crate::http::negotiate::is_non_navigational;
 use crate::metrics;
@@ -44,6 +44,11 @@ pub enum Outcome {
     Forbidden { required: String },
     /// The session store could not answer: 503, fail closed.
     Unavailable(String),
+    /// A bearer token that is not valid here: 401 `WWW-Authenticate: Bearer
+    /// error="invalid_token"` (the reason names the failed check, never the token).
+    InvalidToken(&'static str),
+    /// A valid bearer token without every required scope: 403 `error="insufficient_scope"`.
+    InsufficientScope { scope: String },
 }
 
 impl Outcome {
@@ -56,6 +61,8 @@ impl Outcome {
             Outcome::Unauthenticated { .. } => "deny",
             Outcome::Forbidden { .. } => "forbid",
             Outcome::Unavailable(_) => "unavailable",
+            Outcome::InvalidToken(_) => "deny",
+            Outcome::InsufficientScope { .. } => "forbid",
         }
     }
 
@@ -63,8 +70,12 @@ impl Outcome {
         match self {
             Outcome::Allowed => metrics::Decision::Allowed,
             Outcome::Public => metrics::Decision::Public,
-            Outcome::SignIn | Outcome::Unauthenticated { .. } => metrics::Decision::Unauthenticated,
-            Outcome::Forbidden { .. } => metrics::Decision::Forbidden,
+            Outcome::SignIn | Outcome::Unauthenticated { .. } | Outcome::InvalidToken(_) => {
+                metrics::Decision::Unauthenticated
+            }
+            Outcome::Forbidden { .. } | Outcome::InsufficientScope { .. } => {
+                metrics::Decision::Forbidden
+            }
             Outcome::Unavailable(_) => metrics::Decision::Unavailable,
         }
     }
@@ -73,7 +84,7 @@ impl Outcome {
 pub struct Decision {
     pub outcome: Outcome,
     /// Why (`auth.reason`): `session`, `no_session`, `no_session_xhr`, `authorization`,
-    /// `session_store`.
+    /// `session_store`, `bearer`, `bearer_invalid`, `bearer_scope`.
     pub reason: &'static str,
     pub principal: Option<Arc<Principal>>,
     /// Cookies to set whatever happens (a refreshed session, or its removal).
@@ -104,6 +115,31 @@ impl Auth {
         now: i64,
         via: Via,
     ) -> Decision {
+        // A bearer request on an `accept_bearer` route is decided by its token alone: no
+        // session is read, no cookie set, nothing redirected (SPEC §12).
+        if let Some(rule) = &route.bearer
+            && let Some(token) = bearer::token_of(headers)
+        {
+            let decision = |outcome, reason, principal| Decision {
+                outcome,
+                reason,
+                principal,
+                set_cookie: Vec::new(),
+            };
+            return match self.bearer(route, rule, token, now).await {
+                Ok(p) => decision(Outcome::Allowed, "bearer", Some(p)),
+                Err(bearer::Refused::Invalid(why)) => {
+                    tracing::info!(route = %route.name, "bearer.error" = why, "bearer token refused");
+                    decision(Outcome::InvalidToken(why), "bearer_invalid", None)
+                }
+                Err(bearer::Refused::Scope(scope)) => {
+                    decision(Outcome::InsufficientScope { scope }, "bearer_scope", None)
+                }
+                Err(bearer::Refused::Forbidden(required, p)) => {
+                    decision(Outcome::Forbidden { required }, "authorization", Some(p))
+                }
+            };
+        }
         let state = match self.session(headers, now).await {
             Ok(s) => s,
             Err(e) => {

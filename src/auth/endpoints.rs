@@ -335,6 +335,12 @@ impl Auth {
             super::Outcome::Unavailable(why) => {
                 RequestError::SessionStoreUnavailable(why).render(request_id, true)
             }
+            super::Outcome::InvalidToken(why) => {
+                RequestError::InvalidToken(why).render(request_id, true)
+            }
+            super::Outcome::InsufficientScope { scope } => {
+                RequestError::InsufficientScope { scope }.render(request_id, true)
+            }
         };
         super::append_cookies(&mut resp, &d.set_cookie);
         (resp, Some(route.index), label)

@@ -9,6 +9,7 @@
 
 pub mod authorize;
 pub mod backchannel;
+pub mod bearer;
 pub mod decision;
 pub mod endpoints;
 pub mod http_client;
@@ -85,6 +86,8 @@ pub struct Auth {
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Refreshed>>>>,
     /// Logout-token `jti`s seen (when no Redis is shared).
     seen_jtis: backchannel::SeenJtis,
+    /// Verified bearer tokens, per worker.
+    bearer_cache: bearer::BearerCache,
 }
 
 impl Auth {
@@ -96,6 +99,7 @@ impl Auth {
         signer: DataSigner,
         metrics: Arc<Metrics>,
     ) -> Auth {
+        let bearer_cache = bearer::BearerCache::new(cfg.server.workers);
         Auth {
             routes: RouteTable::new(cfg.routes.clone()),
             cfg,
@@ -106,6 +110,7 @@ impl Auth {
             metrics,
             refreshing: Mutex::new(HashMap::new()),
             seen_jtis: backchannel::SeenJtis::default(),
+            bearer_cache,
         }
     }
 
@@ -269,7 +274,9 @@ impl Auth {
             .await;
         self.store.jar().strip(&mut parts.headers);
         let label = d.outcome.metric();
-        let json = is_non_navigational(&parts.headers);
+        // A bearer request is a script's: its errors are JSON whatever it accepts.
+        let json = is_non_navigational(&parts.headers)
+            || (route.bearer.is_some() && bearer::token_of(&parts.headers).is_some());
         let mut response = match d.outcome {
             Outcome::Allowed | Outcome::Public => {
                 if let Some(p) = &d.principal {
@@ -296,6 +303,10 @@ impl Auth {
             }
             Outcome::Unavailable(why) => {
                 RequestError::SessionStoreUnavailable(why).render(request_id, json)
+            }
+            Outcome::InvalidToken(why) => RequestError::InvalidToken(why).render(request_id, true),
+            Outcome::InsufficientScope { scope } => {
+                RequestError::InsufficientScope { scope }.render(request_id, true)
             }
         };
         append_cookies(&mut response, &d.set_cookie);

@@ -74,6 +74,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             providers: vec![],
             authorization: Authorization::default(),
+            bearer: None,
         }
     }
 

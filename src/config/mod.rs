@@ -248,6 +248,17 @@ pub struct RouteConfig {
     /// Indexes into [`Config::providers`]; more than one shows a chooser page.
     pub providers: Vec<usize>,
     pub authorization: Authorization,
+    /// `accept_bearer = true`: `Authorization: Bearer` access tokens (SPEC §12).
+    pub bearer: Option<BearerRule>,
+}
+
+/// What a bearer token must carry on an `accept_bearer` route.
+#[derive(Debug, Clone)]
+pub struct BearerRule {
+    /// `bearer_audience`: the token's `aud` (or `client_id`) must be one of these.
+    pub audience: Vec<String>,
+    /// `allow_scopes`: every one must be granted.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

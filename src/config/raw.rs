@@ -79,6 +79,9 @@ pub struct RawRoute {
     pub allow_emails: Option<Vec<String>>,
     pub allow_email_domains: Option<Vec<String>>,
     pub allow_claims: Option<BTreeMap<String, toml::Value>>,
+    pub accept_bearer: Option<bool>,
+    pub bearer_audience: Option<Vec<String>>,
+    pub allow_scopes: Option<Vec<String>>,
     pub insecure_skip_upstream_tls_verify: Option<bool>,
     pub upstream_ca_file: Option<String>,
 }

@@ -1006,6 +1006,19 @@ fn build_route(
             "allow_* rules have no effect on an on_unauthenticated = \"allow\" route; use authenticate or deny",
         );
     }
+    // A bearer route checks tokens against its provider's keys: the only one, when unnamed.
+    if raw.accept_bearer == Some(true) && names.is_empty() && providers.len() == 1 {
+        route_providers = vec![0];
+    }
+    let bearer = bearer_rule(
+        raw.accept_bearer,
+        raw.bearer_audience,
+        raw.allow_scopes,
+        on_unauthenticated,
+        route_providers.is_empty(),
+        kp,
+        p,
+    );
     let name = match raw.name {
         Some(n)
             if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control() || c == '"') =>
@@ -1030,7 +1043,62 @@ fn build_route(
         timeout,
         providers: route_providers,
         authorization,
+        bearer,
     })
+}
+
+/// `accept_bearer`, `bearer_audience`, `allow_scopes` (SPEC §12): the audience is required with
+/// `accept_bearer`, and neither list means anything without it.
+fn bearer_rule(
+    accept: Option<bool>,
+    audience: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    on_unauthenticated: OnUnauthenticated,
+    no_provider: bool,
+    kp: &str,
+    p: &mut Problems,
+) -> Option<crate::config::BearerRule> {
+    if accept != Some(true) {
+        for (key, set) in [
+            ("bearer_audience", audience.is_some()),
+            ("allow_scopes", scopes.is_some()),
+        ] {
+            if set {
+                p.push(
+                    format!("{kp}.{key}"),
+                    "has no effect without accept_bearer = true",
+                );
+            }
+        }
+        return None;
+    }
+    let audience = audience.unwrap_or_default();
+    if audience.is_empty() || audience.iter().any(|a| a.is_empty()) {
+        p.push(
+            format!("{kp}.bearer_audience"),
+            "is required with accept_bearer = true: the audiences (aud) a token must be issued for",
+        );
+    }
+    let scopes = scopes.unwrap_or_default();
+    if scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+        p.push(
+            format!("{kp}.allow_scopes"),
+            "scopes are non-empty and have no spaces",
+        );
+    }
+    if on_unauthenticated == OnUnauthenticated::Allow {
+        p.push(
+            format!("{kp}.accept_bearer"),
+            "has no effect on an on_unauthenticated = \"allow\" route; use authenticate or deny",
+        );
+    }
+    if no_provider {
+        p.push(
+            format!("{kp}.accept_bearer"),
+            "needs the route's provider (provider or providers): tokens are checked against its keys",
+        );
+    }
+    Some(crate::config::BearerRule { audience, scopes })
 }
 
 #[cfg(test)]
@@ -1058,6 +1126,25 @@ client_secret = "s"
 [[routes]]
 upstream = "http://127.0.0.1:3000"
 "#;
+
+    #[test]
+    fn bearer_routes_need_an_audience() {
+        let good = format!(
+            "{GOOD}accept_bearer = true\non_unauthenticated = \"deny\"\nbearer_audience = [\"api://orders\"]\nallow_scopes = [\"orders/read\"]\n"
+        );
+        let c = load_str(&good, Path::new("t.toml")).expect("valid");
+        let rule = c.routes[0].bearer.as_ref().expect("bearer rule");
+        assert_eq!(rule.audience, ["api://orders"]);
+        assert_eq!(rule.scopes, ["orders/read"]);
+        assert_eq!(c.routes[0].providers, vec![0]);
+        let joined = problems(&format!("{GOOD}accept_bearer = true\n")).join("\n");
+        assert!(
+            joined.contains("routes[0].bearer_audience: is required"),
+            "{joined}"
+        );
+        let joined = problems(&format!("{GOOD}allow_scopes = [\"x\"]\n")).join("\n");
+        assert!(joined.contains("routes[0].allow_scopes"), "{joined}");
+    }
 
     #[test]
     fn accepts_a_minimal_file() {

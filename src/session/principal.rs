@@ -17,6 +17,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A principal not made from a stored session (a verified bearer token).
+    pub fn new(session: Session, identity: Identity, provider: usize) -> Principal {
+        Principal {
+            session,
+            identity,
+            provider,
+            checked: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn checked_at(&self) -> u64 {
         self.checked.load(Ordering::Relaxed)
     }

@@ -9,7 +9,7 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 // ---------------------------------------------------------------------------
 // configuration from the environment
@@ -32,6 +32,19 @@ const HOST = process.env.IDP_HOST || '127.0.0.1';
 const ISSUER = (process.env.IDP_ISSUER || `http://localhost:${PORT}`).replace(/\/+$/, '');
 const ACCESS_TOKEN_TTL = intEnv('IDP_ACCESS_TOKEN_TTL', 3600);
 const ID_TOKEN_TTL = intEnv('IDP_ID_TOKEN_TTL', 3600);
+
+// Resource servers for JWT access tokens (RFC 8707 resource indicators, RFC 9068 format), as
+// `{"api://orders": {"scope": "orders/read orders/write"}}`. When set, the client_credentials
+// grant is enabled too: a client with `grant_types: ["client_credentials"]` asks
+// `POST /token grant_type=client_credentials&resource=api://orders&scope=orders/read`.
+let resourceServers = null;
+if (process.env.IDP_RESOURCE_SERVERS) {
+  try {
+    resourceServers = JSON.parse(process.env.IDP_RESOURCE_SERVERS);
+  } catch (err) {
+    fail(`IDP_RESOURCE_SERVERS is not valid JSON: ${err.message}`);
+  }
+}
 
 let clients;
 try {
@@ -149,6 +162,29 @@ function page(title, body) {
 // ---------------------------------------------------------------------------
 // the provider
 
+// Only with IDP_RESOURCE_SERVERS: JWT access tokens for the named resource servers.
+const resourceFeatures = resourceServers
+  ? {
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (_ctx, _client, oneOf) => oneOf,
+      useGrantedResource: () => true,
+      getResourceServerInfo(_ctx, resource) {
+        const rs = Object.hasOwn(resourceServers, resource) ? resourceServers[resource] : null;
+        if (!rs) throw new errors.InvalidTarget('unknown resource server');
+        return {
+          scope: rs.scope || '',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: ACCESS_TOKEN_TTL,
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  }
+  : {};
+
 const configuration = {
   clients,
   jwks,
@@ -192,6 +228,7 @@ const configuration = {
     // Back-channel logout: logout tokens POSTed to each client's backchannel_logout_uri when
     // the IdP session ends; ID tokens then carry `sid`.
     backchannelLogout: { enabled: true },
+    ...resourceFeatures,
     rpInitiatedLogout: {
       enabled: true,
       // The confirmation page: an auto-submitting form that logs out everywhere.
@@ -231,6 +268,7 @@ const configuration = {
   },
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,
+    ClientCredentials: ACCESS_TOKEN_TTL,
     IdToken: ID_TOKEN_TTL,
     AuthorizationCode: 600,
     Interaction: 3600,

@@ -619,21 +619,7 @@ async fn forged_and_replayed_logout_tokens_are_refused() {
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
         })
     };
-    let sign = |header: Value, claims: Value| {
-        let issuer = r.idp.issuer.clone();
-        async move {
-            let v: Value = reqwest::Client::new()
-                .post(format!("{issuer}/__test/sign"))
-                .json(&json!({"header": header, "claims": claims}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["jwt"].as_str().unwrap().to_string()
-        }
-    };
+    let sign = |header: Value, claims: Value| r.idp.sign(header, claims);
     let post = |node: usize, token: String| {
         let url = r.url(node, "/oauth2/backchannel-logout");
         async move {

@@ -107,6 +107,116 @@ pub struct ClientConfig {
     pub client_secret: Option<Secret>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// `grant_types`: default `authorization_code` and `refresh_token`.
+    pub grant_types: Vec<GrantType>,
+    /// `scopes` a `client_credentials` client may be granted.
+    pub scopes: Vec<String>,
+    /// `audience`: the `aud` of a `client_credentials` client's access tokens.
+    pub audience: Option<String>,
+}
+
+/// The OAuth 2.0 grants a `[[pool.clients]]` entry may use at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const ALL: [(&'static str, GrantType); 3] = [
+        ("authorization_code", GrantType::AuthorizationCode),
+        ("refresh_token", GrantType::RefreshToken),
+        ("client_credentials", GrantType::ClientCredentials),
+    ];
+
+    pub fn parse(s: &str) -> Option<GrantType> {
+        GrantType::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, g)| *g)
+    }
+}
+
+/// `grant_types`, `scopes` and `audience` of one client (SPEC §12): a `client_credentials`
+/// client needs a secret and an audience; redirect URIs only matter for the code grant.
+fn client_grants(
+    c: &RawClient,
+    has_secret: bool,
+    kp: &str,
+    p: &mut Problems,
+) -> (Vec<GrantType>, Vec<String>, Option<String>) {
+    let mut grants = Vec::new();
+    match &c.grant_types {
+        None => grants = vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        Some(list) => {
+            for (i, g) in list.iter().enumerate() {
+                match GrantType::parse(g) {
+                    Some(g) if !grants.contains(&g) => grants.push(g),
+                    Some(_) => {}
+                    None => p.push(
+                        format!("{kp}.grant_types[{i}]"),
+                        format!(
+                            "{g:?} is not one of authorization_code, refresh_token, client_credentials"
+                        ),
+                    ),
+                }
+            }
+            if list.is_empty() {
+                p.push(format!("{kp}.grant_types"), "must name at least one grant");
+            }
+        }
+    }
+    let scopes = c.scopes.clone().unwrap_or_default();
+    for (i, s) in scopes.iter().enumerate() {
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|ch| ch.is_ascii_graphic() && ch != '"' && ch != '\\')
+        {
+            p.push(
+                format!("{kp}.scopes[{i}]"),
+                format!("{s:?} is not a scope (printable ASCII, no spaces or quotes)"),
+            );
+        }
+    }
+    let audience = c.audience.clone();
+    if grants.contains(&GrantType::ClientCredentials) {
+        if !has_secret {
+            p.push(
+                format!("{kp}.client_secret"),
+                "is required for the client_credentials grant",
+            );
+        }
+        if audience.as_deref().is_none_or(str::is_empty) {
+            p.push(
+                format!("{kp}.audience"),
+                "is required for the client_credentials grant: the aud of its access tokens",
+            );
+        }
+    }
+    if !grants.contains(&GrantType::AuthorizationCode)
+        && c.redirect_uris.as_ref().is_some_and(|r| !r.is_empty())
+    {
+        p.push(
+            format!("{kp}.redirect_uris"),
+            "applies to the authorization_code grant only: add it to grant_types",
+        );
+    }
+    if !grants.contains(&GrantType::ClientCredentials) {
+        for (key, set) in [
+            ("scopes", c.scopes.is_some()),
+            ("audience", audience.is_some()),
+        ] {
+            if set {
+                p.push(
+                    format!("{kp}.{key}"),
+                    "applies to the client_credentials grant only: add it to grant_types",
+                );
+            }
+        }
+    }
+    (grants, scopes, audience)
 }
 
 /// `pool.migration`: lazy migration of users from an old system (SPEC §7.4).
@@ -540,6 +650,8 @@ pub fn build(
     let mut seen = BTreeMap::new();
     for (i, c) in raw.clients.unwrap_or_default().into_iter().enumerate() {
         let kp = format!("pool.clients[{i}]");
+        let has_secret = c.client_secret.is_some() || c.client_secret_file.is_some();
+        let (grant_types, scopes, audience) = client_grants(&c, has_secret, &kp, p);
         let client_id = c.client_id.unwrap_or_default();
         if client_id.is_empty() || !client_id.chars().all(|ch| ch.is_ascii_graphic()) {
             p.push(
@@ -559,7 +671,7 @@ pub fn build(
             p,
         );
         let redirect_uris = redirect_list(c.redirect_uris, &format!("{kp}.redirect_uris"), p);
-        if redirect_uris.is_empty() {
+        if redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
             p.push(
                 format!("{kp}.redirect_uris"),
                 "at least one redirect URI is required",
@@ -575,6 +687,9 @@ pub fn build(
             client_secret,
             redirect_uris,
             post_logout_redirect_uris,
+            grant_types,
+            scopes,
+            audience,
         });
     }
     let migration = raw.migration.and_then(|m| migration(m, p));
@@ -763,5 +878,33 @@ mod tests {
     fn relative_sqlite_paths_follow_the_config_file() {
         let (c, _) = check("database = \"sqlite://./data/pool.db\"");
         assert_eq!(c.unwrap().database, "sqlite:///etc/p/./data/pool.db");
+    }
+
+    #[test]
+    fn machine_clients_need_a_secret_and_an_audience() {
+        let (c, problems) = check(
+            "[[clients]]\nclient_id = \"job\"\nclient_secret = \"s\"\ngrant_types = [\"client_credentials\"]\n\
+             scopes = [\"orders/read\"]\naudience = \"api://orders\"\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let job = &c.unwrap().clients[0];
+        assert_eq!(job.grant_types, vec![GrantType::ClientCredentials]);
+        assert_eq!(job.audience.as_deref(), Some("api://orders"));
+        let (_, problems) = check(
+            "[[clients]]\nclient_id = \"job\"\ngrant_types = [\"client_credentials\", \"password\"]\n\
+             redirect_uris = [\"https://x.example/cb\"]\n[[clients]]\nclient_id = \"web\"\nclient_secret = \"s\"\n\
+             redirect_uris = [\"https://x.example/cb\"]\nscopes = [\"a\"]\naudience = \"b\"\n",
+        );
+        let joined = problems.join("\n");
+        for key in [
+            "pool.clients[0].client_secret",
+            "pool.clients[0].audience",
+            "pool.clients[0].grant_types[1]",
+            "pool.clients[0].redirect_uris",
+            "pool.clients[1].scopes",
+            "pool.clients[1].audience",
+        ] {
+            assert!(joined.contains(key), "missing {key} in {joined}");
+        }
     }
 }

@@ -98,6 +98,9 @@ pub(super) struct RawClient {
     pub(super) client_secret_file: Option<String>,
     pub(super) redirect_uris: Option<Vec<String>>,
     pub(super) post_logout_redirect_uris: Option<Vec<String>>,
+    pub(super) grant_types: Option<Vec<String>>,
+    pub(super) scopes: Option<Vec<String>>,
+    pub(super) audience: Option<String>,
 }
 
 /// `[[pool.identity_providers]]`: an upstream OpenID Provider of the pool ("Continue with …").
