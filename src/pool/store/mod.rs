@@ -5,9 +5,9 @@
 //! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
 
 mod audit;
-mod mfa;
 mod console;
 mod federation;
+mod mfa;
 mod security;
 mod tokens;
 mod transfer;
