@@ -14,6 +14,8 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// For the built-in client: any post-logout URL on this origin.
     pub post_logout_origin: Option<String>,
+    /// OIDC Back-Channel Logout: where this client receives logout tokens.
+    pub backchannel_logout_uri: Option<url::Url>,
 }
 
 impl Client {
@@ -61,6 +63,7 @@ impl Clients {
             redirect_uris: vec![callback],
             post_logout_redirect_uris: vec![],
             post_logout_origin: Some(public_origin),
+            backchannel_logout_uri: None,
         }];
         list.extend(configured.iter().map(|c| Client {
             client_id: c.client_id.clone(),
@@ -68,6 +71,7 @@ impl Clients {
             redirect_uris: c.redirect_uris.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             post_logout_origin: None,
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
         }));
         Clients { list }
     }

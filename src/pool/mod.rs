@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod admin_api;
 pub mod attributes;
+pub mod backchannel;
 pub mod cli;
 pub mod clients;
 pub mod config;
@@ -86,6 +87,8 @@ pub struct Pool {
     ready: OnceCell<Ready>,
     /// Ends the proxy's sessions of a user whose pool sessions end.
     proxy_sessions: Option<Arc<crate::session::revocation::UserSessions>>,
+    /// Logout tokens for `[[pool.clients]]` with a `backchannel_logout_uri`.
+    backchannel: Option<Arc<backchannel::Backchannel>>,
 }
 
 /// Redacts the database URL's password for messages.
@@ -97,6 +100,16 @@ fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The issuer URL: the pool's origin (`pool.public_url`, else `public_url`) + `/oauth2/pool`.
+pub fn issuer_url(cfg: &Config, pool: &PoolConfig) -> url::Url {
+    let mut u = pool
+        .public_url
+        .clone()
+        .unwrap_or_else(|| cfg.public_url.clone());
+    u.set_path(crate::http::paths::POOL_PREFIX);
+    u
 }
 
 /// Constant-time equality for secrets (length is not hidden).
@@ -118,12 +131,7 @@ pub fn now_ms() -> i64 {
 impl Pool {
     /// Builds the pool (templates, assets, clients); the database is opened by [`Pool::ready`].
     pub fn new(cfg: &Config, pool: PoolConfig, secrets: &[Secret]) -> Result<Pool, PoolError> {
-        let pool_origin = pool
-            .public_url
-            .clone()
-            .unwrap_or_else(|| cfg.public_url.clone());
-        let mut issuer_url = pool_origin.clone();
-        issuer_url.set_path(crate::http::paths::POOL_PREFIX);
+        let issuer_url = issuer_url(cfg, &pool);
         let issuer = issuer_url.as_str().trim_end_matches('/').to_string();
         let base = issuer_url.path().trim_end_matches('/').to_string();
         let mut callback = cfg.public_url.clone();
@@ -139,11 +147,12 @@ impl Pool {
         let csrf_secret = KeyRing::derive_secret(secrets, "pool-csrf").unwrap_or_default();
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
+        let backchannel = backchannel::Backchannel::new(&issuer, &pool);
         Ok(Pool {
             cfg: Arc::new(pool),
             issuer,
             base,
-            secure: pool_origin.scheme() == "https",
+            secure: issuer_url.scheme() == "https",
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             clients,
             sealer,
@@ -151,6 +160,7 @@ impl Pool {
             pages,
             ready: OnceCell::new(),
             proxy_sessions: None,
+            backchannel,
         })
     }
 
@@ -171,7 +181,8 @@ impl Pool {
                 let store = Store::open(&self.cfg.database)
                     .await
                     .map_err(err)?
-                    .with_proxy_sessions(self.proxy_sessions.clone());
+                    .with_proxy_sessions(self.proxy_sessions.clone())
+                    .with_backchannel(self.backchannel.clone());
                 let keys = Keys::load(&store, self.cfg.signing_alg, now()).await.map_err(err)?;
                 let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
                     .await

@@ -83,4 +83,5 @@ pub(super) struct RawClient {
     pub(super) client_secret_file: Option<String>,
     pub(super) redirect_uris: Option<Vec<String>>,
     pub(super) post_logout_redirect_uris: Option<Vec<String>>,
+    pub(super) backchannel_logout_uri: Option<String>,
 }

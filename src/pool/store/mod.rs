@@ -5,6 +5,7 @@
 //! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
 
 mod security;
+pub mod sessions;
 mod tokens;
 mod users;
 
@@ -49,6 +50,8 @@ pub struct Store {
     pub backend: Backend,
     /// The proxy's sessions of pool users, ended whenever a user's pool sessions end.
     pub(crate) proxy_sessions: Option<std::sync::Arc<crate::session::revocation::UserSessions>>,
+    /// Sends logout tokens to the clients of a user whose pool sessions end (`sessions.rs`).
+    pub(crate) backchannel: Option<std::sync::Arc<crate::pool::backchannel::Backchannel>>,
 }
 
 /// Schema version 1. Each statement is idempotent so a half-applied migration can be rerun.
@@ -127,6 +130,7 @@ impl Store {
             db,
             backend,
             proxy_sessions: None,
+            backchannel: None,
         })
     }
 
