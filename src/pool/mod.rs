@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod delivery;
+mod health;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
@@ -89,6 +90,8 @@ pub struct Pool {
     proxy_sessions: Option<Arc<crate::session::revocation::UserSessions>>,
     /// Logout tokens for `[[pool.clients]]` with a `backchannel_logout_uri`.
     backchannel: Option<Arc<backchannel::Backchannel>>,
+    /// Whether the database answers (pool pages 503 while it does not).
+    health: health::DbHealth,
 }
 
 /// Redacts the database URL's password for messages.
@@ -161,6 +164,7 @@ impl Pool {
             ready: OnceCell::new(),
             proxy_sessions: None,
             backchannel,
+            health: health::DbHealth::default(),
         })
     }
 
@@ -196,10 +200,7 @@ impl Pool {
 
     /// Readiness for `/readyz`: the database answers.
     pub async fn database_ok(&self) -> bool {
-        match self.ready().await {
-            Ok(r) => r.store.ping().await,
-            Err(_) => false,
-        }
+        self.live("readyz").await.is_some()
     }
 
     /// Whether a request path belongs to the pool.
@@ -262,10 +263,9 @@ impl Pool {
             rid,
         };
         let sub = &parts.uri.path()[self.base.len()..];
-        let ready = match self.ready().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, request_id = rid, "user pool unavailable");
+        let ready = match self.live(rid).await {
+            Some(r) => r,
+            None => {
                 return self.pages.message(
                     self,
                     &req,

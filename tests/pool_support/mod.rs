@@ -66,7 +66,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// A fresh database on the PostgreSQL server named by the environment.
-async fn postgres_database() -> String {
+pub async fn postgres_database() -> String {
     use sqlx::Connection;
     let base = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").expect("PORTCULLIS_TEST_POSTGRES_URL");
     let mut conn = sqlx::postgres::PgConnection::connect(&base)
