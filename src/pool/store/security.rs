@@ -200,13 +200,7 @@ impl Store {
     }
 
     pub async fn delete_web_session(&self, id: &str) -> Result<(), StoreError> {
-        let targets = match self.web_session_sub(id).await? {
-            Some(sub) => {
-                let sid = super::sessions::sid_of_session(id);
-                self.logout_targets(&sub, Some(&sid)).await
-            }
-            None => Vec::new(),
-        };
+        let targets = self.session_logout_targets(id).await?;
         sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
             .bind(hash_secret(id))
             .execute(&self.db)

@@ -97,8 +97,21 @@ impl Store {
             .collect()
     }
 
-    /// The user of a live or expired pool session, before it is deleted.
-    pub(crate) async fn web_session_sub(&self, id: &str) -> Result<Option<String>, StoreError> {
+    /// The clients to tell when the pool session `id` (live or expired) ends.
+    pub(crate) async fn session_logout_targets(
+        &self,
+        id: &str,
+    ) -> Result<Vec<LogoutTarget>, StoreError> {
+        if self.backchannel.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.web_session_sub(id).await? {
+            Some(sub) => self.logout_targets(&sub, Some(&sid_of_session(id))).await,
+            None => Vec::new(),
+        })
+    }
+
+    async fn web_session_sub(&self, id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT sub FROM web_sessions WHERE id_hash = $1")
             .bind(hash_secret(id))
             .fetch_optional(&self.db)
