@@ -66,27 +66,35 @@ async fn submit_login(
     user: &str,
     password: &str,
 ) -> reqwest::Response {
-    let html = c
-        .get(url.clone())
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let origin = url.origin().ascii_serialization();
-    let (action, csrf) = pool_support::form(&html, &origin, "/login");
-    c.post(action)
-        .header("accept", HTML)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("username", user),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap()
+    pool_support::sign_in_at(c, &origin, url.as_str(), user, password).await
+}
+
+/// A replica's configuration: `[server]`, `[session]` (plus `session` lines), one route to
+/// `echo` (plus `route` lines), then `rest`.
+fn replica_toml(
+    port: u16,
+    admin: u16,
+    public: &str,
+    echo: &str,
+    (session, route, rest): (&str, &str, &str),
+) -> String {
+    format!(
+        r#"
+public_url = "{public}"
+[server]
+listen = ["127.0.0.1:{port}"]
+admin_listen = "127.0.0.1:{admin}"
+[session]
+secrets = ["{SECRET}"]
+{session}
+[[routes]]
+path = "/"
+upstream = "{echo}"
+{route}
+{rest}
+"#
+    )
 }
 
 /// From a proxy URL that needs a session, through the pool's sign-in page, to the proxy's
@@ -159,25 +167,16 @@ backchannel_logout_uri = "{public}/oauth2/backchannel-logout"
     let pool = Proxy::start(pp, pa, &pool_cfg).await;
     let mut nodes = Vec::new();
     for (port, admin) in &ports {
-        let cfg = format!(
-            r#"
-public_url = "{public}"
-[server]
-listen = ["127.0.0.1:{port}"]
-admin_listen = "127.0.0.1:{admin}"
-[session]
-secrets = ["{SECRET}"]
-redis_url = "{redis}"
-[providers.corp]
-issuer = "{pool_origin}/oauth2/pool"
-client_id = "app"
-client_secret = "{APP_SECRET}"
-[[routes]]
-path = "/"
-upstream = "{echo}"
-"#,
-            redis = redis.url,
-            echo = echo.url(),
+        let session = format!("redis_url = \"{}\"", redis.url);
+        let provider = format!(
+            "[providers.corp]\nissuer = \"{pool_origin}/oauth2/pool\"\nclient_id = \"app\"\nclient_secret = \"{APP_SECRET}\""
+        );
+        let cfg = replica_toml(
+            *port,
+            *admin,
+            &public,
+            &echo.url(),
+            (&session, "", &provider),
         );
         nodes.push(Proxy::start(*port, *admin, &cfg).await);
     }
@@ -228,22 +227,15 @@ async fn shared_postgres() -> Option<String> {
 
 /// A proxy whose only route is authenticated by the built-in pool on `database`.
 async fn pool_replica(port: u16, admin: u16, public: &str, database: &str, echo: &str) -> Proxy {
-    let cfg = format!(
-        r#"
-public_url = "{public}"
-[server]
-listen = ["127.0.0.1:{port}"]
-admin_listen = "127.0.0.1:{admin}"
-[session]
-secrets = ["{SECRET}"]
-[[routes]]
-path = "/"
-upstream = "{echo}"
-provider = "pool"
-[pool]
-database = "{database}"
-lockout = {{ initial = "1m", ip_max_attempts = 0 }}
-"#
+    let pool = format!(
+        "[pool]\ndatabase = \"{database}\"\nlockout = {{ initial = \"1m\", ip_max_attempts = 0 }}"
+    );
+    let cfg = replica_toml(
+        port,
+        admin,
+        public,
+        echo,
+        ("", "provider = \"pool\"", &pool),
     );
     Proxy::start(port, admin, &cfg).await
 }
