@@ -1,6 +1,6 @@
 //! The pool as an OpenID Provider with Back-Channel Logout 1.0 (SPEC §11): ID tokens carry the
 //! pool session's `sid`; discovery advertises it; when a pool session ends — hosted sign-out,
-//! `pool users sign-out`, `disable`, `delete` — every `[[pool.clients]]` with a
+//! `pool users sign-out`, `disable`, `reset-password`, `delete` — every `[[pool.clients]]` with a
 //! `backchannel_logout_uri` that got tokens for the user receives a logout token, verified
 //! here against the pool's JWKS and §2.4. Delivery is retried and never slows the user's page.
 
@@ -242,7 +242,8 @@ async fn browser_signed_in(s: &Server, user: &str) -> reqwest::Client {
     c
 }
 
-/// Code flow for the `app` client with the browser's pool session; returns the ID token's claims.
+/// Code flow for the `app` client with the browser's pool session; returns the ID token's
+/// claims, after checking that a refreshed ID token names the same pool session.
 async fn tokens_for_app(s: &Server, c: &reqwest::Client) -> Value {
     let r = c
         .get(s.url("/oauth2/pool/authorize?response_type=code&client_id=app&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&state=st&nonce=nn"))
@@ -271,6 +272,27 @@ async fn tokens_for_app(s: &Server, c: &reqwest::Client) -> Value {
         .await
         .unwrap();
     let (_, claims) = verified(s, t["id_token"].as_str().expect("id_token")).await;
+    let refreshed: Value = reqwest::Client::new()
+        .post(s.url("/oauth2/pool/token"))
+        .basic_auth("app", Some(SECRET))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                t["refresh_token"].as_str().expect("refresh_token"),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, again) = verified(s, refreshed["id_token"].as_str().expect("id_token")).await;
+    assert_eq!(
+        again["sid"], claims["sid"],
+        "a refreshed ID token names the same session"
+    );
     claims
 }
 
@@ -338,8 +360,23 @@ async fn every_way_a_session_ends_sends_logout_tokens(backend: Backend) {
     jtis.dedup();
     assert_eq!(jtis.len(), got.len(), "every logout token has its own jti");
 
-    // `disable`, then `delete`: each ends a fresh session.
-    for (cmd, expect_enable) in [("disable", true), ("delete", false)] {
+    // `disable`, an admin password reset, then `delete`: each ends a fresh session.
+    let restore: [&[&str]; 3] = [
+        &["users", "enable", "alice"],
+        &[
+            "users",
+            "set-password",
+            "alice",
+            "--password",
+            PASSWORD,
+            "--permanent",
+        ],
+        &[],
+    ];
+    for (cmd, restore) in ["disable", "reset-password", "delete"]
+        .into_iter()
+        .zip(restore)
+    {
         let before = app.tokens().len();
         let b = browser_signed_in(&s, "alice").await;
         let sid = tokens_for_app(&s, &b).await["sid"]
@@ -355,8 +392,8 @@ async fn every_way_a_session_ends_sends_logout_tokens(backend: Backend) {
             sid,
             "{cmd}"
         );
-        if expect_enable {
-            let (ok, _, err) = s.cli(&["users", "enable", "alice"]);
+        if !restore.is_empty() {
+            let (ok, _, err) = s.cli(restore);
             assert!(ok, "{err}");
         }
     }
