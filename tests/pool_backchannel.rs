@@ -472,3 +472,44 @@ async fn a_dead_receiver_does_not_slow_sign_out() {
     );
     assert!(err.contains("not delivered"), "{err}");
 }
+
+/// Signing out at the pool's own end-session endpoint (not through the proxy) ends the proxy's
+/// sessions made from that pool session, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosted_sign_out_ends_the_proxys_sessions_of_that_pool_session() {
+    let s = Server::start(Backend::Sqlite, "").await;
+    create_user(&s, "erin", "erin@example.com");
+    let through_proxy = || async {
+        let c = browser();
+        let r = c.get(s.url("/app")).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        let (login, _) = follow(&c, &s.base, absolute(&s.base, &location(&r))).await;
+        let login_url = login.url().to_string();
+        assert!(login_url.contains("/oauth2/pool/login"), "{login_url}");
+        let r = sign_in(&c, &s, &login_url, "erin", PASSWORD).await;
+        assert_eq!(r.status(), 302, "sign-in failed");
+        let (r, _) = follow(&c, &s.base, location(&r)).await;
+        assert_eq!(r.status(), 200, "signed in through the proxy");
+        c
+    };
+    let (one, other) = (through_proxy().await, through_proxy().await);
+    let r = one.get(s.url("/oauth2/pool/logout")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let status = |c: reqwest::Client| {
+        let url = s.url("/app");
+        async move { c.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(one.clone()).await != 302 {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy session outlived its pool session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status(other).await,
+        200,
+        "another pool session is untouched"
+    );
+}

@@ -205,6 +205,7 @@ impl Store {
             .bind(hash_secret(id))
             .execute(&self.db)
             .await?;
+        self.end_proxy_session(id).await;
         self.send_logouts(targets);
         Ok(())
     }

@@ -122,6 +122,15 @@ impl Store {
         })
     }
 
+    /// After one pool session ended: the proxy's sessions made from it end too, everywhere.
+    pub(crate) async fn end_proxy_session(&self, id: &str) {
+        if let Some(hook) = &self.proxy_sessions
+            && let Err(e) = hook.end_idp_session(&sid_of_session(id)).await
+        {
+            tracing::warn!(error = %e, "the proxy's sessions of a pool session were revoked here but could not be shared through redis");
+        }
+    }
+
     /// Starts delivering logout tokens in the background; returns at once.
     pub(crate) fn send_logouts(&self, targets: Vec<LogoutTarget>) {
         if let Some(bc) = &self.backchannel
