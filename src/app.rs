@@ -5,7 +5,6 @@
 //! 4. the auth gate — strips identity headers, decides, injects identity;
 //! 5. the forwarder — streams to the upstream; errors rendered by `error.rs`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,14 +53,97 @@ pub enum BuildError {
 /// Most header fields a request may carry, whatever its HTTP version (hyper's HTTP/1 limit).
 pub const MAX_HEADER_FIELDS: usize = 100;
 
+/// What outlives a configuration reload: connections to shared stores, the revocation list,
+/// and the header-signing key (so `x-amzn-oidc-data` keeps its `kid` unless the operator
+/// changes `headers.signing_key_file`).
+#[derive(Clone)]
+pub struct Shared {
+    pub redis: Option<Arc<Redis>>,
+    pub revocations: Arc<Revocations>,
+    signing_key: Arc<SigningKey>,
+    signing_key_file: Option<std::path::PathBuf>,
+}
+
+impl Shared {
+    /// Connects nothing yet: Redis is reached lazily.
+    pub fn new(cfg: &Config) -> Result<Shared, BuildError> {
+        let redis = redis(cfg)?;
+        let revocations = revocations(cfg, redis.clone());
+        let signing_key = Arc::new(match &cfg.headers.signing_key_file {
+            Some(f) => SigningKey::load(f)?,
+            None => SigningKey::generate(),
+        });
+        Ok(Shared {
+            redis,
+            revocations,
+            signing_key,
+            signing_key_file: cfg.headers.signing_key_file.clone(),
+        })
+    }
+
+    /// The shared state for a reloaded configuration: the same stores; the signing key read
+    /// again only when its file setting changed.
+    pub fn for_reload(&self, cfg: &Config) -> Result<Shared, BuildError> {
+        let mut next = self.clone();
+        if cfg.headers.signing_key_file != self.signing_key_file {
+            next.signing_key = Arc::new(match &cfg.headers.signing_key_file {
+                Some(f) => SigningKey::load(f)?,
+                None => SigningKey::generate(),
+            });
+            next.signing_key_file = cfg.headers.signing_key_file.clone();
+        }
+        Ok(next)
+    }
+}
+
 pub struct App {
     pub cfg: Arc<Config>,
+    pub shared: Shared,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     forwarders: Vec<Forwarder>,
     request_ids: RequestIds,
     /// The built-in user pool (SPEC §7), when configured.
     pub pool: Option<Arc<crate::pool::Pool>>,
+}
+
+/// One request's context: created when it arrives, filled in as it passes the layers, read
+/// once at the exit (metrics, access log).
+struct Ctx {
+    started: Instant,
+    route: Option<usize>,
+    decision: Decision,
+    principal: Option<Arc<crate::session::principal::Principal>>,
+    /// What the access log needs from the request head (only with `log.access`).
+    access: Option<AccessFacts>,
+}
+
+/// The request-head facts of an access-log line: the path without its query string.
+struct AccessFacts {
+    method: http::Method,
+    host: Option<String>,
+    path: String,
+}
+
+impl AccessFacts {
+    fn of(parts: &Parts) -> AccessFacts {
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+        AccessFacts {
+            method: parts.method.clone(),
+            host,
+            path: parts.uri.path().to_string(),
+        }
+    }
 }
 
 /// A request id as ASCII hex.
@@ -160,9 +242,9 @@ pub fn revocations(cfg: &Config, redis: Option<Arc<Redis>>) -> Arc<Revocations> 
     Revocations::new(Some(cfg.data_dir.join("revocations.jsonl")), redis)
 }
 
-fn build_store(cfg: &Config, keyring: Arc<KeyRing>) -> Result<SessionStore, BuildError> {
-    let redis = redis(cfg)?;
-    let revocations = revocations(cfg, redis.clone());
+fn build_store(cfg: &Config, keyring: Arc<KeyRing>, shared: &Shared) -> SessionStore {
+    let redis = shared.redis.clone();
+    let revocations = shared.revocations.clone();
     let principals = Principals::new(
         cfg.providers
             .iter()
@@ -174,7 +256,7 @@ fn build_store(cfg: &Config, keyring: Arc<KeyRing>) -> Result<SessionStore, Buil
             })
             .collect(),
     );
-    Ok(SessionStore::new(
+    SessionStore::new(
         cfg.session.store,
         keyring,
         CookieJar::new(&cfg.session.cookie_name, cfg.secure_cookies()),
@@ -182,20 +264,28 @@ fn build_store(cfg: &Config, keyring: Arc<KeyRing>) -> Result<SessionStore, Buil
         revocations,
         redis,
         cfg.server.workers,
-    ))
+    )
 }
 
 impl App {
+    /// Builds the service for a configuration (connects to nothing yet).
     pub fn build(cfg: Config) -> Result<App, BuildError> {
+        let shared = Shared::new(&cfg)?;
+        App::build_with(cfg, shared)
+    }
+
+    /// Builds the service for a reloaded configuration, keeping what outlives a reload.
+    pub fn rebuild(&self, cfg: Config) -> Result<App, BuildError> {
+        let shared = self.shared.for_reload(&cfg)?;
+        App::build_with(cfg, shared)
+    }
+
+    fn build_with(cfg: Config, shared: Shared) -> Result<App, BuildError> {
         let cfg = Arc::new(cfg);
         let secrets = session_secrets(&cfg)?;
         let keyring = Arc::new(KeyRing::new(&secrets).map_err(|_| BuildError::NoSecret)?);
-        let key = match &cfg.headers.signing_key_file {
-            Some(f) => SigningKey::load(f)?,
-            None => SigningKey::generate(),
-        };
         let signer = DataSigner {
-            key: Arc::new(key),
+            key: shared.signing_key.clone(),
             format: cfg.headers.jwt_format,
             signer: cfg.headers.signer.clone(),
             forwarded_user: cfg.headers.forwarded_user,
@@ -223,7 +313,7 @@ impl App {
             .iter()
             .map(|r| Forwarder::new(r, cfg.server.workers))
             .collect();
-        let store = Arc::new(build_store(&cfg, keyring.clone())?);
+        let store = Arc::new(build_store(&cfg, keyring.clone(), &shared));
         let pool = match &cfg.pool {
             Some(pc) => Some(Arc::new(
                 crate::pool::Pool::new(&cfg, pc.clone(), &secrets)?.with_proxy_sessions(Arc::new(
@@ -249,6 +339,7 @@ impl App {
             .expect("system RNG available");
         Ok(App {
             cfg,
+            shared,
             auth,
             metrics,
             forwarders,
@@ -276,30 +367,71 @@ impl App {
             .collect()
     }
 
-    /// What the forwarder needs to know about a new inbound connection (once per connection).
-    pub fn inbound(&self, peer: SocketAddr, tls: bool) -> Inbound {
-        Inbound::new(peer, tls, self.auth.is_trusted(peer.ip()))
-    }
-
-    /// Handles one request from the public listener.
+    /// Handles one request from the public listener: one context for the request, one exit
+    /// where it is counted and (with `log.access`) logged.
     pub async fn handle(&self, req: Request<RequestBody>, inbound: &Inbound) -> Response<Body> {
         let rid = self.request_ids.next();
         let (parts, body) = req.into_parts();
+        let mut ctx = Ctx {
+            // One clock reading per request: session times and latencies come from it.
+            started: Instant::now(),
+            route: None,
+            decision: Decision::Internal,
+            principal: None,
+            access: self.cfg.log.access.then(|| AccessFacts::of(&parts)),
+        };
         // Responses we generate carry the id (`X-Request-Id`, set by the error renderer);
         // proxied responses are the upstream's own.
-        self.route(parts, body, inbound, rid.as_str()).await
+        let resp = self
+            .route(&mut ctx, parts, body, inbound, rid.as_str())
+            .await;
+        self.metrics
+            .request(ctx.route, ctx.decision, resp.status().as_u16());
+        if let Some(facts) = &ctx.access {
+            self.access_log(&ctx, facts, inbound, rid.as_str(), &resp);
+        }
+        resp
+    }
+
+    /// One line per request (SPEC §13): never a token, a cookie or the query string.
+    fn access_log(
+        &self,
+        ctx: &Ctx,
+        facts: &AccessFacts,
+        inbound: &Inbound,
+        rid: &str,
+        resp: &Response<Body>,
+    ) {
+        let route = ctx.route.map(|i| self.cfg.routes[i].name.as_str());
+        let bytes = http_body::Body::size_hint(resp.body()).exact();
+        let sub = ctx.principal.as_ref().map(|p| p.session.sub.as_str());
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = rid,
+            client = %inbound.peer.ip(),
+            method = %facts.method,
+            host = facts.host.as_deref().unwrap_or(""),
+            path = %facts.path,
+            status = resp.status().as_u16(),
+            bytes,
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            route,
+            "auth.decision" = ctx.decision.as_str(),
+            sub,
+            "access"
+        );
     }
 
     async fn route(
         &self,
+        ctx: &mut Ctx,
         mut parts: Parts,
         body: RequestBody,
         inbound: &Inbound,
         rid: &str,
     ) -> Response<Body> {
         let peer = inbound.peer;
-        // One clock reading per request: session times and the upstream latency come from it.
-        let started = Instant::now();
+        let started = ctx.started;
         // HTTP/1 heads over the limit never get here (hyper answers 431); HTTP/2 and HTTP/3
         // header blocks are bounded in bytes only, so the field count is enforced here.
         if parts.headers.len() > MAX_HEADER_FIELDS {
@@ -333,33 +465,24 @@ impl App {
         if let Some(pool) = &self.pool
             && pool.owns(parts.uri.path())
         {
-            let resp = pool.handle(&parts, body, peer.ip(), rid).await;
-            self.metrics
-                .request(None, Decision::Internal, resp.status().as_u16());
-            return resp;
+            return pool.handle(&parts, body, peer.ip(), rid).await;
         }
         if parts.uri.path() == paths::BACKCHANNEL_LOGOUT {
-            let resp = self.backchannel_logout(&parts, body, rid).await;
-            self.metrics
-                .request(None, Decision::Internal, resp.status().as_u16());
-            return resp;
+            return self.backchannel_logout(&parts, body, rid).await;
         }
         if parts.uri.path().starts_with(paths::RESERVED_PREFIX) {
-            let (resp, route, decision) = match self
+            return match self
                 .auth
                 .endpoint(&parts, parts.uri.path(), peer.ip(), rid)
                 .await
             {
-                Some(e) => (e.response, e.route, e.decision),
-                None => (
-                    RequestError::NotFound.render(rid, is_non_navigational(&parts.headers)),
-                    None,
-                    Decision::Internal,
-                ),
+                Some(e) => {
+                    ctx.route = e.route;
+                    ctx.decision = e.decision;
+                    e.response
+                }
+                None => RequestError::NotFound.render(rid, is_non_navigational(&parts.headers)),
             };
-            self.metrics
-                .request(route, decision, resp.status().as_u16());
-            return resp;
         }
 
         // 3. Route.
@@ -373,6 +496,7 @@ impl App {
             return self.reject(RequestError::NoRoute, &parts, rid);
         };
         let route_index = route.index;
+        ctx.route = Some(route_index);
 
         // 4. The auth gate.
         let upgrade = if hop::wants_upgrade(&parts.headers) {
@@ -383,23 +507,27 @@ impl App {
         // Hop-by-hop headers go before the gate adds identity, so that a client cannot make us
         // drop a header we set by naming it in `Connection`.
         hop::remove(&mut parts.headers, upgrade.is_some());
-        let (set_cookie, decision) = match self.auth.gate(route, &mut parts, rid, started).await {
+        let set_cookie = match self.auth.gate(route, &mut parts, rid, started).await {
             Verdict::Respond { response, decision } => {
-                self.metrics
-                    .request(Some(route_index), decision, response.status().as_u16());
+                ctx.decision = decision;
                 return response;
             }
             Verdict::Forward {
                 set_cookie,
                 decision,
-                ..
-            } => (set_cookie, decision),
+                principal,
+            } => {
+                ctx.decision = decision;
+                ctx.principal = principal;
+                set_cookie
+            }
         };
 
-        // 5. Forward.
+        // 5. Forward. Whether the peer is a trusted proxy is read from the running config.
+        let trusted = self.auth.is_trusted(peer.ip());
         let json = is_non_navigational(&parts.headers);
         let mut resp = match self.forwarders[route_index]
-            .forward(parts, body, inbound, upgrade, started)
+            .forward(parts, body, inbound, trusted, upgrade, started)
             .await
         {
             Ok(r) => r,
@@ -408,8 +536,6 @@ impl App {
         self.metrics
             .upstream_latency(route_index, started.elapsed());
         append_cookies(&mut resp, &set_cookie);
-        self.metrics
-            .request(Some(route_index), decision, resp.status().as_u16());
         resp
     }
 
@@ -442,9 +568,6 @@ impl App {
     }
 
     fn reject(&self, e: RequestError, parts: &Parts, rid: &str) -> Response<Body> {
-        let resp = e.render(rid, is_non_navigational(&parts.headers));
-        self.metrics
-            .request(None, Decision::Internal, resp.status().as_u16());
-        resp
+        e.render(rid, is_non_navigational(&parts.headers))
     }
 }

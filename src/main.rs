@@ -1,7 +1,6 @@
 //! `portcullis`: CLI → configuration → telemetry → App → serve until SIGTERM.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use portcullis::cli::{Cli, Command};
@@ -11,7 +10,13 @@ use portcullis::{EXIT_CONFIG, app::App, server};
 fn init_tracing(cfg: &Config) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("portcullis={},warn", cfg.log.level))
+            // The access log (`log.access`) is written whatever `log.level` says.
+            let access = if cfg.log.access {
+                ",portcullis::access=info"
+            } else {
+                ""
+            };
+            tracing_subscriber::EnvFilter::new(format!("portcullis={},warn{access}", cfg.log.level))
         });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -47,6 +52,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Pool(args) => portcullis::pool::cli::run(args),
+        Command::Healthcheck { url, timeout } => {
+            match portcullis::healthcheck::check(&url, std::time::Duration::from_secs(timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Sessions {
             command:
                 portcullis::cli::SessionsCommand::Revoke {
@@ -97,7 +111,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            rt.block_on(serve(cfg))
+            rt.block_on(serve(cfg, config))
         }
     }
 }
@@ -138,7 +152,7 @@ async fn revoke(cfg: Config, provider: String, sub: String) -> ExitCode {
     }
 }
 
-async fn serve(cfg: Config) -> ExitCode {
+async fn serve(cfg: Config, file: std::path::PathBuf) -> ExitCode {
     let listeners = match server::bind(&cfg.server.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -154,7 +168,7 @@ async fn serve(cfg: Config) -> ExitCode {
         }
     };
     let app = match App::build(cfg) {
-        Ok(a) => Arc::new(a),
+        Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
@@ -174,14 +188,16 @@ async fn serve(cfg: Config) -> ExitCode {
     if let Ok(a) = admin.local_addr() {
         tracing::info!(addr = %a, "admin listening");
     }
-    tokio::spawn(server::admin::serve(app.clone(), admin));
     // Revocations made elsewhere (other replicas, the CLI) reach this process within seconds.
-    app.auth.store.revocations().spawn_sync();
-    let warm = app.clone();
+    app.shared.revocations.spawn_sync();
+    let live = portcullis::live::Live::new(app, file);
+    let warm = live.load();
     tokio::spawn(async move {
         warm.warm_up().await;
     });
-    match server::serve(app, listeners, server::shutdown_signal()).await {
+    live.reload_on_sighup();
+    tokio::spawn(server::admin::serve(live.clone(), admin));
+    match server::serve(live, listeners, server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

@@ -23,6 +23,13 @@ pub enum Decision {
     Unavailable = 5,
 }
 
+impl Decision {
+    /// The label value (also the access log's `auth.decision`).
+    pub fn as_str(self) -> &'static str {
+        DECISIONS[self as usize]
+    }
+}
+
 const DECISIONS: [&str; 6] = [
     "allowed",
     "public",

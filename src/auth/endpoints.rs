@@ -58,6 +58,17 @@ fn path_of_original_url(u: &str) -> &str {
     }
 }
 
+/// Forward auth's 401 for a route that signs users in: the JSON body names the login URL,
+/// and so does `Location`.
+fn sign_in_required(login_url: String, request_id: &str) -> Response<Body> {
+    let location = HeaderValue::from_str(&super::login::uri_reference(&login_url)).ok();
+    let mut r = RequestError::Unauthenticated { login_url }.render(request_id, true);
+    if let Some(v) = location {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
 /// A reserved path's answer, with what to count it as.
 pub struct Endpoint {
     pub response: Response<Body>,
@@ -308,13 +319,13 @@ impl Auth {
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
-            super::Outcome::SignIn => RequestError::Unauthenticated {
-                login_url: start_url(&rd, None),
-            }
-            .render(request_id, true),
+            // A fronting proxy cannot read the JSON body: the sign-in URL also goes in
+            // `Location`, for nginx (`auth_request_set $x $upstream_http_location`), Caddy
+            // (`{rp.header.Location}`) and Traefik to redirect browsers with.
+            super::Outcome::SignIn => sign_in_required(start_url(&rd, None), request_id),
             super::Outcome::Unauthenticated {
                 login_url: Some(login_url),
-            } => RequestError::Unauthenticated { login_url }.render(request_id, true),
+            } => sign_in_required(login_url, request_id),
             super::Outcome::Unauthenticated { login_url: None } => {
                 RequestError::Denied.render(request_id, true)
             }

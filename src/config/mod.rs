@@ -253,6 +253,8 @@ pub struct RouteConfig {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// One access-log line per request (`log.access`).
+    pub access: bool,
 }
 
 /// The validated, immutable configuration.

@@ -88,4 +88,5 @@ pub struct RawRoute {
 pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+    pub access: Option<bool>,
 }

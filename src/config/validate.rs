@@ -679,7 +679,11 @@ fn build_log(raw: Option<RawLog>, p: &mut Problems) -> LogConfig {
             format!("{level:?} is not one of error, warn, info, debug, trace"),
         );
     }
-    LogConfig { format, level }
+    LogConfig {
+        format,
+        level,
+        access: raw.access.unwrap_or(false),
+    }
 }
 
 fn build_provider(

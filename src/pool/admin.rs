@@ -2,9 +2,13 @@
 //! temporary password → FORCE_CHANGE_PASSWORD), list, show, delete, set password, reset
 //! password (RESET_REQUIRED + a code), disable, enable, unlock, global sign-out, groups.
 //! Users are named by user name (any case/width variant) or email address.
+//!
+//! Every operation that changes something is recorded here, at this one point, in the audit
+//! log ([`super::audit`]) with the [`Actor`] the caller names — whatever the outcome.
 
 use serde_json::Value;
 
+use super::audit::{self, Actor, Outcome};
 use super::config::PoolConfig;
 use super::i18n::{self, Lang};
 use super::pages::login::user_key;
@@ -39,6 +43,21 @@ impl From<StoreError> for AdminError {
 pub struct Admin<'a> {
     pub cfg: &'a PoolConfig,
     pub store: &'a Store,
+    /// Who acts: recorded with every change in the audit log.
+    pub actor: Actor,
+}
+
+impl AdminError {
+    /// A short, stable class for the audit log and API answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminError::NoSuchUser(_) => "no_such_user",
+            AdminError::Invalid(_) => "invalid",
+            AdminError::Exists(_) => "exists",
+            AdminError::Store(_) => "database",
+            AdminError::Delivery(_) => "delivery",
+        }
+    }
 }
 
 /// A temporary password that satisfies any policy (all four classes, 20 characters).
@@ -58,6 +77,42 @@ fn group_name_ok(g: &str) -> bool {
 }
 
 impl Admin<'_> {
+    /// Records the outcome of `action` on `target` in the audit log and passes the result on.
+    /// A failure to write the log is logged (by `audit::record`) but does not change `result`:
+    /// the action has already happened.
+    pub async fn audited<T>(
+        &self,
+        action: &str,
+        target: &str,
+        result: Result<T, AdminError>,
+    ) -> Result<T, AdminError> {
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Self::outcome_of(e),
+        };
+        self.record(action, target, &outcome).await;
+        result
+    }
+
+    /// The audit outcome of a failed action: its class and message (never a secret: no
+    /// message of [`AdminError`] holds a password or code).
+    pub fn outcome_of(e: &AdminError) -> Outcome {
+        match e {
+            AdminError::Store(_) => Outcome::Failed("database".into()),
+            e => Outcome::Failed(format!("{}: {}", e.code(), e).chars().take(500).collect()),
+        }
+    }
+
+    /// Records an action in the audit log; a failure to write it is logged by `audit::record`.
+    pub async fn record(&self, action: &str, target: &str, outcome: &Outcome) {
+        let _ = audit::record(self.store, &self.actor, action, target, outcome).await;
+    }
+
+    /// The audit target for a user named by the caller: the canonical form of the name.
+    fn target(name: &str) -> String {
+        username::canonical(name)
+    }
+
     pub async fn find(&self, name: &str) -> Result<User, AdminError> {
         self.store
             .user_by_login(&username::canonical(name), name)
@@ -67,6 +122,20 @@ impl Admin<'_> {
 
     /// Creates a user. Without `password` a temporary one is generated and returned.
     pub async fn add_user(
+        &self,
+        name: &str,
+        password_in: Option<&str>,
+        permanent: bool,
+        attrs: &[(String, String)],
+        groups: &[String],
+    ) -> Result<(User, Option<String>), AdminError> {
+        let r = self
+            .add_user_unaudited(name, password_in, permanent, attrs, groups)
+            .await;
+        self.audited("create_user", &Self::target(name), r).await
+    }
+
+    async fn add_user_unaudited(
         &self,
         name: &str,
         password_in: Option<&str>,
@@ -163,13 +232,27 @@ impl Admin<'_> {
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
-        let u = self.find(name).await?;
-        self.store.delete_user(&u.sub).await?;
-        self.store.clear_attempts(&user_key(&u.username)).await?;
-        Ok(())
+        let r = async {
+            let u = self.find(name).await?;
+            self.store.delete_user(&u.sub).await?;
+            self.store.clear_attempts(&user_key(&u.username)).await?;
+            Ok(())
+        }
+        .await;
+        self.audited("delete_user", &Self::target(name), r).await
     }
 
     pub async fn set_password(
+        &self,
+        name: &str,
+        pw: &str,
+        permanent: bool,
+    ) -> Result<User, AdminError> {
+        let r = self.set_password_unaudited(name, pw, permanent).await;
+        self.audited("set_password", &Self::target(name), r).await
+    }
+
+    async fn set_password_unaudited(
         &self,
         name: &str,
         pw: &str,
@@ -199,6 +282,11 @@ impl Admin<'_> {
 
     /// The user must choose a new password with a code, which is sent now.
     pub async fn reset_password(&self, name: &str) -> Result<User, AdminError> {
+        let r = self.reset_password_unaudited(name).await;
+        self.audited("reset_password", &Self::target(name), r).await
+    }
+
+    async fn reset_password_unaudited(&self, name: &str) -> Result<User, AdminError> {
         let u = self.find(name).await?;
         self.store
             .set_status(&u.sub, UserStatus::ResetRequired, now())
@@ -218,55 +306,88 @@ impl Admin<'_> {
     }
 
     pub async fn disable(&self, name: &str) -> Result<User, AdminError> {
-        let u = self.find(name).await?;
-        self.store
-            .set_status(&u.sub, UserStatus::Disabled, now())
-            .await?;
-        self.store.sign_out_everywhere(&u.sub).await?;
-        self.find(name).await
+        let r = async {
+            let u = self.find(name).await?;
+            self.store
+                .set_status(&u.sub, UserStatus::Disabled, now())
+                .await?;
+            self.store.sign_out_everywhere(&u.sub).await?;
+            self.find(name).await
+        }
+        .await;
+        self.audited("disable_user", &Self::target(name), r).await
     }
 
     pub async fn enable(&self, name: &str) -> Result<User, AdminError> {
-        let u = self.find(name).await?;
-        if u.status == UserStatus::Disabled {
-            self.store
-                .set_status(&u.sub, UserStatus::Confirmed, now())
-                .await?;
+        let r = async {
+            let u = self.find(name).await?;
+            if u.status == UserStatus::Disabled {
+                self.store
+                    .set_status(&u.sub, UserStatus::Confirmed, now())
+                    .await?;
+            }
+            self.find(name).await
         }
-        self.find(name).await
+        .await;
+        self.audited("enable_user", &Self::target(name), r).await
     }
 
     /// Clears the lockout of the user (every spelling of the name shares it).
     pub async fn unlock(&self, name: &str) -> Result<bool, AdminError> {
-        let key = match self.find(name).await {
-            Ok(u) => user_key(&u.username),
-            Err(AdminError::NoSuchUser(_)) => user_key(&username::canonical(name)),
-            Err(e) => return Err(e),
-        };
-        Ok(self.store.clear_attempts(&key).await?)
+        let r = async {
+            let key = match self.find(name).await {
+                Ok(u) => user_key(&u.username),
+                Err(AdminError::NoSuchUser(_)) => user_key(&username::canonical(name)),
+                Err(e) => return Err(e),
+            };
+            Ok(self.store.clear_attempts(&key).await?)
+        }
+        .await;
+        self.audited("unlock_user", &Self::target(name), r).await
     }
 
     pub async fn sign_out(&self, name: &str) -> Result<(), AdminError> {
-        let u = self.find(name).await?;
-        self.store.sign_out_everywhere(&u.sub).await?;
-        Ok(())
+        let r = async {
+            let u = self.find(name).await?;
+            self.store.sign_out_everywhere(&u.sub).await?;
+            Ok(())
+        }
+        .await;
+        self.audited("sign_out_user", &Self::target(name), r).await
     }
 
     pub async fn add_to_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
-        if !group_name_ok(group) {
-            return Err(AdminError::Invalid(vec![format!(
-                "group {group:?}: not a valid group name"
-            )]));
-        }
-        let u = self.find(name).await?;
-        self.store.add_to_group(&u.sub, group).await?;
-        self.find(name).await
+        self.membership(name, group, true).await
     }
 
     pub async fn remove_from_group(&self, name: &str, group: &str) -> Result<User, AdminError> {
-        let u = self.find(name).await?;
-        self.store.remove_from_group(&u.sub, group).await?;
-        self.find(name).await
+        self.membership(name, group, false).await
+    }
+
+    /// Adds (`add`) or removes a user's membership of a group.
+    async fn membership(&self, name: &str, group: &str, add: bool) -> Result<User, AdminError> {
+        let r = async {
+            if add && !group_name_ok(group) {
+                return Err(AdminError::Invalid(vec![format!(
+                    "group {group:?}: not a valid group name"
+                )]));
+            }
+            let u = self.find(name).await?;
+            if add {
+                self.store.add_to_group(&u.sub, group).await?;
+            } else {
+                self.store.remove_from_group(&u.sub, group).await?;
+            }
+            self.find(name).await
+        }
+        .await;
+        let target = format!("{} (group {group})", Self::target(name));
+        let action = if add {
+            "add_to_group"
+        } else {
+            "remove_from_group"
+        };
+        self.audited(action, &target, r).await
     }
 
     pub async fn groups(&self) -> Result<Vec<(String, Vec<String>)>, AdminError> {

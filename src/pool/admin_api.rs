@@ -11,6 +11,9 @@
 //! | `POST /pool/users/{name}/{reset-password,disable,enable,unlock,sign-out}` | … |
 //! | `GET /pool/groups` | groups and members |
 //! | `PUT` / `DELETE /pool/groups/{group}/users/{name}` | add / remove membership |
+//! | `GET /pool/audit?since=24h&limit=100` | the audit log, newest first |
+//!
+//! Every change made through the API is recorded in the audit log with the actor `api`.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -18,6 +21,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::admin::{Admin, AdminError};
+use super::audit::{self, Actor};
 use super::{MAX_BODY, Pool};
 use crate::http::body::{self, Body};
 
@@ -34,12 +38,13 @@ fn reply(status: StatusCode, v: Value) -> Response<Body> {
 }
 
 fn failure(e: AdminError) -> Response<Body> {
-    let (status, code) = match &e {
-        AdminError::NoSuchUser(_) => (StatusCode::NOT_FOUND, "no_such_user"),
-        AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-        AdminError::Exists(_) => (StatusCode::CONFLICT, "exists"),
-        AdminError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "database"),
-        AdminError::Delivery(_) => (StatusCode::BAD_GATEWAY, "delivery"),
+    let code = e.code();
+    let status = match &e {
+        AdminError::NoSuchUser(_) => StatusCode::NOT_FOUND,
+        AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+        AdminError::Exists(_) => StatusCode::CONFLICT,
+        AdminError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AdminError::Delivery(_) => StatusCode::BAD_GATEWAY,
     };
     let message = match &e {
         AdminError::Store(inner) => {
@@ -100,8 +105,16 @@ impl Pool {
         let admin = Admin {
             cfg: &self.cfg,
             store: &ready.store,
+            actor: Actor::Api,
         };
         let method = req.method().clone();
+        let query = super::query_pairs(req.uri().query());
+        let param = |k: &str| {
+            query
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.as_str())
+        };
         let path = req.uri().path().to_string();
         let body: Value = if method == Method::POST || method == Method::PUT {
             match http_body_util::Limited::new(req.into_body(), MAX_BODY)
@@ -221,6 +234,26 @@ impl Pool {
                         .map(|(g, m)| json!({"group": g, "members": m}))
                         .collect();
                     (StatusCode::OK, json!({"groups": groups}))
+                }
+                ("GET", ["audit"]) => {
+                    let since = match param("since") {
+                        Some(text) => Some(audit::ago(text).ok_or_else(|| {
+                            AdminError::Invalid(vec![format!(
+                                "since: {text:?} is not a duration such as 90m, 24h or 7d"
+                            )])
+                        })?),
+                        None => None,
+                    };
+                    let limit = match param("limit") {
+                        Some(l) => l.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            AdminError::Invalid(vec![format!(
+                                "limit: {l:?} is not a positive number"
+                            )])
+                        })?,
+                        None => 1000,
+                    };
+                    let entries = audit::list(admin.store, since, limit).await?;
+                    (StatusCode::OK, json!({"entries": entries}))
                 }
                 ("PUT", ["groups", group, "users", name]) => (
                     StatusCode::OK,

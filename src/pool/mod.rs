@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod admin_api;
 pub mod attributes;
+pub mod audit;
 pub mod backchannel;
 pub mod cli;
 pub mod clients;
@@ -20,11 +21,13 @@ mod health;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
+pub mod migration;
 mod op;
 mod pages;
 pub mod password;
 pub mod smtp;
 pub mod store;
+pub mod transfer;
 pub mod username;
 
 use std::net::IpAddr;
@@ -86,6 +89,8 @@ pub struct Pool {
     csrf_key: ring::hmac::Key,
     pages: pages::Renderer,
     ready: OnceCell<Ready>,
+    /// `pool.migration`: asked about sign-ins that name an unknown user.
+    migration: Option<migration::Hook>,
     /// Ends the proxy's sessions of a user whose pool sessions end.
     proxy_sessions: Option<Arc<crate::session::revocation::UserSessions>>,
     /// Logout tokens for `[[pool.clients]]` with a `backchannel_logout_uri`.
@@ -113,6 +118,17 @@ pub fn issuer_url(cfg: &Config, pool: &PoolConfig) -> url::Url {
         .unwrap_or_else(|| cfg.public_url.clone());
     u.set_path(crate::http::paths::POOL_PREFIX);
     u
+}
+
+/// The decoded `name=value` pairs of a query string.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Constant-time equality for secrets (length is not hidden).
@@ -151,6 +167,7 @@ impl Pool {
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
         let backchannel = backchannel::Backchannel::new(&issuer, &pool);
+        let migration = pool.migration.as_ref().map(migration::Hook::new);
         Ok(Pool {
             cfg: Arc::new(pool),
             issuer,
@@ -162,6 +179,7 @@ impl Pool {
             csrf_key,
             pages,
             ready: OnceCell::new(),
+            migration,
             proxy_sessions: None,
             backchannel,
             health: health::DbHealth::default(),
@@ -244,15 +262,7 @@ impl Pool {
         } else {
             Vec::new()
         };
-        let query = parts
-            .uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = query_pairs(parts.uri.query());
         let ip = self.client_ip(parts, peer);
         let req = Req {
             parts,

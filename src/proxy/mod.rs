@@ -49,20 +49,17 @@ pub enum Forwarder {
 pub struct Inbound {
     pub peer: SocketAddr,
     pub tls: bool,
-    /// The peer is one of `trusted_proxies`.
-    pub trusted: bool,
     /// The peer's address as an `X-Forwarded-For` entry.
     peer_value: HeaderValue,
 }
 
 impl Inbound {
-    pub fn new(peer: SocketAddr, tls: bool, trusted: bool) -> Inbound {
+    pub fn new(peer: SocketAddr, tls: bool) -> Inbound {
         let peer_value = HeaderValue::from_str(&peer.ip().to_string())
             .expect("an IP address is a valid header value");
         Inbound {
             peer,
             tls,
-            trusted,
             peer_value,
         }
     }
@@ -203,6 +200,7 @@ impl Forwarder {
         mut parts: Parts,
         body: crate::http::body::RequestBody,
         inbound: &Inbound,
+        trusted: bool,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
         started: std::time::Instant,
     ) -> Result<Response<Body>, RequestError> {
@@ -212,7 +210,7 @@ impl Forwarder {
         };
         // Hop-by-hop headers were removed before the auth gate (`App::route`).
         let keep_upgrade = upgrade.is_some();
-        set_forwarded(&mut parts, inbound);
+        set_forwarded(&mut parts, inbound, trusted);
 
         // Preserve the client's Host, as ALB does; the URI only picks the connection.
         if !parts.headers.contains_key(header::HOST)
@@ -357,8 +355,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `X-Forwarded-For` is appended with the peer; `-Proto` and `-Host` are ours unless the peer
-/// is a trusted proxy that already set them.
-fn set_forwarded(parts: &mut Parts, inbound: &Inbound) {
+/// is a trusted proxy (`trusted`, decided per request by the running configuration) that
+/// already set them.
+fn set_forwarded(parts: &mut Parts, inbound: &Inbound, trusted: bool) {
     let h = &mut parts.headers;
     // Appended, as ALB does: only the right-most entry is ours and trustworthy.
     let xff = match h.get(X_FORWARDED_FOR).map(|v| v.as_bytes().trim_ascii()) {
@@ -375,13 +374,13 @@ fn set_forwarded(parts: &mut Parts, inbound: &Inbound) {
     if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR, v);
     }
-    if !(inbound.trusted && h.contains_key(X_FORWARDED_PROTO)) {
+    if !(trusted && h.contains_key(X_FORWARDED_PROTO)) {
         h.insert(
             X_FORWARDED_PROTO,
             HeaderValue::from_static(if inbound.tls { "https" } else { "http" }),
         );
     }
-    if !(inbound.trusted && h.contains_key(X_FORWARDED_HOST)) {
+    if !(trusted && h.contains_key(X_FORWARDED_HOST)) {
         let host = h.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::http::body::{self, Body};
 use crate::http::paths;
+use crate::live::Live;
 
 fn plain(status: StatusCode, content_type: &'static str, text: String) -> Response<Body> {
     let mut r = Response::new(body::full(text));
@@ -146,7 +147,8 @@ async fn sessions_api(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Response<Body> {
+async fn handle(live: Arc<Live>, mut req: Request<Incoming>) -> Response<Body> {
+    let app = live.load();
     let path = req.uri().path().to_string();
     if path.starts_with(paths::ADMIN_SESSIONS_PREFIX) {
         return match authorize(&app, &req, false) {
@@ -206,7 +208,7 @@ async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Response<Body> {
         paths::METRICS => plain(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            app.metrics.render(),
+            app.metrics.render() + &live.render_metrics(),
         ),
         p if p.starts_with("/pool/") => match &app.pool {
             Some(pool) => pool.admin_api(req).await,
@@ -221,18 +223,18 @@ async fn handle(app: Arc<App>, mut req: Request<Incoming>) -> Response<Body> {
 }
 
 /// Serves the admin listener until the process exits.
-pub async fn serve(app: Arc<App>, listener: TcpListener) {
+pub async fn serve(live: Arc<Live>, listener: TcpListener) {
     let builder = Arc::new(Builder::new(TokioExecutor::new()));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let app = app.clone();
+        let live = live.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, req).await) }
+                let live = live.clone();
+                async move { Ok::<_, Infallible>(handle(live, req).await) }
             });
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });

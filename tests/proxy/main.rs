@@ -7,3 +7,4 @@ mod harness;
 mod lean_server;
 mod lean_upstream;
 mod listeners;
+mod operate;

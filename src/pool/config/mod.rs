@@ -109,6 +109,17 @@ pub struct ClientConfig {
     pub backchannel_logout_uri: Option<Url>,
 }
 
+/// `pool.migration`: lazy migration of users from an old system (SPEC §7.4).
+#[derive(Debug, Clone)]
+pub struct MigrationConfig {
+    /// Where `{"username", "password"}` is POSTed for a sign-in naming an unknown user.
+    pub url: Url,
+    /// Sent as `Authorization: Bearer {secret}`.
+    pub secret: Secret,
+    /// The whole call (connect, request, response) must finish within this.
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// The origin the pool is reached at, when it has its own host name (default: the
@@ -128,6 +139,7 @@ pub struct PoolConfig {
     pub admin_token: Option<Secret>,
     pub session_timeout: Duration,
     pub clients: Vec<ClientConfig>,
+    pub migration: Option<MigrationConfig>,
     /// How ID and access tokens are signed (`pool.signing_alg`, RS256 by default).
     pub signing_alg: crate::pool::jwt::SigningAlg,
 }
@@ -564,6 +576,7 @@ pub fn build(
             backchannel_logout_uri,
         });
     }
+    let migration = raw.migration.and_then(|m| migration(m, p));
     Some(PoolConfig {
         public_url,
         database,
@@ -579,7 +592,69 @@ pub fn build(
         admin_token,
         session_timeout,
         clients,
+        migration,
         signing_alg,
+    })
+}
+
+/// Longest `pool.migration.timeout`: a sign-in waits for the hook.
+const MAX_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn migration(m: RawMigration, p: &mut Problems) -> Option<MigrationConfig> {
+    let url = match m.url.as_deref().map(secret::expand_env) {
+        None => {
+            p.push("pool.migration.url", "is required");
+            None
+        }
+        Some(Err(e)) => {
+            p.push("pool.migration.url", e.to_string());
+            None
+        }
+        Some(Ok(text)) => match Url::parse(&text) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.fragment().is_none() =>
+            {
+                Some(u)
+            }
+            _ => {
+                p.push(
+                    "pool.migration.url",
+                    format!("{text:?} is not an absolute http(s) URL"),
+                );
+                None
+            }
+        },
+    };
+    let secret = resolve_secret(
+        m.secret.as_deref(),
+        m.secret_file.as_deref(),
+        "pool.migration.secret",
+        p,
+    );
+    if secret.is_none() && m.secret.is_none() && m.secret_file.is_none() {
+        p.push(
+            "pool.migration.secret",
+            "is required: the hook must be able to tell the pool's calls from anyone else's",
+        );
+    }
+    let timeout = dur(
+        m.timeout.as_deref(),
+        Duration::from_secs(5),
+        "pool.migration.timeout",
+        p,
+    );
+    if timeout > MAX_MIGRATION_TIMEOUT {
+        p.push(
+            "pool.migration.timeout",
+            "must be at most 30s (a sign-in waits for the hook)",
+        );
+    }
+    Some(MigrationConfig {
+        url: url?,
+        secret: secret?,
+        timeout,
     })
 }
 
@@ -663,6 +738,30 @@ mod tests {
                     .any(|p| p.contains("pool.clients[0].backchannel_logout_uri")),
                 "{bad}: {problems:?}"
             );
+        }
+    }
+
+    #[test]
+    fn migration_hook_is_checked_and_its_secret_redacted() {
+        let (c, problems) = check(
+            "migration = { url = \"https://old.example.com/migrate\", secret = \"s3cret-value\", timeout = \"2s\" }",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let m = c.unwrap().migration.unwrap();
+        assert_eq!(m.timeout, Duration::from_secs(2));
+        assert_eq!(m.url.as_str(), "https://old.example.com/migrate");
+        assert!(!format!("{m:?}").contains("s3cret-value"));
+        let (_, problems) =
+            check("migration = { url = \"ftp://x\", timeout = \"1h\", retries = 3 }");
+        assert!(problems.join("\n").contains("retries"), "{problems:?}");
+        let (_, problems) = check("migration = { url = \"ftp://x\", timeout = \"1h\" }");
+        let joined = problems.join("\n");
+        for key in [
+            "pool.migration.url",
+            "pool.migration.secret",
+            "pool.migration.timeout",
+        ] {
+            assert!(joined.contains(key), "missing {key} in {joined}");
         }
     }
 

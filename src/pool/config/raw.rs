@@ -22,7 +22,17 @@ pub(super) struct RawPool {
     pub(super) admin_token_file: Option<String>,
     pub(super) session_timeout: Option<String>,
     pub(super) clients: Option<Vec<RawClient>>,
+    pub(super) migration: Option<RawMigration>,
     pub(super) signing_alg: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMigration {
+    pub(super) url: Option<String>,
+    pub(super) secret: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -133,13 +133,30 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     }
 
     let pw = req.field("password");
-    let ok = match &user {
-        Some(u) => password::verify(pw, &u.password_hash).await,
-        None => {
+    let mut user = user;
+    let mut ok = match &user {
+        // Imported users without a hash (RESET_REQUIRED) cost the same as everyone else.
+        Some(u) if !u.password_hash.is_empty() => password::verify(pw, &u.password_hash).await,
+        _ => {
             password::verify(pw, &ready.dummy_hash).await;
             false
         }
     };
+    if user.is_none()
+        && let Some(hook) = &pool.migration
+    {
+        // Lazy migration (SPEC §7.4): the failure, whatever its cause, is an ordinary one.
+        match hook.migrate(&pool.cfg, store, raw, pw).await {
+            Ok(u) => {
+                tracing::info!(request_id = req.rid, sub = %u.sub, "pool.event" = "user_migrated", "user migrated from the old system");
+                user = Some(u);
+                ok = true;
+            }
+            Err(e) => {
+                tracing::info!(request_id = req.rid, "pool.event" = "migration_failed", reason = %e, "lazy migration did not create a user");
+            }
+        }
+    }
     if !ok {
         let reset_before = t0 - policy.reset_after.as_millis() as i64;
         let failures = match store.record_failure(&key, t0, reset_before).await {
@@ -181,6 +198,20 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         );
     };
     let _ = store.clear_attempts(&key).await;
+    // An imported hash (bcrypt, scrypt, PBKDF2, other Argon2 parameters) is replaced by the
+    // pool's own now that the password is known to be right.
+    if password::needs_rehash(&user.password_hash) {
+        match password::hash(pw).await {
+            Ok(h) => {
+                if let Err(e) = store.set_password(&user.sub, &h, user.status, now()).await {
+                    tracing::error!(error = %e, request_id = req.rid, "cannot store the re-hashed password");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, request_id = req.rid, "cannot re-hash the password")
+            }
+        }
+    }
 
     // The password was right: only now may the page reveal the account's status.
     let q = req.value("req");

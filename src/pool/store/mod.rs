@@ -4,9 +4,11 @@
 //! Migrations run on start, idempotently, serialised across replicas on PostgreSQL.
 //! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
 
+mod audit;
 mod security;
 pub mod sessions;
 mod tokens;
+mod transfer;
 mod users;
 
 use std::path::Path;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use audit::AuditRow;
 pub use security::CodeCheck;
 pub use tokens::{RefreshUse, StoredCode};
 pub use users::{NewUser, User, UserStatus};
@@ -154,7 +157,7 @@ impl Store {
             }
         }
         let mut result = Ok(());
-        for stmt in SCHEMA_V1 {
+        for stmt in SCHEMA_V1.iter().chain(audit::SCHEMA_AUDIT) {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
                 break;
