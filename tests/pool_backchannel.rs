@@ -257,37 +257,34 @@ async fn tokens_for_app(s: &Server, c: &reqwest::Client) -> Value {
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| panic!("no code in {loc}"));
-    let t: Value = reqwest::Client::new()
-        .post(s.url("/oauth2/pool/token"))
-        .basic_auth("app", Some(SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", "http://127.0.0.1:9/cb"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = |form: Vec<(&'static str, String)>| async move {
+        reqwest::Client::new()
+            .post(s.url("/oauth2/pool/token"))
+            .basic_auth("app", Some(SECRET))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let t = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code),
+        ("redirect_uri", "http://127.0.0.1:9/cb".into()),
+    ])
+    .await;
     let (_, claims) = verified(s, t["id_token"].as_str().expect("id_token")).await;
-    let refreshed: Value = reqwest::Client::new()
-        .post(s.url("/oauth2/pool/token"))
-        .basic_auth("app", Some(SECRET))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            (
-                "refresh_token",
-                t["refresh_token"].as_str().expect("refresh_token"),
-            ),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refresh = t["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_string();
+    let refreshed = token(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh),
+    ])
+    .await;
     let (_, again) = verified(s, refreshed["id_token"].as_str().expect("id_token")).await;
     assert_eq!(
         again["sid"], claims["sid"],
