@@ -200,8 +200,14 @@ pub fn run(args: PoolArgs) -> ExitCode {
             "pool",
             cfg.session.timeout,
         ));
+        // …and the clients with a back-channel logout URI get a logout token.
+        let issuer = super::issuer_url(&cfg, &pool_cfg);
+        let backchannel =
+            super::backchannel::Backchannel::new(issuer.as_str().trim_end_matches('/'), &pool_cfg);
         let store = match Store::open(&pool_cfg.database).await {
-            Ok(s) => s.with_proxy_sessions(Some(hook)),
+            Ok(s) => s
+                .with_proxy_sessions(Some(hook))
+                .with_backchannel(backchannel.clone()),
             Err(e) => {
                 eprintln!("cannot open the pool database: {e}");
                 return ExitCode::FAILURE;
@@ -212,7 +218,17 @@ pub fn run(args: PoolArgs) -> ExitCode {
             store: &store,
             actor: Actor::cli_user(),
         };
-        match execute(&admin, args.command).await {
+        let result = execute(&admin, args.command).await;
+        // This process ends with the command: give logout tokens a few seconds to arrive.
+        if let Some(bc) = &backchannel
+            && !bc.settle(super::backchannel::CLI_WAIT).await
+        {
+            eprintln!(
+                "warning: some logout tokens were not delivered within {} s",
+                super::backchannel::CLI_WAIT.as_secs()
+            );
+        }
+        match result {
             Ok(out) => {
                 if !out.stdout.is_empty() {
                     println!("{}", out.stdout.trim_end_matches('\n'));

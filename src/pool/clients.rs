@@ -20,6 +20,8 @@ pub struct Client {
     pub scopes: Vec<String>,
     /// The `aud` of its `client_credentials` access tokens.
     pub audience: Option<String>,
+    /// OIDC Back-Channel Logout: where this client receives logout tokens.
+    pub backchannel_logout_uri: Option<url::Url>,
 }
 
 impl Client {
@@ -74,6 +76,7 @@ impl Clients {
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             scopes: vec![],
             audience: None,
+            backchannel_logout_uri: None,
         }];
         list.extend(configured.iter().map(|c| Client {
             client_id: c.client_id.clone(),
@@ -84,6 +87,7 @@ impl Clients {
             grant_types: c.grant_types.clone(),
             scopes: c.scopes.clone(),
             audience: c.audience.clone(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
         }));
         Clients { list }
     }

@@ -164,12 +164,17 @@ impl Keys {
 
     /// Signs claims as a compact JWS with the oldest key of the signing algorithm.
     pub fn sign(&self, claims: &Value) -> String {
+        self.sign_typed(claims, "JWT")
+    }
+
+    /// Like [`Keys::sign`] with another `typ` header (e.g. `logout+jwt`).
+    pub fn sign_typed(&self, claims: &Value, typ: &str) -> String {
         let k = self
             .keys
             .iter()
             .find(|k| k.alg() == self.alg)
             .unwrap_or(&self.keys[0]);
-        let header = serde_json::json!({"alg": k.alg().name(), "typ": "JWT", "kid": k.kid()});
+        let header = serde_json::json!({"alg": k.alg().name(), "typ": typ, "kid": k.kid()});
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),

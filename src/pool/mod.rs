@@ -12,12 +12,14 @@ pub mod admin;
 pub mod admin_api;
 pub mod attributes;
 pub mod audit;
+pub mod backchannel;
 pub mod cli;
 pub mod clients;
 pub mod config;
 mod console;
 pub mod delivery;
 mod federation;
+mod health;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
@@ -95,6 +97,10 @@ pub struct Pool {
     migration: Option<migration::Hook>,
     /// Ends the proxy's sessions of a user whose pool sessions end.
     proxy_sessions: Option<Arc<crate::session::revocation::UserSessions>>,
+    /// Logout tokens for `[[pool.clients]]` with a `backchannel_logout_uri`.
+    backchannel: Option<Arc<backchannel::Backchannel>>,
+    /// Whether the database answers (pool pages 503 while it does not).
+    health: health::DbHealth,
 }
 
 /// Redacts the database URL's password for messages.
@@ -106,6 +112,16 @@ fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The issuer URL: the pool's origin (`pool.public_url`, else `public_url`) + `/oauth2/pool`.
+pub fn issuer_url(cfg: &Config, pool: &PoolConfig) -> url::Url {
+    let mut u = pool
+        .public_url
+        .clone()
+        .unwrap_or_else(|| cfg.public_url.clone());
+    u.set_path(crate::http::paths::POOL_PREFIX);
+    u
 }
 
 /// The decoded `name=value` pairs of a query string.
@@ -138,12 +154,7 @@ pub fn now_ms() -> i64 {
 impl Pool {
     /// Builds the pool (templates, assets, clients); the database is opened by [`Pool::ready`].
     pub fn new(cfg: &Config, pool: PoolConfig, secrets: &[Secret]) -> Result<Pool, PoolError> {
-        let pool_origin = pool
-            .public_url
-            .clone()
-            .unwrap_or_else(|| cfg.public_url.clone());
-        let mut issuer_url = pool_origin.clone();
-        issuer_url.set_path(crate::http::paths::POOL_PREFIX);
+        let issuer_url = issuer_url(cfg, &pool);
         let issuer = issuer_url.as_str().trim_end_matches('/').to_string();
         let base = issuer_url.path().trim_end_matches('/').to_string();
         let mut callback = cfg.public_url.clone();
@@ -160,12 +171,13 @@ impl Pool {
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
         let federation = federation::Federation::new(&pool.identity_providers, &issuer)?;
+        let backchannel = backchannel::Backchannel::new(&issuer, &pool);
         let migration = pool.migration.as_ref().map(migration::Hook::new);
         Ok(Pool {
             cfg: Arc::new(pool),
             issuer,
             base,
-            secure: pool_origin.scheme() == "https",
+            secure: issuer_url.scheme() == "https",
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             clients,
             sealer,
@@ -175,6 +187,8 @@ impl Pool {
             federation,
             migration,
             proxy_sessions: None,
+            backchannel,
+            health: health::DbHealth::default(),
         })
     }
 
@@ -195,7 +209,8 @@ impl Pool {
                 let store = Store::open(&self.cfg.database)
                     .await
                     .map_err(err)?
-                    .with_proxy_sessions(self.proxy_sessions.clone());
+                    .with_proxy_sessions(self.proxy_sessions.clone())
+                    .with_backchannel(self.backchannel.clone());
                 let keys = Keys::load(&store, self.cfg.signing_alg, now()).await.map_err(err)?;
                 let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
                     .await
@@ -210,10 +225,7 @@ impl Pool {
 
     /// Readiness for `/readyz`: the database answers.
     pub async fn database_ok(&self) -> bool {
-        match self.ready().await {
-            Ok(r) => r.store.ping().await,
-            Err(_) => false,
-        }
+        self.live("readyz").await.is_some()
     }
 
     /// Whether a request path belongs to the pool.
@@ -268,10 +280,9 @@ impl Pool {
             rid,
         };
         let sub = &parts.uri.path()[self.base.len()..];
-        let ready = match self.ready().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, request_id = rid, "user pool unavailable");
+        let ready = match self.live(rid).await {
+            Some(r) => r,
+            None => {
                 return self.pages.message(
                     self,
                     &req,

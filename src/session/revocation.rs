@@ -332,6 +332,19 @@ impl UserSessions {
         }
     }
 
+    /// Ends the proxy sessions made from one session at the provider (the `sid` of its ID
+    /// tokens): what the built-in pool calls when one of its sign-in sessions ends.
+    pub async fn end_idp_session(&self, sid: &str) -> Result<(), Unavailable> {
+        self.revocations
+            .add(Entry::IdpSession {
+                provider: self.provider.clone(),
+                sid: sid.to_string(),
+                at_ms: now_ms(),
+                until: now_ms() / 1000 + self.max_life.as_secs() as i64,
+            })
+            .await
+    }
+
     pub async fn end_all(&self, sub: &str) -> Result<(), Unavailable> {
         self.revocations
             .add(Entry::Subject {

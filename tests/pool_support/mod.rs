@@ -66,7 +66,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// A fresh database on the PostgreSQL server named by the environment.
-async fn postgres_database() -> String {
+pub async fn postgres_database() -> String {
     use sqlx::Connection;
     let base = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").expect("PORTCULLIS_TEST_POSTGRES_URL");
     let mut conn = sqlx::postgres::PgConnection::connect(&base)
@@ -511,8 +511,19 @@ pub async fn sign_in(
     username: &str,
     password: &str,
 ) -> reqwest::Response {
+    sign_in_at(c, &s.base, login_url, username, password).await
+}
+
+/// Submits the sign-in form on `login_url`, served from `origin` (any server with a pool).
+pub async fn sign_in_at(
+    c: &reqwest::Client,
+    origin: &str,
+    login_url: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
     let page = c.get(login_url).send().await.unwrap().text().await.unwrap();
-    let (action, csrf) = form(&page, &s.base, "/login");
+    let (action, csrf) = form(&page, origin, "/login");
     c.post(action)
         .form(&[
             ("csrf_token", csrf.as_str()),

@@ -6,5 +6,6 @@
 #[allow(dead_code)]
 #[path = "../proxy/harness.rs"]
 mod harness;
+mod pool;
 mod redis;
 mod replicas;

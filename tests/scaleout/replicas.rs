@@ -115,7 +115,7 @@ fn config_path(p: &Proxy) -> std::path::PathBuf {
 }
 
 /// Status of `path` on `base` with exactly this Cookie header (no jar).
-async fn status_with(base: &str, path: &str, cookie: &str) -> u16 {
+pub(crate) async fn status_with(base: &str, path: &str, cookie: &str) -> u16 {
     bare_client()
         .get(format!("{base}{path}"))
         .header("cookie", cookie)
@@ -128,7 +128,7 @@ async fn status_with(base: &str, path: &str, cookie: &str) -> u16 {
 }
 
 /// Polls until `check` is true, at most `within`; returns how long it took.
-async fn within<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
+pub(crate) async fn within<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -113,6 +113,8 @@ pub struct ClientConfig {
     pub scopes: Vec<String>,
     /// `audience`: the `aud` of a `client_credentials` client's access tokens.
     pub audience: Option<String>,
+    /// OIDC Back-Channel Logout: where logout tokens are POSTed when a user's session ends.
+    pub backchannel_logout_uri: Option<Url>,
 }
 
 /// The OAuth 2.0 grants a `[[pool.clients]]` entry may use at the token endpoint.
@@ -406,6 +408,27 @@ fn admin_group(group: Option<String>, p: &mut Problems) -> String {
     g
 }
 
+/// OIDC Back-Channel Logout 1.0 §2.2: an absolute http(s) URL, no fragment (a query is allowed).
+fn backchannel_uri(raw: Option<String>, path: &str, p: &mut Problems) -> Option<Url> {
+    let raw = raw?;
+    match Url::parse(&raw) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.fragment().is_none()
+                && u.host().is_some() =>
+        {
+            Some(u)
+        }
+        _ => {
+            p.push(
+                path.to_string(),
+                format!("{raw:?} is not an absolute http(s) URL without a fragment"),
+            );
+            None
+        }
+    }
+}
+
 /// Validates the raw `[pool]` table. `None` when it could not be read at all.
 pub fn build(
     value: &toml::Value,
@@ -682,6 +705,11 @@ pub fn build(
             &format!("{kp}.post_logout_redirect_uris"),
             p,
         );
+        let backchannel_logout_uri = backchannel_uri(
+            c.backchannel_logout_uri,
+            &format!("{kp}.backchannel_logout_uri"),
+            p,
+        );
         clients.push(ClientConfig {
             client_id,
             client_secret,
@@ -690,6 +718,7 @@ pub fn build(
             grant_types,
             scopes,
             audience,
+            backchannel_logout_uri,
         });
     }
     let migration = raw.migration.and_then(|m| migration(m, p));
@@ -848,6 +877,38 @@ mod tests {
         assert_eq!((c.mfa, c.passkeys), (MfaMode::Required, true));
         let (_, unknown) = check("colour = \"red\"");
         assert!(unknown[0].contains("colour"), "{unknown:?}");
+    }
+
+    #[test]
+    fn backchannel_logout_uri_must_be_absolute() {
+        let client = |uri: &str| {
+            format!(
+                "[[clients]]\nclient_id = \"app\"\nredirect_uris = [\"https://app.test/cb\"]\nbackchannel_logout_uri = \"{uri}\"\n"
+            )
+        };
+        let (c, problems) = check(&client("https://app.test/bcl?tenant=1"));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            c.unwrap().clients[0]
+                .backchannel_logout_uri
+                .as_ref()
+                .map(|u| u.as_str()),
+            Some("https://app.test/bcl?tenant=1")
+        );
+        for bad in [
+            "/bcl",
+            "ftp://app.test/bcl",
+            "https://app.test/bcl#x",
+            "app.test",
+        ] {
+            let (_, problems) = check(&client(bad));
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("pool.clients[0].backchannel_logout_uri")),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub(super) struct RawClient {
     pub(super) grant_types: Option<Vec<String>>,
     pub(super) scopes: Option<Vec<String>>,
     pub(super) audience: Option<String>,
+    pub(super) backchannel_logout_uri: Option<String>,
 }
 
 /// `[[pool.identity_providers]]`: an upstream OpenID Provider of the pool ("Continue with …").

@@ -189,7 +189,11 @@ pub async fn issue_code(
     });
     let t = now();
     let stored = StoredCode {
-        family: uuid::Uuid::new_v4().to_string(),
+        family: super::super::store::sessions::new_family(
+            super::super::pages::session_id(req, &cookies)
+                .map(super::super::store::sessions::sid_of_session)
+                .as_deref(),
+        ),
         client_id: a.client_id.clone(),
         redirect_uri: a.redirect_uri.clone(),
         sub: user.sub.clone(),

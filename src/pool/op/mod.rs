@@ -51,9 +51,11 @@ pub fn discovery(pool: &Pool) -> Response<Body> {
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "phone_number",
             "phone_number_verified", "name", "given_name", "family_name", "preferred_username", "groups",
-            "cognito:groups", "cognito:username", "amr"
+            "cognito:groups", "cognito:username", "amr", "sid"
         ],
         "authorization_response_iss_parameter_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "ui_locales_supported": ["en", "ja"],
     });
     let mut r = json_response(StatusCode::OK, &doc);
@@ -126,6 +128,10 @@ pub fn mint(pool: &Pool, ready: &Ready, user: &User, g: &Grant<'_>) -> (String, 
     id.insert("amr".into(), json!(g.amr));
     if let Some(n) = nonce {
         id.insert("nonce".into(), json!(n));
+    }
+    // Back-Channel Logout 1.0 §2.1: the pool session the tokens were issued in.
+    if let Some(sid) = super::store::sessions::sid_of_family(family) {
+        id.insert("sid".into(), json!(sid));
     }
     let access = json!({
         "iss": pool.issuer,

@@ -383,6 +383,17 @@ pub fn cookie_value<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The pool session a response belongs to: the one it starts (a `Set-Cookie` among
+/// `set_cookies`), else the browser's.
+pub fn session_id<'a>(req: &'a Req, set_cookies: &'a [String]) -> Option<&'a str> {
+    let started = set_cookies.iter().find_map(|c| {
+        let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+        let (k, v) = pair.split_once('=')?;
+        (k == SESSION_COOKIE && !v.is_empty()).then_some(v)
+    });
+    started.or_else(|| cookie_value(req, SESSION_COOKIE))
+}
+
 /// An authorization request waiting for the user to sign in, sealed (AEAD) into `req`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthRequest {

@@ -9,6 +9,7 @@ mod console;
 mod federation;
 mod mfa;
 mod security;
+pub mod sessions;
 mod tokens;
 mod transfer;
 mod users;
@@ -56,6 +57,8 @@ pub struct Store {
     pub backend: Backend,
     /// The proxy's sessions of pool users, ended whenever a user's pool sessions end.
     pub(crate) proxy_sessions: Option<std::sync::Arc<crate::session::revocation::UserSessions>>,
+    /// Sends logout tokens to the clients of a user whose pool sessions end (`sessions.rs`).
+    pub(crate) backchannel: Option<std::sync::Arc<crate::pool::backchannel::Backchannel>>,
 }
 
 /// Schema version 1. Each statement is idempotent so a half-applied migration can be rerun.
@@ -134,6 +137,7 @@ impl Store {
             db,
             backend,
             proxy_sessions: None,
+            backchannel: None,
         })
     }
 

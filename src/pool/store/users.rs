@@ -279,6 +279,7 @@ impl Store {
 
     /// Deletes a user and everything that belongs to them, in one transaction.
     pub async fn delete_user(&self, sub: &str) -> Result<(), StoreError> {
+        let targets = self.logout_targets(sub, None).await;
         let mut tx = self.db.begin().await?;
         for table in ["user_groups", "codes", "web_sessions", "auth_codes"] {
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE sub = $1")))
@@ -303,6 +304,7 @@ impl Store {
         }
         tx.commit().await?;
         self.end_proxy_sessions(sub).await;
+        self.send_logouts(targets);
         Ok(())
     }
 
