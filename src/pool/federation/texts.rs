@@ -30,7 +30,6 @@ pub const EN: &[(&str, &str)] = &[
         "A few details are needed that your sign-in provider did not share.",
     ),
     ("fed_signed_in_with", "Signing in with"),
-    ("continue", "Continue"),
 ];
 
 pub const JA: &[(&str, &str)] = &[
@@ -66,5 +65,4 @@ pub const JA: &[(&str, &str)] = &[
         "サインインプロバイダーから提供されなかった情報を入力してください。",
     ),
     ("fed_signed_in_with", "サインイン方法"),
-    ("continue", "続ける"),
 ];
