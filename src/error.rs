@@ -23,6 +23,8 @@ pub enum RequestError {
     Denied,
     #[error("not authorized")]
     Forbidden { required: String },
+    #[error("a stronger sign-in is required")]
+    StepUp { required: String, login_url: String },
     #[error("the sign-in took too long or was not started here")]
     LoginExpired { restart: String },
     #[error("the identity provider returned an error: {code}")]
@@ -111,6 +113,13 @@ impl RequestError {
                 message: format!("You are signed in, but this page requires {required}."),
                 link: None,
                 code: "forbidden",
+            },
+            StepUp { required, login_url } => Shown {
+                status: StatusCode::FORBIDDEN,
+                title: "Stronger sign-in required",
+                message: format!("You are signed in, but this page requires {required}. Sign in again with a second factor (set one up in your account first if you have none)."),
+                link: Some((login_url.clone(), "Sign in again")),
+                code: "step_up_required",
             },
             LoginExpired { restart } => Shown {
                 status: StatusCode::UNAUTHORIZED,

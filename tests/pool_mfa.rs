@@ -193,6 +193,45 @@ async fn enrol_sign_out_sign_in_with_code(backend: Backend) {
     // Step-up route: a password-only session is refused.
     let r = c.get(s.url("/admin/panel")).send().await.unwrap();
     assert_eq!(r.status(), 403, "password-only session on an amr=mfa route");
+    // …with a way to step up: sign in again (prompt=login, no single sign-on) and come back.
+    let page = r.text().await.unwrap();
+    let link = page
+        .split("href=\"")
+        .nth(1)
+        .and_then(|h| h.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(
+        link.starts_with("/oauth2/start?rd=%2Fadmin%2Fpanel") && link.ends_with("&prompt=login"),
+        "{link}"
+    );
+    let start = c.get(s.url(&link)).send().await.unwrap();
+    assert_eq!(start.status(), 302);
+    let to_pool = location(&start);
+    assert!(to_pool.contains("prompt=login"), "{to_pool}");
+    let mut again = c.get(&to_pool).send().await.unwrap();
+    for _ in 0..3 {
+        if again.status() != 302 {
+            break;
+        }
+        let next = location(&again);
+        assert!(
+            !next.contains("code="),
+            "prompt=login must not sign in silently: {next}"
+        );
+        let next = if next.starts_with('/') {
+            s.url(&next)
+        } else {
+            next
+        };
+        again = c.get(&next).send().await.unwrap();
+    }
+    assert_eq!(
+        again.status(),
+        200,
+        "prompt=login shows the sign-in page instead of single sign-on"
+    );
+    assert!(again.text().await.unwrap().contains("name=\"password\""));
 
     // Enrol from the page reachable after sign-in.
     let signed_in = get_text(&c, &s.url("/oauth2/pool/mfa/setup")).await;

@@ -42,6 +42,9 @@ pub enum Outcome {
     Unauthenticated { login_url: Option<String> },
     /// Signed in, but the route's rules say no: 403 naming what is required.
     Forbidden { required: String },
+    /// Signed in, but the route requires a stronger sign-in (an `amr` rule, e.g. a second
+    /// factor): 403 with a link that signs in again (`prompt=login`) and comes back.
+    StepUp { required: String, login_url: String },
     /// The session store could not answer: 503, fail closed.
     Unavailable(String),
     /// A bearer token that is not valid here: 401 `WWW-Authenticate: Bearer
@@ -59,7 +62,7 @@ impl Outcome {
             Outcome::Public => "public",
             Outcome::SignIn => "authenticate",
             Outcome::Unauthenticated { .. } => "deny",
-            Outcome::Forbidden { .. } => "forbid",
+            Outcome::Forbidden { .. } | Outcome::StepUp { .. } => "forbid",
             Outcome::Unavailable(_) => "unavailable",
             Outcome::InvalidToken(_) => "deny",
             Outcome::InsufficientScope { .. } => "forbid",
@@ -73,9 +76,9 @@ impl Outcome {
             Outcome::SignIn | Outcome::Unauthenticated { .. } | Outcome::InvalidToken(_) => {
                 metrics::Decision::Unauthenticated
             }
-            Outcome::Forbidden { .. } | Outcome::InsufficientScope { .. } => {
-                metrics::Decision::Forbidden
-            }
+            Outcome::Forbidden { .. }
+            | Outcome::StepUp { .. }
+            | Outcome::InsufficientScope { .. } => metrics::Decision::Forbidden,
             Outcome::Unavailable(_) => metrics::Decision::Unavailable,
         }
     }
@@ -189,6 +192,20 @@ impl Auth {
         let groups_claim = &self.providers[principal.provider].cfg.groups_claim;
         match authorize::check(&route.authorization, &principal.session, groups_claim) {
             Ok(()) => decision(Outcome::Allowed, "session", Some(principal)),
+            // How the user signed in is what falls short (RFC 8176 `amr`, e.g. a route that
+            // requires "mfa"): signing in again may satisfy it, so offer that.
+            Err(required) if route.authorization.claims.iter().any(|c| c.claim == "amr") => {
+                let provider = self.providers[principal.provider].name();
+                let login_url = format!("{}&prompt=login", login::start_url(rd, Some(provider)));
+                decision(
+                    Outcome::StepUp {
+                        required,
+                        login_url,
+                    },
+                    "step_up",
+                    Some(principal),
+                )
+            }
             Err(required) => decision(
                 Outcome::Forbidden { required },
                 "authorization",

@@ -162,6 +162,19 @@ impl Auth {
             &self.cfg.public_origin,
             &self.cfg.allowed_redirect_origins,
         );
+        // `prompt=login` (a step-up: sign in again, not single sign-on) is the only prompt
+        // passed on to the IdP.
+        let prompt = match query_param(query, "prompt").as_deref() {
+            None => None,
+            Some("login") => Some("login"),
+            Some(other) => {
+                return RequestError::BadRequest(format!(
+                    "prompt {:?} is not supported (only \"login\")",
+                    crate::error::sanitize_code(other)
+                ))
+                .render(request_id, false);
+            }
+        };
         let rd_path = url::Url::parse(&rd)
             .map(|u| u.path().to_string())
             .unwrap_or_else(|_| rd.split('?').next().unwrap_or("/").to_string());
@@ -186,7 +199,7 @@ impl Auth {
         };
         match chosen {
             Some(i) => self
-                .start_login(i, &rd)
+                .start_login_prompt(i, &rd, prompt)
                 .await
                 .unwrap_or_else(|e| e.render(request_id, false)),
             None if candidates.is_empty() => RequestError::NotFound.render(request_id, false),
@@ -332,6 +345,14 @@ impl Auth {
             super::Outcome::Forbidden { required } => {
                 RequestError::Forbidden { required }.render(request_id, true)
             }
+            super::Outcome::StepUp {
+                required,
+                login_url,
+            } => RequestError::StepUp {
+                required,
+                login_url,
+            }
+            .render(request_id, true),
             super::Outcome::Unavailable(why) => {
                 RequestError::SessionStoreUnavailable(why).render(request_id, true)
             }

@@ -116,14 +116,35 @@ impl Auth {
         index: usize,
         rd: &str,
     ) -> Result<Response<Body>, RequestError> {
+        self.start_login_prompt(index, rd, None).await
+    }
+
+    /// [`Self::start_login`], optionally with `prompt` for the IdP (`login`: a step-up).
+    pub async fn start_login_prompt(
+        &self,
+        index: usize,
+        rd: &str,
+        prompt: Option<&str>,
+    ) -> Result<Response<Body>, RequestError> {
         let provider = &self.providers[index];
         let state = self.keyring.random_hex(16);
         let nonce = self.keyring.random_hex(16);
         let verifier = self.keyring.random_hex(32);
-        let url = provider
+        let mut url = provider
             .authorize_url(&state, &nonce, &verifier)
             .await
             .map_err(idp_failure)?;
+        if let Some(p) = prompt {
+            let others: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "prompt")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.query_pairs_mut()
+                .clear()
+                .extend_pairs(others)
+                .append_pair("prompt", p);
+        }
         let now = now_unix();
         let pending = PendingLogin {
             state: state.clone(),

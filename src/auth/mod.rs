@@ -301,6 +301,14 @@ impl Auth {
             Outcome::Forbidden { required } => {
                 RequestError::Forbidden { required }.render(request_id, json)
             }
+            Outcome::StepUp {
+                required,
+                login_url,
+            } => RequestError::StepUp {
+                required,
+                login_url,
+            }
+            .render(request_id, json),
             Outcome::Unavailable(why) => {
                 RequestError::SessionStoreUnavailable(why).render(request_id, json)
             }
