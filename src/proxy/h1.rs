@@ -681,6 +681,83 @@ fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, BoxError> 
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/` (not an API): a whole upstream response read
+/// from a buffer the upstream then closed, as [`UpstreamBody`] reads it from a socket.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// A response as the lean client read it.
+    pub struct Read {
+        pub status: StatusCode,
+        pub headers: HeaderMap,
+        pub body: Vec<u8>,
+        /// "length", "chunked" or "eof".
+        pub framing: &'static str,
+        /// Whether the connection would go back to the pool.
+        pub reused: bool,
+    }
+
+    /// Reads the response to a request (`HEAD` when `head_only`) from `bytes`, then end of
+    /// stream. `Err`: what the client would answer 502 for.
+    pub fn read_response(bytes: &[u8], head_only: bool) -> Result<Read, String> {
+        let mut buf = BytesMut::from(bytes);
+        let (mut names, mut spans) = (Vec::new(), Vec::new());
+        let head = loop {
+            match parse_head(&mut buf, &mut names, &mut spans, head_only) {
+                Ok(Some(Some(head))) => break head,
+                Ok(Some(None)) => continue,
+                Ok(None) => return Err("closed before a complete head".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let framing = match head.framing {
+            Framing::Length(_) => "length",
+            Framing::Chunked(_) => "chunked",
+            Framing::Eof => "eof",
+        };
+        let mut body = Vec::new();
+        let mut state = head.framing;
+        loop {
+            match state {
+                Framing::Length(0) | Framing::Chunked(Chunk::Done) => break,
+                Framing::Eof => {
+                    body.extend_from_slice(&buf.split());
+                    break;
+                }
+                _ if buf.is_empty() => return Err("closed before the end".into()),
+                Framing::Length(rem) => {
+                    let data = take(&mut buf, rem);
+                    state = Framing::Length(rem - data.len() as u64);
+                    body.extend_from_slice(&data);
+                }
+                Framing::Chunked(Chunk::Data(rem)) => {
+                    let data = take(&mut buf, rem);
+                    let left = rem - data.len() as u64;
+                    state = Framing::Chunked(if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    });
+                    body.extend_from_slice(&data);
+                }
+                Framing::Chunked(c) => match step_chunk(&mut buf, c) {
+                    Ok(Some(next)) => state = Framing::Chunked(next),
+                    Ok(None) => return Err("closed before the end".into()),
+                    Err(e) => return Err(e.to_string()),
+                },
+            }
+        }
+        Ok(Read {
+            status: head.status,
+            headers: head.headers,
+            body,
+            framing,
+            reused: head.reusable && buf.is_empty(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
