@@ -53,28 +53,27 @@ async fn a_callback_only_works_once_in_the_browser_that_started_it() {
     let at_idp = begin(&attacker, base, "/x").await;
     let planted = walk_to_callback(&attacker, at_idp, "mallory").await;
 
-    // Login CSRF: the victim's browser is made to open it — with no login of its own ...
+    // Login CSRF: the victim's browser is made to open it — with no login of its own, then
+    // while its own login is pending.
     let victim = client();
-    let r = victim
-        .get(planted.clone())
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "a foreign callback was honoured");
-    assert!(shards(&r).is_empty());
-    anonymous(&victim, base).await;
-    // ... or while its own login is pending.
-    let _pending = begin(&victim, base, "/x").await;
-    let r = victim
-        .get(planted.clone())
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "a foreign callback was honoured");
-    assert!(shards(&r).is_empty());
-    anonymous(&victim, base).await;
+    for pending in [false, true] {
+        if pending {
+            begin(&victim, base, "/x").await;
+        }
+        let r = victim
+            .get(planted.clone())
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            401,
+            "a foreign callback was honoured (pending: {pending})"
+        );
+        assert!(shards(&r).is_empty());
+        anonymous(&victim, base).await;
+    }
 
     // Code injection: the attacker's code with the victim's own, valid state. The state
     // matches the victim's cookie, but the code was issued against the attacker's PKCE

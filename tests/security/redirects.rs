@@ -42,6 +42,15 @@ fn loc(r: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
+/// `GET {path}?rd=…` with `rd` form-encoded.
+async fn with_rd(c: &reqwest::Client, base: &str, path: &str, rd: &str) -> reqwest::Response {
+    let enc: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    c.get(format!("{base}{path}?rd={enc}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 const HOSTILE: &[&str] = &[
     "///evil.com",
     "////evil.com/",
@@ -81,12 +90,7 @@ async fn encoded_and_disguised_redirect_targets_stay_home() {
     let base = &s.proxy.base;
     let c = client();
     for rd in HOSTILE {
-        let enc: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
-        let r = c
-            .get(format!("{base}/oauth2/sign_out?rd={enc}"))
-            .send()
-            .await
-            .unwrap();
+        let r = with_rd(&c, base, "/oauth2/sign_out", rd).await;
         assert_eq!(r.status(), 302, "rd={rd:?}");
         assert!(
             r.headers()
@@ -102,12 +106,7 @@ async fn encoded_and_disguised_redirect_targets_stay_home() {
         "HTTP://ALLOWED.EXAMPLE.COM/back",
         "http://allowed.example.com:80/back",
     ] {
-        let enc: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
-        let r = c
-            .get(format!("{base}/oauth2/sign_out?rd={enc}"))
-            .send()
-            .await
-            .unwrap();
+        let r = with_rd(&c, base, "/oauth2/sign_out", rd).await;
         assert_eq!(loc(&r), "http://allowed.example.com/back", "rd={rd:?}");
     }
     // Through a whole login: the target is kept sealed and checked again at the end.
@@ -117,12 +116,7 @@ async fn encoded_and_disguised_redirect_targets_stay_home() {
         "http://allowed.example.com@evil.com/",
     ] {
         let c = client();
-        let enc: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
-        let start = c
-            .get(format!("{base}/oauth2/start?rd={enc}"))
-            .send()
-            .await
-            .unwrap();
+        let start = with_rd(&c, base, "/oauth2/start", rd).await;
         let cb = complete_login(&c, start, "alice").await;
         assert_eq!(cb.status(), 302, "rd={rd:?}");
         assert_home(base, &loc(&cb), rd);
@@ -139,19 +133,10 @@ async fn markup_in_a_redirect_target_comes_back_percent_encoded() {
     let s = Stack::start().await;
     let base = &s.proxy.base;
     let rd = "/\"><script>alert(1)</script>";
-    let enc: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
-    let r = client()
-        .get(format!("{base}/oauth2/sign_out?rd={enc}"))
-        .send()
-        .await
-        .unwrap();
+    let r = with_rd(&client(), base, "/oauth2/sign_out", rd).await;
     assert_eq!(loc(&r), "/%22%3E%3Cscript%3Ealert(1)%3C/script%3E");
     let c = client();
-    let start = c
-        .get(format!("{base}/oauth2/start?rd={enc}"))
-        .send()
-        .await
-        .unwrap();
+    let start = with_rd(&c, base, "/oauth2/start", rd).await;
     let cb = complete_login(&c, start, "alice").await;
     assert_eq!(loc(&cb), "/%22%3E%3Cscript%3Ealert(1)%3C/script%3E");
 }
