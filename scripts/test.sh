@@ -110,4 +110,7 @@ if [ -x scripts/bench.sh ]; then
   scripts/bench.sh --smoke
 fi
 
+log "fuzz smoke run (every cargo-fuzz target for a few seconds; docs/fuzzing.md)"
+scripts/fuzz.sh --smoke
+
 log "all tests passed"

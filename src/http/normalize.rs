@@ -177,9 +177,14 @@ fn decode_unreserved(seg: &str) -> Result<String, PathError> {
             i += 3;
             continue;
         }
-        // Multi-byte UTF-8 cannot appear in a hyper-parsed path; copy bytes as chars safely.
-        out.push(c as char);
-        i += 1;
+        // Anything else is copied as the character it starts: `http` accepts raw UTF-8 in a
+        // path, and copying its bytes one by one as chars would re-encode each of them.
+        let ch = seg[i..]
+            .chars()
+            .next()
+            .unwrap_or(char::REPLACEMENT_CHARACTER);
+        out.push(ch);
+        i += ch.len_utf8();
     }
     Ok(out)
 }
@@ -216,6 +221,10 @@ mod tests {
             ("/a%zz", Err(PathError::BadEscape)),
             ("/.well-known/x", Ok("/.well-known/x")),
             ("/a/.hidden", Ok("/a/.hidden")),
+            // Found by fuzz/fuzz_targets/path_normalize.rs: raw UTF-8 survives unchanged.
+            ("/a/..\u{65d}", Ok("/a/..\u{65d}")),
+            ("/caf\u{e9}/./x%2e", Ok("/caf\u{e9}/x.")),
+            ("/\u{e9}/../\u{1f600}", Ok("/\u{1f600}")),
         ];
         for (input, want) in cases {
             let got = normalize(input, EncodedSlashes::Reject)

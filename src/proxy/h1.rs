@@ -433,6 +433,25 @@ fn parse_head(
             }
             length = Some(n);
         } else if name == header::TRANSFER_ENCODING {
+            // A coding is a token (parameters after `;`): anything else is not a framing
+            // anyone can agree on (hyper reads `g\xffzip, chunked` to close; RFC 9112 §6.1).
+            let tokens = raw.split(|b| *b == b',').all(|t| {
+                let t = t
+                    .split(|b| *b == b';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_ascii();
+                !t.is_empty()
+                    && t.iter()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+            });
+            if !tokens {
+                return Err(H1Error::Invalid("bad Transfer-Encoding".into()));
+            }
+            // RFC 9112 §6.1: in an HTTP/1.0 message its framing is faulty (hyper agrees).
+            if minor == 0 {
+                return Err(H1Error::Invalid("Transfer-Encoding in HTTP/1.0".into()));
+            }
             // Only the final coding matters: chunked, or the body runs to close.
             chunked = Some(
                 raw.rsplit(|b| *b == b',')
@@ -662,7 +681,12 @@ fn step_chunk(buf: &mut BytesMut, state: Chunk) -> Result<Option<Chunk>, BoxErro
             };
             let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
             let rest = line[digits..].trim_ascii_start();
-            if digits == 0 || digits > 16 || !(rest.is_empty() || rest[0] == b';') {
+            // A CR inside the line (in an extension) is not a line end: refused, as hyper does.
+            if digits == 0
+                || digits > 16
+                || !(rest.is_empty() || rest[0] == b';')
+                || line.contains(&b'\r')
+            {
                 return Err(invalid("bad chunk size"));
             }
             let size = line[..digits].iter().fold(0u64, |n, d| {
@@ -695,11 +719,28 @@ fn step_chunk(buf: &mut BytesMut, state: Chunk) -> Result<Option<Chunk>, BoxErro
             if seen > MAX_TRAILERS {
                 return Err(invalid("trailers too large"));
             }
+            if !is_field_line(&line) {
+                return Err(invalid("bad trailer field"));
+            }
             // Trailer fields are not passed on (as nginx does).
             Ok(Some(Chunk::Trailers(seen)))
         }
         Chunk::Data(_) | Chunk::Done => Ok(Some(state)),
     }
+}
+
+/// A header field line (RFC 9110 §5.1, §5.5): a token, a colon, then a value of visible
+/// characters, spaces and tabs (obs-text allowed); what hyper accepts as a trailer field.
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    colon > 0
+        && line[..colon].iter().all(tchar)
+        && line[colon + 1..]
+            .iter()
+            .all(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f))
 }
 
 /// Removes one CRLF-terminated line from the start of `buf`, returning it without the CRLF.
@@ -712,6 +753,83 @@ fn take_line(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, BoxError> 
             let line = buf.split_to(i + 1).freeze();
             Ok(Some(line.slice(..i - 1)))
         }
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not an API): a whole upstream response read
+/// from a buffer the upstream then closed, as [`UpstreamBody`] reads it from a socket.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// A response as the lean client read it.
+    pub struct Read {
+        pub status: StatusCode,
+        pub headers: HeaderMap,
+        pub body: Vec<u8>,
+        /// "length", "chunked" or "eof".
+        pub framing: &'static str,
+        /// Whether the connection would go back to the pool.
+        pub reused: bool,
+    }
+
+    /// Reads the response to a request (`HEAD` when `head_only`) from `bytes`, then end of
+    /// stream. `Err`: what the client would answer 502 for.
+    pub fn read_response(bytes: &[u8], head_only: bool) -> Result<Read, String> {
+        let mut buf = BytesMut::from(bytes);
+        let (mut names, mut spans) = (Vec::new(), Vec::new());
+        let head = loop {
+            match parse_head(&mut buf, &mut names, &mut spans, head_only) {
+                Ok(Some(Some(head))) => break head,
+                Ok(Some(None)) => continue,
+                Ok(None) => return Err("closed before a complete head".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let framing = match head.framing {
+            Framing::Length(_) => "length",
+            Framing::Chunked(_) => "chunked",
+            Framing::Eof => "eof",
+        };
+        let mut body = Vec::new();
+        let mut state = head.framing;
+        loop {
+            match state {
+                Framing::Length(0) | Framing::Chunked(Chunk::Done) => break,
+                Framing::Eof => {
+                    body.extend_from_slice(&buf.split());
+                    break;
+                }
+                _ if buf.is_empty() => return Err("closed before the end".into()),
+                Framing::Length(rem) => {
+                    let data = take(&mut buf, rem);
+                    state = Framing::Length(rem - data.len() as u64);
+                    body.extend_from_slice(&data);
+                }
+                Framing::Chunked(Chunk::Data(rem)) => {
+                    let data = take(&mut buf, rem);
+                    let left = rem - data.len() as u64;
+                    state = Framing::Chunked(if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    });
+                    body.extend_from_slice(&data);
+                }
+                Framing::Chunked(c) => match step_chunk(&mut buf, c) {
+                    Ok(Some(next)) => state = Framing::Chunked(next),
+                    Ok(None) => return Err("closed before the end".into()),
+                    Err(e) => return Err(e.to_string()),
+                },
+            }
+        }
+        Ok(Read {
+            status: head.status,
+            headers: head.headers,
+            body,
+            framing,
+            reused: head.reusable && buf.is_empty(),
+        })
     }
 }
 
@@ -763,6 +881,12 @@ mod tests {
             b"5\r\nhelloXX0\r\n\r\n",
             b"-1\r\n",
             b"11111111111111111\r\n",
+            // Found by fuzz/fuzz_targets/h1_response_body.rs (hyper refuses both): a trailer
+            // line that is not a field, and a bare CR inside a chunk-size line.
+            b"2\r\nab\r\n0\r\n\rt=1\r\n\r\n",
+            b"2\r\nab\r\n0\r\nnot a field\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            b"0\r\r\n\r\n",
         ] {
             assert!(chunks(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
@@ -823,6 +947,10 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
             b"NOT HTTP\r\n\r\n",
+            // Found by fuzz/fuzz_targets/h1_response_body.rs: hyper reads this to close.
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: g\xffzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: , chunked\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert!(
                 head(bad, false).is_err(),

@@ -543,6 +543,52 @@ impl AsyncWrite for Rewind {
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/` (not an API): the head parser as a connection
+/// runs it, request after request on one buffer and one header-name cache.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// What [`Connection::next`] made of the bytes at the start of the buffer.
+    #[allow(clippy::large_enum_variant)]
+    pub enum Head {
+        /// Served here: the request and how many bytes its head took.
+        Served {
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            consumed: usize,
+        },
+        /// Incomplete: more bytes are needed.
+        Partial,
+        /// Hyper serves the rest, starting with every byte still in the buffer.
+        HandOff,
+    }
+
+    /// One connection's parser state.
+    #[derive(Default)]
+    pub struct Connection {
+        names: Vec<HeaderName>,
+        spans: Vec<(u32, u32, u32, u32)>,
+    }
+
+    impl Connection {
+        pub fn next(&mut self, buf: &mut BytesMut) -> Head {
+            let before = buf.len();
+            match parse(buf, &mut self.names, &mut self.spans) {
+                Parse::Complete(p) => Head::Served {
+                    method: p.method,
+                    uri: p.uri,
+                    headers: p.headers,
+                    consumed: before - buf.len(),
+                },
+                Parse::Partial => Head::Partial,
+                Parse::HandOff => Head::HandOff,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

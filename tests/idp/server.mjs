@@ -116,6 +116,16 @@ const ACCOUNTS = {
     email_verified: false,
     groups: [],
   },
+  // Hostile claims (tests/security): an email with two `@` (oauth2-proxy CVE-2026-40574) and
+  // markup in every text claim.
+  eve: {
+    sub: 'eve',
+    email: 'eve@evil.test@example.com',
+    email_verified: true,
+    name: '<script>alert(1)</script>',
+    preferred_username: 'eve"><img src=x onerror=alert(1)>',
+    groups: ['staff'],
+  },
   // ~2,500 characters of claims: a session that needs two or three cookie shards
   medium: {
     sub: 'medium',
