@@ -69,6 +69,8 @@ fn session(extra: usize) -> Session {
         id_token: Some("h".repeat(700)),
         created_at: NOW,
         expires_at: NOW + 7 * 86400,
+        created_ms: NOW * 1000,
+        idp_sid: None,
     }
 }
 
@@ -164,6 +166,7 @@ fn sessions(c: &mut Criterion) {
 fn route(i: usize, path: String) -> RouteConfig {
     RouteConfig {
         index: i,
+        name: path.clone(),
         path,
         host: None,
         upstream: Upstream::File("/srv".into()),
@@ -172,6 +175,7 @@ fn route(i: usize, path: String) -> RouteConfig {
         timeout: Duration::from_secs(30),
         providers: vec![0],
         authorization: Authorization::default(),
+        bearer: None,
     }
 }
 

@@ -121,8 +121,12 @@ wait_http() { # URL [what]
 
 UP_PORT=$(free_port); NGX_PORT=$(free_port); IDP_PORT=$(free_port)
 PC_PORT=$(free_port); PC_ADMIN=$(free_port); AP_PORT=$(free_port)
+PCR_PORT=$(free_port); PCR_ADMIN=$(free_port); REDIS_PORT=$(free_port)
 IDP="http://127.0.0.1:$IDP_PORT"
 PC="http://127.0.0.1:$PC_PORT"
+# A second Portcullis with the server-side session store (issue 10): its row must cost at most
+# 1.25x the cookie row's CPU per request (a known session needs no Redis round trip).
+PCR="http://127.0.0.1:$PCR_PORT"
 AP="http://127.0.0.1:$AP_PORT"
 CLIENT_SECRET=bench-client-secret-0123456789
 SESSION_SECRET=bench-session-secret-bench-session-secret-0123
@@ -188,7 +192,7 @@ NGX_PID=$!; PIDS+=("$NGX_PID")
 
 say "starting the test IdP :$IDP_PORT"
 CLIENTS=$(cat <<EOF
-[{"client_id":"portcullis","client_secret":"$CLIENT_SECRET","redirect_uris":["$PC/oauth2/idpresponse"],
+[{"client_id":"portcullis","client_secret":"$CLIENT_SECRET","redirect_uris":["$PC/oauth2/idpresponse","$PCR/oauth2/idpresponse"],
   "grant_types":["authorization_code","refresh_token"],"response_types":["code"],
   "token_endpoint_auth_method":"client_secret_basic"},
  {"client_id":"apache","client_secret":"$CLIENT_SECRET","redirect_uris":["$AP/protected/redirect_uri"],
@@ -232,6 +236,19 @@ upstream = "http://127.0.0.1:$UP_PORT"
 EOF
 "$BIN" serve --config "$TMP/portcullis.toml" >"$TMP/portcullis.out" 2>"$TMP/portcullis.err" &
 PC_PID=$!; PIDS+=("$PC_PID")
+
+say "starting redis-server :$REDIS_PORT and Portcullis (redis store) :$PCR_PORT"
+command -v redis-server >/dev/null || die "redis-server is not installed (scripts/test.sh installs it)"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+  >"$TMP/redis.out" 2>&1 &
+REDIS_PID=$!; PIDS+=("$REDIS_PID")
+sed -e "s#127.0.0.1:$PC_PORT#127.0.0.1:$PCR_PORT#g" -e "s#127.0.0.1:$PC_ADMIN#127.0.0.1:$PCR_ADMIN#" \
+  -e "s#^secrets = .*#&\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:$REDIS_PORT/0\"#" \
+  "$TMP/portcullis.toml" >"$TMP/portcullis-redis.toml"
+mkdir -p "$TMP/redis-data"
+sed -i "1i data_dir = \"$TMP/redis-data\"" "$TMP/portcullis-redis.toml"
+"$BIN" serve --config "$TMP/portcullis-redis.toml" >"$TMP/portcullis-redis.out" 2>"$TMP/portcullis-redis.err" &
+PCR_PID=$!; PIDS+=("$PCR_PID")
 
 say "starting Apache + mod_auth_openidc :$AP_PORT"
 M=/usr/lib/apache2/modules
@@ -292,6 +309,7 @@ AP_PID=$!; PIDS+=("$AP_PID")
 wait_http "http://127.0.0.1:$UP_PORT/" "nginx upstream"
 wait_http "http://127.0.0.1:$NGX_PORT/" "nginx proxy"
 wait_http "http://127.0.0.1:$PC_ADMIN/healthz" "Portcullis"
+wait_http "http://127.0.0.1:$PCR_ADMIN/healthz" "Portcullis (redis store)"
 wait_http "$AP/" "Apache"
 
 # ---------------------------------------------------------------------------- measurement
@@ -454,12 +472,17 @@ login_finish() {
 say "signing in to Portcullis and to Apache through the IdP (real logins)"
 PC_COOKIE=$(node "$HERE/login.mjs" once "$PC/app/" alice '^AWSELBAuthSessionCookie-[0-9]$') \
   || die "could not sign in to Portcullis; logs: $TMP/portcullis.err"
+PCR_COOKIE=$(node "$HERE/login.mjs" once "$PCR/app/" alice '^AWSELBAuthSessionCookie-[0-9]$') \
+  || die "could not sign in to Portcullis (redis store); logs: $TMP/portcullis-redis.err"
+[ ${#PCR_COOKIE} -lt 120 ] || die "the redis store's cookie is not a short ticket: $PCR_COOKIE"
 AP_COOKIE=$(node "$HERE/login.mjs" once "$AP/protected/" alice '^mod_auth_openidc_session') \
   || die "could not sign in to Apache; logs: $TMP/apache/error.log"
 # The upstream echoes what identity it received: check the session really authenticates.
 seen=$(curl -s -D - -o /dev/null -H "Cookie: $PC_COOKIE" "$PC/identity-check")
 grep -qi '^x-seen-identity: alice' <<<"$seen" || die "Portcullis did not forward alice's identity: $seen"
 grep -qi '^x-seen-data: jwt' <<<"$seen" || die "Portcullis did not send x-amzn-oidc-data: $seen"
+seen=$(curl -s -D - -o /dev/null -H "Cookie: $PCR_COOKIE" "$PCR/identity-check")
+grep -qi '^x-seen-identity: alice' <<<"$seen" || die "Portcullis (redis store) did not forward alice's identity: $seen"
 seen=$(curl -s -D - -o /dev/null -H "Cookie: $AP_COOKIE" "$AP/protected/identity-check")
 grep -qi '^x-seen-apache-sub: alice' <<<"$seen" || die "Apache did not forward alice's identity: $seen"
 
@@ -523,6 +546,7 @@ row up "1 upstream direct (nginx, 1 KB)" "$UP_PID" 200 "http://127.0.0.1:$UP_POR
 row ngx "2 nginx plain reverse proxy (reference)" "$NGX_PID" 200 "http://127.0.0.1:$NGX_PORT/" "$HTML_ACCEPT"
 row allow "3 Portcullis, allow route" "$PC_PID" 200 "$PC/public/" "$HTML_ACCEPT"
 row auth "4 Portcullis, authenticated + signed headers" "$PC_PID" 200 "$PC/app/" "Cookie: $PC_COOKIE" "$HTML_ACCEPT"
+row authr "4r Portcullis, authenticated, redis store" "$PCR_PID" 200 "$PCR/app/" "Cookie: $PCR_COOKIE" "$HTML_ACCEPT"
 row redirect "5 Portcullis, no session -> 302" "$PC_PID" 302 "$PC/app/" "$HTML_ACCEPT"
 row apache "6 Apache + mod_auth_openidc, session" "$AP_PID" 200 "$AP/protected/app/" "Cookie: $AP_COOKIE" "$HTML_ACCEPT"
 if [ "$WARMUP" -gt 0 ]; then
@@ -584,6 +608,8 @@ if [ -n "${R[auth.rps]:-}" ] && [ -n "${R[ngx.rps]:-}" ]; then
   printf '%-58s %7s %7s %7s  %s\n' 'authenticated req/s ÷ nginx plain proxy req/s' "$v" '>= 0.8' '>= 1.0' "$(verdict "$v" '>=' 0.8 1.0)"
   v=$(ratio "${R[auth.cpu]}" "${R[ngx.cpu]}")
   printf '%-58s %7s %7s %7s  %s\n' 'authenticated CPU µs/req ÷ nginx plain proxy' "$v" '<= 1.5' '<= 1.0' "$(verdict "$v" '<=' 1.5 1.0)"
+  v=$(ratio "${R[authr.cpu]:-0}" "${R[auth.cpu]}")
+  printf '%-58s %7s %7s %7s  %s\n' 'redis store CPU µs/req ÷ cookie store (row 4r ÷ row 4)' "$v" '<= 1.25' '<= 1.0' "$(verdict "$v" '<=' 1.25 1.0)"
   v=$(ratio "${R[auth.rps]}" "${R[apache.rps]:-0}")
   printf '%-58s %7s %7s %7s  %s\n' 'authenticated req/s ÷ Apache + mod_auth_openidc req/s' "$v" '>= 4' '>= 6' "$(verdict "$v" '>=' 4 6)"
   v=$(ratio "${R[auth.p99]}" "${R[ngx.p99]}")
@@ -591,7 +617,7 @@ if [ -n "${R[auth.rps]:-}" ] && [ -n "${R[ngx.rps]:-}" ]; then
   v=$(ratio "${R[login.ms]:-0}" "${R[aplogin.ms]:-0}")
   printf '%-58s %7s %7s %7s  %s\n' 'Portcullis CPU per full login ÷ Apache' "$v" '<= 0.5' '<= 0.25' "$(verdict "$v" '<=' 0.5 0.25)"
   total=0
-  for k in up ngx allow auth redirect apache login aplogin; do total=$((total + ${R[$k.err]:-1})); done
+  for k in up ngx allow auth authr redirect apache login aplogin; do total=$((total + ${R[$k.err]:-1})); done
   printf '%-58s %7s %7s %7s  %s\n' 'errors, all rows' "$total" 0 0 "$([ "$total" = 0 ] && echo goal || echo MISS)"
 fi
 printf '(RSS after a 5-minute soak: scripts/bench.sh --soak 300)\n'

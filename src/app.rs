@@ -5,7 +5,6 @@
 //! 4. the auth gate — strips identity headers, decides, injects identity;
 //! 5. the forwarder — streams to the upstream; errors rendered by `error.rs`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +24,11 @@ use crate::identity_headers::DataSigner;
 use crate::metrics::{Decision, Metrics};
 use crate::proxy::{Forwarder, Inbound, hop};
 use crate::session::keyring::KeyRing;
+use crate::session::principal::{Principals, ProviderFacts};
+use crate::session::redis::Redis;
+use crate::session::revocation::Revocations;
+use crate::session::shards::CookieJar;
+use crate::session::store::SessionStore;
 use crate::signing::SigningKey;
 
 /// Why the service could not be built.
@@ -42,16 +46,104 @@ pub enum BuildError {
     NoSecret,
     #[error(transparent)]
     Pool(#[from] crate::pool::PoolError),
+    #[error("session.redis_url: {0}")]
+    Redis(#[from] crate::session::redis::Unavailable),
+}
+
+/// Most header fields a request may carry, whatever its HTTP version (hyper's HTTP/1 limit).
+pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// What outlives a configuration reload: connections to shared stores, the revocation list,
+/// and the header-signing key (so `x-amzn-oidc-data` keeps its `kid` unless the operator
+/// changes `headers.signing_key_file`).
+#[derive(Clone)]
+pub struct Shared {
+    pub redis: Option<Arc<Redis>>,
+    pub revocations: Arc<Revocations>,
+    signing_key: Arc<SigningKey>,
+    signing_key_file: Option<std::path::PathBuf>,
+}
+
+impl Shared {
+    /// Connects nothing yet: Redis is reached lazily.
+    pub fn new(cfg: &Config) -> Result<Shared, BuildError> {
+        let redis = redis(cfg)?;
+        let revocations = revocations(cfg, redis.clone());
+        let signing_key = Arc::new(match &cfg.headers.signing_key_file {
+            Some(f) => SigningKey::load(f)?,
+            None => SigningKey::generate(),
+        });
+        Ok(Shared {
+            redis,
+            revocations,
+            signing_key,
+            signing_key_file: cfg.headers.signing_key_file.clone(),
+        })
+    }
+
+    /// The shared state for a reloaded configuration: the same stores; the signing key read
+    /// again only when its file setting changed.
+    pub fn for_reload(&self, cfg: &Config) -> Result<Shared, BuildError> {
+        let mut next = self.clone();
+        if cfg.headers.signing_key_file != self.signing_key_file {
+            next.signing_key = Arc::new(match &cfg.headers.signing_key_file {
+                Some(f) => SigningKey::load(f)?,
+                None => SigningKey::generate(),
+            });
+            next.signing_key_file = cfg.headers.signing_key_file.clone();
+        }
+        Ok(next)
+    }
 }
 
 pub struct App {
     pub cfg: Arc<Config>,
+    pub shared: Shared,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     forwarders: Vec<Forwarder>,
     request_ids: RequestIds,
     /// The built-in user pool (SPEC §7), when configured.
     pub pool: Option<Arc<crate::pool::Pool>>,
+}
+
+/// One request's context: created when it arrives, filled in as it passes the layers, read
+/// once at the exit (metrics, access log).
+struct Ctx {
+    started: Instant,
+    route: Option<usize>,
+    decision: Decision,
+    principal: Option<Arc<crate::session::principal::Principal>>,
+    /// What the access log needs from the request head (only with `log.access`).
+    access: Option<AccessFacts>,
+}
+
+/// The request-head facts of an access-log line: the path without its query string.
+struct AccessFacts {
+    method: http::Method,
+    host: Option<String>,
+    path: String,
+}
+
+impl AccessFacts {
+    fn of(parts: &Parts) -> AccessFacts {
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+        AccessFacts {
+            method: parts.method.clone(),
+            host,
+            path: parts.uri.path().to_string(),
+        }
+    }
 }
 
 /// A request id as ASCII hex.
@@ -81,7 +173,7 @@ impl RequestIds {
             c.set(n.wrapping_add(1));
             n
         });
-        let worker = (crate::server::worker_index() & 0xff) as u64;
+        let worker = (crate::worker::index() & 0xff) as u64;
         let v = (u64::from(self.prefix >> 8) << 40) | (worker << 32) | u64::from(n);
         let mut buf = [0u8; 16];
         for (i, b) in buf.iter_mut().enumerate() {
@@ -134,17 +226,66 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())
 }
 
+/// The Redis connection, when `session.redis_url` / `redis_cluster_urls` is set. Its
+/// connections are made on the runtime this is called from (the main one).
+pub fn redis(cfg: &Config) -> Result<Option<Arc<Redis>>, BuildError> {
+    let Some(target) = &cfg.session.redis else {
+        return Ok(None);
+    };
+    let home = tokio::runtime::Handle::try_current()
+        .map_err(|_| crate::session::redis::Unavailable("no async runtime".into()))?;
+    Ok(Some(Redis::new(target, cfg.session.redis_timeout, home)?))
+}
+
+/// The revocation list: under `data_dir`, shared through Redis when configured.
+pub fn revocations(cfg: &Config, redis: Option<Arc<Redis>>) -> Arc<Revocations> {
+    Revocations::new(Some(cfg.data_dir.join("revocations.jsonl")), redis)
+}
+
+fn build_store(cfg: &Config, keyring: Arc<KeyRing>, shared: &Shared) -> SessionStore {
+    let redis = shared.redis.clone();
+    let revocations = shared.revocations.clone();
+    let principals = Principals::new(
+        cfg.providers
+            .iter()
+            .map(|p| ProviderFacts {
+                name: p.name.clone(),
+                groups_claim: p.groups_claim.clone(),
+                issuer: p.issuer.clone(),
+                client_id: p.client_id.clone(),
+            })
+            .collect(),
+    );
+    SessionStore::new(
+        cfg.session.store,
+        keyring,
+        CookieJar::new(&cfg.session.cookie_name, cfg.secure_cookies()),
+        principals,
+        revocations,
+        redis,
+        cfg.server.workers,
+    )
+}
+
 impl App {
+    /// Builds the service for a configuration (connects to nothing yet).
     pub fn build(cfg: Config) -> Result<App, BuildError> {
+        let shared = Shared::new(&cfg)?;
+        App::build_with(cfg, shared)
+    }
+
+    /// Builds the service for a reloaded configuration, keeping what outlives a reload.
+    pub fn rebuild(&self, cfg: Config) -> Result<App, BuildError> {
+        let shared = self.shared.for_reload(&cfg)?;
+        App::build_with(cfg, shared)
+    }
+
+    fn build_with(cfg: Config, shared: Shared) -> Result<App, BuildError> {
         let cfg = Arc::new(cfg);
         let secrets = session_secrets(&cfg)?;
-        let keyring = KeyRing::new(&secrets).map_err(|_| BuildError::NoSecret)?;
-        let key = match &cfg.headers.signing_key_file {
-            Some(f) => SigningKey::load(f)?,
-            None => SigningKey::generate(),
-        };
+        let keyring = Arc::new(KeyRing::new(&secrets).map_err(|_| BuildError::NoSecret)?);
         let signer = DataSigner {
-            key: Arc::new(key),
+            key: shared.signing_key.clone(),
             format: cfg.headers.jwt_format,
             signer: cfg.headers.signer.clone(),
             forwarded_user: cfg.headers.forwarded_user,
@@ -165,31 +306,40 @@ impl App {
                 Arc::new(OidcProvider::new(p, &callback, http))
             })
             .collect();
-        let route_names = cfg
-            .routes
-            .iter()
-            .map(|r| format!("{}{}", r.host.as_deref().unwrap_or(""), r.path))
-            .collect();
+        let route_names = cfg.routes.iter().map(|r| r.name.clone()).collect();
         let metrics = Arc::new(Metrics::with_workers(route_names, cfg.server.workers));
         let forwarders = cfg
             .routes
             .iter()
             .map(|r| Forwarder::new(r, cfg.server.workers))
             .collect();
+        let store = Arc::new(build_store(&cfg, keyring.clone(), &shared));
         let pool = match &cfg.pool {
-            Some(pc) => Some(Arc::new(crate::pool::Pool::new(
-                &cfg,
-                pc.clone(),
-                &secrets,
-            )?)),
+            Some(pc) => Some(Arc::new(
+                crate::pool::Pool::new(&cfg, pc.clone(), &secrets)?.with_proxy_sessions(Arc::new(
+                    crate::session::revocation::UserSessions::new(
+                        store.revocations().clone(),
+                        "pool",
+                        cfg.session.timeout,
+                    ),
+                )),
+            )),
             None => None,
         };
-        let auth = Auth::new(cfg.clone(), providers, keyring, signer, metrics.clone());
+        let auth = Auth::new(
+            cfg.clone(),
+            providers,
+            keyring,
+            store,
+            signer,
+            metrics.clone(),
+        );
         let mut p = [0u8; 4];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p)
             .expect("system RNG available");
         Ok(App {
             cfg,
+            shared,
             auth,
             metrics,
             forwarders,
@@ -217,32 +367,78 @@ impl App {
             .collect()
     }
 
-    /// What the forwarder needs to know about a new inbound connection (once per connection).
-    pub fn inbound(&self, peer: SocketAddr, tls: bool) -> Inbound {
-        Inbound::new(peer, tls, self.auth.is_trusted(peer.ip()))
-    }
-
-    /// Handles one request from the public listener.
+    /// Handles one request from the public listener: one context for the request, one exit
+    /// where it is counted and (with `log.access`) logged.
     pub async fn handle(&self, req: Request<RequestBody>, inbound: &Inbound) -> Response<Body> {
         let rid = self.request_ids.next();
         let (parts, body) = req.into_parts();
+        let mut ctx = Ctx {
+            // One clock reading per request: session times and latencies come from it.
+            started: Instant::now(),
+            route: None,
+            decision: Decision::Internal,
+            principal: None,
+            access: self.cfg.log.access.then(|| AccessFacts::of(&parts)),
+        };
         // Responses we generate carry the id (`X-Request-Id`, set by the error renderer);
         // proxied responses are the upstream's own.
-        self.route(parts, body, inbound, rid.as_str()).await
+        let resp = self
+            .route(&mut ctx, parts, body, inbound, rid.as_str())
+            .await;
+        self.metrics
+            .request(ctx.route, ctx.decision, resp.status().as_u16());
+        if let Some(facts) = &ctx.access {
+            self.access_log(&ctx, facts, inbound, rid.as_str(), &resp);
+        }
+        resp
+    }
+
+    /// One line per request (SPEC §13): never a token, a cookie or the query string.
+    fn access_log(
+        &self,
+        ctx: &Ctx,
+        facts: &AccessFacts,
+        inbound: &Inbound,
+        rid: &str,
+        resp: &Response<Body>,
+    ) {
+        let route = ctx.route.map(|i| self.cfg.routes[i].name.as_str());
+        let bytes = http_body::Body::size_hint(resp.body()).exact();
+        let sub = ctx.principal.as_ref().map(|p| p.session.sub.as_str());
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = rid,
+            client = %inbound.peer.ip(),
+            method = %facts.method,
+            host = facts.host.as_deref().unwrap_or(""),
+            path = %facts.path,
+            status = resp.status().as_u16(),
+            bytes,
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            route,
+            "auth.decision" = ctx.decision.as_str(),
+            sub,
+            "access"
+        );
     }
 
     async fn route(
         &self,
+        ctx: &mut Ctx,
         mut parts: Parts,
         body: RequestBody,
         inbound: &Inbound,
         rid: &str,
     ) -> Response<Body> {
         let peer = inbound.peer;
-        // One clock reading per request: session times and the upstream latency come from it.
-        let started = Instant::now();
+        let started = ctx.started;
+        // HTTP/1 heads over the limit never get here (hyper answers 431); HTTP/2 and HTTP/3
+        // header blocks are bounded in bytes only, so the field count is enforced here.
+        if parts.headers.len() > MAX_HEADER_FIELDS {
+            return self.reject(RequestError::HeadersTooLarge, &parts, rid);
+        }
         // 1. Normalise once; the normalised path is both matched and forwarded.
-        match normalize(parts.uri.path()) {
+        match normalize(parts.uri.path(), self.cfg.encoded_slashes()) {
             Ok(None) => {}
             Ok(Some(p)) => {
                 let pq = match parts.uri.query() {
@@ -269,23 +465,24 @@ impl App {
         if let Some(pool) = &self.pool
             && pool.owns(parts.uri.path())
         {
-            let resp = pool.handle(&parts, body, peer.ip(), rid).await;
-            self.metrics
-                .request(None, Decision::Internal, resp.status().as_u16());
-            return resp;
+            return pool.handle(&parts, body, peer.ip(), rid).await;
+        }
+        if parts.uri.path() == paths::BACKCHANNEL_LOGOUT {
+            return self.backchannel_logout(&parts, body, rid).await;
         }
         if parts.uri.path().starts_with(paths::RESERVED_PREFIX) {
-            let resp = match self
+            return match self
                 .auth
                 .endpoint(&parts, parts.uri.path(), peer.ip(), rid)
                 .await
             {
-                Some(r) => r,
+                Some(e) => {
+                    ctx.route = e.route;
+                    ctx.decision = e.decision;
+                    e.response
+                }
                 None => RequestError::NotFound.render(rid, is_non_navigational(&parts.headers)),
             };
-            self.metrics
-                .request(None, Decision::Internal, resp.status().as_u16());
-            return resp;
         }
 
         // 3. Route.
@@ -299,6 +496,7 @@ impl App {
             return self.reject(RequestError::NoRoute, &parts, rid);
         };
         let route_index = route.index;
+        ctx.route = Some(route_index);
 
         // 4. The auth gate.
         let upgrade = if hop::wants_upgrade(&parts.headers) {
@@ -309,23 +507,27 @@ impl App {
         // Hop-by-hop headers go before the gate adds identity, so that a client cannot make us
         // drop a header we set by naming it in `Connection`.
         hop::remove(&mut parts.headers, upgrade.is_some());
-        let (set_cookie, decision) = match self.auth.gate(route, &mut parts, rid, started).await {
+        let set_cookie = match self.auth.gate(route, &mut parts, rid, started).await {
             Verdict::Respond { response, decision } => {
-                self.metrics
-                    .request(Some(route_index), decision, response.status().as_u16());
+                ctx.decision = decision;
                 return response;
             }
             Verdict::Forward {
                 set_cookie,
                 decision,
-                ..
-            } => (set_cookie, decision),
+                principal,
+            } => {
+                ctx.decision = decision;
+                ctx.principal = principal;
+                set_cookie
+            }
         };
 
-        // 5. Forward.
+        // 5. Forward. Whether the peer is a trusted proxy is read from the running config.
+        let trusted = self.auth.is_trusted(peer.ip());
         let json = is_non_navigational(&parts.headers);
         let mut resp = match self.forwarders[route_index]
-            .forward(parts, body, inbound, upgrade, started)
+            .forward(parts, body, inbound, trusted, upgrade, started)
             .await
         {
             Ok(r) => r,
@@ -334,15 +536,38 @@ impl App {
         self.metrics
             .upstream_latency(route_index, started.elapsed());
         append_cookies(&mut resp, &set_cookie);
-        self.metrics
-            .request(Some(route_index), decision, resp.status().as_u16());
         resp
     }
 
+    /// `POST /oauth2/backchannel-logout`: the form body read under a size limit.
+    async fn backchannel_logout(
+        &self,
+        parts: &Parts,
+        body: RequestBody,
+        rid: &str,
+    ) -> Response<Body> {
+        use http_body_util::BodyExt;
+        if parts.method != http::Method::POST {
+            return RequestError::MethodNotAllowed.render(rid, true);
+        }
+        let form = match http_body_util::Limited::new(body, crate::auth::backchannel::MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return RequestError::BadRequest(
+                    "the logout request body is unreadable or too large".into(),
+                )
+                .render(rid, true);
+            }
+        };
+        self.auth
+            .backchannel_logout(&form, crate::session::now_unix())
+            .await
+    }
+
     fn reject(&self, e: RequestError, parts: &Parts, rid: &str) -> Response<Body> {
-        let resp = e.render(rid, is_non_navigational(&parts.headers));
-        self.metrics
-            .request(None, Decision::Internal, resp.status().as_u16());
-        resp
+        e.render(rid, is_non_navigational(&parts.headers))
     }
 }

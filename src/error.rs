@@ -23,6 +23,8 @@ pub enum RequestError {
     Denied,
     #[error("not authorized")]
     Forbidden { required: String },
+    #[error("a stronger sign-in is required")]
+    StepUp { required: String, login_url: String },
     #[error("the sign-in took too long or was not started here")]
     LoginExpired { restart: String },
     #[error("the identity provider returned an error: {code}")]
@@ -35,8 +37,18 @@ pub enum RequestError {
     UpstreamUnreachable(String),
     #[error("upstream timed out")]
     UpstreamTimeout,
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    #[error("the session store is unavailable: {0}")]
+    SessionStoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// RFC 6750 §3.1 `invalid_token`: the reason names the check that failed.
+    #[error("invalid bearer token: {0}")]
+    InvalidToken(&'static str),
+    /// RFC 6750 §3.1 `insufficient_scope`: `scope` lists what the route requires.
+    #[error("the bearer token lacks a required scope")]
+    InsufficientScope { scope: String },
 }
 
 /// ALB's status for an error returned by the IdP at the callback.
@@ -102,6 +114,13 @@ impl RequestError {
                 link: None,
                 code: "forbidden",
             },
+            StepUp { required, login_url } => Shown {
+                status: StatusCode::FORBIDDEN,
+                title: "Stronger sign-in required",
+                message: format!("You are signed in, but this page requires {required}. Sign in again with a second factor (set one up in your account first if you have none)."),
+                link: Some((login_url.clone(), "Sign in again")),
+                code: "step_up_required",
+            },
             LoginExpired { restart } => Shown {
                 status: StatusCode::UNAUTHORIZED,
                 title: "Sign-in expired",
@@ -120,7 +139,27 @@ impl RequestError {
             SessionTooLarge => s(StatusCode::INTERNAL_SERVER_ERROR, "Session too large", "Your identity (claims and tokens) is larger than four 4 KB cookies can hold, so the session could not be stored. Ask the administrator to reduce the claims or scopes requested, or to use the server-side session store (session.store = \"redis\").", "session_too_large"),
             UpstreamUnreachable(_) => s(StatusCode::BAD_GATEWAY, "Bad gateway", "The application behind this proxy could not be reached.", "upstream_unreachable"),
             UpstreamTimeout => s(StatusCode::GATEWAY_TIMEOUT, "Gateway timeout", "The application behind this proxy did not answer in time.", "upstream_timeout"),
+            HeadersTooLarge => s(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large", "The request carries too many or too large header fields.", "headers_too_large"),
+            SessionStoreUnavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", "Sessions cannot be checked right now. Please try again in a moment.", "session_store_unavailable"),
             Internal(_) => s(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "Something went wrong on our side.", "internal"),
+            InvalidToken(why) => s(StatusCode::UNAUTHORIZED, "Invalid access token", &format!("The access token is not valid here: {why}."), "invalid_token"),
+            InsufficientScope { scope } => s(StatusCode::FORBIDDEN, "Insufficient scope", &format!("The access token must grant the scopes: {scope}."), "insufficient_scope"),
+        }
+    }
+
+    /// RFC 6750 §3: the `WWW-Authenticate` challenge of a refused bearer token.
+    fn bearer_challenge(&self) -> Option<String> {
+        let quoted = |s: &str| s.replace(['"', '\\'], "");
+        match self {
+            RequestError::InvalidToken(why) => Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                quoted(why)
+            )),
+            RequestError::InsufficientScope { scope } => Some(format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                quoted(scope)
+            )),
+            _ => None,
         }
     }
 
@@ -167,11 +206,34 @@ impl RequestError {
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        security_headers(h);
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert(crate::http::headers::X_REQUEST_ID, v);
         }
+        if let Some(v) = self
+            .bearer_challenge()
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
         resp
     }
+}
+
+/// The headers on every response Portcullis itself generates (not on proxied ones): our pages
+/// use no script, no frames and only inline style, so the policy is the narrowest that renders
+/// them; `frame-ancestors 'none'` and `X-Frame-Options` stop clickjacking of sign-in pages.
+pub fn security_headers(h: &mut http::HeaderMap) {
+    use crate::http::headers::*;
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
 /// The small page frame shared by our own pages.
@@ -211,6 +273,8 @@ mod tests {
             (RequestError::UpstreamUnreachable("x".into()), 502),
             (RequestError::UpstreamTimeout, 504),
             (RequestError::SessionTooLarge, 500),
+            (RequestError::HeadersTooLarge, 431),
+            (RequestError::SessionStoreUnavailable("x".into()), 503),
             (
                 RequestError::LoginExpired {
                     restart: "/".into(),

@@ -39,7 +39,7 @@ const PROTOCOL_CLAIMS: &[&str] = &[
     "jti",
     "sid",
     "acr",
-    "amr",
+    // `amr` is kept: upstreams see how the user signed in (SPEC §7.1, RFC 8176).
     "nbf",
 ];
 
@@ -197,17 +197,27 @@ pub fn sign_data(
 ) -> String {
     let (header, payload, engine) = match signer.format {
         JwtFormat::Alb => {
-            let header = serde_json::json!({
-                "typ": "JWT", "kid": signer.key.kid(), "alg": "ES256",
-                "iss": issuer, "client": client_id, "signer": signer.signer, "exp": exp,
-            });
+            // ALB's byte order, which some verifiers compare (a `json!` map would sort keys).
+            let header = ordered_object(&[
+                ("typ", "JWT".into()),
+                ("kid", signer.key.kid().into()),
+                ("alg", "ES256".into()),
+                ("iss", issuer.into()),
+                ("client", client_id.into()),
+                ("signer", signer.signer.as_str().into()),
+                ("exp", exp.into()),
+            ]);
             let mut p = claims.clone();
             p.insert("exp".into(), exp.into());
             p.insert("iss".into(), issuer.into());
             (header, p, &URL_SAFE)
         }
         JwtFormat::Standard => {
-            let header = serde_json::json!({"typ": "JWT", "kid": signer.key.kid(), "alg": "ES256"});
+            let header = ordered_object(&[
+                ("typ", "JWT".into()),
+                ("kid", signer.key.kid().into()),
+                ("alg", "ES256".into()),
+            ]);
             let mut p = claims.clone();
             p.insert("exp".into(), exp.into());
             p.insert("iat".into(), now.into());
@@ -216,11 +226,26 @@ pub fn sign_data(
             (header, p, &URL_SAFE_NO_PAD)
         }
     };
-    let h = engine.encode(serde_json::to_vec(&header).expect("JSON values serialise"));
+    let h = engine.encode(header.as_bytes());
     let p = engine.encode(serde_json::to_vec(&payload).expect("JSON values serialise"));
     let signing_input = format!("{h}.{p}");
     let sig = engine.encode(signer.key.sign(signing_input.as_bytes()));
     format!("{signing_input}.{sig}")
+}
+
+/// A JSON object with its members in the given order.
+fn ordered_object(members: &[(&str, serde_json::Value)]) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::Value::from(*k).to_string());
+        out.push(':');
+        out.push_str(&v.to_string());
+    }
+    out.push('}');
+    out
 }
 
 #[cfg(test)]
@@ -272,8 +297,16 @@ mod tests {
             parts[2].ends_with('='),
             "ES256 signature of 64 bytes is padded in ALB format"
         );
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE.decode(parts[0]).unwrap()).unwrap();
+        let header_text = String::from_utf8(URL_SAFE.decode(parts[0]).unwrap()).unwrap();
+        // Regression (issue 9, item 5): ALB's byte order, not alphabetical.
+        assert_eq!(
+            header_text,
+            format!(
+                r#"{{"typ":"JWT","kid":"{}","alg":"ES256","iss":"https://idp","client":"cid","signer":"arn:x","exp":700}}"#,
+                key.kid()
+            )
+        );
+        let header: serde_json::Value = serde_json::from_str(&header_text).unwrap();
         assert_eq!(header["signer"], "arn:x");
         assert_eq!(header["client"], "cid");
         assert_eq!(header["exp"], 700);

@@ -6,14 +6,17 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod http;
 pub mod identity_headers;
+pub mod live;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod signing;
+pub mod worker;
 
 /// Exit code for an invalid configuration (EX_USAGE … EX_DATAERR family; SPEC says 64).
 pub const EXIT_CONFIG: u8 = 64;

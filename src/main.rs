@@ -1,7 +1,6 @@
 //! `portcullis`: CLI → configuration → telemetry → App → serve until SIGTERM.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use portcullis::cli::{Cli, Command};
@@ -11,7 +10,13 @@ use portcullis::{EXIT_CONFIG, app::App, server};
 fn init_tracing(cfg: &Config) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("portcullis={},warn", cfg.log.level))
+            // The access log (`log.access`) is written whatever `log.level` says.
+            let access = if cfg.log.access {
+                ",portcullis::access=info"
+            } else {
+                ""
+            };
+            tracing_subscriber::EnvFilter::new(format!("portcullis={},warn{access}", cfg.log.level))
         });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -47,6 +52,40 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Pool(args) => portcullis::pool::cli::run(args),
+        Command::Healthcheck { url, timeout } => {
+            match portcullis::healthcheck::check(&url, std::time::Duration::from_secs(timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Sessions {
+            command:
+                portcullis::cli::SessionsCommand::Revoke {
+                    provider,
+                    sub,
+                    config,
+                },
+        } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if cfg.provider_index(&provider).is_none() {
+                eprintln!(
+                    "error: no provider named {provider:?} in {}",
+                    config.display()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(revoke(cfg, provider, sub))
+        }
         Command::Check { config } => match load(&config) {
             Ok(c) => {
                 println!(
@@ -72,12 +111,48 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            rt.block_on(serve(cfg))
+            rt.block_on(serve(cfg, config))
         }
     }
 }
 
-async fn serve(cfg: Config) -> ExitCode {
+/// `portcullis sessions revoke`: recorded under data_dir and, when configured, in Redis, where
+/// every running replica picks it up within seconds.
+async fn revoke(cfg: Config, provider: String, sub: String) -> ExitCode {
+    let redis = match portcullis::app::redis(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shared = redis.is_some();
+    let revocations = portcullis::app::revocations(&cfg, redis);
+    let hook = portcullis::session::revocation::UserSessions::new(
+        revocations,
+        &provider,
+        cfg.session.timeout,
+    );
+    match hook.end_all(&sub).await {
+        Ok(()) => {
+            println!(
+                "revoked every session of {sub:?} at {provider}{}",
+                if shared {
+                    " (shared through redis)"
+                } else {
+                    " (recorded under data_dir)"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: recorded under data_dir, but not shared with other replicas: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: Config, file: std::path::PathBuf) -> ExitCode {
     let listeners = match server::bind(&cfg.server.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -93,7 +168,7 @@ async fn serve(cfg: Config) -> ExitCode {
         }
     };
     let app = match App::build(cfg) {
-        Ok(a) => Arc::new(a),
+        Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
@@ -113,12 +188,16 @@ async fn serve(cfg: Config) -> ExitCode {
     if let Ok(a) = admin.local_addr() {
         tracing::info!(addr = %a, "admin listening");
     }
-    tokio::spawn(server::admin::serve(app.clone(), admin));
-    let warm = app.clone();
+    // Revocations made elsewhere (other replicas, the CLI) reach this process within seconds.
+    app.shared.revocations.spawn_sync();
+    let live = portcullis::live::Live::new(app, file);
+    let warm = live.load();
     tokio::spawn(async move {
         warm.warm_up().await;
     });
-    match server::serve(app, listeners, server::shutdown_signal()).await {
+    live.reload_on_sighup();
+    tokio::spawn(server::admin::serve(live.clone(), admin));
+    match server::serve(live, listeners, server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

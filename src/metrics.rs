@@ -19,14 +19,24 @@ pub enum Decision {
     Forbidden = 3,
     /// Answered by Portcullis itself (reserved paths, bad requests).
     Internal = 4,
+    /// The session store could not answer: 503.
+    Unavailable = 5,
 }
 
-const DECISIONS: [&str; 5] = [
+impl Decision {
+    /// The label value (also the access log's `auth.decision`).
+    pub fn as_str(self) -> &'static str {
+        DECISIONS[self as usize]
+    }
+}
+
+const DECISIONS: [&str; 6] = [
     "allowed",
     "public",
     "unauthenticated",
     "forbidden",
     "internal",
+    "unavailable",
 ];
 const STATUSES: [u16; 25] = [
     200, 201, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 413, 429, 431, 500,
@@ -104,7 +114,7 @@ impl Metrics {
     }
 
     fn shard(&self) -> &Shard {
-        let w = crate::server::worker_index();
+        let w = crate::worker::index();
         &self.shards[if w < self.shards.len() { w } else { 0 }]
     }
 

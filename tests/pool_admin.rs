@@ -44,7 +44,8 @@ async fn admin_api_manages_users(backend: Backend) {
         )
         .await
         .0,
-        401
+        // SPEC §6: no token 401, a wrong one 403.
+        403
     );
 
     let (st, created) = api(&s, Method::POST, "/pool/users", t, Some(json!({"username": "Jack", "attributes": {"email": "jack@example.com"}, "groups": ["ops"]}))).await;

@@ -412,12 +412,19 @@ async fn discovery_and_jwks_describe_the_provider(backend: Backend) {
         .json()
         .await
         .unwrap();
+    // Regression (issue 9, item 4): OpenID Connect Discovery requires RS256; the pool listed
+    // only ES256 and authlib refused it. RS256 by default, as Cognito signs.
+    assert_eq!(
+        d["id_token_signing_alg_values_supported"],
+        serde_json::json!(["RS256"])
+    );
     let k = &jwks["keys"][0];
     assert_eq!(
         (k["alg"].as_str(), k["use"].as_str(), k["kty"].as_str()),
-        (Some("ES256"), Some("sig"), Some("EC"))
+        (Some("RS256"), Some("sig"), Some("RSA"))
     );
     assert!(k["kid"].as_str().is_some_and(|kid| !kid.is_empty()));
     assert!(k.get("d").is_none(), "no private key material in the JWKS");
+    assert!(k.get("p").is_none(), "no private key material in the JWKS");
 }
 on_both!(discovery, discovery_and_jwks_describe_the_provider);

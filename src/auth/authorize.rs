@@ -107,6 +107,8 @@ mod tests {
             id_token: None,
             created_at: 0,
             expires_at: i64::MAX,
+            created_ms: 0,
+            idp_sid: None,
         }
     }
 

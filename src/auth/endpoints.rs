@@ -7,10 +7,9 @@ use std::net::IpAddr;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
+use super::Auth;
 use super::login::{query_param, redirect, start_url};
 use super::redirect::safe_target;
-use super::{Auth, authorize};
-use crate::config::OnUnauthenticated;
 use crate::error::{RequestError, html_escape, page};
 use crate::http::body::{self, Body};
 use crate::http::headers::*;
@@ -27,6 +26,7 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::error::security_headers(r.headers_mut());
     r
 }
 
@@ -39,7 +39,42 @@ fn text(
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    crate::error::security_headers(r.headers_mut());
     r
+}
+
+/// The path-and-query of an `X-Original-URL` (absolute, or a path), exactly as sent: nothing
+/// is resolved here, so the normaliser sees what the fronting proxy saw.
+fn path_of_original_url(u: &str) -> &str {
+    if u.starts_with('/') {
+        return u;
+    }
+    match u.find("://") {
+        Some(i) => match u[i + 3..].find(['/', '?']) {
+            Some(j) if u.as_bytes()[i + 3 + j] == b'/' => &u[i + 3 + j..],
+            _ => "/",
+        },
+        None => "/",
+    }
+}
+
+/// Forward auth's 401 for a route that signs users in: the JSON body names the login URL,
+/// and so does `Location`.
+fn sign_in_required(login_url: String, request_id: &str) -> Response<Body> {
+    let location = HeaderValue::from_str(&super::login::uri_reference(&login_url)).ok();
+    let mut r = RequestError::Unauthenticated { login_url }.render(request_id, true);
+    if let Some(v) = location {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// A reserved path's answer, with what to count it as.
+pub struct Endpoint {
+    pub response: Response<Body>,
+    /// The route a forward-auth check was decided for.
+    pub route: Option<usize>,
+    pub decision: crate::metrics::Decision,
 }
 
 impl Auth {
@@ -58,7 +93,7 @@ impl Auth {
         path: &str,
         peer: IpAddr,
         request_id: &str,
-    ) -> Option<Response<Body>> {
+    ) -> Option<Endpoint> {
         let query = parts.uri.query();
         let xhr = is_non_navigational(&parts.headers);
         let get_only = |r: Response<Body>| {
@@ -68,7 +103,7 @@ impl Auth {
                 RequestError::MethodNotAllowed.render(request_id, xhr)
             }
         };
-        Some(match path {
+        let response = match path {
             paths::CALLBACK => get_only(self.callback(query, &parts.headers, request_id).await),
             paths::START => get_only(self.start(query, request_id).await),
             paths::SIGN_OUT => {
@@ -79,7 +114,16 @@ impl Auth {
                 }
             }
             paths::USERINFO => get_only(self.userinfo(&parts.headers, request_id).await),
-            paths::AUTH => get_only(self.forward_auth(parts, peer, request_id).await),
+            paths::AUTH => {
+                let (r, route, decision) = self.forward_auth(parts, peer, request_id).await;
+                let r = get_only(r);
+                // Counted like the inline path: the route and the decision, not `internal`.
+                return Some(Endpoint {
+                    response: r,
+                    route,
+                    decision,
+                });
+            }
             paths::JWKS => get_only(json(
                 StatusCode::OK,
                 &serde_json::json!({"keys": [self.signer.key.jwk()]}),
@@ -102,6 +146,11 @@ impl Auth {
                 }
             }
             _ => return None,
+        };
+        Some(Endpoint {
+            response,
+            route: None,
+            decision: crate::metrics::Decision::Internal,
         })
     }
 
@@ -113,6 +162,19 @@ impl Auth {
             &self.cfg.public_origin,
             &self.cfg.allowed_redirect_origins,
         );
+        // `prompt=login` (a step-up: sign in again, not single sign-on) is the only prompt
+        // passed on to the IdP.
+        let prompt = match query_param(query, "prompt").as_deref() {
+            None => None,
+            Some("login") => Some("login"),
+            Some(other) => {
+                return RequestError::BadRequest(format!(
+                    "prompt {:?} is not supported (only \"login\")",
+                    crate::error::sanitize_code(other)
+                ))
+                .render(request_id, false);
+            }
+        };
         let rd_path = url::Url::parse(&rd)
             .map(|u| u.path().to_string())
             .unwrap_or_else(|_| rd.split('?').next().unwrap_or("/").to_string());
@@ -137,7 +199,7 @@ impl Auth {
         };
         match chosen {
             Some(i) => self
-                .start_login(i, &rd)
+                .start_login_prompt(i, &rd, prompt)
                 .await
                 .unwrap_or_else(|e| e.render(request_id, false)),
             None if candidates.is_empty() => RequestError::NotFound.render(request_id, false),
@@ -166,9 +228,17 @@ impl Auth {
     }
 
     async fn userinfo(&self, headers: &http::HeaderMap, request_id: &str) -> Response<Body> {
-        let state = self.session(headers, now_unix()).await;
-        let Some(o) = state.opened else {
-            return RequestError::Denied.render(request_id, true);
+        let state = match self.session(headers, now_unix()).await {
+            Ok(s) => s,
+            Err(e) => {
+                return RequestError::SessionStoreUnavailable(e.to_string())
+                    .render(request_id, true);
+            }
+        };
+        let Some(o) = state.principal else {
+            let mut r = RequestError::Denied.render(request_id, true);
+            super::append_cookies(&mut r, &state.set_cookie);
+            return r;
         };
         let p = &self.providers[o.provider].cfg;
         let s = &o.session;
@@ -191,8 +261,15 @@ impl Auth {
     }
 
     /// `/oauth2/auth` for nginx `auth_request`, Traefik, Envoy, Caddy. The original host and
-    /// URI are believed only from trusted proxies.
-    async fn forward_auth(&self, parts: &Parts, peer: IpAddr, request_id: &str) -> Response<Body> {
+    /// URI are believed only from trusted proxies; the path gets the same normalisation and
+    /// the same encoded-slash rule as the inline path; the decision is [`Auth::decide`]'s.
+    async fn forward_auth(
+        &self,
+        parts: &Parts,
+        peer: IpAddr,
+        request_id: &str,
+    ) -> (Response<Body>, Option<usize>, crate::metrics::Decision) {
+        use crate::metrics::Decision as M;
         let h = &parts.headers;
         let hv = |n: &http::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
         let own_host = parts
@@ -202,57 +279,92 @@ impl Auth {
             .or_else(|| hv(&header::HOST));
         let (host, uri) = if self.is_trusted(peer) {
             let host = hv(&X_FORWARDED_HOST).or(own_host);
-            let uri = hv(&X_FORWARDED_URI).or_else(|| {
-                hv(&X_ORIGINAL_URL).map(|u| {
-                    url::Url::parse(&u)
-                        .map(|x| x.path().to_string())
-                        .unwrap_or(u)
-                })
-            });
+            let uri = hv(&X_FORWARDED_URI)
+                .or_else(|| hv(&X_ORIGINAL_URL).map(|u| path_of_original_url(&u).to_string()));
             (host, uri.unwrap_or_else(|| "/".into()))
         } else {
             (own_host, "/".into())
         };
-        let path_only = uri.split('?').next().unwrap_or("/");
-        let path = match crate::http::normalize::normalize(path_only) {
+        let (path_only, query) = match uri.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (uri.as_str(), None),
+        };
+        let path = match crate::http::normalize::normalize(path_only, self.cfg.encoded_slashes()) {
             Ok(Some(p)) => p,
             Ok(None) => path_only.to_string(),
-            Err(e) => return RequestError::BadRequest(e.to_string()).render(request_id, true),
+            Err(e) => {
+                tracing::info!(
+                    via = "forward_auth",
+                    "auth.decision" = "deny",
+                    "auth.reason" = "bad_path",
+                    "Request denied"
+                );
+                return (
+                    RequestError::BadRequest(e.to_string()).render(request_id, true),
+                    None,
+                    M::Internal,
+                );
+            }
         };
         let Some(route) = self.routes.find(host.as_deref(), &path) else {
-            return RequestError::NoRoute.render(request_id, true);
+            return (
+                RequestError::NoRoute.render(request_id, true),
+                None,
+                M::Internal,
+            );
+        };
+        let rd = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
         };
         let now = now_unix();
-        let state = self.session(h, now).await;
-        let mut resp = match &state.opened {
-            None if route.on_unauthenticated == OnUnauthenticated::Allow => {
-                text(StatusCode::OK, "text/plain", "ok")
-            }
-            None => {
-                let mut r = RequestError::Unauthenticated {
-                    login_url: start_url(&uri, None),
+        let d = self
+            .decide(route, h, &rd, now, super::Via::ForwardAuth)
+            .await;
+        let label = d.outcome.metric();
+        let mut resp = match d.outcome {
+            super::Outcome::Allowed | super::Outcome::Public => {
+                let mut r = text(StatusCode::OK, "text/plain", "ok");
+                if let Some(p) = &d.principal {
+                    p.identity.inject(r.headers_mut(), &self.signer, now);
                 }
-                .render(request_id, true);
                 r.headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
-            Some(o) => {
-                let gc = &self.providers[o.provider].cfg.groups_claim;
-                match authorize::check(&route.authorization, &o.session, gc) {
-                    Err(required) if route.on_unauthenticated != OnUnauthenticated::Allow => {
-                        RequestError::Forbidden { required }.render(request_id, true)
-                    }
-                    _ => {
-                        let mut r = text(StatusCode::OK, "text/plain", "ok");
-                        o.identity.inject(r.headers_mut(), &self.signer, now);
-                        r
-                    }
-                }
+            // A fronting proxy cannot read the JSON body: the sign-in URL also goes in
+            // `Location`, for nginx (`auth_request_set $x $upstream_http_location`), Caddy
+            // (`{rp.header.Location}`) and Traefik to redirect browsers with.
+            super::Outcome::SignIn => sign_in_required(start_url(&rd, None), request_id),
+            super::Outcome::Unauthenticated {
+                login_url: Some(login_url),
+            } => sign_in_required(login_url, request_id),
+            super::Outcome::Unauthenticated { login_url: None } => {
+                RequestError::Denied.render(request_id, true)
+            }
+            super::Outcome::Forbidden { required } => {
+                RequestError::Forbidden { required }.render(request_id, true)
+            }
+            super::Outcome::StepUp {
+                required,
+                login_url,
+            } => RequestError::StepUp {
+                required,
+                login_url,
+            }
+            .render(request_id, true),
+            super::Outcome::Unavailable(why) => {
+                RequestError::SessionStoreUnavailable(why).render(request_id, true)
+            }
+            super::Outcome::InvalidToken(why) => {
+                RequestError::InvalidToken(why).render(request_id, true)
+            }
+            super::Outcome::InsufficientScope { scope } => {
+                RequestError::InsufficientScope { scope }.render(request_id, true)
             }
         };
-        super::append_cookies(&mut resp, &state.set_cookie);
-        resp
+        super::append_cookies(&mut resp, &d.set_cookie);
+        (resp, Some(route.index), label)
     }
 }
 

@@ -16,6 +16,7 @@ use crate::http::body::{self, Body};
 use crate::http::paths;
 use crate::metrics::LoginOutcome;
 use crate::session::shards::cookies;
+use crate::session::store::SaveError;
 use crate::session::{Session, now_unix};
 
 const LOGIN_PURPOSE: &[u8] = b"portcullis-login";
@@ -45,15 +46,45 @@ pub fn start_url(rd: &str, provider: Option<&str>) -> String {
     u
 }
 
+/// `location` as a valid URI reference (RFC 3986 §4.1): every byte that may not appear in one
+/// (space, `"`, `<`, `>`, `\\`, `^`, `` ` ``, `{`, `|`, `}`, controls, non-ASCII) is
+/// percent-encoded; existing escapes are kept. A client-supplied `rd=/"><script>` thus comes
+/// back as `/%22%3E%3Cscript%3E` (SPEC §3; issue 9, item 5).
+pub fn uri_reference(location: &str) -> std::borrow::Cow<'_, str> {
+    fn allowed(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b)
+    }
+    let bytes = location.as_bytes();
+    // A `%` is kept only as the start of a well-formed escape.
+    let escape_at = |i: usize| {
+        bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    };
+    let ok = |i: usize, b: u8| allowed(b) || (b == b'%' && escape_at(i));
+    if bytes.iter().enumerate().all(|(i, &b)| ok(i, b)) {
+        return std::borrow::Cow::Borrowed(location);
+    }
+    let mut out = String::with_capacity(location.len() + 16);
+    for (i, &b) in bytes.iter().enumerate() {
+        if ok(i, b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A 302 with `Cache-Control: no-store` and cookies.
 pub fn redirect(location: &str, cookies: &[HeaderValue]) -> Response<Body> {
     let mut r = Response::new(body::empty());
     *r.status_mut() = StatusCode::FOUND;
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(location) {
+    if let Ok(v) = HeaderValue::from_str(&uri_reference(location)) {
         h.insert(header::LOCATION, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::error::security_headers(h);
     for c in cookies {
         h.append(header::SET_COOKIE, c.clone());
     }
@@ -74,7 +105,7 @@ impl Auth {
     fn login_cookie_name(&self, state: &str) -> String {
         format!(
             "{}{}",
-            self.jar.login_prefix(),
+            self.store.jar().login_prefix(),
             &state[..state.len().min(16)]
         )
     }
@@ -85,14 +116,35 @@ impl Auth {
         index: usize,
         rd: &str,
     ) -> Result<Response<Body>, RequestError> {
+        self.start_login_prompt(index, rd, None).await
+    }
+
+    /// [`Self::start_login`], optionally with `prompt` for the IdP (`login`: a step-up).
+    pub async fn start_login_prompt(
+        &self,
+        index: usize,
+        rd: &str,
+        prompt: Option<&str>,
+    ) -> Result<Response<Body>, RequestError> {
         let provider = &self.providers[index];
         let state = self.keyring.random_hex(16);
         let nonce = self.keyring.random_hex(16);
         let verifier = self.keyring.random_hex(32);
-        let url = provider
+        let mut url = provider
             .authorize_url(&state, &nonce, &verifier)
             .await
             .map_err(idp_failure)?;
+        if let Some(p) = prompt {
+            let others: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "prompt")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.query_pairs_mut()
+                .clear()
+                .extend_pairs(others)
+                .append_pair("prompt", p);
+        }
         let now = now_unix();
         let pending = PendingLogin {
             state: state.clone(),
@@ -203,7 +255,8 @@ impl Auth {
                     return Err(with_clear(idp_failure(e)));
                 }
             }
-            let session = Session {
+            let idp_sid = claims.get("sid").and_then(|v| v.as_str()).map(str::to_string);
+            let mut session = Session {
                 sid: self.keyring.random_hex(16),
                 sub,
                 provider: pending.provider.clone(),
@@ -214,24 +267,31 @@ impl Auth {
                 id_token: tokens.id_token,
                 created_at: now,
                 expires_at: now + self.cfg.session.timeout.as_secs() as i64,
+                created_ms: crate::session::now_unix_ms(),
+                idp_sid,
             };
-            let mut session = session;
-            let sealed = match self.seal(&session, now) {
+            let saved = match self.store.save(&session, now, None).await {
                 Ok(v) => Ok(v),
                 // The ID token is kept only as the logout hint (optional in RP-initiated
                 // logout); drop it before giving up on a session that does not fit.
-                Err(_) if session.id_token.is_some() => {
+                Err(SaveError::TooLarge(_)) if session.id_token.is_some() => {
                     session.id_token = None;
-                    self.seal(&session, now)
+                    self.store.save(&session, now, None).await
                 }
                 Err(e) => Err(e),
             };
-            let (mut set, text) = sealed.map_err(|e| {
+            let (mut set, _) = saved.map_err(|e| {
                 self.metrics.login(LoginOutcome::Failed);
-                tracing::warn!(provider = provider.name(), error = %e, "session too large for cookies");
-                with_clear(RequestError::SessionTooLarge)
+                match e {
+                    SaveError::Unavailable(e) => {
+                        with_clear(RequestError::SessionStoreUnavailable(e.to_string()))
+                    }
+                    e => {
+                        tracing::warn!(provider = provider.name(), error = %e, "session too large for cookies");
+                        with_clear(RequestError::SessionTooLarge)
+                    }
+                }
             })?;
-            self.remember(&text, session);
             set.push(clear.clone());
             self.metrics.login(LoginOutcome::Success);
             tracing::info!(provider = provider.name(), "auth.decision" = "login", "sign-in completed");
@@ -256,15 +316,28 @@ impl Auth {
             &self.cfg.public_origin,
             &self.cfg.allowed_redirect_origins,
         );
-        let state = self.session(headers, now_unix()).await;
-        let mut set: Vec<HeaderValue> = self.jar.clear().to_vec();
+        // A store that cannot answer still gets the cookies cleared; the sign-out of a
+        // session it could not find cannot be recorded, and says so in the log.
+        let state = match self.session(headers, now_unix()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-out: the session store is unavailable; cookies cleared only");
+                super::SessionState::default()
+            }
+        };
+        if let Some(loaded) = &state.loaded
+            && let Err(e) = self.store.sign_out(loaded).await
+        {
+            tracing::warn!(error = %e, "sign-out recorded here but could not be shared through redis");
+        }
+        let mut set: Vec<HeaderValue> = self.store.clear().to_vec();
         for (n, _) in cookies(headers) {
-            if n.starts_with(self.jar.login_prefix()) {
+            if n.starts_with(self.store.jar().login_prefix()) {
                 set.push(self.clear_login_cookie(n));
             }
         }
         let mut location = rd.clone();
-        if let Some(opened) = state.opened {
+        if let Some(opened) = state.principal {
             let provider = &self.providers[opened.provider];
             if let Some(mut end) = provider.end_session_endpoint().await {
                 let post_logout = if rd.starts_with('/') {
@@ -289,5 +362,20 @@ impl Auth {
             );
         }
         redirect(&location, &set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 9, item 5): `rd=/"><script>` came back unencoded in `Location`.
+    #[test]
+    fn location_is_a_valid_uri_reference() {
+        assert_eq!(uri_reference("/a/b?c=d&e=%20"), "/a/b?c=d&e=%20");
+        assert_eq!(uri_reference("/\"><script>"), "/%22%3E%3Cscript%3E");
+        assert_eq!(uri_reference("/x y|{}^`"), "/x%20y%7C%7B%7D%5E%60");
+        assert_eq!(uri_reference("/%zz%4"), "/%25zz%254");
+        assert_eq!(uri_reference("/日本"), "/%E6%97%A5%E6%9C%AC");
     }
 }

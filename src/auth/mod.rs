@@ -1,11 +1,16 @@
-//! The relying party and the one auth gate. [`Auth::gate`] is the ONLY place an access
-//! decision is made for a proxied request: it strips client-sent identity headers, finds the
-//! session (cache → open → refresh), applies the route's `on_unauthenticated` and
-//! authorization rules, and either hands back the request to forward — identity headers set,
-//! session cookies removed — or the response to send (redirect, 401, 403).
-//! Fails closed: anything that does not open is "no session".
+//! The relying party and the one access decision. [`Auth::decide`] is the ONLY place an access
+//! decision is made, for the inline gate ([`Auth::gate`]) and for forward auth
+//! (`/oauth2/auth`) alike: it asks the session store who is signed in (refreshing an expired
+//! access token once per session, across replicas), applies the route's `on_unauthenticated`
+//! and authorization rules, and returns a [`Decision`]. Every decision is logged once with the
+//! same fields (`route`, `auth.decision`, `auth.reason`) and counted with the same labels.
+//! Fails closed: anything that does not open is "no session"; a store that cannot answer is
+//! 503, never "forward without identity".
 
 pub mod authorize;
+pub mod backchannel;
+pub mod bearer;
+pub mod decision;
 pub mod endpoints;
 pub mod http_client;
 pub mod jws;
@@ -16,42 +21,34 @@ pub mod routes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response};
 use parking_lot::Mutex;
 
-use crate::config::{Config, OnUnauthenticated, RouteConfig};
+use crate::config::{Config, RouteConfig};
 use crate::error::RequestError;
 use crate::http::body::Body;
 use crate::http::negotiate::is_non_navigational;
-use crate::identity_headers::{self, DataSigner, Identity};
-use crate::metrics::{Decision, Metrics};
-use crate::session::Session;
-use crate::session::cache::SessionCache;
+use crate::identity_headers::{self, DataSigner};
+use crate::metrics::Metrics;
 use crate::session::keyring::KeyRing;
-use crate::session::shards::{CookieJar, TooLarge};
+use crate::session::principal::Principal;
+use crate::session::redis::Unavailable;
+use crate::session::store::{Loaded, SessionStore};
+pub use decision::{Decision, Outcome, Via};
 use oidc::OidcProvider;
 use routes::RouteTable;
 
-/// AEAD associated data for session cookies (binds a sealed value to its purpose).
-pub const SESSION_PURPOSE: &[u8] = b"portcullis-session";
-
-/// How many opened sessions are kept ready.
-const SESSION_CACHE_CAPACITY: usize = 65_536;
-/// How long a refresh result is shared with requests that still carry the old cookie.
+/// How long a local refresh result is shared with requests that still carry the old cookie.
 const REFRESH_SHARE_SECS: i64 = 60;
-
-/// A session that opened, with everything derived from it.
-pub struct Opened {
-    pub session: Session,
-    pub identity: Identity,
-    pub provider: usize,
-}
+/// How long a replica waits for another replica's refresh of the same session.
+const REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Refreshed {
-    opened: Option<Arc<Opened>>,
+    principal: Option<Arc<Principal>>,
     set_cookie: Vec<HeaderValue>,
     at: i64,
 }
@@ -59,20 +56,22 @@ struct Refreshed {
 /// The session (if any) behind a request, plus cookies to set (after a refresh).
 #[derive(Default)]
 pub struct SessionState {
-    pub opened: Option<Arc<Opened>>,
+    pub principal: Option<Arc<Principal>>,
+    /// The session as loaded (sign-out needs it).
+    pub loaded: Option<Loaded>,
     pub set_cookie: Vec<HeaderValue>,
 }
 
-/// What the gate decided.
+/// What the gate decided: forward (identity set) or answer.
 pub enum Verdict {
     Forward {
-        opened: Option<Arc<Opened>>,
+        principal: Option<Arc<Principal>>,
         set_cookie: Vec<HeaderValue>,
-        decision: Decision,
+        decision: crate::metrics::Decision,
     },
     Respond {
         response: Response<Body>,
-        decision: Decision,
+        decision: crate::metrics::Decision,
     },
 }
 
@@ -80,170 +79,140 @@ pub struct Auth {
     pub cfg: Arc<Config>,
     pub routes: RouteTable,
     pub providers: Vec<Arc<OidcProvider>>,
-    pub keyring: KeyRing,
-    pub jar: CookieJar,
+    pub keyring: Arc<KeyRing>,
+    pub store: Arc<SessionStore>,
     pub signer: DataSigner,
     pub metrics: Arc<Metrics>,
-    /// One cache per request worker (index 0: any other thread), so that a hot session's
-    /// locks and reference counts are never shared between cores; a worker that has not seen a
-    /// cookie yet opens it once itself.
-    caches: Vec<SessionCache<Opened>>,
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Refreshed>>>>,
+    /// Logout-token `jti`s seen (when no Redis is shared).
+    seen_jtis: backchannel::SeenJtis,
+    /// Verified bearer tokens, per worker.
+    bearer_cache: bearer::BearerCache,
 }
 
 impl Auth {
     pub fn new(
         cfg: Arc<Config>,
         providers: Vec<Arc<OidcProvider>>,
-        keyring: KeyRing,
+        keyring: Arc<KeyRing>,
+        store: Arc<SessionStore>,
         signer: DataSigner,
         metrics: Arc<Metrics>,
     ) -> Auth {
-        let jar = CookieJar::new(&cfg.session.cookie_name, cfg.secure_cookies());
-        let workers = cfg.server.workers.max(1);
-        let each = (SESSION_CACHE_CAPACITY / workers).max(1024);
-        let caches = (0..=workers).map(|_| SessionCache::new(each)).collect();
+        let bearer_cache = bearer::BearerCache::new(cfg.server.workers);
         Auth {
             routes: RouteTable::new(cfg.routes.clone()),
             cfg,
             providers,
             keyring,
-            jar,
+            store,
             signer,
             metrics,
-            caches,
             refreshing: Mutex::new(HashMap::new()),
+            seen_jtis: backchannel::SeenJtis::default(),
+            bearer_cache,
         }
     }
 
-    fn opened_from(&self, session: Session) -> Option<Opened> {
-        let provider = self
-            .providers
-            .iter()
-            .position(|p| p.name() == session.provider)?;
-        let p = &self.providers[provider].cfg;
-        let identity = Identity::new(&session, &p.groups_claim, &p.issuer, &p.client_id);
-        Some(Opened {
-            session,
-            identity,
-            provider,
+    /// Finds the request's session; refreshed when the access token has expired and a
+    /// refresh token exists. `Err` when the session store cannot answer (503).
+    pub async fn session(
+        &self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<SessionState, Unavailable> {
+        let Some(loaded) = self.store.load(headers, now).await? else {
+            return Ok(SessionState::default());
+        };
+        let margin = self.cfg.session.refresh_margin.as_secs() as i64;
+        let s = &loaded.principal.session;
+        if s.access_token_expired(now, margin) && s.refresh_token.is_some() {
+            let r = self.refresh_once(&loaded, now).await?;
+            return Ok(SessionState {
+                principal: r.principal,
+                loaded: Some(loaded),
+                set_cookie: r.set_cookie,
+            });
+        }
+        Ok(SessionState {
+            principal: Some(loaded.principal.clone()),
+            loaded: Some(loaded),
+            set_cookie: Vec::new(),
         })
     }
 
-    /// Seals a session into `Set-Cookie` values (shards + deletions of unused shards).
-    pub fn seal(
-        &self,
-        session: &Session,
-        now: i64,
-    ) -> Result<(Vec<HeaderValue>, String), TooLarge> {
-        let json = serde_json::to_vec(session).expect("a session serialises to JSON");
-        let sealed = self.keyring.seal(SESSION_PURPOSE, &json);
-        let values = self.jar.encode(&sealed, session.expires_at - now)?;
-        use base64::Engine;
-        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sealed);
-        Ok((values, text))
-    }
-
-    /// This thread's session cache.
-    fn cache(&self) -> &SessionCache<Opened> {
-        let w = crate::server::worker_index();
-        &self.caches[if w < self.caches.len() { w } else { 0 }]
-    }
-
-    /// Makes an [`Opened`] for a fresh session and caches it under its cookie text.
-    pub fn remember(&self, text: &str, session: Session) -> Option<Arc<Opened>> {
-        let opened = Arc::new(self.opened_from(session)?);
-        self.cache().insert(text, opened.clone());
-        Some(opened)
-    }
-
-    /// Finds the request's session: cached, else opened from the cookie; refreshed when the
-    /// access token has expired and a refresh token exists.
-    pub async fn session(&self, headers: &HeaderMap, now: i64) -> SessionState {
-        let Some(text) = self.jar.read(headers) else {
-            return SessionState::default();
-        };
-        let opened = match self.cache().get(&text) {
-            Some(o) => o,
-            None => {
-                let Some(sealed) = CookieJar::decode(&text) else {
-                    return SessionState::default();
-                };
-                let Some(plain) = self.keyring.open(SESSION_PURPOSE, &sealed) else {
-                    return SessionState::default();
-                };
-                let Ok(session) = serde_json::from_slice::<Session>(&plain) else {
-                    return SessionState::default();
-                };
-                match self.opened_from(session) {
-                    Some(o) => {
-                        let o = Arc::new(o);
-                        self.cache().insert(&text, o.clone());
-                        o
-                    }
-                    None => return SessionState::default(),
-                }
-            }
-        };
-        if opened.session.is_expired(now) {
-            for c in &self.caches {
-                c.remove(&text);
-            }
-            return SessionState::default();
-        }
-        let margin = self.cfg.session.refresh_margin.as_secs() as i64;
-        if opened.session.access_token_expired(now, margin)
-            && opened.session.refresh_token.is_some()
-        {
-            let r = self.refresh_once(&opened, now).await;
-            return SessionState {
-                opened: r.opened,
-                set_cookie: r.set_cookie,
-            };
-        }
-        SessionState {
-            opened: Some(opened),
-            set_cookie: Vec::new(),
-        }
-    }
-
-    /// One refresh per session at a time: concurrent requests share the first one's result.
-    async fn refresh_once(&self, opened: &Arc<Opened>, now: i64) -> Refreshed {
+    /// One refresh per session at a time: concurrent requests here share the first one's
+    /// result, and with Redis, replicas take a lock so that only one of them calls the IdP.
+    async fn refresh_once(&self, loaded: &Loaded, now: i64) -> Result<Refreshed, Unavailable> {
+        let sid = loaded.principal.session.sid.clone();
         let cell = {
             let mut map = self.refreshing.lock();
             map.retain(|_, c| c.get().is_none_or(|r| now - r.at < REFRESH_SHARE_SECS));
-            map.entry(opened.session.sid.clone()).or_default().clone()
+            map.entry(sid).or_default().clone()
         };
-        cell.get_or_init(|| self.do_refresh(opened.clone(), now))
-            .await
-            .clone()
+        let r = cell
+            .get_or_try_init(|| self.coordinated_refresh(loaded, now))
+            .await?;
+        Ok(r.clone())
     }
 
-    async fn do_refresh(&self, opened: Arc<Opened>, now: i64) -> Refreshed {
+    async fn coordinated_refresh(
+        &self,
+        loaded: &Loaded,
+        now: i64,
+    ) -> Result<Refreshed, Unavailable> {
+        let sid = &loaded.principal.session.sid;
+        let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+        loop {
+            if let Some((set_cookie, p)) = self.store.refreshed_elsewhere(loaded, now).await? {
+                tracing::debug!("session refreshed by another replica; using its tokens");
+                return Ok(Refreshed {
+                    principal: Some(p),
+                    set_cookie,
+                    at: now,
+                });
+            }
+            if self.store.lock_refresh(sid).await? {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Unavailable(
+                    "another replica's refresh of this session did not finish".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = self.do_refresh(loaded, now).await;
+        self.store.unlock_refresh(sid).await;
+        r
+    }
+
+    async fn do_refresh(&self, loaded: &Loaded, now: i64) -> Result<Refreshed, Unavailable> {
         let failed = Refreshed {
-            opened: None,
-            set_cookie: self.jar.clear().to_vec(),
+            principal: None,
+            set_cookie: self.store.clear().to_vec(),
             at: now,
         };
-        let provider = &self.providers[opened.provider];
-        let Some(rt) = opened.session.refresh_token.as_deref() else {
-            return failed;
+        let old = &loaded.principal;
+        let provider = &self.providers[old.provider];
+        let Some(rt) = old.session.refresh_token.as_deref() else {
+            return Ok(failed);
         };
         let tokens = match provider.refresh(rt, now).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(provider = provider.name(), error = %e, "auth.reason" = "refresh_failed", "session refresh failed; treating as no session");
-                return failed;
+                return Ok(failed);
             }
         };
-        let mut s = opened.session.clone();
+        let mut s = old.session.clone();
         if !tokens.id_claims.is_empty() {
             if tokens.id_claims.get("sub").and_then(|v| v.as_str()) != Some(s.sub.as_str()) {
                 tracing::warn!(
                     provider = provider.name(),
                     "refreshed ID token has a different subject; session dropped"
                 );
-                return failed;
+                return Ok(failed);
             }
             for (k, v) in tokens.id_claims {
                 s.claims.insert(k, v);
@@ -262,16 +231,24 @@ impl Auth {
         if tokens.id_token.is_some() {
             s.id_token = tokens.id_token;
         }
-        match self.seal(&s, now) {
-            Ok((set_cookie, text)) => {
+        match self.store.save(&s, now, Some(loaded)).await {
+            Ok((set_cookie, principal)) => {
+                let text = self.store.text_of(&set_cookie);
+                if let Err(e) = self.store.publish_refresh(&s.sid, &text).await {
+                    tracing::warn!(error = %e, "could not share a refreshed session with other replicas");
+                }
                 tracing::debug!(provider = provider.name(), "session refreshed");
-                Refreshed {
-                    opened: self.remember(&text, s),
+                Ok(Refreshed {
+                    principal: Some(principal),
                     set_cookie,
                     at: now,
-                }
+                })
             }
-            Err(_) => failed,
+            Err(crate::session::store::SaveError::Unavailable(e)) => Err(e),
+            Err(e) => {
+                tracing::warn!(provider = provider.name(), error = %e, "refreshed session could not be stored");
+                Ok(failed)
+            }
         }
     }
 
@@ -287,97 +264,63 @@ impl Auth {
     ) -> Verdict {
         identity_headers::strip(&mut parts.headers);
         let now = crate::session::unix_at(arrived);
-        let state = self.session(&parts.headers, now).await;
-        self.jar.strip(&mut parts.headers);
-        let route_name = route.index;
-        let Some(opened) = state.opened else {
-            return match route.on_unauthenticated {
-                OnUnauthenticated::Allow => Verdict::Forward {
-                    opened: None,
-                    set_cookie: state.set_cookie,
-                    decision: Decision::Public,
-                },
-                OnUnauthenticated::Deny => {
-                    tracing::info!(
-                        route = route_name,
-                        "auth.decision" = "deny",
-                        "auth.reason" = "no_session",
-                        "Request denied"
-                    );
-                    let json = is_non_navigational(&parts.headers);
-                    let mut response = RequestError::Denied.render(request_id, json);
-                    append_cookies(&mut response, &state.set_cookie);
-                    Verdict::Respond {
-                        response,
-                        decision: Decision::Unauthenticated,
-                    }
+        let rd = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let d = self
+            .decide(route, &parts.headers, rd, now, Via::Proxy)
+            .await;
+        self.store.jar().strip(&mut parts.headers);
+        let label = d.outcome.metric();
+        // A bearer request is a script's: its errors are JSON whatever it accepts.
+        let json = is_non_navigational(&parts.headers)
+            || (route.bearer.is_some() && bearer::token_of(&parts.headers).is_some());
+        let mut response = match d.outcome {
+            Outcome::Allowed | Outcome::Public => {
+                if let Some(p) = &d.principal {
+                    p.identity.inject(&mut parts.headers, &self.signer, now);
                 }
-                OnUnauthenticated::Authenticate => {
-                    let rd = parts
-                        .uri
-                        .path_and_query()
-                        .map(|p| p.as_str())
-                        .unwrap_or("/");
-                    let mut response = if is_non_navigational(&parts.headers) {
-                        tracing::info!(
-                            route = route_name,
-                            "auth.decision" = "deny",
-                            "auth.reason" = "no_session_xhr",
-                            "Request denied"
-                        );
-                        let login_url = login::start_url(rd, None);
-                        RequestError::Unauthenticated { login_url }.render(request_id, true)
-                    } else {
-                        tracing::info!(
-                            route = route_name,
-                            "auth.decision" = "authenticate",
-                            "auth.reason" = "no_session",
-                            "Request redirected to sign in"
-                        );
-                        match self.login_redirect(route, rd).await {
-                            Ok(r) => r,
-                            Err(e) => e.render(request_id, false),
-                        }
-                    };
-                    append_cookies(&mut response, &state.set_cookie);
-                    Verdict::Respond {
-                        response,
-                        decision: Decision::Unauthenticated,
-                    }
+                return Verdict::Forward {
+                    principal: d.principal,
+                    set_cookie: d.set_cookie,
+                    decision: label,
+                };
+            }
+            Outcome::SignIn => match self.login_redirect(route, rd).await {
+                Ok(r) => r,
+                Err(e) => e.render(request_id, false),
+            },
+            Outcome::Unauthenticated { login_url } => match login_url {
+                Some(login_url) => {
+                    RequestError::Unauthenticated { login_url }.render(request_id, true)
                 }
-            };
+                None => RequestError::Denied.render(request_id, json),
+            },
+            Outcome::Forbidden { required } => {
+                RequestError::Forbidden { required }.render(request_id, json)
+            }
+            Outcome::StepUp {
+                required,
+                login_url,
+            } => RequestError::StepUp {
+                required,
+                login_url,
+            }
+            .render(request_id, json),
+            Outcome::Unavailable(why) => {
+                RequestError::SessionStoreUnavailable(why).render(request_id, json)
+            }
+            Outcome::InvalidToken(why) => RequestError::InvalidToken(why).render(request_id, true),
+            Outcome::InsufficientScope { scope } => {
+                RequestError::InsufficientScope { scope }.render(request_id, true)
+            }
         };
-        let groups_claim = &self.providers[opened.provider].cfg.groups_claim;
-        if route.on_unauthenticated != OnUnauthenticated::Allow
-            && let Err(required) =
-                authorize::check(&route.authorization, &opened.session, groups_claim)
-        {
-            tracing::info!(
-                route = route_name,
-                "auth.decision" = "forbid",
-                "auth.reason" = "authorization",
-                "Request denied"
-            );
-            let json = is_non_navigational(&parts.headers);
-            let mut response = RequestError::Forbidden { required }.render(request_id, json);
-            append_cookies(&mut response, &state.set_cookie);
-            return Verdict::Respond {
-                response,
-                decision: Decision::Forbidden,
-            };
-        }
-        opened
-            .identity
-            .inject(&mut parts.headers, &self.signer, now);
-        tracing::debug!(
-            route = route_name,
-            "auth.decision" = "allow",
-            "Request allowed"
-        );
-        Verdict::Forward {
-            opened: Some(opened),
-            set_cookie: state.set_cookie,
-            decision: Decision::Allowed,
+        append_cookies(&mut response, &d.set_cookie);
+        Verdict::Respond {
+            response,
+            decision: label,
         }
     }
 

@@ -69,8 +69,39 @@ const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
     CoreJwsSigningAlgorithm::EdDsa,
 ];
 
-/// Unknown-`kid` JWKS refetches are at most this frequent per provider.
+/// Refetches forced by a token the cached keys do not verify (unknown `kid`, or a known `kid`
+/// whose key was rotated in place) are at most this frequent per provider.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// How long fetched keys are used when the JWKS response has no `Cache-Control: max-age`.
+const JWKS_DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
+/// The longest a JWKS is cached, whatever its `max-age` says (issue 9, item 3).
+const JWKS_MAX_TTL: Duration = Duration::from_secs(60 * 60);
+/// The shortest, so a `max-age=0` IdP does not make every login fetch keys.
+const JWKS_MIN_TTL: Duration = Duration::from_secs(30);
+
+/// The JWKS cache lifetime a response's `Cache-Control` asks for, within our bounds.
+fn jwks_ttl(headers: &http::HeaderMap) -> Duration {
+    let max_age = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|d| {
+            if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
+                Some(0)
+            } else {
+                d.strip_prefix("max-age=")?
+                    .trim_matches('"')
+                    .parse::<u64>()
+                    .ok()
+            }
+        });
+    match max_age {
+        Some(s) => Duration::from_secs(s).clamp(JWKS_MIN_TTL, JWKS_MAX_TTL),
+        None => JWKS_DEFAULT_TTL,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -96,6 +127,8 @@ struct Discovered {
     end_session: Option<Url>,
     /// The JWKS's keys parsed for `ring` (see `jws`), once per fetch.
     keys: Vec<super::jws::Key>,
+    /// When the keys are due to be fetched again (`Cache-Control`, bounded).
+    keys_expire: Instant,
 }
 
 fn ring_keys(metadata: &Metadata) -> Vec<super::jws::Key> {
@@ -200,6 +233,7 @@ impl OidcProvider {
         let client = client_for(&self.cfg, metadata.clone(), &self.redirect_uri);
         let d = Arc::new(Discovered {
             keys: ring_keys(&metadata),
+            keys_expire: Instant::now() + JWKS_DEFAULT_TTL,
             metadata,
             client,
             end_session,
@@ -327,14 +361,32 @@ impl OidcProvider {
         nonce: Option<&Nonce>,
     ) -> Result<Map<String, Value>, OidcError> {
         let raw = tok.to_string();
-        // The signature checked with ring when it can be (see `jws`): openidconnect then checks
-        // every claim but not the signature again. Otherwise openidconnect does it all.
-        let signature_checked = super::jws::verified(&raw, &d.keys);
-        if signature_checked {
-            tracing::debug!(provider = %self.cfg.name, "ID token signature verified with ring");
-        }
-        let check = |client: &Client| -> Result<(), openidconnect::ClaimsVerificationError> {
-            let mut verifier = client.id_token_verifier().set_allowed_algs(ALLOWED_ALGS);
+        // Cached keys past their lifetime are fetched again first; if that fails, the old
+        // keys are still tried (and a signature failure below retries once more).
+        let d = if Instant::now() >= d.keys_expire {
+            match self.fetch_jwks(&d).await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::warn!(provider = %self.cfg.name, error = %e, "JWKS refresh failed; using the cached keys");
+                    d
+                }
+            }
+        } else {
+            d
+        };
+        let check = |d: &Discovered| -> Result<(), openidconnect::ClaimsVerificationError> {
+            // The signature checked with ring when it can be (see `jws`): openidconnect then
+            // checks every claim but not the signature again. Otherwise it does it all.
+            let signature_checked = super::jws::verified(&raw, &d.keys);
+            if signature_checked {
+                tracing::debug!(provider = %self.cfg.name, "ID token signature verified with ring");
+            }
+            // SPEC §2: an `iat` more than 60 s ahead is refused (openidconnect accepts any).
+            let mut verifier = d
+                .client
+                .id_token_verifier()
+                .set_allowed_algs(ALLOWED_ALGS)
+                .set_issue_time_verifier_fn(iat_not_in_future);
             if signature_checked {
                 verifier = verifier.insecure_disable_signature_check();
             }
@@ -345,49 +397,97 @@ impl OidcProvider {
                     .map(|_| ()),
             }
         };
-        match check(&d.client) {
+        match check(&d) {
             Ok(()) => {}
-            Err(openidconnect::ClaimsVerificationError::SignatureVerification(
-                openidconnect::SignatureVerificationError::NoMatchingKey,
-            )) => {
-                // Key rotation: the IdP may have published a new key since discovery.
-                let d2 = self.refetch_jwks(&d).await?;
-                check(&d2.client).map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
+            // Key rotation: a new `kid`, or (issue 9, item 3) a new key published under the
+            // same `kid`. Either way the cached keys do not verify: fetch them again, at most
+            // once per interval, and check once more.
+            Err(openidconnect::ClaimsVerificationError::SignatureVerification(first)) => {
+                let d2 = self.refetch_jwks(&d).await.map_err(|e| {
+                    tracing::info!(provider = %self.cfg.name, error = %e, "JWKS refetch not done");
+                    OidcError::InvalidIdToken(first.to_string())
+                })?;
+                check(&d2).map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
             }
             Err(e) => return Err(OidcError::InvalidIdToken(e.to_string())),
         }
         jwt_payload(&raw).ok_or_else(|| OidcError::InvalidIdToken("unreadable payload".into()))
     }
 
+    /// Verifies the signature of a JWT this provider issued (logout tokens, access tokens)
+    /// against its JWKS — asymmetric algorithms only, a single matching key, the same
+    /// rate-limited refetch on failure as ID tokens — and returns its claims. Claims are the
+    /// caller's to check.
+    pub async fn verify_jwt(&self, raw: &str) -> Result<Map<String, Value>, OidcError> {
+        let d = self.discovered().await?;
+        let d = if Instant::now() >= d.keys_expire {
+            self.fetch_jwks(&d).await.unwrap_or(d)
+        } else {
+            d
+        };
+        if !super::jws::verified(raw, &d.keys) {
+            let d2 = self.refetch_jwks(&d).await?;
+            if !super::jws::verified(raw, &d2.keys) {
+                return Err(OidcError::InvalidIdToken(
+                    "the signature does not verify with the provider's keys".into(),
+                ));
+            }
+        }
+        jwt_payload(raw).ok_or_else(|| OidcError::InvalidIdToken("unreadable payload".into()))
+    }
+
+    /// A refetch forced by a signature the cached keys do not verify: rate limited. When
+    /// another request refetched meanwhile, its keys are used instead.
     async fn refetch_jwks(&self, d: &Arc<Discovered>) -> Result<Arc<Discovered>, OidcError> {
         {
             let mut last = self.last_jwks_fetch.lock();
             if last.is_some_and(|t| t.elapsed() < JWKS_REFETCH_INTERVAL) {
-                return Err(OidcError::InvalidIdToken(
-                    "signed with an unknown key (JWKS refetch is rate limited)".into(),
-                ));
+                let current = self.state.lock().clone();
+                return match current {
+                    Some(c) if !Arc::ptr_eq(&c, d) => Ok(c),
+                    _ => Err(OidcError::InvalidIdToken(
+                        "the cached keys do not verify the token (JWKS refetch is rate limited)"
+                            .into(),
+                    )),
+                };
             }
             *last = Some(Instant::now());
         }
+        let nd = self.fetch_jwks(d).await?;
+        tracing::info!(provider = %self.cfg.name, "JWKS refetched: the cached keys did not verify a token");
+        Ok(nd)
+    }
+
+    /// Fetches the JWKS now and installs it, with the lifetime its `Cache-Control` gives.
+    async fn fetch_jwks(&self, d: &Arc<Discovered>) -> Result<Arc<Discovered>, OidcError> {
         let url = d.metadata.jwks_uri().url().to_string();
-        let (status, body) = self.http.get_json(&url, None).await?;
-        if !status.is_success() {
+        let req = self
+            .http
+            .reqwest()
+            .get(&url)
+            .header(http::header::ACCEPT, "application/json")
+            .build()
+            .map_err(|e| OidcError::Unreachable(e.to_string()))?;
+        let resp = self.http.execute(req).await?;
+        if !resp.status().is_success() {
             return Err(OidcError::InvalidResponse(format!(
-                "JWKS fetch answered {status}"
+                "JWKS fetch answered {}",
+                resp.status()
             )));
         }
-        let jwks: CoreJsonWebKeySet = serde_json::from_slice(&body)
+        let ttl = jwks_ttl(resp.headers());
+        let jwks: CoreJsonWebKeySet = serde_json::from_slice(resp.body())
             .map_err(|e| OidcError::InvalidResponse(format!("JWKS: {e}")))?;
         let metadata = d.metadata.clone().set_jwks(jwks);
         let client = client_for(&self.cfg, metadata.clone(), &self.redirect_uri);
         let nd = Arc::new(Discovered {
             keys: ring_keys(&metadata),
+            keys_expire: Instant::now() + ttl,
             metadata,
             client,
             end_session: d.end_session.clone(),
         });
         *self.state.lock() = Some(nd.clone());
-        tracing::info!(provider = %self.cfg.name, "JWKS refetched after an unknown key id");
         Ok(nd)
     }
 
@@ -420,6 +520,21 @@ impl OidcProvider {
             ));
         }
         Ok(Some(claims))
+    }
+}
+
+/// Largest clock skew tolerated for an ID token's `iat` (SPEC §2).
+const IAT_LEEWAY_SECS: i64 = 60;
+
+fn iat_not_in_future(iat: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+    let now = crate::session::now_unix();
+    if iat.timestamp() > now + IAT_LEEWAY_SECS {
+        Err(format!(
+            "iat is {} s in the future (at most {IAT_LEEWAY_SECS} s allowed)",
+            iat.timestamp() - now
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -65,6 +65,7 @@ mod tests {
     pub fn route(i: usize, path: &str, host: Option<&str>) -> RouteConfig {
         RouteConfig {
             index: i,
+            name: format!("{}{path}", host.unwrap_or("")),
             path: path.into(),
             host: host.map(Into::into),
             upstream: Upstream::File("/".into()),
@@ -73,6 +74,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             providers: vec![],
             authorization: Authorization::default(),
+            bearer: None,
         }
     }
 

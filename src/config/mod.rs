@@ -6,6 +6,7 @@ pub mod duration;
 pub mod raw;
 pub mod secret;
 mod validate;
+pub(crate) use validate::build_provider;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -124,6 +125,11 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Request worker threads (one single-threaded runtime each); default: one per CPU.
     pub workers: usize,
+    /// Forward `%2F` / `%5C` in paths instead of answering 400 (SPEC §3; unsafe when the
+    /// upstream decodes them).
+    pub insecure_allow_encoded_slashes: bool,
+    /// Bearer token for the admin JSON APIs (`/sessions/…`, `/pool/…`).
+    pub admin_token: Option<Secret>,
 }
 
 /// Where the session secrets come from.
@@ -135,6 +141,23 @@ pub enum SessionSecrets {
     Generated(PathBuf),
 }
 
+/// Where sessions live (`session.store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The sealed session itself in the cookie shards (default).
+    Cookie,
+    /// An opaque ticket in the cookie; the sealed session in Redis.
+    Redis,
+}
+
+/// How to reach Redis (`session.redis_url` or `session.redis_cluster_urls`). The URLs may
+/// carry a password, so they are secrets: never printed.
+#[derive(Debug, Clone)]
+pub enum RedisTarget {
+    Standalone(Secret),
+    Cluster(Vec<Secret>),
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub cookie_name: String,
@@ -143,6 +166,11 @@ pub struct SessionConfig {
     pub login_window: Duration,
     /// Refresh the access token this long before it expires.
     pub refresh_margin: Duration,
+    pub store: StoreKind,
+    /// Redis: the server-side store, shared revocations and the refresh lock.
+    pub redis: Option<RedisTarget>,
+    /// Longest a single Redis call may take before the request fails closed (503).
+    pub redis_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +237,8 @@ impl Authorization {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub index: usize,
+    /// Stable name for logs and metrics (`name`, default `{host}{path}`).
+    pub name: String,
     pub path: String,
     pub host: Option<String>,
     pub upstream: Upstream,
@@ -218,12 +248,25 @@ pub struct RouteConfig {
     /// Indexes into [`Config::providers`]; more than one shows a chooser page.
     pub providers: Vec<usize>,
     pub authorization: Authorization,
+    /// `accept_bearer = true`: `Authorization: Bearer` access tokens (SPEC §12).
+    pub bearer: Option<BearerRule>,
+}
+
+/// What a bearer token must carry on an `accept_bearer` route.
+#[derive(Debug, Clone)]
+pub struct BearerRule {
+    /// `bearer_audience`: the token's `aud` (or `client_id`) must be one of these.
+    pub audience: Vec<String>,
+    /// `allow_scopes`: every one must be granted.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// One access-log line per request (`log.access`).
+    pub access: bool,
 }
 
 /// The validated, immutable configuration.
@@ -249,6 +292,15 @@ impl Config {
     /// Cookies carry `Secure` whenever users reach us over https.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
+    }
+
+    /// How paths with `%2F` / `%5C` are treated (SPEC §3).
+    pub fn encoded_slashes(&self) -> crate::http::normalize::EncodedSlashes {
+        if self.server.insecure_allow_encoded_slashes {
+            crate::http::normalize::EncodedSlashes::InsecureKeep
+        } else {
+            crate::http::normalize::EncodedSlashes::Reject
+        }
     }
 
     pub fn provider_index(&self, name: &str) -> Option<usize> {

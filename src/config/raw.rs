@@ -18,6 +18,9 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     pub header_read_timeout: Option<String>,
     pub workers: Option<usize>,
+    pub insecure_allow_encoded_slashes: Option<bool>,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +32,8 @@ pub struct RawSession {
     pub secrets_file: Option<String>,
     pub store: Option<String>,
     pub redis_url: Option<String>,
+    pub redis_cluster_urls: Option<Vec<String>>,
+    pub redis_timeout: Option<String>,
     pub login_window: Option<String>,
     pub refresh_margin: Option<String>,
 }
@@ -61,6 +66,7 @@ pub struct RawProvider {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    pub name: Option<String>,
     pub path: Option<String>,
     pub host: Option<String>,
     pub upstream: Option<String>,
@@ -73,6 +79,9 @@ pub struct RawRoute {
     pub allow_emails: Option<Vec<String>>,
     pub allow_email_domains: Option<Vec<String>>,
     pub allow_claims: Option<BTreeMap<String, toml::Value>>,
+    pub accept_bearer: Option<bool>,
+    pub bearer_audience: Option<Vec<String>>,
+    pub allow_scopes: Option<Vec<String>>,
     pub insecure_skip_upstream_tls_verify: Option<bool>,
     pub upstream_ca_file: Option<String>,
 }
@@ -82,4 +91,5 @@ pub struct RawRoute {
 pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
+    pub access: Option<bool>,
 }

@@ -279,6 +279,17 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         }
         Some(_) => p.push("routes", "must be an array of tables ([[routes]])"),
     }
+    for (i, r) in routes.iter().enumerate() {
+        if routes[..i].iter().any(|o| o.name == r.name) {
+            p.push(
+                format!("routes[{}].name", r.index),
+                format!(
+                    "{:?} is the name of an earlier route; route names must be unique",
+                    r.name
+                ),
+            );
+        }
+    }
 
     let public_url = public_url?;
     let public_origin = origin_of(&public_url);
@@ -412,6 +423,21 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
     {
         p.push("server.header_read_timeout", "must be between 1s and 1h");
     }
+    let admin_token =
+        match secret::resolve(raw.admin_token.as_deref(), raw.admin_token_file.as_deref()) {
+            Ok(Some(t)) if t.expose().len() < 16 => {
+                p.push(
+                    "server.admin_token",
+                    "<redacted> must be at least 16 characters",
+                );
+                None
+            }
+            Ok(t) => t,
+            Err(e) => {
+                p.push("server.admin_token", e.to_string());
+                None
+            }
+        };
     Some(ServerConfig {
         listen,
         tls,
@@ -421,6 +447,8 @@ fn build_server(raw: Option<RawServer>, path: &Path, p: &mut Problems) -> Option
         shutdown_grace,
         header_read_timeout,
         workers,
+        insecure_allow_encoded_slashes: raw.insecure_allow_encoded_slashes.unwrap_or(false),
+        admin_token,
     })
 }
 
@@ -466,22 +494,78 @@ fn build_session(
         "session.refresh_margin",
         p,
     );
-    match raw.store.as_deref() {
-        None | Some("cookie") => {}
-        Some("redis") => p.push(
-            "session.store",
-            "\"redis\" is not available in this version of Portcullis; use \"cookie\"",
-        ),
-        Some(other) => p.push(
-            "session.store",
-            format!("{other:?} is not one of cookie, redis"),
-        ),
-    }
-    if raw.redis_url.is_some() && raw.store.as_deref() != Some("redis") {
+    let store = match raw.store.as_deref() {
+        None | Some("cookie") => StoreKind::Cookie,
+        Some("redis") => StoreKind::Redis,
+        Some(other) => {
+            p.push(
+                "session.store",
+                format!("{other:?} is not one of cookie, redis"),
+            );
+            StoreKind::Cookie
+        }
+    };
+    let redis_url = |key: &str, s: &str, p: &mut Problems| -> Option<Secret> {
+        match secret::resolve(Some(s), None) {
+            Ok(Some(sec)) => {
+                match url::Url::parse(sec.expose()) {
+                    Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
+                        return Some(sec);
+                    }
+                    _ => p.push(
+                        key,
+                        "<redacted> is not a URL like redis://host:6379/0 or rediss://user:password@host:6380",
+                    ),
+                }
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                p.push(key, e.to_string());
+                None
+            }
+        }
+    };
+    let redis = match (raw.redis_url.as_deref(), raw.redis_cluster_urls.as_deref()) {
+        (Some(_), Some(_)) => {
+            p.push(
+                "session.redis_cluster_urls",
+                "set either session.redis_url or session.redis_cluster_urls, not both",
+            );
+            None
+        }
+        (Some(u), None) => redis_url("session.redis_url", u, p).map(RedisTarget::Standalone),
+        (None, Some([])) => {
+            p.push(
+                "session.redis_cluster_urls",
+                "must list at least one seed node",
+            );
+            None
+        }
+        (None, Some(list)) => {
+            let nodes: Vec<Secret> = list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, u)| redis_url(&format!("session.redis_cluster_urls[{i}]"), u, p))
+                .collect();
+            (nodes.len() == list.len()).then_some(RedisTarget::Cluster(nodes))
+        }
+        (None, None) => None,
+    };
+    if store == StoreKind::Redis && raw.redis_url.is_none() && raw.redis_cluster_urls.is_none() {
         p.push(
-            "session.redis_url",
-            "is only used with session.store = \"redis\"",
+            "session.store",
+            "\"redis\" needs session.redis_url or session.redis_cluster_urls",
         );
+    }
+    let redis_timeout = duration(
+        raw.redis_timeout.as_deref(),
+        Duration::from_secs(2),
+        "session.redis_timeout",
+        p,
+    );
+    if redis_timeout.is_zero() || redis_timeout > Duration::from_secs(60) {
+        p.push("session.redis_timeout", "must be between 1ms and 60s");
     }
     let secrets = match (raw.secrets, raw.secrets_file) {
         (Some(_), Some(_)) => {
@@ -544,6 +628,9 @@ fn build_session(
         secrets,
         login_window,
         refresh_margin,
+        store,
+        redis,
+        redis_timeout,
     })
 }
 
@@ -592,10 +679,15 @@ fn build_log(raw: Option<RawLog>, p: &mut Problems) -> LogConfig {
             format!("{level:?} is not one of error, warn, info, debug, trace"),
         );
     }
-    LogConfig { format, level }
+    LogConfig {
+        format,
+        level,
+        access: raw.access.unwrap_or(false),
+    }
 }
 
-fn build_provider(
+/// Also used for the pool's `[[pool.identity_providers]]` (the same relying-party settings).
+pub(crate) fn build_provider(
     name: &str,
     raw: RawProvider,
     kp: &str,
@@ -914,8 +1006,35 @@ fn build_route(
             "allow_* rules have no effect on an on_unauthenticated = \"allow\" route; use authenticate or deny",
         );
     }
+    // A bearer route checks tokens against its provider's keys: the only one, when unnamed.
+    if raw.accept_bearer == Some(true) && names.is_empty() && providers.len() == 1 {
+        route_providers = vec![0];
+    }
+    let bearer = bearer_rule(
+        raw.accept_bearer,
+        raw.bearer_audience,
+        raw.allow_scopes,
+        on_unauthenticated,
+        route_providers.is_empty(),
+        kp,
+        p,
+    );
+    let name = match raw.name {
+        Some(n)
+            if n.is_empty() || n.len() > 64 || n.chars().any(|c| c.is_control() || c == '"') =>
+        {
+            p.push(
+                format!("{kp}.name"),
+                format!("{n:?} must be 1 to 64 printable characters, without quotes"),
+            );
+            n
+        }
+        Some(n) => n,
+        None => format!("{}{}", host.as_deref().unwrap_or(""), route_path),
+    };
     Some(RouteConfig {
         index,
+        name,
         path: route_path,
         host,
         upstream: upstream?,
@@ -924,7 +1043,62 @@ fn build_route(
         timeout,
         providers: route_providers,
         authorization,
+        bearer,
     })
+}
+
+/// `accept_bearer`, `bearer_audience`, `allow_scopes` (SPEC §12): the audience is required with
+/// `accept_bearer`, and neither list means anything without it.
+fn bearer_rule(
+    accept: Option<bool>,
+    audience: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    on_unauthenticated: OnUnauthenticated,
+    no_provider: bool,
+    kp: &str,
+    p: &mut Problems,
+) -> Option<crate::config::BearerRule> {
+    if accept != Some(true) {
+        for (key, set) in [
+            ("bearer_audience", audience.is_some()),
+            ("allow_scopes", scopes.is_some()),
+        ] {
+            if set {
+                p.push(
+                    format!("{kp}.{key}"),
+                    "has no effect without accept_bearer = true",
+                );
+            }
+        }
+        return None;
+    }
+    let audience = audience.unwrap_or_default();
+    if audience.is_empty() || audience.iter().any(|a| a.is_empty()) {
+        p.push(
+            format!("{kp}.bearer_audience"),
+            "is required with accept_bearer = true: the audiences (aud) a token must be issued for",
+        );
+    }
+    let scopes = scopes.unwrap_or_default();
+    if scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+        p.push(
+            format!("{kp}.allow_scopes"),
+            "scopes are non-empty and have no spaces",
+        );
+    }
+    if on_unauthenticated == OnUnauthenticated::Allow {
+        p.push(
+            format!("{kp}.accept_bearer"),
+            "has no effect on an on_unauthenticated = \"allow\" route; use authenticate or deny",
+        );
+    }
+    if no_provider {
+        p.push(
+            format!("{kp}.accept_bearer"),
+            "needs the route's provider (provider or providers): tokens are checked against its keys",
+        );
+    }
+    Some(crate::config::BearerRule { audience, scopes })
 }
 
 #[cfg(test)]
@@ -952,6 +1126,25 @@ client_secret = "s"
 [[routes]]
 upstream = "http://127.0.0.1:3000"
 "#;
+
+    #[test]
+    fn bearer_routes_need_an_audience() {
+        let good = format!(
+            "{GOOD}accept_bearer = true\non_unauthenticated = \"deny\"\nbearer_audience = [\"api://orders\"]\nallow_scopes = [\"orders/read\"]\n"
+        );
+        let c = load_str(&good, Path::new("t.toml")).expect("valid");
+        let rule = c.routes[0].bearer.as_ref().expect("bearer rule");
+        assert_eq!(rule.audience, ["api://orders"]);
+        assert_eq!(rule.scopes, ["orders/read"]);
+        assert_eq!(c.routes[0].providers, vec![0]);
+        let joined = problems(&format!("{GOOD}accept_bearer = true\n")).join("\n");
+        assert!(
+            joined.contains("routes[0].bearer_audience: is required"),
+            "{joined}"
+        );
+        let joined = problems(&format!("{GOOD}allow_scopes = [\"x\"]\n")).join("\n");
+        assert!(joined.contains("routes[0].allow_scopes"), "{joined}");
+    }
 
     #[test]
     fn accepts_a_minimal_file() {

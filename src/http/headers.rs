@@ -34,3 +34,8 @@ pub const IDENTITY_HEADERS: [&str; 7] = [
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
 ];
+
+pub const CONTENT_SECURITY_POLICY: HeaderName = http::header::CONTENT_SECURITY_POLICY;
+pub const X_CONTENT_TYPE_OPTIONS: HeaderName = http::header::X_CONTENT_TYPE_OPTIONS;
+pub const REFERRER_POLICY: HeaderName = http::header::REFERRER_POLICY;
+pub const X_FRAME_OPTIONS: HeaderName = http::header::X_FRAME_OPTIONS;

@@ -6,3 +6,8 @@ pub mod headers;
 pub mod negotiate;
 pub mod normalize;
 pub mod paths;
+
+/// Marks a request the admin listener has already authorised with the admin bearer token
+/// (the pool's admin API then skips its own check).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAuthorized;

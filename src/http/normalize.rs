@@ -3,10 +3,16 @@
 //! `/public/../admin`, `/%61dmin`, `//admin`, Tomcat's `..;/`).
 //!
 //! Rules, applied once: percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2,
-//! so `%2e` counts as a dot); other escapes are kept, upper-cased; an encoded `/` (`%2F`) or `\`
-//! (`%5C`) therefore never splits or joins a segment; empty segments (`//`) are merged; dot
-//! segments are resolved (RFC 3986 §5.2.4), never above the root; a dot segment carrying `;`
-//! parameters (`..;x`) is rejected. A raw `\` or control byte is rejected.
+//! so `%2e` counts as a dot); other escapes are kept, upper-cased; empty segments (`//`) are
+//! merged; dot segments are resolved (RFC 3986 §5.2.4), never above the root; a dot segment
+//! carrying `;` parameters (`..;x`) is rejected. A raw `\` or control byte is rejected.
+//!
+//! An encoded `/` or `\` (`%2F`, `%5C`, any case, also behind any number of `%25`, like
+//! `%252F`) is rejected by default: many upstreams (nginx, Python's `http.server`, IIS) decode
+//! it and resolve dot segments again, so `/public/..%2Fadmin` would be matched as a path under
+//! `/public/` and served as `/admin` (the audit's authorization bypass). With
+//! `server.insecure_allow_encoded_slashes` such escapes are kept as they came and never split
+//! or join a segment here.
 
 use thiserror::Error;
 
@@ -20,11 +26,24 @@ pub enum PathError {
     NotAbsolute,
     #[error("the path contains a malformed percent-escape")]
     BadEscape,
+    #[error(
+        "the path contains an encoded slash or backslash (%2F, %5C); see server.insecure_allow_encoded_slashes"
+    )]
+    EncodedSlash,
+}
+
+/// What to do with `%2F` / `%5C` in a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodedSlashes {
+    /// 400 (the default).
+    Reject,
+    /// Forward as they came (`server.insecure_allow_encoded_slashes`).
+    InsecureKeep,
 }
 
 /// Returns `None` when `path` is already normal (the common case: no allocation), or the
 /// normalised path.
-pub fn normalize(path: &str) -> Result<Option<String>, PathError> {
+pub fn normalize(path: &str, slashes: EncodedSlashes) -> Result<Option<String>, PathError> {
     if !path.starts_with('/') {
         if path == "*" {
             return Ok(None);
@@ -33,6 +52,9 @@ pub fn normalize(path: &str) -> Result<Option<String>, PathError> {
     }
     if is_plain(path.as_bytes()) {
         return Ok(None);
+    }
+    if slashes == EncodedSlashes::Reject && has_encoded_slash(path.as_bytes()) {
+        return Err(PathError::EncodedSlash);
     }
     let mut out: Vec<String> = Vec::new();
     let trailing_slash = path.ends_with('/');
@@ -98,6 +120,25 @@ fn is_plain(p: &[u8]) -> bool {
         prev = b;
     }
     true
+}
+
+/// `%2F` or `%5C` (any case), also after decoding any number of `%25` (`%252F`, `%25252f`).
+fn has_encoded_slash(p: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'%', &p[i..]) {
+        let mut j = i + off + 1;
+        while p.get(j) == Some(&b'2') && p.get(j + 1) == Some(&b'5') {
+            j += 2;
+        }
+        if let (Some(h), Some(l)) = (p.get(j), p.get(j + 1)) {
+            let l = l.to_ascii_uppercase();
+            if (*h == b'2' && l == b'F') || (*h == b'5' && l == b'C') {
+                return true;
+            }
+        }
+        i += off + 1;
+    }
+    false
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -169,9 +210,9 @@ mod tests {
             ("/a//b/", Ok("/a/b/")),
             ("/a/b/..", Ok("/a/")),
             ("/a/b/.", Ok("/a/b/")),
-            ("/a%2fb", Ok("/a%2Fb")),
-            ("/a%2F..%2Fb", Ok("/a%2F..%2Fb")),
-            ("/a/%5c../b", Ok("/a/%5C../b")),
+            ("/a%2fb", Err(PathError::EncodedSlash)),
+            ("/a%2F..%2Fb", Err(PathError::EncodedSlash)),
+            ("/a/%5c../b", Err(PathError::EncodedSlash)),
             ("/a/..;x/b", Err(PathError::DotSegmentWithParams)),
             ("/a/.;/b", Err(PathError::DotSegmentWithParams)),
             ("/a/%2e%2e;x/b", Err(PathError::DotSegmentWithParams)),
@@ -186,12 +227,52 @@ mod tests {
             ("/\u{e9}/../\u{1f600}", Ok("/\u{1f600}")),
         ];
         for (input, want) in cases {
-            let got = normalize(input).map(|o| o.unwrap_or_else(|| input.to_string()));
+            let got = normalize(input, EncodedSlashes::Reject)
+                .map(|o| o.unwrap_or_else(|| input.to_string()));
             assert_eq!(
                 got.as_deref().map_err(|e| e.clone()),
                 want.as_ref().map(|s| *s).map_err(|e| e.clone()),
                 "{input}"
             );
         }
+    }
+
+    /// The audit's bypass (issue 9, item 1): `/public/..%2Fadmin` matched under `/public/`,
+    /// served as `/admin` by a decoding upstream. Every spelling is a 400 by default.
+    #[test]
+    fn encoded_slash_bypass_is_rejected_by_default() {
+        for p in [
+            "/public/..%2Fadmin/panel",
+            "/public/..%2fadmin/panel",
+            "/public/%2e%2e%2fadmin/panel",
+            "/public/..%5Cadmin/panel",
+            "/public/..%5cadmin/panel",
+            "/public/..%252Fadmin/panel",
+            "/public/..%25252fadmin/panel",
+            "/public%2F..%2Fadmin/panel",
+            "/public/%252e%252e%252fadmin",
+        ] {
+            assert_eq!(
+                normalize(p, EncodedSlashes::Reject),
+                Err(PathError::EncodedSlash),
+                "{p}"
+            );
+        }
+        // Other escapes, and `%25` not followed by a slash, still pass.
+        assert_eq!(normalize("/a%20b", EncodedSlashes::Reject), Ok(None));
+        assert_eq!(normalize("/a%252", EncodedSlashes::Reject), Ok(None));
+        assert_eq!(normalize("/a%25", EncodedSlashes::Reject), Ok(None));
+    }
+
+    #[test]
+    fn encoded_slashes_kept_when_the_operator_opts_out() {
+        let keep = EncodedSlashes::InsecureKeep;
+        assert_eq!(normalize("/a%2fb", keep), Ok(Some("/a%2Fb".into())));
+        assert_eq!(normalize("/a%2F..%2Fb", keep), Ok(None));
+        assert_eq!(normalize("/a/%5c../b", keep), Ok(Some("/a/%5C../b".into())));
+        assert_eq!(
+            normalize("/a/..;x/b", keep),
+            Err(PathError::DotSegmentWithParams)
+        );
     }
 }

@@ -14,3 +14,8 @@ pub const POOL_PREFIX: &str = "/oauth2/pool";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
 pub const METRICS: &str = "/metrics";
+pub const BACKCHANNEL_LOGOUT: &str = "/oauth2/backchannel-logout";
+/// Admin API: revoke every session of a user (`{"provider", "sub"}`).
+pub const ADMIN_SESSIONS_REVOKE: &str = "/sessions/revoke";
+pub const ADMIN_SESSIONS_PREFIX: &str = "/sessions/";
+pub const ADMIN_POOL_PREFIX: &str = "/pool/";

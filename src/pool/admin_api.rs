@@ -9,8 +9,13 @@
 //! | `GET` / `DELETE /pool/users/{name}` | show / delete |
 //! | `POST /pool/users/{name}/set-password` `{password, permanent?}` | set password |
 //! | `POST /pool/users/{name}/{reset-password,disable,enable,unlock,sign-out}` | … |
+//! | `POST /pool/users/{name}/mfa-reset` | remove TOTP and recovery codes |
+//! | `GET /pool/users/{name}/passkeys`, `DELETE /pool/users/{name}/passkeys/{id}` | passkeys |
 //! | `GET /pool/groups` | groups and members |
 //! | `PUT` / `DELETE /pool/groups/{group}/users/{name}` | add / remove membership |
+//! | `GET /pool/audit?since=24h&limit=100` | the audit log, newest first |
+//!
+//! Every change made through the API is recorded in the audit log with the actor `api`.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -18,6 +23,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::admin::{Admin, AdminError};
+use super::audit::{self, Actor};
 use super::{MAX_BODY, Pool};
 use crate::http::body::{self, Body};
 
@@ -34,12 +40,13 @@ fn reply(status: StatusCode, v: Value) -> Response<Body> {
 }
 
 fn failure(e: AdminError) -> Response<Body> {
-    let (status, code) = match &e {
-        AdminError::NoSuchUser(_) => (StatusCode::NOT_FOUND, "no_such_user"),
-        AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-        AdminError::Exists(_) => (StatusCode::CONFLICT, "exists"),
-        AdminError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "database"),
-        AdminError::Delivery(_) => (StatusCode::BAD_GATEWAY, "delivery"),
+    let code = e.code();
+    let status = match &e {
+        AdminError::NoSuchUser(_) => StatusCode::NOT_FOUND,
+        AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+        AdminError::Exists(_) => StatusCode::CONFLICT,
+        AdminError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        AdminError::Delivery(_) => StatusCode::BAD_GATEWAY,
     };
     let message = match &e {
         AdminError::Store(inner) => {
@@ -75,28 +82,17 @@ impl Pool {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(token) = &self.cfg.admin_token else {
+        // The admin listener checked the bearer token (server.admin_token or
+        // pool.admin_token) before handing the request here.
+        if req
+            .extensions()
+            .get::<crate::http::AdminAuthorized>()
+            .is_none()
+        {
             return reply(
-                StatusCode::NOT_FOUND,
-                json!({"error": "disabled", "message": "the pool admin API is off: set pool.admin_token"}),
-            );
-        };
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !crate::pool::ct_eq(given.as_bytes(), token.expose().as_bytes()) {
-            let mut r = reply(
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "unauthorized", "message": "bearer token required"}),
             );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
-            );
-            return r;
         }
         let ready = match self.ready().await {
             Ok(r) => r,
@@ -111,8 +107,16 @@ impl Pool {
         let admin = Admin {
             cfg: &self.cfg,
             store: &ready.store,
+            actor: Actor::Api,
         };
         let method = req.method().clone();
+        let query = super::query_pairs(req.uri().query());
+        let param = |k: &str| {
+            query
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.as_str())
+        };
         let path = req.uri().path().to_string();
         let body: Value = if method == Method::POST || method == Method::PUT {
             match http_body_util::Limited::new(req.into_body(), MAX_BODY)
@@ -193,7 +197,19 @@ impl Pool {
                     }
                     (StatusCode::CREATED, v)
                 }
-                ("GET", ["users", name]) => (StatusCode::OK, user_json(&admin.find(name).await?)),
+                ("GET", ["users", name]) => (StatusCode::OK, admin.show(name).await?),
+                ("POST", ["users", name, "mfa-reset"]) => (
+                    StatusCode::OK,
+                    json!({"totp_removed": admin.mfa_reset(name).await?}),
+                ),
+                ("GET", ["users", name, "passkeys"]) => (
+                    StatusCode::OK,
+                    json!({"passkeys": admin.passkeys(name).await?}),
+                ),
+                ("DELETE", ["users", name, "passkeys", id]) => {
+                    admin.remove_passkey(name, id).await?;
+                    (StatusCode::OK, json!({"removed": id}))
+                }
                 ("DELETE", ["users", name]) => {
                     admin.delete(name).await?;
                     (StatusCode::OK, json!({"deleted": name}))
@@ -232,6 +248,26 @@ impl Pool {
                         .map(|(g, m)| json!({"group": g, "members": m}))
                         .collect();
                     (StatusCode::OK, json!({"groups": groups}))
+                }
+                ("GET", ["audit"]) => {
+                    let since = match param("since") {
+                        Some(text) => Some(audit::ago(text).ok_or_else(|| {
+                            AdminError::Invalid(vec![format!(
+                                "since: {text:?} is not a duration such as 90m, 24h or 7d"
+                            )])
+                        })?),
+                        None => None,
+                    };
+                    let limit = match param("limit") {
+                        Some(l) => l.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            AdminError::Invalid(vec![format!(
+                                "limit: {l:?} is not a positive number"
+                            )])
+                        })?,
+                        None => 1000,
+                    };
+                    let entries = audit::list(admin.store, since, limit).await?;
+                    (StatusCode::OK, json!({"entries": entries}))
                 }
                 ("PUT", ["groups", group, "users", name]) => (
                     StatusCode::OK,

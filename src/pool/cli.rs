@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::admin::{Admin, AdminError};
+use super::audit::{self, Actor};
 use super::store::{Store, User};
 
 #[derive(Debug, Args)]
@@ -29,6 +30,18 @@ pub enum PoolCommand {
     /// Manage group membership.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// Show the audit log of administrative actions, oldest first.
+    Audit {
+        /// Only entries from this long ago until now, e.g. 90m, 24h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// At most this many (the most recent) entries.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// One JSON array instead of tab-separated lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +91,27 @@ pub enum UsersCommand {
     Unlock { username: String },
     /// Global sign-out: revoke refresh tokens and pool sessions.
     SignOut { username: String },
+    /// Import users from a Cognito user-import CSV (with an optional password_hash column).
+    /// Exit status 65 when the file has problems (then nothing is imported, unless
+    /// --skip-invalid).
+    Import {
+        file: PathBuf,
+        /// Import the valid rows and list the others, instead of importing nothing.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Write every user as a Cognito user-import CSV to standard output.
+    Export {
+        /// Add the password_hash column (PHC strings): handle the file like a password list.
+        #[arg(long)]
+        with_password_hashes: bool,
+    },
+    /// Remove the user's TOTP authenticator and recovery codes.
+    MfaReset { username: String },
+    /// List the user's passkeys.
+    Passkeys { username: String },
+    /// Remove one of the user's passkeys (its id from `users passkeys`).
+    RemovePasskey { username: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +122,10 @@ pub enum GroupsCommand {
     RemoveUser { group: String, username: String },
     /// List groups and their members.
     List,
+    /// Create an empty group (as the admin console does).
+    Create { group: String },
+    /// Delete a group and every membership in it.
+    Delete { group: String },
 }
 
 fn password(given: Option<String>, stdin: bool) -> Result<Option<String>, String> {
@@ -103,6 +141,21 @@ fn password(given: Option<String>, stdin: bool) -> Result<Option<String>, String
 
 fn show(u: &User) -> String {
     serde_json::to_string_pretty(u).unwrap_or_default()
+}
+
+/// Sends the audit log's structured events (and warnings) to stderr, in the configured log
+/// format, so the CLI's admin actions reach the same log pipeline as the server's.
+fn init_audit_events(cfg: &crate::config::Config) {
+    let filter = tracing_subscriber::EnvFilter::new("portcullis::audit=info,warn");
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false);
+    let _ = match cfg.log.format {
+        crate::config::LogFormat::Json => b.json().try_init(),
+        crate::config::LogFormat::Plain => b.try_init(),
+    };
 }
 
 /// Runs a pool command; prints results to stdout and problems to stderr.
@@ -122,6 +175,7 @@ pub fn run(args: PoolArgs) -> ExitCode {
         eprintln!("{}: there is no [pool] table", path.display());
         return ExitCode::from(crate::EXIT_CONFIG);
     };
+    init_audit_events(&cfg);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -133,8 +187,27 @@ pub fn run(args: PoolArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Users signed out or disabled here lose their proxy sessions on every replica too.
+        let redis = match crate::app::redis(&cfg) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let hook = std::sync::Arc::new(crate::session::revocation::UserSessions::new(
+            crate::app::revocations(&cfg, redis),
+            "pool",
+            cfg.session.timeout,
+        ));
+        // …and the clients with a back-channel logout URI get a logout token.
+        let issuer = super::issuer_url(&cfg, &pool_cfg);
+        let backchannel =
+            super::backchannel::Backchannel::new(issuer.as_str().trim_end_matches('/'), &pool_cfg);
         let store = match Store::open(&pool_cfg.database).await {
-            Ok(s) => s,
+            Ok(s) => s
+                .with_proxy_sessions(Some(hook))
+                .with_backchannel(backchannel.clone()),
             Err(e) => {
                 eprintln!("cannot open the pool database: {e}");
                 return ExitCode::FAILURE;
@@ -143,13 +216,27 @@ pub fn run(args: PoolArgs) -> ExitCode {
         let admin = Admin {
             cfg: &pool_cfg,
             store: &store,
+            actor: Actor::cli_user(),
         };
-        match execute(&admin, args.command).await {
+        let result = execute(&admin, args.command).await;
+        // This process ends with the command: give logout tokens a few seconds to arrive.
+        if let Some(bc) = &backchannel
+            && !bc.settle(super::backchannel::CLI_WAIT).await
+        {
+            eprintln!(
+                "warning: some logout tokens were not delivered within {} s",
+                super::backchannel::CLI_WAIT.as_secs()
+            );
+        }
+        match result {
             Ok(out) => {
-                if !out.is_empty() {
-                    println!("{out}");
+                if !out.stdout.is_empty() {
+                    println!("{}", out.stdout.trim_end_matches('\n'));
                 }
-                ExitCode::SUCCESS
+                if !out.stderr.is_empty() {
+                    eprintln!("{}", out.stderr.trim_end_matches('\n'));
+                }
+                ExitCode::from(out.exit)
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -159,9 +246,73 @@ pub fn run(args: PoolArgs) -> ExitCode {
     })
 }
 
-async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminError> {
+/// What a command prints, and its exit status.
+struct Output {
+    stdout: String,
+    stderr: String,
+    exit: u8,
+}
+
+impl From<String> for Output {
+    fn from(stdout: String) -> Output {
+        Output {
+            stdout,
+            stderr: String::new(),
+            exit: 0,
+        }
+    }
+}
+
+/// `sysexits.h` EX_DATAERR: the input file has problems.
+const EXIT_DATA: u8 = 65;
+
+async fn import(
+    admin: &Admin<'_>,
+    file: &std::path::Path,
+    skip_invalid: bool,
+) -> Result<Output, AdminError> {
+    let data = std::fs::read(file)
+        .map_err(|e| AdminError::Invalid(vec![format!("cannot read {}: {e}", file.display())]))?;
+    let name = file.display().to_string();
+    let report = admin.import_users(&name, &data, skip_invalid).await?;
+    let stderr: String = report
+        .problems
+        .iter()
+        .map(|p| format!("{name}: {p}\n"))
+        .collect();
+    let stdout = if report.problems.is_empty() {
+        format!("imported {} users", report.imported)
+    } else if skip_invalid {
+        let lines: Vec<String> = report.invalid_lines.iter().map(u64::to_string).collect();
+        format!(
+            "imported {} users; skipped {} invalid rows (lines {})",
+            report.imported,
+            report.invalid_lines.len(),
+            lines.join(", ")
+        )
+    } else {
+        format!(
+            "nothing imported: {} problems in {} of {} rows (--skip-invalid imports the {} valid rows)",
+            report.problems.len(),
+            report.invalid_lines.len(),
+            report.rows,
+            report.rows - report.invalid_lines.len()
+        )
+    };
+    Ok(Output {
+        stdout,
+        stderr,
+        exit: if report.problems.is_empty() {
+            0
+        } else {
+            EXIT_DATA
+        },
+    })
+}
+
+async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminError> {
     let bad = |m: String| AdminError::Invalid(vec![m]);
-    Ok(match cmd {
+    Ok(Output::from(match cmd {
         PoolCommand::Users(u) => match u {
             UsersCommand::Add {
                 username,
@@ -203,7 +354,9 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),
-            UsersCommand::Show { username } => show(&admin.find(&username).await?),
+            UsersCommand::Show { username } => {
+                serde_json::to_string_pretty(&admin.show(&username).await?).unwrap_or_default()
+            }
             UsersCommand::Delete { username } => {
                 admin.delete(&username).await?;
                 format!("deleted {username}")
@@ -235,7 +388,67 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 admin.sign_out(&username).await?;
                 format!("{username}: signed out everywhere")
             }
+            UsersCommand::Import { file, skip_invalid } => {
+                return import(admin, &file, skip_invalid).await;
+            }
+            UsersCommand::Export {
+                with_password_hashes,
+            } => String::from_utf8(admin.export_users(with_password_hashes).await?)
+                .map_err(|_| bad("the export is not UTF-8".into()))?,
+            UsersCommand::MfaReset { username } => {
+                let had = admin.mfa_reset(&username).await?;
+                format!(
+                    "{username}: {}",
+                    if had {
+                        "TOTP and recovery codes removed"
+                    } else {
+                        "had no TOTP authenticator"
+                    }
+                )
+            }
+            UsersCommand::Passkeys { username } => admin
+                .passkeys(&username)
+                .await?
+                .iter()
+                .map(|p| format!("{}\t{}\t{}", p.id, p.name, p.created_at))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            UsersCommand::RemovePasskey { username, id } => {
+                admin.remove_passkey(&username, &id).await?;
+                format!("{username}: passkey {id} removed")
+            }
         },
+        PoolCommand::Audit { since, limit, json } => {
+            let since = match since {
+                Some(text) => Some(audit::ago(&text).ok_or_else(|| {
+                    bad(format!(
+                        "--since {text:?}: expected a duration such as 90m, 24h or 7d"
+                    ))
+                })?),
+                None => None,
+            };
+            let mut entries = audit::list(admin.store, since, limit.max(0)).await?;
+            entries.reverse();
+            if json {
+                serde_json::to_string_pretty(&entries).unwrap_or_default()
+            } else {
+                entries
+                    .iter()
+                    .map(|e| {
+                        let outcome = if e.reason.is_empty() {
+                            e.outcome.clone()
+                        } else {
+                            format!("{} ({})", e.outcome, e.reason)
+                        };
+                        format!(
+                            "{}\t{}\t{}\t{}\t{outcome}",
+                            e.time, e.actor, e.action, e.target
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
         PoolCommand::Groups(g) => match g {
             GroupsCommand::AddUser { group, username } => {
                 show(&admin.add_to_group(&username, &group).await?)
@@ -250,6 +463,14 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<String, AdminErr
                 .map(|(g, members)| format!("{g}\t{}", members.join(",")))
                 .collect::<Vec<_>>()
                 .join("\n"),
+            GroupsCommand::Create { group } => {
+                admin.create_group(&group).await?;
+                format!("created group {group}")
+            }
+            GroupsCommand::Delete { group } => {
+                admin.delete_group(&group).await?;
+                format!("deleted group {group}")
+            }
         },
-    })
+    }))
 }

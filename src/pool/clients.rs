@@ -3,7 +3,7 @@
 //! URL on the public origin) and every `[[pool.clients]]` entry. Redirect URIs are compared
 //! exactly (OAuth 2.0 Security BCP §4.1: no prefix or pattern matching).
 
-use super::config::ClientConfig;
+use super::config::{ClientConfig, GrantType};
 use crate::config::Secret;
 
 #[derive(Debug, Clone)]
@@ -14,6 +14,14 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// For the built-in client: any post-logout URL on this origin.
     pub post_logout_origin: Option<String>,
+    /// The grants it may use at the token endpoint.
+    pub grant_types: Vec<GrantType>,
+    /// Scopes a `client_credentials` request may ask for.
+    pub scopes: Vec<String>,
+    /// The `aud` of its `client_credentials` access tokens.
+    pub audience: Option<String>,
+    /// OIDC Back-Channel Logout: where this client receives logout tokens.
+    pub backchannel_logout_uri: Option<url::Url>,
 }
 
 impl Client {
@@ -21,8 +29,12 @@ impl Client {
         self.secret.is_none()
     }
 
+    pub fn may_use(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
     pub fn redirect_allowed(&self, uri: &str) -> bool {
-        self.redirect_uris.iter().any(|u| u == uri)
+        self.may_use(GrantType::AuthorizationCode) && self.redirect_uris.iter().any(|u| u == uri)
     }
 
     pub fn post_logout_allowed(&self, uri: &str) -> bool {
@@ -61,6 +73,10 @@ impl Clients {
             redirect_uris: vec![callback],
             post_logout_redirect_uris: vec![],
             post_logout_origin: Some(public_origin),
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            scopes: vec![],
+            audience: None,
+            backchannel_logout_uri: None,
         }];
         list.extend(configured.iter().map(|c| Client {
             client_id: c.client_id.clone(),
@@ -68,6 +84,10 @@ impl Clients {
             redirect_uris: c.redirect_uris.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             post_logout_origin: None,
+            grant_types: c.grant_types.clone(),
+            scopes: c.scopes.clone(),
+            audience: c.audience.clone(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
         }));
         Clients { list }
     }

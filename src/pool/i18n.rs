@@ -81,6 +81,107 @@ const EN: &[(&str, &str)] = &[
     ("signed_out", "You have been signed out."),
     ("signed_in_title", "Signed in"),
     ("signed_in_as", "You are signed in as"),
+    ("mfa_title", "Two-step verification"),
+    (
+        "mfa_help",
+        "Enter the 6-digit code from your authenticator app.",
+    ),
+    ("mfa_code", "Authentication code"),
+    (
+        "mfa_recovery_hint",
+        "Lost your phone? Enter one of your recovery codes instead.",
+    ),
+    ("verify", "Verify"),
+    (
+        "mfa_bad_code",
+        "That code is not correct or was already used. Enter the current code from your authenticator app (wait for the next one if you just used it), or a recovery code.",
+    ),
+    (
+        "mfa_expired",
+        "Your sign-in has timed out. Sign in again with your user name and password.",
+    ),
+    ("mfa_setup_title", "Set up two-step verification"),
+    (
+        "mfa_setup_help",
+        "Scan this QR code with an authenticator app (Google Authenticator, Microsoft Authenticator, 1Password, …), then enter the 6-digit code the app shows.",
+    ),
+    (
+        "mfa_secret_label",
+        "Cannot scan? Enter this key in the app instead:",
+    ),
+    (
+        "mfa_setup_required",
+        "This site requires two-step verification. Set it up now to finish signing in.",
+    ),
+    (
+        "mfa_setup_bad_code",
+        "That code does not match. Check that the time on your phone is set automatically, then enter the code the app shows now.",
+    ),
+    (
+        "mfa_setup_expired",
+        "This set-up page expired. Scan the new QR code below and enter the code the app shows.",
+    ),
+    ("mfa_turn_on", "Turn on"),
+    (
+        "mfa_enrolled",
+        "Two-step verification is on for your account.",
+    ),
+    ("mfa_recovery_left", "Unused recovery codes: {n}."),
+    (
+        "mfa_off",
+        "Two-step verification is not enabled on this site. Ask your administrator.",
+    ),
+    ("mfa_setup_link", "Two-step verification"),
+    (
+        "mfa_manage_help",
+        "Enter the current code from your authenticator app (or a recovery code) to change these settings.",
+    ),
+    ("mfa_new_recovery", "Get new recovery codes"),
+    ("mfa_turn_off", "Turn off two-step verification"),
+    (
+        "mfa_turned_off",
+        "Two-step verification is off. You can turn it on again from the \"Signed in\" page.",
+    ),
+    (
+        "mfa_cannot_turn_off",
+        "This site requires two-step verification, so it cannot be turned off. Ask your administrator to reset it if you lost your authenticator.",
+    ),
+    ("recovery_title", "Save your recovery codes"),
+    (
+        "recovery_help",
+        "If you lose your phone, each of these codes signs you in once. Store them somewhere safe now: they will not be shown again.",
+    ),
+    ("continue", "Continue"),
+    ("passkeys_link", "Passkeys"),
+    ("passkeys_title", "Passkeys"),
+    (
+        "passkeys_help",
+        "A passkey signs you in with your device's screen lock or a security key, without a password.",
+    ),
+    ("passkeys_none", "You have no passkeys yet."),
+    ("passkey_name", "Name for the new passkey"),
+    ("passkey_default_name", "My passkey"),
+    ("passkey_add", "Add a passkey"),
+    ("passkey_sign_in", "Sign in with a passkey"),
+    (
+        "passkey_failed",
+        "The passkey could not be used. Try again, or sign in with your user name and password.",
+    ),
+    ("passkey_added", "The passkey was added."),
+    ("passkey_removed", "The passkey was removed."),
+    ("remove", "Remove"),
+    (
+        "passkeys_sign_in_first",
+        "Sign in first, then open this page again to manage your passkeys.",
+    ),
+    (
+        "passkeys_need_script",
+        "Passkeys need JavaScript. Turn it on for this site, or keep signing in with your password.",
+    ),
+    (
+        "passkey_needs_uv",
+        "This site requires two-step verification: use a passkey protected by your device's PIN or biometrics, or sign in with your password.",
+    ),
     ("no_account", "No account yet?"),
     ("have_account", "Already have an account?"),
     ("forgot_link", "Forgot your password?"),
@@ -237,6 +338,104 @@ const JA: &[(&str, &str)] = &[
     ("signed_out", "サインアウトしました。"),
     ("signed_in_title", "サインイン済み"),
     ("signed_in_as", "サインイン中のユーザー:"),
+    ("mfa_title", "2段階認証"),
+    (
+        "mfa_help",
+        "認証アプリに表示されている6桁のコードを入力してください。",
+    ),
+    ("mfa_code", "認証コード"),
+    (
+        "mfa_recovery_hint",
+        "スマートフォンをなくした場合は、代わりにリカバリーコードを入力してください。",
+    ),
+    ("verify", "確認"),
+    (
+        "mfa_bad_code",
+        "コードが正しくないか、すでに使用されています。認証アプリに今表示されているコード(使ったばかりの場合は次のコード)、またはリカバリーコードを入力してください。",
+    ),
+    (
+        "mfa_expired",
+        "サインインの有効期限が切れました。ユーザー名とパスワードでもう一度サインインしてください。",
+    ),
+    ("mfa_setup_title", "2段階認証の設定"),
+    (
+        "mfa_setup_help",
+        "認証アプリ(Google Authenticator、Microsoft Authenticator、1Password など)でこのQRコードを読み取り、アプリに表示された6桁のコードを入力してください。",
+    ),
+    (
+        "mfa_secret_label",
+        "読み取れない場合は、このキーをアプリに入力してください:",
+    ),
+    (
+        "mfa_setup_required",
+        "このサイトでは2段階認証が必須です。サインインを完了するには今すぐ設定してください。",
+    ),
+    (
+        "mfa_setup_bad_code",
+        "コードが一致しません。スマートフォンの時刻が自動設定になっていることを確認し、アプリに今表示されているコードを入力してください。",
+    ),
+    (
+        "mfa_setup_expired",
+        "この設定ページの有効期限が切れました。下の新しいQRコードを読み取り、アプリに表示されたコードを入力してください。",
+    ),
+    ("mfa_turn_on", "有効にする"),
+    ("mfa_enrolled", "このアカウントでは2段階認証が有効です。"),
+    ("mfa_recovery_left", "未使用のリカバリーコード: {n}個"),
+    (
+        "mfa_off",
+        "このサイトでは2段階認証が有効になっていません。管理者にお問い合わせください。",
+    ),
+    ("mfa_setup_link", "2段階認証"),
+    (
+        "mfa_manage_help",
+        "設定を変更するには、認証アプリに表示されている現在のコード(またはリカバリーコード)を入力してください。",
+    ),
+    ("mfa_new_recovery", "新しいリカバリーコードを発行"),
+    ("mfa_turn_off", "2段階認証を無効にする"),
+    (
+        "mfa_turned_off",
+        "2段階認証を無効にしました。「サインイン済み」ページからいつでも再度有効にできます。",
+    ),
+    (
+        "mfa_cannot_turn_off",
+        "このサイトでは2段階認証が必須のため、無効にできません。認証アプリをなくした場合は管理者にリセットを依頼してください。",
+    ),
+    ("recovery_title", "リカバリーコードを保存してください"),
+    (
+        "recovery_help",
+        "スマートフォンをなくしたときは、これらのコードでそれぞれ1回サインインできます。二度と表示されないので、今すぐ安全な場所に保管してください。",
+    ),
+    ("continue", "続ける"),
+    ("passkeys_link", "パスキー"),
+    ("passkeys_title", "パスキー"),
+    (
+        "passkeys_help",
+        "パスキーを使うと、パスワードなしで端末の画面ロックやセキュリティキーでサインインできます。",
+    ),
+    ("passkeys_none", "パスキーはまだ登録されていません。"),
+    ("passkey_name", "新しいパスキーの名前"),
+    ("passkey_default_name", "マイパスキー"),
+    ("passkey_add", "パスキーを追加"),
+    ("passkey_sign_in", "パスキーでサインイン"),
+    (
+        "passkey_failed",
+        "パスキーを使用できませんでした。もう一度試すか、ユーザー名とパスワードでサインインしてください。",
+    ),
+    ("passkey_added", "パスキーを追加しました。"),
+    ("passkey_removed", "パスキーを削除しました。"),
+    ("remove", "削除"),
+    (
+        "passkeys_sign_in_first",
+        "先にサインインしてから、もう一度このページを開いてパスキーを管理してください。",
+    ),
+    (
+        "passkeys_need_script",
+        "パスキーには JavaScript が必要です。このサイトで有効にするか、引き続きパスワードでサインインしてください。",
+    ),
+    (
+        "passkey_needs_uv",
+        "このサイトでは2段階認証が必須です。端末のPINや生体認証で保護されたパスキーを使うか、パスワードでサインインしてください。",
+    ),
     ("no_account", "アカウントをお持ちでない場合"),
     ("have_account", "アカウントをお持ちの場合"),
     ("forgot_link", "パスワードをお忘れですか？"),
@@ -377,11 +576,22 @@ fn table(lang: Lang) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// Tables owned by other areas of the pool, consulted after this one's.
+fn more(lang: Lang) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    let (federation, console) = match lang {
+        Lang::En => (super::federation::texts::EN, super::console::texts::EN),
+        Lang::Ja => (super::federation::texts::JA, super::console::texts::JA),
+    };
+    federation.iter().chain(console.iter())
+}
+
 /// One string; falls back to English, then to the key itself.
 pub fn t(lang: Lang, key: &str) -> &'static str {
     table(lang)
         .iter()
+        .chain(more(lang))
         .chain(EN.iter())
+        .chain(more(Lang::En))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| *v)
         .unwrap_or_else(|| {
@@ -394,8 +604,8 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
 
 /// The whole table, for templates.
 pub fn all(lang: Lang) -> BTreeMap<&'static str, &'static str> {
-    let mut m: BTreeMap<&str, &str> = EN.iter().copied().collect();
-    m.extend(table(lang).iter().copied());
+    let mut m: BTreeMap<&str, &str> = EN.iter().chain(more(Lang::En)).copied().collect();
+    m.extend(table(lang).iter().chain(more(lang)).copied());
     m
 }
 
@@ -526,6 +736,18 @@ mod tests {
         }
         for (k, _) in EN {
             assert!(JA.iter().any(|(j, _)| j == k), "missing Japanese for {k}");
+        }
+        let (more_en, more_ja): (Vec<_>, Vec<_>) =
+            (more(Lang::En).collect(), more(Lang::Ja).collect());
+        for (k, _) in &more_en {
+            assert!(
+                more_ja.iter().any(|(j, _)| j == k),
+                "missing Japanese for {k}"
+            );
+            assert!(!EN.iter().any(|(e, _)| e == k), "{k} is defined twice");
+        }
+        for (k, _) in &more_ja {
+            assert!(more_en.iter().any(|(e, _)| e == k), "{k}");
         }
     }
 }

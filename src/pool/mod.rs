@@ -11,18 +11,26 @@
 pub mod admin;
 pub mod admin_api;
 pub mod attributes;
+pub mod audit;
+pub mod backchannel;
 pub mod cli;
 pub mod clients;
 pub mod config;
+mod console;
 pub mod delivery;
+mod federation;
+mod health;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
+pub mod mfa;
+pub mod migration;
 mod op;
 mod pages;
 pub mod password;
 pub mod smtp;
 pub mod store;
+pub mod transfer;
 pub mod username;
 
 use std::net::IpAddr;
@@ -84,6 +92,15 @@ pub struct Pool {
     csrf_key: ring::hmac::Key,
     pages: pages::Renderer,
     ready: OnceCell<Ready>,
+    federation: federation::Federation,
+    /// `pool.migration`: asked about sign-ins that name an unknown user.
+    migration: Option<migration::Hook>,
+    /// Ends the proxy's sessions of a user whose pool sessions end.
+    proxy_sessions: Option<Arc<crate::session::revocation::UserSessions>>,
+    /// Logout tokens for `[[pool.clients]]` with a `backchannel_logout_uri`.
+    backchannel: Option<Arc<backchannel::Backchannel>>,
+    /// Whether the database answers (pool pages 503 while it does not).
+    health: health::DbHealth,
 }
 
 /// Redacts the database URL's password for messages.
@@ -95,6 +112,27 @@ fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The issuer URL: the pool's origin (`pool.public_url`, else `public_url`) + `/oauth2/pool`.
+pub fn issuer_url(cfg: &Config, pool: &PoolConfig) -> url::Url {
+    let mut u = pool
+        .public_url
+        .clone()
+        .unwrap_or_else(|| cfg.public_url.clone());
+    u.set_path(crate::http::paths::POOL_PREFIX);
+    u
+}
+
+/// The decoded `name=value` pairs of a query string.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Constant-time equality for secrets (length is not hidden).
@@ -116,12 +154,7 @@ pub fn now_ms() -> i64 {
 impl Pool {
     /// Builds the pool (templates, assets, clients); the database is opened by [`Pool::ready`].
     pub fn new(cfg: &Config, pool: PoolConfig, secrets: &[Secret]) -> Result<Pool, PoolError> {
-        let pool_origin = pool
-            .public_url
-            .clone()
-            .unwrap_or_else(|| cfg.public_url.clone());
-        let mut issuer_url = pool_origin.clone();
-        issuer_url.set_path(crate::http::paths::POOL_PREFIX);
+        let issuer_url = issuer_url(cfg, &pool);
         let issuer = issuer_url.as_str().trim_end_matches('/').to_string();
         let base = issuer_url.path().trim_end_matches('/').to_string();
         let mut callback = cfg.public_url.clone();
@@ -137,18 +170,35 @@ impl Pool {
         let csrf_secret = KeyRing::derive_secret(secrets, "pool-csrf").unwrap_or_default();
         let csrf_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, csrf_secret.as_bytes());
         let pages = pages::Renderer::new(&pool.ui, &clients)?;
+        let federation = federation::Federation::new(&pool.identity_providers, &issuer)?;
+        let backchannel = backchannel::Backchannel::new(&issuer, &pool);
+        let migration = pool.migration.as_ref().map(migration::Hook::new);
         Ok(Pool {
             cfg: Arc::new(pool),
             issuer,
             base,
-            secure: pool_origin.scheme() == "https",
+            secure: issuer_url.scheme() == "https",
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             clients,
             sealer,
             csrf_key,
             pages,
             ready: OnceCell::new(),
+            federation,
+            migration,
+            proxy_sessions: None,
+            backchannel,
+            health: health::DbHealth::default(),
         })
+    }
+
+    /// Ends the proxy's sessions of pool users whenever their pool sessions end.
+    pub fn with_proxy_sessions(
+        mut self,
+        hook: Arc<crate::session::revocation::UserSessions>,
+    ) -> Pool {
+        self.proxy_sessions = Some(hook);
+        self
     }
 
     /// Opens the database (migrating it) and loads the signing keys, once.
@@ -156,12 +206,17 @@ impl Pool {
         self.ready
             .get_or_try_init(|| async {
                 let err = |source| PoolError::Store { url: redact_url(&self.cfg.database), source };
-                let store = Store::open(&self.cfg.database).await.map_err(err)?;
-                let keys = Keys::load(&store, now()).await.map_err(err)?;
+                let store = Store::open(&self.cfg.database)
+                    .await
+                    .map_err(err)?
+                    .with_proxy_sessions(self.proxy_sessions.clone())
+                    .with_backchannel(self.backchannel.clone());
+                let keys = Keys::load(&store, self.cfg.signing_alg, now()).await.map_err(err)?;
                 let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
                     .await
                     .map_err(|_| PoolError::Hash)?;
                 let _ = store.purge_expired(now()).await;
+                let _ = store.purge_expired_mfa(now()).await;
                 tracing::info!(database = %redact_url(&self.cfg.database), issuer = %self.issuer, "user pool ready");
                 Ok(Ready { store, keys, dummy_hash })
             })
@@ -170,10 +225,7 @@ impl Pool {
 
     /// Readiness for `/readyz`: the database answers.
     pub async fn database_ok(&self) -> bool {
-        match self.ready().await {
-            Ok(r) => r.store.ping().await,
-            Err(_) => false,
-        }
+        self.live("readyz").await.is_some()
     }
 
     /// Whether a request path belongs to the pool.
@@ -217,15 +269,7 @@ impl Pool {
         } else {
             Vec::new()
         };
-        let query = parts
-            .uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let query = query_pairs(parts.uri.query());
         let ip = self.client_ip(parts, peer);
         let req = Req {
             parts,
@@ -236,10 +280,9 @@ impl Pool {
             rid,
         };
         let sub = &parts.uri.path()[self.base.len()..];
-        let ready = match self.ready().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, request_id = rid, "user pool unavailable");
+        let ready = match self.live(rid).await {
+            Some(r) => r,
+            None => {
                 return self.pages.message(
                     self,
                     &req,
@@ -272,6 +315,35 @@ impl Pool {
             "/reset-password" if post => pages::password::reset(self, ready, &req).await,
             "/change-password" if get => pages::password::show_change(self, ready, &req).await,
             "/change-password" if post => pages::password::change(self, ready, &req).await,
+            "/mfa" if get => mfa::pages::show_challenge(self, ready, &req).await,
+            "/mfa" if post => mfa::pages::submit_challenge(self, ready, &req).await,
+            "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req).await,
+            "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req).await,
+            "/mfa/manage" if post => mfa::pages::manage(self, ready, &req).await,
+            "/mfa/continue" if post => mfa::pages::continue_sign_in(self, ready, &req).await,
+            "/passkeys" if get && self.cfg.passkeys => mfa::passkeys::show(self, ready, &req).await,
+            "/passkeys/options" if post && self.cfg.passkeys => {
+                mfa::passkeys::register_options(self, ready, &req).await
+            }
+            "/passkeys/add" if post && self.cfg.passkeys => {
+                mfa::passkeys::add(self, ready, &req).await
+            }
+            "/passkeys/remove" if post && self.cfg.passkeys => {
+                mfa::passkeys::remove(self, ready, &req).await
+            }
+            "/passkeys/login/options" if post && self.cfg.passkeys => {
+                mfa::passkeys::sign_in_options(self, ready, &req).await
+            }
+            "/passkeys/login" if post && self.cfg.passkeys => {
+                mfa::passkeys::sign_in(self, ready, &req).await
+            }
+            "/assets/passkeys.js" if get && self.cfg.passkeys => self.pages.asset(sub),
+            p if self.cfg.admin_console && (p == "/admin" || p.starts_with("/admin/")) => {
+                console::handle(self, ready, &req, p).await
+            }
+            "/federation/start" if get => federation::start(self, &req).await,
+            "/federation/callback" if get => federation::callback(self, ready, &req).await,
+            "/federation/complete" if post => federation::complete(self, ready, &req).await,
             "/assets/pool.css" | "/assets/brand.css" | "/assets/logo" if get => {
                 self.pages.asset(sub)
             }

@@ -1,10 +1,19 @@
 //! Passwords: the configured policy (reporting every unmet rule) and Argon2id hashing. Hashing
 //! runs on the blocking pool; a fixed dummy hash is verified for unknown users so a failed
 //! sign-in costs the same whether or not the user exists.
+//!
+//! Imported users (SPEC §7.4) may carry a hash made elsewhere, in PHC string form: Argon2
+//! (`$argon2id$`, also `$argon2i$`/`$argon2d$`), bcrypt (`$2b$`, `$2a$`, `$2y$`), scrypt
+//! (`$scrypt$`, passlib's and RustCrypto's form) and PBKDF2 (`$pbkdf2-sha256$`, also `-sha512`
+//! and `-sha1`, in passlib's form `$pbkdf2-sha256$ROUNDS$SALT$HASH` with its "adapted base64",
+//! or RustCrypto's `$pbkdf2-sha256$i=ROUNDS,l=LEN$SALT$HASH`). Such a hash is verified once and
+//! replaced by the pool's own Argon2id on that sign-in ([`needs_rehash`]). Cost parameters are
+//! capped ([`imported_hash_problem`]) so an imported file cannot make one sign-in take hours.
 
-use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, Params};
+use base64::Engine;
 
 use super::config::PasswordPolicy;
 
@@ -67,16 +76,209 @@ pub async fn hash(password: &str) -> Result<String, HashError> {
     .map_err(|_| HashError)?
 }
 
-/// Verifies in constant work; a malformed stored hash simply fails.
+/// Verifies a password against a stored hash of any supported kind; a malformed or empty
+/// stored hash simply fails.
 pub async fn verify(password: &str, stored: &str) -> bool {
     let pw = password.to_string();
     let stored = stored.to_string();
-    tokio::task::spawn_blocking(move || match PasswordHash::new(&stored) {
-        Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
-        Err(_) => false,
+    tokio::task::spawn_blocking(move || verify_now(pw.as_bytes(), &stored))
+        .await
+        .unwrap_or(false)
+}
+
+/// The kinds of stored hash the pool can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    Argon2,
+    Bcrypt,
+    Scrypt,
+    Pbkdf2(Pbkdf2Digest),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pbkdf2Digest {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+/// The kind of a stored hash, by its PHC identifier.
+pub fn kind(stored: &str) -> Option<HashKind> {
+    let id = stored.strip_prefix('$')?.split('$').next()?;
+    Some(match id {
+        "argon2id" | "argon2i" | "argon2d" => HashKind::Argon2,
+        "2a" | "2b" | "2y" => HashKind::Bcrypt,
+        "scrypt" => HashKind::Scrypt,
+        "pbkdf2-sha256" => HashKind::Pbkdf2(Pbkdf2Digest::Sha256),
+        "pbkdf2-sha512" => HashKind::Pbkdf2(Pbkdf2Digest::Sha512),
+        "pbkdf2-sha1" | "pbkdf2" => HashKind::Pbkdf2(Pbkdf2Digest::Sha1),
+        _ => return None,
     })
-    .await
-    .unwrap_or(false)
+}
+
+fn verify_now(pw: &[u8], stored: &str) -> bool {
+    match kind(stored) {
+        Some(HashKind::Argon2) => match PasswordHash::new(stored) {
+            Ok(h) => Argon2::default().verify_password(pw, &h).is_ok(),
+            Err(_) => false,
+        },
+        Some(HashKind::Bcrypt) => bcrypt::verify(pw, stored).unwrap_or(false),
+        Some(HashKind::Scrypt) => match PasswordHash::new(stored) {
+            Ok(h) => scrypt::Scrypt::default().verify_password(pw, &h).is_ok(),
+            Err(_) => false,
+        },
+        Some(HashKind::Pbkdf2(digest)) => match Pbkdf2Hash::parse(stored, digest) {
+            Some(h) => ring::pbkdf2::verify(h.algorithm, h.rounds, &h.salt, pw, &h.hash).is_ok(),
+            None => false,
+        },
+        None => false,
+    }
+}
+
+/// A PBKDF2 hash in passlib's or RustCrypto's PHC form.
+struct Pbkdf2Hash {
+    algorithm: ring::pbkdf2::Algorithm,
+    rounds: std::num::NonZeroU32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+/// passlib's "adapted base64" (`.` for `+`, no padding) and PHC's unpadded standard base64 both
+/// decode here.
+fn ab64_decode(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(s.trim_end_matches('=').replace('.', "+"))
+        .ok()
+}
+
+impl Pbkdf2Hash {
+    fn parse(stored: &str, digest: Pbkdf2Digest) -> Option<Pbkdf2Hash> {
+        let mut parts = stored.strip_prefix('$')?.split('$').skip(1);
+        let (params, salt, hash) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        // passlib: a bare round count; RustCrypto: `i=ROUNDS[,l=LEN]`.
+        let rounds = match params.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let mut rounds = None;
+                for kv in params.split(',') {
+                    match kv.split_once('=')? {
+                        ("i", n) => rounds = Some(n.parse::<u32>().ok()?),
+                        ("l", _) => {}
+                        _ => return None,
+                    }
+                }
+                rounds?
+            }
+        };
+        let hash = ab64_decode(hash)?;
+        if hash.is_empty() {
+            return None;
+        }
+        Some(Pbkdf2Hash {
+            algorithm: match digest {
+                Pbkdf2Digest::Sha1 => ring::pbkdf2::PBKDF2_HMAC_SHA1,
+                Pbkdf2Digest::Sha256 => ring::pbkdf2::PBKDF2_HMAC_SHA256,
+                Pbkdf2Digest::Sha512 => ring::pbkdf2::PBKDF2_HMAC_SHA512,
+            },
+            rounds: std::num::NonZeroU32::new(rounds)?,
+            salt: ab64_decode(salt)?,
+            hash,
+        })
+    }
+}
+
+/// Largest cost accepted in an imported hash: about a second or two of one core each, far
+/// beyond what any system uses, far below what would let a file stall sign-in.
+const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
+const MAX_BCRYPT_COST: u32 = 16;
+const MAX_SCRYPT_MEMORY: u64 = 1 << 30;
+const MAX_ARGON2_M_COST: u32 = 1 << 20;
+const MAX_ARGON2_T_COST: u32 = 20;
+
+/// Why an imported hash cannot be used (`None`: well-formed, supported and within the cost
+/// caps). The message never repeats the hash.
+pub fn imported_hash_problem(stored: &str) -> Option<String> {
+    const SUPPORTED: &str =
+        "not a supported PHC hash ($argon2id$, $2b$ bcrypt, $scrypt$, $pbkdf2-sha256$)";
+    let Some(k) = kind(stored) else {
+        return Some(SUPPORTED.into());
+    };
+    let malformed = || Some(format!("malformed {} hash", kind_name(k)));
+    match k {
+        HashKind::Argon2 | HashKind::Scrypt => {
+            let Ok(h) = PasswordHash::new(stored) else {
+                return malformed();
+            };
+            if h.hash.is_none() || h.salt.is_none() {
+                return malformed();
+            }
+            let param = |name: &str| h.params.get_decimal(name).map(u64::from);
+            if k == HashKind::Argon2 {
+                if Params::try_from(&h).is_err() {
+                    return malformed();
+                }
+                if param("m").unwrap_or(0) > u64::from(MAX_ARGON2_M_COST)
+                    || param("t").unwrap_or(0) > u64::from(MAX_ARGON2_T_COST)
+                {
+                    return Some("argon2 cost parameters too high".into());
+                }
+            } else {
+                let (Some(ln), Some(r), Some(p)) = (param("ln"), param("r"), param("p")) else {
+                    return malformed();
+                };
+                if ln >= 32 || r == 0 || p == 0 || p > 16 {
+                    return malformed();
+                }
+                if (1u64 << ln).saturating_mul(r).saturating_mul(128) > MAX_SCRYPT_MEMORY {
+                    return Some("scrypt cost parameters too high".into());
+                }
+            }
+            None
+        }
+        HashKind::Bcrypt => {
+            let cost = stored
+                .get(4..6)
+                .and_then(|c| c.parse::<u32>().ok())
+                .filter(|_| stored.len() == 60 && stored.as_bytes().get(6) == Some(&b'$'));
+            match cost {
+                None => malformed(),
+                Some(c) if !(4..=31).contains(&c) => malformed(),
+                Some(c) if c > MAX_BCRYPT_COST => Some("bcrypt cost too high".into()),
+                Some(_) => None,
+            }
+        }
+        HashKind::Pbkdf2(d) => match Pbkdf2Hash::parse(stored, d) {
+            None => malformed(),
+            Some(h) if h.rounds.get() > MAX_PBKDF2_ROUNDS => {
+                Some("pbkdf2 round count too high".into())
+            }
+            Some(_) => None,
+        },
+    }
+}
+
+fn kind_name(k: HashKind) -> &'static str {
+    match k {
+        HashKind::Argon2 => "argon2",
+        HashKind::Bcrypt => "bcrypt",
+        HashKind::Scrypt => "scrypt",
+        HashKind::Pbkdf2(_) => "pbkdf2",
+    }
+}
+
+/// Whether a stored hash should be replaced by the pool's own after a successful sign-in:
+/// anything but Argon2id with the pool's parameters (imported hashes, older parameters).
+pub fn needs_rehash(stored: &str) -> bool {
+    let own = format!(
+        "$argon2id$v=19$m={},t={},p={}$",
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST
+    );
+    !stored.starts_with(&own)
 }
 
 #[cfg(test)]
@@ -116,6 +318,58 @@ mod tests {
             unmet_rules(&long, &PasswordPolicy::default()),
             [Rule::MaxLength]
         );
+    }
+
+    /// Hashes made by Python's passlib, bcrypt and argon2-cffi (and RustCrypto's PBKDF2 form)
+    /// for "Vector-Pw-1": each verifies, is accepted for import, and asks to be re-hashed.
+    #[tokio::test]
+    async fn verifies_imported_hashes_of_other_implementations() {
+        let table = [
+            "$pbkdf2-sha256$1000$jjGmNKbUGgMAgFCK0XqvNQ$fm4jfaPluLNtIzm2Sis6PBHDc/QoSEMcm/wJ6KRbIR8",
+            "$pbkdf2-sha256$i=1000,l=32$jjGmNKbUGgMAgFCK0XqvNQ$fm4jfaPluLNtIzm2Sis6PBHDc/QoSEMcm/wJ6KRbIR8",
+            "$pbkdf2-sha512$1000$1DrHmFPK2RsDoBTCOAcAoA$bbYWeqj7TDJKK3q.4FMdyHjxP1VdflxhZAOurBHnfr3F4d3CpeTkeqyv864/YbwWurN3L5wI3BIrO3jRdp2iog",
+            "$pbkdf2$1000$QAjh3Nvbm7O2tnZOaS1F6A$wJIZlpxiB558S79AEqjmJsofoLU",
+            "$scrypt$ln=10,r=8,p=1$Z2zNWYvxfo+xFmKMMaZUqg$00xKva3yUk0Q3ia6tKw/I/CAg9TOJ6PTJArqBDfSzfI",
+            "$2b$04$sbStvYBzv971vwHpcdiwpeWaIiGxO4sd3J8asgDYQN5y0voTjhSPW",
+            "$argon2id$v=19$m=64,t=1,p=1$quHDiptKVBJYFpH/mq+/IQ$QMX5VgCWRircrQranu0cr1uDFqpJnzyx6yeYKt7SbM4",
+        ];
+        for h in table {
+            assert!(verify("Vector-Pw-1", h).await, "{h}");
+            assert!(!verify("Vector-Pw-2", h).await, "{h}");
+            assert_eq!(imported_hash_problem(h), None, "{h}");
+            assert!(needs_rehash(h), "{h}");
+        }
+        let own = hash("Vector-Pw-1").await.unwrap();
+        assert!(!needs_rehash(&own));
+        assert_eq!(imported_hash_problem(&own), None);
+    }
+
+    #[test]
+    fn refuses_unknown_malformed_and_too_costly_hashes() {
+        let table = [
+            ("$md5$abc", "not a supported PHC hash"),
+            ("plaintext", "not a supported PHC hash"),
+            ("$2b$04$short", "malformed bcrypt hash"),
+            (
+                "$2b$20$sbStvYBzv971vwHpcdiwpeWaIiGxO4sd3J8asgDYQN5y0voTjhSPW",
+                "bcrypt cost too high",
+            ),
+            ("$pbkdf2-sha256$x$salt$hash", "malformed pbkdf2 hash"),
+            (
+                "$pbkdf2-sha256$4000000000$jjGmNKbUGgMAgFCK0XqvNQ$fm4jfaPluLNtIzm2Sis6PBHDc/QoSEMcm/wJ6KRbIR8",
+                "pbkdf2 round count too high",
+            ),
+            (
+                "$scrypt$ln=25,r=8,p=1$Z2zNWYvxfo+xFmKMMaZUqg$00xKva3yUk0Q3ia6tKw/I/CAg9TOJ6PTJArqBDfSzfI",
+                "scrypt cost parameters too high",
+            ),
+            ("$argon2id$v=19$m=64,t=1,p=1$", "malformed argon2 hash"),
+        ];
+        for (h, want) in table {
+            let got = imported_hash_problem(h).unwrap_or_default();
+            assert!(got.starts_with(want), "{h}: {got}");
+            assert!(!got.contains(h), "the hash is never repeated");
+        }
     }
 
     #[tokio::test]

@@ -100,16 +100,50 @@ pub struct H1Pool {
 /// is a count no other core touches.
 struct WorkerPool {
     idle: Mutex<Vec<Idle>>,
+    /// Whether this worker's sweeper task runs.
+    swept: std::sync::atomic::AtomicBool,
+}
+
+/// How often a worker closes the idle connections the upstream has closed (or that aged out):
+/// without it they would sit in CLOSE-WAIT until the next request on that route (issue 9).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The reactor has seen this idle connection readable: the upstream closed it (or sent bytes
+/// nobody asked for). Cached readiness only — no syscall.
+fn closed_by_peer(conn: &Conn) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    conn.io.poll_read_ready(&mut cx).is_ready()
 }
 
 impl WorkerPool {
     /// `since`: when the request that used it started (an idle age that errs on the old side,
     /// without reading the clock again).
-    fn checkin(&self, conn: Box<Conn>, since: Instant) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle { conn, since });
+    fn checkin(self: &Arc<Self>, conn: Box<Conn>, since: Instant) {
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(Idle { conn, since });
+            }
         }
+        if !self.swept.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            // On the worker's own runtime, where the connections are registered; it ends when
+            // the pool goes (a reload replaced the route).
+            let pool = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(pool) = pool.upgrade() else { return };
+                    pool.sweep(Instant::now());
+                }
+            });
+        }
+    }
+
+    fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|i| now.duration_since(i.since) <= IDLE_TIMEOUT && !closed_by_peer(&i.conn));
     }
 }
 
@@ -147,6 +181,7 @@ impl H1Pool {
                 .map(|_| {
                     Arc::new(WorkerPool {
                         idle: Mutex::new(Vec::new()),
+                        swept: std::sync::atomic::AtomicBool::new(false),
                     })
                 })
                 .collect(),
@@ -171,9 +206,8 @@ impl H1Pool {
                 return None;
             }
             // An idle connection has nothing to read; if the reactor has seen it readable, the
-            // upstream closed it (or sent garbage): drop it. No syscall — cached readiness.
-            let mut cx = Context::from_waker(Waker::noop());
-            if i.conn.io.poll_read_ready(&mut cx).is_pending() {
+            // upstream closed it (or sent garbage): drop it.
+            if !closed_by_peer(&i.conn) {
                 return Some(i.conn);
             }
         }

@@ -28,7 +28,7 @@ use static_files::StaticDir;
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 pub struct HttpUpstream {
-    /// One pool per request worker (see `server::worker_index`): bodies, upgrades, TLS.
+    /// One pool per request worker (see `worker::index`): bodies, upgrades, TLS.
     clients: Vec<HttpsClient>,
     /// The lean in-task client for plain `http://` upstreams (requests without a body).
     lean: Option<Arc<h1::H1Pool>>,
@@ -49,20 +49,17 @@ pub enum Forwarder {
 pub struct Inbound {
     pub peer: SocketAddr,
     pub tls: bool,
-    /// The peer is one of `trusted_proxies`.
-    pub trusted: bool,
     /// The peer's address as an `X-Forwarded-For` entry.
     peer_value: HeaderValue,
 }
 
 impl Inbound {
-    pub fn new(peer: SocketAddr, tls: bool, trusted: bool) -> Inbound {
+    pub fn new(peer: SocketAddr, tls: bool) -> Inbound {
         let peer_value = HeaderValue::from_str(&peer.ip().to_string())
             .expect("an IP address is a valid header value");
         Inbound {
             peer,
             tls,
-            trusted,
             peer_value,
         }
     }
@@ -203,6 +200,7 @@ impl Forwarder {
         mut parts: Parts,
         body: crate::http::body::RequestBody,
         inbound: &Inbound,
+        trusted: bool,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
         started: std::time::Instant,
     ) -> Result<Response<Body>, RequestError> {
@@ -212,7 +210,7 @@ impl Forwarder {
         };
         // Hop-by-hop headers were removed before the auth gate (`App::route`).
         let keep_upgrade = upgrade.is_some();
-        set_forwarded(&mut parts, inbound);
+        set_forwarded(&mut parts, inbound, trusted);
 
         // Preserve the client's Host, as ALB does; the URI only picks the connection.
         if !parts.headers.contains_key(header::HOST)
@@ -221,7 +219,7 @@ impl Forwarder {
         {
             parts.headers.insert(header::HOST, v);
         }
-        let worker = crate::server::worker_index();
+        let worker = crate::worker::index();
         if let Some(lean) = &up.lean
             && !keep_upgrade
             && body.is_end_stream()
@@ -261,10 +259,19 @@ impl Forwarder {
             .build()
             .map_err(|e| RequestError::BadRequest(e.to_string()))?;
         parts.version = http::Version::HTTP_11;
-        let req = Request::from_parts(parts, body::stream(body));
-        let client = &up.clients[crate::server::worker_index().min(up.clients.len() - 1)];
+        let client_body = ClientBody::new(body);
+        let client_failed = client_body.failed.clone();
+        let req = Request::from_parts(parts, body::stream(client_body));
+        let client = &up.clients[crate::worker::index().min(up.clients.len() - 1)];
         let resp = match tokio::time::timeout(up.timeout, client.request(req)).await {
             Err(_) => return Err(RequestError::UpstreamTimeout),
+            // The client's own body broke (a malformed chunk, a cut connection): its fault,
+            // not the upstream's (issue 9, item 5: this was a 502).
+            Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+                return Err(RequestError::BadRequest(
+                    "the request body is malformed or was cut short".into(),
+                ));
+            }
             Ok(Err(e)) => return Err(RequestError::UpstreamUnreachable(error_chain(&e))),
             Ok(Ok(r)) => r,
         };
@@ -294,6 +301,48 @@ impl Forwarder {
     }
 }
 
+/// The client's request body on its way upstream, remembering whether it failed, so that a
+/// broken client body is answered 400 rather than blamed on the upstream.
+struct ClientBody {
+    inner: crate::http::body::RequestBody,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ClientBody {
+    fn new(inner: crate::http::body::RequestBody) -> ClientBody {
+        ClientBody {
+            inner,
+            failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Err(_))) = &polled {
+            this.failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -306,8 +355,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `X-Forwarded-For` is appended with the peer; `-Proto` and `-Host` are ours unless the peer
-/// is a trusted proxy that already set them.
-fn set_forwarded(parts: &mut Parts, inbound: &Inbound) {
+/// is a trusted proxy (`trusted`, decided per request by the running configuration) that
+/// already set them.
+fn set_forwarded(parts: &mut Parts, inbound: &Inbound, trusted: bool) {
     let h = &mut parts.headers;
     // Appended, as ALB does: only the right-most entry is ours and trustworthy.
     let xff = match h.get(X_FORWARDED_FOR).map(|v| v.as_bytes().trim_ascii()) {
@@ -324,13 +374,13 @@ fn set_forwarded(parts: &mut Parts, inbound: &Inbound) {
     if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR, v);
     }
-    if !(inbound.trusted && h.contains_key(X_FORWARDED_PROTO)) {
+    if !(trusted && h.contains_key(X_FORWARDED_PROTO)) {
         h.insert(
             X_FORWARDED_PROTO,
             HeaderValue::from_static(if inbound.tls { "https" } else { "http" }),
         );
     }
-    if !(inbound.trusted && h.contains_key(X_FORWARDED_HOST)) {
+    if !(trusted && h.contains_key(X_FORWARDED_HOST)) {
         let host = h.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri

@@ -1,5 +1,8 @@
 //! The admin listener (default 127.0.0.1:9901, never a public address): `/healthz`,
-//! `/readyz` (providers discovered, stores reachable) and `/metrics` (Prometheus).
+//! `/readyz` (providers discovered, stores reachable), `/metrics` (Prometheus), and the admin
+//! JSON APIs (`/sessions/…`, `/pool/…`) behind `Authorization: Bearer {server.admin_token}`
+//! (no token configured: 404; none sent: 401; a wrong one: 403; `pool.admin_token` is also
+//! accepted for `/pool/…`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::http::body::{self, Body};
 use crate::http::paths;
+use crate::live::Live;
 
 fn plain(status: StatusCode, content_type: &'static str, text: String) -> Response<Body> {
     let mut r = Response::new(body::full(text));
@@ -23,8 +27,149 @@ fn plain(status: StatusCode, content_type: &'static str, text: String) -> Respon
     r
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    match req.uri().path() {
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    let mut r = plain(status, "application/json", v.to_string());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The bearer check of the admin JSON APIs; `Err` is the response to send.
+fn authorize(
+    app: &App,
+    req: &Request<Incoming>,
+    pool_api: bool,
+) -> Result<(), Box<Response<Body>>> {
+    let mut tokens: Vec<&crate::config::Secret> = Vec::new();
+    if let Some(t) = &app.cfg.server.admin_token {
+        tokens.push(t);
+    }
+    if pool_api && let Some(t) = app.pool.as_ref().and_then(|p| p.cfg.admin_token.as_ref()) {
+        tokens.push(t);
+    }
+    if tokens.is_empty() {
+        return Err(Box::new(json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "disabled", "message": "the admin API is off: set server.admin_token"}),
+        )));
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(given) = given else {
+        let mut r = json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "unauthorized", "message": "Authorization: Bearer <server.admin_token> required"}),
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
+        );
+        return Err(Box::new(r));
+    };
+    if tokens
+        .iter()
+        .any(|t| crate::pool::ct_eq(given.as_bytes(), t.expose().as_bytes()))
+    {
+        Ok(())
+    } else {
+        Err(Box::new(json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "forbidden", "message": "the bearer token is not valid"}),
+        )))
+    }
+}
+
+/// `POST /sessions/revoke` `{"provider": "...", "sub": "..."}`: ends every session of the user.
+async fn sessions_api(app: &App, req: Request<Incoming>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    if req.uri().path() != paths::ADMIN_SESSIONS_REVOKE {
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not_found"}),
+        );
+    }
+    if req.method() != http::Method::POST {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"error": "method_not_allowed", "message": "use POST"}),
+        );
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 16 * 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "invalid_request", "message": "the body is missing or larger than 16 KiB"}),
+            );
+        }
+    };
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty());
+    let (Some(provider), Some(sub)) = (field("provider"), field("sub")) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "invalid_request", "message": "JSON with non-empty \"provider\" and \"sub\" strings required"}),
+        );
+    };
+    if app.cfg.provider_index(provider).is_none() {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "invalid_request", "message": format!("no provider named {provider:?} is configured")}),
+        );
+    }
+    match app
+        .auth
+        .store
+        .revoke_subject(provider, sub, app.cfg.session.timeout)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(
+                provider,
+                "auth.decision" = "revoke",
+                "every session of a user revoked (admin API)"
+            );
+            json(
+                StatusCode::OK,
+                serde_json::json!({"revoked": true, "provider": provider, "sub": sub}),
+            )
+        }
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "session_store_unavailable", "message": format!("revoked on this replica only: {e}")}),
+        ),
+    }
+}
+
+async fn handle(live: Arc<Live>, mut req: Request<Incoming>) -> Response<Body> {
+    let app = live.load();
+    let path = req.uri().path().to_string();
+    if path.starts_with(paths::ADMIN_SESSIONS_PREFIX) {
+        return match authorize(&app, &req, false) {
+            Ok(()) => sessions_api(&app, req).await,
+            Err(r) => *r,
+        };
+    }
+    if path.starts_with(paths::ADMIN_POOL_PREFIX) {
+        if app.pool.is_none() {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "no [pool] is configured\n".into(),
+            );
+        }
+        if let Err(r) = authorize(&app, &req, true) {
+            return *r;
+        }
+        req.extensions_mut().insert(crate::http::AdminAuthorized);
+    }
+    match path.as_str() {
         paths::HEALTHZ => plain(StatusCode::OK, "text/plain", "ok\n".into()),
         paths::READYZ => {
             // Try discovery for any provider not yet discovered, so readiness recovers on its own.
@@ -36,6 +181,13 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 lines.push_str(&format!(
                     "provider {name}: {}\n",
                     if ok { "ok" } else { "not discovered" }
+                ));
+            }
+            if let Some(ok) = app.auth.store.ready().await {
+                ready &= ok;
+                lines.push_str(&format!(
+                    "redis: {}\n",
+                    if ok { "ok" } else { "unreachable" }
                 ));
             }
             if let Some(pool) = &app.pool {
@@ -56,7 +208,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         paths::METRICS => plain(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            app.metrics.render(),
+            app.metrics.render() + &live.render_metrics(),
         ),
         p if p.starts_with("/pool/") => match &app.pool {
             Some(pool) => pool.admin_api(req).await,
@@ -71,18 +223,18 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// Serves the admin listener until the process exits.
-pub async fn serve(app: Arc<App>, listener: TcpListener) {
+pub async fn serve(live: Arc<Live>, listener: TcpListener) {
     let builder = Arc::new(Builder::new(TokioExecutor::new()));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let app = app.clone();
+        let live = live.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, req).await) }
+                let live = live.clone();
+                async move { Ok::<_, Infallible>(handle(live, req).await) }
             });
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });

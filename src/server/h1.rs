@@ -36,6 +36,7 @@ use tokio::sync::Notify;
 
 use crate::app::App;
 use crate::http::body::{Body, RequestBody};
+use crate::live::Live;
 use crate::proxy::Inbound;
 use crate::proxy::h1::{cached_name, parse_length};
 
@@ -101,10 +102,13 @@ enum Parse {
 /// Serves requests on `stream` until it closes or needs hyper.
 pub async fn serve(
     stream: &mut TcpStream,
-    conn: &(Arc<App>, Inbound),
+    conn: &(Arc<Live>, Inbound),
     limits: &Limits,
     stop: &Stop,
 ) -> Outcome {
+    // The running configuration, re-read only when a reload swapped it (no reference count
+    // shared with other workers is touched per request).
+    let mut current = conn.0.cache();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut names: Vec<HeaderName> = Vec::new();
@@ -165,7 +169,8 @@ pub async fn serve(
         *req.method_mut() = parsed.method;
         *req.uri_mut() = parsed.uri;
         *req.headers_mut() = parsed.headers;
-        let Some(resp) = handle(stream, &mut buf, conn, req).await else {
+        let app = current.load();
+        let Some(resp) = handle(stream, &mut buf, app, &conn.1, req).await else {
             return Outcome::Closed;
         };
         match respond(stream, &mut out, resp, head_request, stop).await {
@@ -182,10 +187,11 @@ pub async fn serve(
 async fn handle(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    conn: &(Arc<App>, Inbound),
+    app: &App,
+    inbound: &Inbound,
     req: Request<RequestBody>,
 ) -> Option<Response<Body>> {
-    let mut handling = std::pin::pin!(conn.0.handle(req, &conn.1));
+    let mut handling = std::pin::pin!(app.handle(req, inbound));
     let mut polls = 0u32;
     poll_fn(|cx| {
         if let Poll::Ready(resp) = handling.as_mut().poll(cx) {

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::http::body::RequestBody;
+use crate::live::Live;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -56,6 +57,7 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, ServeErr
 }
 
 fn builder(app: &App) -> Builder<TokioExecutor> {
+    // Listener settings are restart-only (see `live`): read once per worker.
     let mut b = Builder::new(TokioExecutor::new());
     let max = app.cfg.server.max_header_bytes;
     b.http1()
@@ -69,27 +71,17 @@ fn builder(app: &App) -> Builder<TokioExecutor> {
     b
 }
 
-thread_local! {
-    /// Which request worker this thread is (0: not a worker, e.g. the admin runtime).
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// The current thread's worker index (1..=workers), or 0 off the request workers. Per-worker
-/// state (the upstream connection pools) is indexed by it.
-pub fn worker_index() -> usize {
-    WORKER.with(|w| w.get())
-}
-
 /// Starts `app.cfg.server.workers` request workers: one OS thread each, with its own
 /// single-threaded runtime accepting on every public listener. A connection, its requests and
 /// its upstream connections then stay on one thread — no work stealing, no cross-thread
 /// wake-ups on the hot path (the nginx worker model). They stop accepting when `stop` turns
 /// true, drain (up to `server.shutdown_grace`), and return.
 pub fn spawn_workers(
-    app: Arc<App>,
+    live: Arc<Live>,
     listeners: Vec<std::net::TcpListener>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, ServeError> {
+    let app = live.load();
     let acceptor = match &app.cfg.server.tls {
         Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
         None => None,
@@ -111,18 +103,18 @@ pub fn spawn_workers(
             };
             mine.push(sock.map_err(|source| ServeError::Bind { addr, source })?);
         }
-        let app = app.clone();
+        let live = live.clone();
         let acceptor = acceptor.clone();
         let stop = stop.clone();
         let handle = std::thread::Builder::new()
             .name(format!("portcullis-worker-{index}"))
             .spawn(move || {
-                WORKER.with(|w| w.set(index));
+                crate::worker::set_index(index);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("a current-thread tokio runtime builds");
-                rt.block_on(worker(app, mine, acceptor, stop));
+                rt.block_on(worker(live, mine, acceptor, stop));
             })
             .expect("spawning a worker thread");
         handles.push(handle);
@@ -131,11 +123,12 @@ pub fn spawn_workers(
 }
 
 async fn worker(
-    app: Arc<App>,
+    live: Arc<Live>,
     listeners: Vec<std::net::TcpListener>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let app = live.load();
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(builder(&app));
     let lean_stop = Arc::new(h1::Stop::default());
@@ -152,7 +145,7 @@ async fn worker(
                 continue;
             }
         };
-        let app = app.clone();
+        let live = live.clone();
         let acceptor = acceptor.clone();
         let graceful = graceful.clone();
         let builder = builder.clone();
@@ -173,7 +166,7 @@ async fn worker(
                     _ = stop.changed() => break,
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
+                let live = live.clone();
                 let watcher = graceful.watcher();
                 let builder = builder.clone();
                 let acceptor = acceptor.clone();
@@ -181,16 +174,18 @@ async fn worker(
                 let limits = limits.clone();
                 tokio::spawn(async move {
                     // Per connection, so that a request clones a reference count no other
-                    // thread touches (the `App`'s is shared by every worker).
-                    let inbound = app.inbound(peer, acceptor.is_some());
-                    let conn = Arc::new((app, inbound));
+                    // thread touches. The configuration is read per request (a reload applies
+                    // to open connections too).
+                    let inbound = crate::proxy::Inbound::new(peer, acceptor.is_some());
+                    let conn = Arc::new((live, inbound));
                     let svc = {
                         let conn = conn.clone();
                         service_fn(move |req: http::Request<hyper::body::Incoming>| {
                             let conn = conn.clone();
                             async move {
                                 let req = req.map(RequestBody::Incoming);
-                                Ok::<_, Infallible>(conn.0.handle(req, &conn.1).await)
+                                let app = conn.0.load();
+                                Ok::<_, Infallible>(app.handle(req, &conn.1).await)
                             }
                         })
                     };
@@ -247,12 +242,12 @@ async fn worker(
 
 /// Serves the public listeners on the request workers until `shutdown` resolves, then drains.
 pub async fn serve(
-    app: Arc<App>,
+    live: Arc<Live>,
     listeners: Vec<std::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handles = spawn_workers(app, listeners, stop_rx)?;
+    let handles = spawn_workers(live, listeners, stop_rx)?;
     shutdown.await;
     tracing::info!("shutting down: no new connections; draining in-flight requests");
     let _ = stop_tx.send(true);

@@ -124,6 +124,11 @@ impl KeyRing {
         Some(body)
     }
 
+    /// Fills `out` with random bytes (tickets).
+    pub fn fill_random(&self, out: &mut [u8]) {
+        self.rng.fill(out).expect("system RNG available");
+    }
+
     /// Random bytes, hex-encoded (ids, states, nonces).
     pub fn random_hex(&self, bytes: usize) -> String {
         let mut b = vec![0u8; bytes];

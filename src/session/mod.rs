@@ -1,10 +1,15 @@
 //! Sessions: what a signed-in user carries ([`Session`]), sealed with an AEAD key ring
-//! ([`keyring`]) into ALB-style cookie shards ([`shards`]). Anything that does not open —
+//! ([`keyring`]) into ALB-style cookie shards ([`shards`]) or kept in Redis behind a ticket
+//! ([`store`]), revocable ([`revocation`]). Anything that does not open —
 //! tampered, truncated, reordered, foreign, expired — is "no session", never an error.
 
 pub mod cache;
 pub mod keyring;
+pub mod principal;
+pub mod redis;
+pub mod revocation;
 pub mod shards;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,12 +34,28 @@ pub struct Session {
     pub id_token: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Creation time in milliseconds, so a revocation of the user a moment before a new
+    /// sign-in never ends the new session (0 in sessions sealed before it existed).
+    #[serde(default)]
+    pub created_ms: i64,
+    /// The IdP's session id (`sid` of the ID token), for back-channel logout by `sid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_sid: Option<String>,
 }
 
 impl Session {
     /// The session itself has run out (`session.timeout`).
     pub fn is_expired(&self, now: i64) -> bool {
         now >= self.expires_at
+    }
+
+    /// When the session was created, in milliseconds.
+    pub fn created_ms(&self) -> i64 {
+        if self.created_ms > 0 {
+            self.created_ms
+        } else {
+            self.created_at * 1000
+        }
     }
 
     /// The access token needs a refresh (given a margin in seconds).
@@ -86,6 +107,14 @@ pub fn unix_at(at: std::time::Instant) -> i64 {
             u
         }
     })
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub fn now_unix() -> i64 {

@@ -140,7 +140,17 @@ impl CookieJar {
     /// `Set-Cookie` values for a sealed session: its shards, then deletions for unused shard
     /// names so a stale shard from a larger session cannot linger.
     pub fn encode(&self, sealed: &[u8], max_age_secs: i64) -> Result<Vec<HeaderValue>, TooLarge> {
-        let text = URL_SAFE_NO_PAD.encode(sealed);
+        self.encode_raw(sealed, max_age_secs)
+    }
+
+    /// `Set-Cookie` values carrying any bytes (base64url) in the shards: a sealed session, or
+    /// the Redis store's ticket (one short shard).
+    pub fn encode_raw(
+        &self,
+        bytes: &[u8],
+        max_age_secs: i64,
+    ) -> Result<Vec<HeaderValue>, TooLarge> {
+        let text = URL_SAFE_NO_PAD.encode(bytes);
         let overhead = self.shard_names[0].len() + 1 + "; Max-Age=".len() + 12 + self.attrs.len();
         let chunk = MAX_COOKIE_BYTES - overhead;
         let needed = text.len().div_ceil(chunk).max(1);

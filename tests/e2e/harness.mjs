@@ -49,11 +49,11 @@ export async function identityUpstream() {
 }
 
 export class Portcullis {
-  static async start({ poolExtra = "", adminToken = "admin-token-for-e2e-0123" } = {}) {
+  static async start({ poolExtra = "", adminToken = "admin-token-for-e2e-0123", port = undefined } = {}) {
     const p = new Portcullis();
     p.dir = fs.mkdtempSync(path.join(os.tmpdir(), "pc-e2e-"));
     p.upstream = await identityUpstream();
-    p.port = await freePort();
+    p.port = port ?? (await freePort());
     p.adminPort = await freePort();
     p.base = `http://127.0.0.1:${p.port}`;
     p.admin = `http://127.0.0.1:${p.adminPort}`;

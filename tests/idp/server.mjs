@@ -9,7 +9,7 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 // ---------------------------------------------------------------------------
 // configuration from the environment
@@ -33,6 +33,19 @@ const ISSUER = (process.env.IDP_ISSUER || `http://localhost:${PORT}`).replace(/\
 const ACCESS_TOKEN_TTL = intEnv('IDP_ACCESS_TOKEN_TTL', 3600);
 const ID_TOKEN_TTL = intEnv('IDP_ID_TOKEN_TTL', 3600);
 
+// Resource servers for JWT access tokens (RFC 8707 resource indicators, RFC 9068 format), as
+// `{"api://orders": {"scope": "orders/read orders/write"}}`. When set, the client_credentials
+// grant is enabled too: a client with `grant_types: ["client_credentials"]` asks
+// `POST /token grant_type=client_credentials&resource=api://orders&scope=orders/read`.
+let resourceServers = null;
+if (process.env.IDP_RESOURCE_SERVERS) {
+  try {
+    resourceServers = JSON.parse(process.env.IDP_RESOURCE_SERVERS);
+  } catch (err) {
+    fail(`IDP_RESOURCE_SERVERS is not valid JSON: ${err.message}`);
+  }
+}
+
 let clients;
 try {
   clients = JSON.parse(process.env.IDP_CLIENTS || '[]');
@@ -49,8 +62,8 @@ function jwkOf(type, options, kid) {
   return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig' };
 }
 
-function freshJwks() {
-  const stamp = crypto.randomBytes(4).toString('hex');
+function freshJwks(stamp = crypto.randomBytes(4).toString('hex')) {
+  currentStamp = stamp;
   return {
     keys: [
       // RS256 first: it is the default id_token_signed_response_alg.
@@ -60,7 +73,24 @@ function freshJwks() {
     ],
   };
 }
-const jwks = freshJwks();
+let currentStamp = '';
+let jwks = freshJwks();
+
+// Signs a JWT with the current RSA key (test control `/__test/sign`): lets tests build logout
+// and access tokens with exactly the claims a case needs, signed by a key the IdP publishes.
+function signJwt(header, claims) {
+  const jwk = jwks.keys[0];
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const input = `${b64({ alg: 'RS256', kid: jwk.kid, ...header })}.${b64(claims)}`;
+  const key = crypto.createPrivateKey({ key: jwk, format: 'jwk' });
+  return `${input}.${crypto.sign('sha256', Buffer.from(input), key).toString('base64url')}`;
+}
+
+async function readJson(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+}
 
 // ---------------------------------------------------------------------------
 // accounts (fixed fixtures)
@@ -142,6 +172,29 @@ function page(title, body) {
 // ---------------------------------------------------------------------------
 // the provider
 
+// Only with IDP_RESOURCE_SERVERS: JWT access tokens for the named resource servers.
+const resourceFeatures = resourceServers
+  ? {
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (_ctx, _client, oneOf) => oneOf,
+      useGrantedResource: () => true,
+      getResourceServerInfo(_ctx, resource) {
+        const rs = Object.hasOwn(resourceServers, resource) ? resourceServers[resource] : null;
+        if (!rs) throw new errors.InvalidTarget('unknown resource server');
+        return {
+          scope: rs.scope || '',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: ACCESS_TOKEN_TTL,
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  }
+  : {};
+
 const configuration = {
   clients,
   jwks,
@@ -169,6 +222,12 @@ const configuration = {
     profile: ['name', 'preferred_username', 'groups', 'blob'],
     groups: ['groups'],
   },
+  // Outgoing requests (back-channel logout tokens) go to relying parties on 127.0.0.1 in the
+  // tests; oidc-provider's SSRF guard refuses loopback addresses, so this test IdP drops it.
+  fetch: (url, options) => {
+    const { dispatcher: _guard, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
   // put the scope-requested claims in the ID token too (not only in userinfo)
   conformIdTokenClaims: false,
   features: {
@@ -176,6 +235,10 @@ const configuration = {
     userinfo: { enabled: true },
     revocation: { enabled: true },
     introspection: { enabled: true },
+    // Back-channel logout: logout tokens POSTed to each client's backchannel_logout_uri when
+    // the IdP session ends; ID tokens then carry `sid`.
+    backchannelLogout: { enabled: true },
+    ...resourceFeatures,
     rpInitiatedLogout: {
       enabled: true,
       // The confirmation page: an auto-submitting form that logs out everywhere.
@@ -215,6 +278,7 @@ const configuration = {
   },
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,
+    ClientCredentials: ACCESS_TOKEN_TTL,
     IdToken: ID_TOKEN_TTL,
     AuthorizationCode: 600,
     Interaction: 3600,
@@ -360,6 +424,19 @@ async function handleInteraction(req, res, uid, action) {
 // HTTP server: test controls, interactions, then the provider
 
 let down = false;
+// Counts, for tests: refresh grants served and back-channel logout tokens delivered.
+const stats = { refresh_grants: 0, backchannel_logouts: 0, backchannel_errors: 0 };
+function watch(p) {
+  p.on('grant.success', (ctx) => {
+    if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refresh_grants += 1;
+  });
+  p.on('backchannel.success', () => { stats.backchannel_logouts += 1; });
+  p.on('backchannel.error', (_ctx, err) => {
+    stats.backchannel_errors += 1;
+    process.stderr.write(`idp backchannel error: ${err} ${err?.cause?.stack || err?.cause || ""}\n`);
+  });
+}
+watch(provider);
 let providerCallback = provider.callback();
 
 // generous header limit: id_token_hint of the `big` account is ~27 KB in the query string
@@ -369,7 +446,9 @@ const server = http.createServer({ maxHeaderSize: 256 * 1024 }, async (req, res)
     const { pathname } = url;
 
     if (pathname.startsWith('/__test/')) {
-      if (pathname === '/__test/health' && (req.method === 'GET' || req.method === 'HEAD')) {
+      if (pathname === '/__test/stats' && req.method === 'GET') {
+        send(res, 200, JSON.stringify(stats), 'application/json');
+      } else if (pathname === '/__test/health' && (req.method === 'GET' || req.method === 'HEAD')) {
         send(res, 200, JSON.stringify({ ok: true, down, issuer: ISSUER }), 'application/json');
       } else if (pathname === '/__test/down' && req.method === 'POST') {
         down = true;
@@ -377,10 +456,24 @@ const server = http.createServer({ maxHeaderSize: 256 * 1024 }, async (req, res)
       } else if (pathname === '/__test/rotate-keys' && req.method === 'POST') {
         // Key rotation: a new provider instance with a fresh key set (new kids) replaces the
         // old one; relying parties must refetch the JWKS when they meet an unknown kid.
-        provider = new Provider(ISSUER, { ...configuration, jwks: freshJwks() });
+        jwks = freshJwks();
+        provider = new Provider(ISSUER, { ...configuration, jwks });
         provider.on('server_error', (_ctx, err) => process.stderr.write(`idp server_error: ${err.stack || err}\n`));
+        watch(provider);
         providerCallback = provider.callback();
         send(res, 200, JSON.stringify({ rotated: true }), 'application/json');
+      } else if (pathname === '/__test/rotate-keys-same-kid' && req.method === 'POST') {
+        // An IdP that replaces its key material but keeps the key ids (what a restart of an
+        // IdP with generated keys and fixed kids looks like to a relying party).
+        jwks = freshJwks(currentStamp);
+        provider = new Provider(ISSUER, { ...configuration, jwks });
+        provider.on('server_error', (_ctx, err) => process.stderr.write(`idp server_error: ${err.stack || err}\n`));
+        watch(provider);
+        providerCallback = provider.callback();
+        send(res, 200, JSON.stringify({ rotated: true, same_kids: true }), 'application/json');
+      } else if (pathname === '/__test/sign' && req.method === 'POST') {
+        const body = await readJson(req);
+        send(res, 200, JSON.stringify({ jwt: signJwt(body.header || {}, body.claims || {}) }), 'application/json');
       } else if (pathname === '/__test/up' && req.method === 'POST') {
         down = false;
         send(res, 200, JSON.stringify({ down }), 'application/json');

@@ -66,7 +66,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// A fresh database on the PostgreSQL server named by the environment.
-async fn postgres_database() -> String {
+pub async fn postgres_database() -> String {
     use sqlx::Connection;
     let base = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").expect("PORTCULLIS_TEST_POSTGRES_URL");
     let mut conn = sqlx::postgres::PgConnection::connect(&base)
@@ -148,6 +148,17 @@ impl Server {
     /// Like [`Server::start`]; with `pool_host`, the server also listens on 127.0.0.2 (same
     /// port) and the pool lives there (`pool.public_url`), as on its own host name.
     pub async fn start_with(backend: Backend, pool_extra: &str, pool_host: bool) -> Server {
+        Server::start_on(backend, pool_extra, pool_host, free_port()).await
+    }
+
+    /// Like [`Server::start_with`], on a port chosen beforehand (for an IdP that must know the
+    /// pool's callback URL before the pool starts).
+    pub async fn start_on(
+        backend: Backend,
+        pool_extra: &str,
+        pool_host: bool,
+        port: u16,
+    ) -> Server {
         portcullis::install_crypto();
         let dir = temp_dir("srv");
         let upstream = echo_upstream().await;
@@ -155,7 +166,6 @@ impl Server {
             Backend::Sqlite => format!("sqlite://{}", dir.join("pool.db").display()),
             Backend::Postgres => postgres_database().await,
         };
-        let port = free_port();
         let admin_port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let (listen, pool_url) = if pool_host {
@@ -395,6 +405,26 @@ pub async fn follow(
     panic!("too many redirects: {hops:?}");
 }
 
+/// GETs a page: (status, body).
+pub async fn get_page(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = c.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Posts the form of `html` whose action contains `part`, with its CSRF token and `fields`.
+pub async fn submit_form(
+    c: &reqwest::Client,
+    base: &str,
+    html: &str,
+    part: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let (action, csrf) = form(html, base, part);
+    let mut all = vec![("csrf_token", csrf.as_str())];
+    all.extend_from_slice(fields);
+    c.post(&action).form(&all).send().await.unwrap()
+}
+
 /// Signs up through the hosted pages from the sign-in page at `login_url`; returns the confirm page URL.
 pub async fn sign_up(
     c: &reqwest::Client,
@@ -481,8 +511,19 @@ pub async fn sign_in(
     username: &str,
     password: &str,
 ) -> reqwest::Response {
+    sign_in_at(c, &s.base, login_url, username, password).await
+}
+
+/// Submits the sign-in form on `login_url`, served from `origin` (any server with a pool).
+pub async fn sign_in_at(
+    c: &reqwest::Client,
+    origin: &str,
+    login_url: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
     let page = c.get(login_url).send().await.unwrap().text().await.unwrap();
-    let (action, csrf) = form(&page, &s.base, "/login");
+    let (action, csrf) = form(&page, origin, "/login");
     c.post(action)
         .form(&[
             ("csrf_token", csrf.as_str()),

@@ -43,15 +43,14 @@ async fn path_tricks_cannot_reach_a_protected_route_through_a_public_one() {
     )
     .await;
     assert_eq!(v["path"], "/public/a/c");
-    // Encoded slashes never split a segment; `..;` is refused.
-    let v = echoed(
-        c.get(format!("{base}/public/a%2F..%2Fb"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(v["path"], "/public/a%2F..%2Fb");
+    // Encoded slashes are refused by default (issue 9, item 1: a decoding upstream would
+    // resolve `..%2F` again); `..;` is refused.
+    let r = c
+        .get(format!("{base}/public/a%2F..%2Fb"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     let r = c
         .get(format!("{base}/public/..;x/admin/"))
         .send()

@@ -48,10 +48,15 @@ pub struct Idp {
 impl Idp {
     /// `clients`: oidc-provider client metadata; `access_ttl`: access-token lifetime in seconds.
     pub fn start(clients: Value, access_ttl: u64) -> Idp {
+        Idp::start_with_env(clients, access_ttl, &[])
+    }
+
+    /// Like [`Idp::start`], with more environment for the IdP (e.g. `IDP_RESOURCE_SERVERS`).
+    pub fn start_with_env(clients: Value, access_ttl: u64, env: &[(&str, &str)]) -> Idp {
         // A Node start that has not reported ready in 30 s is killed and retried on a fresh
         // port (seen rarely on this 2-core machine: a silent hang, no error); three tries.
         for attempt in 1..=3 {
-            match Idp::try_start(&clients, access_ttl) {
+            match Idp::try_start(&clients, access_ttl, env) {
                 Ok(idp) => return idp,
                 Err(why) if attempt < 3 => eprintln!("test IdP start {attempt}: {why}; retrying"),
                 Err(why) => panic!("test IdP did not start after 3 tries: {why}"),
@@ -60,7 +65,7 @@ impl Idp {
         unreachable!("the loop returns or panics")
     }
 
-    fn try_start(clients: &Value, access_ttl: u64) -> Result<Idp, String> {
+    fn try_start(clients: &Value, access_ttl: u64, env: &[(&str, &str)]) -> Result<Idp, String> {
         let port = free_port();
         let issuer = format!("http://localhost:{port}");
         let mut child = Command::new("node")
@@ -69,6 +74,7 @@ impl Idp {
             .env("IDP_ISSUER", &issuer)
             .env("IDP_CLIENTS", clients.to_string())
             .env("IDP_ACCESS_TOKEN_TTL", access_ttl.to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -112,6 +118,21 @@ impl Idp {
             }
         }
         c
+    }
+
+    /// A JWT signed by the IdP's current RSA key (`/__test/sign`), with this header and claims.
+    #[allow(dead_code)] // used by the scale-out and bearer tests
+    pub async fn sign(&self, header: Value, claims: Value) -> String {
+        let v: Value = reqwest::Client::new()
+            .post(format!("{}/__test/sign", self.issuer))
+            .json(&json!({"header": header, "claims": claims}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["jwt"].as_str().unwrap().to_string()
     }
 
     pub async fn set_down(&self, down: bool) {
@@ -308,6 +329,11 @@ impl Proxy {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    #[allow(dead_code)] // used by the scale-out tests
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     pub fn pid(&self) -> u32 {

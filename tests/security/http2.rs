@@ -15,7 +15,6 @@ fn setup() {
 /// RFC 9113 §8.2.3 / RFC 6585 §5: more than 100 header fields (hyper's HTTP/1.1 limit, which
 /// Portcullis applies everywhere) are refused with 431 over HTTP/2 too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fixed on main by lead: issue 9 item 5 (HTTP/2 requests skip the 100-header-field limit)"]
 async fn more_than_100_header_fields_over_h2_get_431() {
     setup();
     let rec = Recorder::start().await;

@@ -127,7 +127,6 @@ async fn encoded_and_disguised_redirect_targets_stay_home() {
 /// `Location`, so a target carrying markup cannot break out of an HTML attribute where a
 /// browser or app echoes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fixed on main by lead: issue 9 item 5 (rd=/\"><script> comes back unencoded in Location)"]
 async fn markup_in_a_redirect_target_comes_back_percent_encoded() {
     portcullis::install_crypto();
     let s = Stack::start().await;

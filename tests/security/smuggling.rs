@@ -150,7 +150,6 @@ async fn whitespace_tricks_in_the_head_are_400() {
 /// else is a malformed request — the client's fault, so 400, not the 502 of an upstream
 /// failure; and no part of it is forwarded as a second request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fixed on main by lead: issue 9 item 5 (malformed chunked request body → 400, not 502)"]
 async fn malformed_chunked_request_bodies_are_400() {
     setup();
     let rec = Recorder::start().await;

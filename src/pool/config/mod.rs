@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod federation;
 mod raw;
+pub use federation::IdentityProviderConfig;
 use raw::*;
 use url::Url;
 
@@ -105,6 +107,141 @@ pub struct ClientConfig {
     pub client_secret: Option<Secret>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// `grant_types`: default `authorization_code` and `refresh_token`.
+    pub grant_types: Vec<GrantType>,
+    /// `scopes` a `client_credentials` client may be granted.
+    pub scopes: Vec<String>,
+    /// `audience`: the `aud` of a `client_credentials` client's access tokens.
+    pub audience: Option<String>,
+    /// OIDC Back-Channel Logout: where logout tokens are POSTed when a user's session ends.
+    pub backchannel_logout_uri: Option<Url>,
+}
+
+/// The OAuth 2.0 grants a `[[pool.clients]]` entry may use at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub const ALL: [(&'static str, GrantType); 3] = [
+        ("authorization_code", GrantType::AuthorizationCode),
+        ("refresh_token", GrantType::RefreshToken),
+        ("client_credentials", GrantType::ClientCredentials),
+    ];
+
+    pub fn parse(s: &str) -> Option<GrantType> {
+        GrantType::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, g)| *g)
+    }
+}
+
+/// `grant_types`, `scopes` and `audience` of one client (SPEC §12): a `client_credentials`
+/// client needs a secret and an audience; redirect URIs only matter for the code grant.
+fn client_grants(
+    c: &RawClient,
+    has_secret: bool,
+    kp: &str,
+    p: &mut Problems,
+) -> (Vec<GrantType>, Vec<String>, Option<String>) {
+    let mut grants = Vec::new();
+    match &c.grant_types {
+        None => grants = vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        Some(list) => {
+            for (i, g) in list.iter().enumerate() {
+                match GrantType::parse(g) {
+                    Some(g) if !grants.contains(&g) => grants.push(g),
+                    Some(_) => {}
+                    None => p.push(
+                        format!("{kp}.grant_types[{i}]"),
+                        format!(
+                            "{g:?} is not one of authorization_code, refresh_token, client_credentials"
+                        ),
+                    ),
+                }
+            }
+            if list.is_empty() {
+                p.push(format!("{kp}.grant_types"), "must name at least one grant");
+            }
+        }
+    }
+    let scopes = c.scopes.clone().unwrap_or_default();
+    for (i, s) in scopes.iter().enumerate() {
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|ch| ch.is_ascii_graphic() && ch != '"' && ch != '\\')
+        {
+            p.push(
+                format!("{kp}.scopes[{i}]"),
+                format!("{s:?} is not a scope (printable ASCII, no spaces or quotes)"),
+            );
+        }
+    }
+    let audience = c.audience.clone();
+    if grants.contains(&GrantType::ClientCredentials) {
+        if !has_secret {
+            p.push(
+                format!("{kp}.client_secret"),
+                "is required for the client_credentials grant",
+            );
+        }
+        if audience.as_deref().is_none_or(str::is_empty) {
+            p.push(
+                format!("{kp}.audience"),
+                "is required for the client_credentials grant: the aud of its access tokens",
+            );
+        }
+    }
+    if !grants.contains(&GrantType::AuthorizationCode)
+        && c.redirect_uris.as_ref().is_some_and(|r| !r.is_empty())
+    {
+        p.push(
+            format!("{kp}.redirect_uris"),
+            "applies to the authorization_code grant only: add it to grant_types",
+        );
+    }
+    if !grants.contains(&GrantType::ClientCredentials) {
+        for (key, set) in [
+            ("scopes", c.scopes.is_some()),
+            ("audience", audience.is_some()),
+        ] {
+            if set {
+                p.push(
+                    format!("{kp}.{key}"),
+                    "applies to the client_credentials grant only: add it to grant_types",
+                );
+            }
+        }
+    }
+    (grants, scopes, audience)
+}
+
+/// `pool.migration`: lazy migration of users from an old system (SPEC §7.4).
+#[derive(Debug, Clone)]
+pub struct MigrationConfig {
+    /// Where `{"username", "password"}` is POSTed for a sign-in naming an unknown user.
+    pub url: Url,
+    /// Sent as `Authorization: Bearer {secret}`.
+    pub secret: Secret,
+    /// The whole call (connect, request, response) must finish within this.
+    pub timeout: Duration,
+}
+
+/// `pool.mfa` (SPEC §7.1, Cognito's OFF / OPTIONAL / ON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MfaMode {
+    /// No second factor is asked for or offered.
+    #[default]
+    Off,
+    /// Users may set up TOTP after signing in; those who have it are asked for a code.
+    Optional,
+    /// Every user must have TOTP; one without it sets it up right after the password.
+    Required,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +263,17 @@ pub struct PoolConfig {
     pub admin_token: Option<Secret>,
     pub session_timeout: Duration,
     pub clients: Vec<ClientConfig>,
+    /// Upstream OpenID Providers offered as "Continue with …" (SPEC §7.2).
+    pub identity_providers: Vec<IdentityProviderConfig>,
+    /// The web admin console at `{issuer}/admin` (SPEC §7.3), for members of `admin_group`.
+    pub admin_console: bool,
+    pub admin_group: String,
+    pub migration: Option<MigrationConfig>,
+    pub mfa: MfaMode,
+    /// Passkeys (WebAuthn discoverable credentials) on the hosted pages.
+    pub passkeys: bool,
+    /// How ID and access tokens are signed (`pool.signing_alg`, RS256 by default).
+    pub signing_alg: crate::pool::jwt::SigningAlg,
 }
 
 fn dur(text: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
@@ -250,6 +398,35 @@ fn redirect_list(list: Option<Vec<String>>, path: &str, p: &mut Problems) -> Vec
         }
     }
     out
+}
+
+fn admin_group(group: Option<String>, p: &mut Problems) -> String {
+    let g = group.unwrap_or_else(|| "admins".into());
+    if g.is_empty() || g.len() > 128 || g.chars().any(|c| c.is_control() || c == ',') {
+        p.push("pool.admin_group", format!("{g:?} is not a group name"));
+    }
+    g
+}
+
+/// OIDC Back-Channel Logout 1.0 §2.2: an absolute http(s) URL, no fragment (a query is allowed).
+fn backchannel_uri(raw: Option<String>, path: &str, p: &mut Problems) -> Option<Url> {
+    let raw = raw?;
+    match Url::parse(&raw) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.fragment().is_none()
+                && u.host().is_some() =>
+        {
+            Some(u)
+        }
+        _ => {
+            p.push(
+                path.to_string(),
+                format!("{raw:?} is not an absolute http(s) URL without a fragment"),
+            );
+            None
+        }
+    }
 }
 
 /// Validates the raw `[pool]` table. `None` when it could not be read at all.
@@ -442,6 +619,17 @@ pub fn build(
             p,
         ),
     };
+    let signing_alg = match raw.signing_alg.as_deref() {
+        None | Some("RS256") => crate::pool::jwt::SigningAlg::Rs256,
+        Some("ES256") => crate::pool::jwt::SigningAlg::Es256,
+        Some(other) => {
+            p.push(
+                "pool.signing_alg",
+                format!("{other:?} is not one of RS256, ES256"),
+            );
+            crate::pool::jwt::SigningAlg::Rs256
+        }
+    };
     let u = raw.ui.unwrap_or_default();
     let ui = UiConfig {
         title: u.title.unwrap_or_else(|| "Portcullis".into()),
@@ -485,6 +673,8 @@ pub fn build(
     let mut seen = BTreeMap::new();
     for (i, c) in raw.clients.unwrap_or_default().into_iter().enumerate() {
         let kp = format!("pool.clients[{i}]");
+        let has_secret = c.client_secret.is_some() || c.client_secret_file.is_some();
+        let (grant_types, scopes, audience) = client_grants(&c, has_secret, &kp, p);
         let client_id = c.client_id.unwrap_or_default();
         if client_id.is_empty() || !client_id.chars().all(|ch| ch.is_ascii_graphic()) {
             p.push(
@@ -504,7 +694,7 @@ pub fn build(
             p,
         );
         let redirect_uris = redirect_list(c.redirect_uris, &format!("{kp}.redirect_uris"), p);
-        if redirect_uris.is_empty() {
+        if redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
             p.push(
                 format!("{kp}.redirect_uris"),
                 "at least one redirect URI is required",
@@ -515,14 +705,38 @@ pub fn build(
             &format!("{kp}.post_logout_redirect_uris"),
             p,
         );
+        let backchannel_logout_uri = backchannel_uri(
+            c.backchannel_logout_uri,
+            &format!("{kp}.backchannel_logout_uri"),
+            p,
+        );
         clients.push(ClientConfig {
             client_id,
             client_secret,
             redirect_uris,
             post_logout_redirect_uris,
+            grant_types,
+            scopes,
+            audience,
+            backchannel_logout_uri,
         });
     }
+    let migration = raw.migration.and_then(|m| migration(m, p));
+    let mfa = match raw.mfa.as_deref().unwrap_or("off") {
+        "off" => MfaMode::Off,
+        "optional" => MfaMode::Optional,
+        "required" => MfaMode::Required,
+        other => {
+            p.push(
+                "pool.mfa",
+                format!("{other:?} is not one of off, optional, required"),
+            );
+            MfaMode::Off
+        }
+    };
     Some(PoolConfig {
+        mfa,
+        passkeys: raw.passkeys.unwrap_or(false),
         public_url,
         database,
         self_signup: raw.self_signup.unwrap_or(true),
@@ -537,6 +751,72 @@ pub fn build(
         admin_token,
         session_timeout,
         clients,
+        identity_providers: federation::build(raw.identity_providers.unwrap_or_default(), p),
+        admin_console: raw.admin_console.unwrap_or(false),
+        admin_group: admin_group(raw.admin_group, p),
+        migration,
+        signing_alg,
+    })
+}
+
+/// Longest `pool.migration.timeout`: a sign-in waits for the hook.
+const MAX_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn migration(m: RawMigration, p: &mut Problems) -> Option<MigrationConfig> {
+    let url = match m.url.as_deref().map(secret::expand_env) {
+        None => {
+            p.push("pool.migration.url", "is required");
+            None
+        }
+        Some(Err(e)) => {
+            p.push("pool.migration.url", e.to_string());
+            None
+        }
+        Some(Ok(text)) => match Url::parse(&text) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.fragment().is_none() =>
+            {
+                Some(u)
+            }
+            _ => {
+                p.push(
+                    "pool.migration.url",
+                    format!("{text:?} is not an absolute http(s) URL"),
+                );
+                None
+            }
+        },
+    };
+    let secret = resolve_secret(
+        m.secret.as_deref(),
+        m.secret_file.as_deref(),
+        "pool.migration.secret",
+        p,
+    );
+    if secret.is_none() && m.secret.is_none() && m.secret_file.is_none() {
+        p.push(
+            "pool.migration.secret",
+            "is required: the hook must be able to tell the pool's calls from anyone else's",
+        );
+    }
+    let timeout = dur(
+        m.timeout.as_deref(),
+        Duration::from_secs(5),
+        "pool.migration.timeout",
+        p,
+    );
+    if timeout > MAX_MIGRATION_TIMEOUT {
+        p.push(
+            "pool.migration.timeout",
+            "must be at most 30s (a sign-in waits for the hook)",
+        );
+    }
+    Some(MigrationConfig {
+        url: url?,
+        secret: secret?,
+        timeout,
     })
 }
 
@@ -587,13 +867,105 @@ mod tests {
         ] {
             assert!(joined.contains(key), "missing {key} in {joined}");
         }
+        let (_, mfa) = check("mfa = \"on\"");
+        assert!(
+            mfa[0].contains("pool.mfa") && mfa[0].contains("off, optional, required"),
+            "{mfa:?}"
+        );
+        let (c, _) = check("mfa = \"required\"\npasskeys = true");
+        let c = c.unwrap();
+        assert_eq!((c.mfa, c.passkeys), (MfaMode::Required, true));
         let (_, unknown) = check("colour = \"red\"");
         assert!(unknown[0].contains("colour"), "{unknown:?}");
+    }
+
+    #[test]
+    fn backchannel_logout_uri_must_be_absolute() {
+        let client = |uri: &str| {
+            format!(
+                "[[clients]]\nclient_id = \"app\"\nredirect_uris = [\"https://app.test/cb\"]\nbackchannel_logout_uri = \"{uri}\"\n"
+            )
+        };
+        let (c, problems) = check(&client("https://app.test/bcl?tenant=1"));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            c.unwrap().clients[0]
+                .backchannel_logout_uri
+                .as_ref()
+                .map(|u| u.as_str()),
+            Some("https://app.test/bcl?tenant=1")
+        );
+        for bad in [
+            "/bcl",
+            "ftp://app.test/bcl",
+            "https://app.test/bcl#x",
+            "app.test",
+        ] {
+            let (_, problems) = check(&client(bad));
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("pool.clients[0].backchannel_logout_uri")),
+                "{bad}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn migration_hook_is_checked_and_its_secret_redacted() {
+        let (c, problems) = check(
+            "migration = { url = \"https://old.example.com/migrate\", secret = \"s3cret-value\", timeout = \"2s\" }",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let m = c.unwrap().migration.unwrap();
+        assert_eq!(m.timeout, Duration::from_secs(2));
+        assert_eq!(m.url.as_str(), "https://old.example.com/migrate");
+        assert!(!format!("{m:?}").contains("s3cret-value"));
+        let (_, problems) =
+            check("migration = { url = \"ftp://x\", timeout = \"1h\", retries = 3 }");
+        assert!(problems.join("\n").contains("retries"), "{problems:?}");
+        let (_, problems) = check("migration = { url = \"ftp://x\", timeout = \"1h\" }");
+        let joined = problems.join("\n");
+        for key in [
+            "pool.migration.url",
+            "pool.migration.secret",
+            "pool.migration.timeout",
+        ] {
+            assert!(joined.contains(key), "missing {key} in {joined}");
+        }
     }
 
     #[test]
     fn relative_sqlite_paths_follow_the_config_file() {
         let (c, _) = check("database = \"sqlite://./data/pool.db\"");
         assert_eq!(c.unwrap().database, "sqlite:///etc/p/./data/pool.db");
+    }
+
+    #[test]
+    fn machine_clients_need_a_secret_and_an_audience() {
+        let (c, problems) = check(
+            "[[clients]]\nclient_id = \"job\"\nclient_secret = \"s\"\ngrant_types = [\"client_credentials\"]\n\
+             scopes = [\"orders/read\"]\naudience = \"api://orders\"\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let job = &c.unwrap().clients[0];
+        assert_eq!(job.grant_types, vec![GrantType::ClientCredentials]);
+        assert_eq!(job.audience.as_deref(), Some("api://orders"));
+        let (_, problems) = check(
+            "[[clients]]\nclient_id = \"job\"\ngrant_types = [\"client_credentials\", \"password\"]\n\
+             redirect_uris = [\"https://x.example/cb\"]\n[[clients]]\nclient_id = \"web\"\nclient_secret = \"s\"\n\
+             redirect_uris = [\"https://x.example/cb\"]\nscopes = [\"a\"]\naudience = \"b\"\n",
+        );
+        let joined = problems.join("\n");
+        for key in [
+            "pool.clients[0].client_secret",
+            "pool.clients[0].audience",
+            "pool.clients[0].grant_types[1]",
+            "pool.clients[0].redirect_uris",
+            "pool.clients[1].scopes",
+            "pool.clients[1].audience",
+        ] {
+            assert!(joined.contains(key), "missing {key} in {joined}");
+        }
     }
 }

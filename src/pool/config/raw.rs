@@ -22,6 +22,22 @@ pub(super) struct RawPool {
     pub(super) admin_token_file: Option<String>,
     pub(super) session_timeout: Option<String>,
     pub(super) clients: Option<Vec<RawClient>>,
+    pub(super) identity_providers: Option<Vec<RawIdentityProvider>>,
+    pub(super) admin_console: Option<bool>,
+    pub(super) admin_group: Option<String>,
+    pub(super) migration: Option<RawMigration>,
+    pub(super) mfa: Option<String>,
+    pub(super) passkeys: Option<bool>,
+    pub(super) signing_alg: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMigration {
+    pub(super) url: Option<String>,
+    pub(super) secret: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,4 +98,26 @@ pub(super) struct RawClient {
     pub(super) client_secret_file: Option<String>,
     pub(super) redirect_uris: Option<Vec<String>>,
     pub(super) post_logout_redirect_uris: Option<Vec<String>>,
+    pub(super) grant_types: Option<Vec<String>>,
+    pub(super) scopes: Option<Vec<String>>,
+    pub(super) audience: Option<String>,
+    pub(super) backchannel_logout_uri: Option<String>,
+}
+
+/// `[[pool.identity_providers]]`: an upstream OpenID Provider of the pool ("Continue with …").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentityProvider {
+    pub(super) name: Option<String>,
+    pub(super) display_name: Option<String>,
+    pub(super) issuer: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret: Option<String>,
+    pub(super) client_secret_file: Option<String>,
+    pub(super) scopes: Option<Vec<String>>,
+    pub(super) extra_auth_params: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) token_auth: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) attribute_mapping: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) link_by_email: Option<bool>,
 }

@@ -138,7 +138,11 @@ pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bo
     if !prompt.split(' ').any(|p| p == "login")
         && let Some((user, auth_time)) = pool.session_user(ready, req).await
     {
-        return issue_code(pool, ready, req, &areq, &user, auth_time, Vec::new()).await;
+        let amr = crate::pool::mfa::session_amr(ready, req).await;
+        // A session from before `mfa = "required"` (password only) does not answer for it.
+        if crate::pool::mfa::session_suffices(pool, &amr) {
+            return issue_code(pool, ready, req, &areq, &user, auth_time, &amr, Vec::new()).await;
+        }
     }
     if prompt.split(' ').any(|p| p == "none") {
         return client_error(
@@ -164,7 +168,9 @@ pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bo
     redirect(&to, &[])
 }
 
-/// Issues a single-use code (lifetime `pool.tokens.code`) and sends the browser back.
+/// Issues a single-use code (lifetime `pool.tokens.code`) and sends the browser back. The
+/// token family it starts remembers `amr`, which every ID token of the family carries.
+#[allow(clippy::too_many_arguments)]
 pub async fn issue_code(
     pool: &Pool,
     ready: &Ready,
@@ -172,6 +178,7 @@ pub async fn issue_code(
     a: &AuthRequest,
     user: &User,
     auth_time: i64,
+    amr: &[String],
     cookies: Vec<String>,
 ) -> Response<Body> {
     let code = crate::session::keyring::hex(&{
@@ -182,7 +189,11 @@ pub async fn issue_code(
     });
     let t = now();
     let stored = StoredCode {
-        family: uuid::Uuid::new_v4().to_string(),
+        family: super::super::store::sessions::new_family(
+            super::super::pages::session_id(req, &cookies)
+                .map(super::super::store::sessions::sid_of_session)
+                .as_deref(),
+        ),
         client_id: a.client_id.clone(),
         redirect_uri: a.redirect_uri.clone(),
         sub: user.sub.clone(),
@@ -192,7 +203,11 @@ pub async fn issue_code(
         auth_time,
         expires_at: t + pool.cfg.tokens.code.as_secs() as i64,
     };
-    if let Err(e) = ready.store.insert_code(&code, &stored, t).await {
+    let inserted = match ready.store.insert_code(&code, &stored, t).await {
+        Ok(()) => ready.store.set_family_amr(&stored.family, amr).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = inserted {
         tracing::error!(error = %e, request_id = req.rid, "cannot store an authorization code");
         return pool.pages.message(
             pool,

@@ -1,6 +1,6 @@
 //! The OpenID Provider endpoints under the issuer: discovery, JWKS, authorize, token, userinfo
 //! and end-session (OIDC Core 1.0, Discovery 1.0, RP-Initiated Logout 1.0, RFC 6749, RFC 7636).
-//! Tokens are ES256 JWTs; claims include `email_verified` (boolean), `groups`,
+//! Tokens are RS256 (default) or ES256 JWTs; claims include `email_verified` (boolean), `groups`,
 //! `cognito:groups` and `cognito:username`, as Cognito's do.
 
 mod authorize;
@@ -42,18 +42,20 @@ pub fn discovery(pool: &Pool) -> Response<Body> {
         "end_session_endpoint": format!("{i}/logout"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
+        "id_token_signing_alg_values_supported": [pool.cfg.signing_alg.name()],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "email", "profile", "phone", "offline_access"],
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "phone_number",
             "phone_number_verified", "name", "given_name", "family_name", "preferred_username", "groups",
-            "cognito:groups", "cognito:username"
+            "cognito:groups", "cognito:username", "amr", "sid"
         ],
         "authorization_response_iss_parameter_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "ui_locales_supported": ["en", "ja"],
     });
     let mut r = json_response(StatusCode::OK, &doc);
@@ -105,6 +107,8 @@ pub struct Grant<'a> {
     /// Only on the code grant (OIDC Core §12.2: refreshed ID tokens carry no nonce).
     pub nonce: Option<&'a str>,
     pub now: i64,
+    /// How the user signed in (RFC 8176), e.g. `["pwd", "otp", "mfa"]`.
+    pub amr: &'a [String],
 }
 
 /// Builds and signs the ID token and the access token (with `origin_jti` = the family).
@@ -121,8 +125,13 @@ pub fn mint(pool: &Pool, ready: &Ready, user: &User, g: &Grant<'_>) -> (String, 
     );
     id.insert("auth_time".into(), json!(auth_time));
     id.insert("token_use".into(), json!("id"));
+    id.insert("amr".into(), json!(g.amr));
     if let Some(n) = nonce {
         id.insert("nonce".into(), json!(n));
+    }
+    // Back-Channel Logout 1.0 §2.1: the pool session the tokens were issued in.
+    if let Some(sid) = super::store::sessions::sid_of_family(family) {
+        id.insert("sid".into(), json!(sid));
     }
     let access = json!({
         "iss": pool.issuer,
@@ -138,8 +147,8 @@ pub fn mint(pool: &Pool, ready: &Ready, user: &User, g: &Grant<'_>) -> (String, 
         "jti": uuid::Uuid::new_v4().to_string(),
         "origin_jti": family,
     });
-    (
-        ready.keys.sign(&Value::Object(id)),
-        ready.keys.sign(&access),
-    )
+    let access = ready.keys.sign(&access);
+    // OIDC Core 3.1.3.6: binds the ID token to the access token issued with it.
+    id.insert("at_hash".into(), json!(super::jwt::left_half_hash(&access)));
+    (ready.keys.sign(&Value::Object(id)), access)
 }

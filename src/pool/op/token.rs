@@ -1,4 +1,5 @@
-//! `POST {issuer}/token`: `authorization_code` and `refresh_token` grants. Client
+//! `POST {issuer}/token`: `authorization_code`, `refresh_token` and (for machine clients,
+//! SPEC §12) `client_credentials` grants, each only for clients whose `grant_types` name it. Client
 //! authentication by `client_secret_basic` or `client_secret_post` (exactly one), or none for
 //! public clients, which must prove PKCE. A replayed code revokes its whole token family
 //! (RFC 6749 §4.1.2); refresh tokens rotate and a replayed one revokes the family
@@ -10,6 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 use super::super::clients::Client;
+use super::super::config::GrantType;
 use super::super::store::User;
 use super::super::store::{RefreshUse, UserStatus};
 use super::super::{Pool, Ready, Req, now};
@@ -128,9 +130,20 @@ pub async fn token(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         Ok(c) => c,
         Err(r) => return *r,
     };
-    match req.field("grant_type") {
+    let grant_type = req.field("grant_type");
+    if let Some(g) = GrantType::parse(grant_type)
+        && !client.may_use(g)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client may not use this grant_type",
+        );
+    }
+    match grant_type {
         "authorization_code" => code_grant(pool, ready, req, client).await,
         "refresh_token" => refresh_grant(pool, ready, req, client).await,
+        "client_credentials" => client_credentials_grant(pool, ready, req, client),
         "" => error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -139,9 +152,73 @@ pub async fn token(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         _ => error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            "only authorization_code and refresh_token",
+            "only authorization_code, refresh_token and client_credentials",
         ),
     }
+}
+
+/// RFC 6749 §4.4: a confidential client's own access token. `scope` is optional (all the
+/// client's scopes when absent); each requested scope must be one of the client's `scopes`.
+/// A JWT access token with `aud` = the client's `audience`; no refresh token, no ID token.
+fn client_credentials_grant(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    client: &Client,
+) -> Response<Body> {
+    let Some(audience) = client.audience.as_deref().filter(|_| !client.is_public()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "this client may not use this grant_type",
+        );
+    };
+    let requested: Vec<&str> = req.field("scope").split_whitespace().collect();
+    if let Some(bad) = requested
+        .iter()
+        .find(|s| !client.scopes.iter().any(|c| c == *s))
+    {
+        tracing::info!(request_id = req.rid, client_id = %client.client_id, scope = %crate::error::sanitize_code(bad), "pool.event" = "invalid_scope", "client_credentials scope refused");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "a requested scope is not one this client may be granted",
+        );
+    }
+    let scope = if requested.is_empty() {
+        client.scopes.join(" ")
+    } else {
+        let mut granted: Vec<&str> = Vec::new();
+        for s in requested {
+            if !granted.contains(&s) {
+                granted.push(s);
+            }
+        }
+        granted.join(" ")
+    };
+    let t = now();
+    let lifetime = pool.cfg.tokens.access.as_secs();
+    let access = ready.keys.sign(&json!({
+        "iss": pool.issuer,
+        "sub": client.client_id,
+        "client_id": client.client_id,
+        "aud": audience,
+        "scope": scope,
+        "token_use": "access",
+        "iat": t,
+        "exp": t + lifetime as i64,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    }));
+    tracing::info!(request_id = req.rid, client_id = %client.client_id, "pool.event" = "client_credentials", "access token issued to a machine client");
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope,
+        }),
+    )
 }
 
 async fn code_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) -> Response<Body> {
@@ -188,7 +265,13 @@ async fn code_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) 
         Ok(_) => return invalid_grant("the user cannot sign in"),
         Err(e) => return db_error(req, &e),
     };
+    // RFC 8176: how the user signed in, as recorded when the family began.
+    let amr = match store.family_amr(&c.family).await {
+        Ok(a) => a.unwrap_or_else(|| crate::pool::mfa::amr(crate::pool::mfa::PWD)),
+        Err(e) => return db_error(req, &e),
+    };
     let grant = Grant {
+        amr: &amr,
         client_id: &client.client_id,
         scope: &c.scope,
         family: &c.family,
@@ -240,7 +323,13 @@ async fn refresh_grant(
         }
         Err(e) => return db_error(req, &e),
     };
+    // RFC 8176: how the user signed in, as recorded when the family began.
+    let amr = match store.family_amr(&family).await {
+        Ok(a) => a.unwrap_or_else(|| crate::pool::mfa::amr(crate::pool::mfa::PWD)),
+        Err(e) => return db_error(req, &e),
+    };
     let grant = Grant {
+        amr: &amr,
         client_id: &client.client_id,
         scope: &scope,
         family: &family,

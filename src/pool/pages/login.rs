@@ -7,9 +7,10 @@ use http::{Response, StatusCode};
 
 use super::{Page, redirect};
 use crate::http::body::Body;
+use crate::pool::config::LockoutPolicy;
 use crate::pool::i18n::{self, t};
 use crate::pool::lockout::{lock_duration, remaining_ms, retry_seconds};
-use crate::pool::store::UserStatus;
+use crate::pool::store::{Store, StoreError, UserStatus};
 use crate::pool::{Pool, Ready, Req, delivery, now, now_ms, password, username};
 
 pub fn show(pool: &Pool, req: &Req<'_>, errors: Option<Vec<String>>) -> Response<Body> {
@@ -38,7 +39,12 @@ pub fn show(pool: &Pool, req: &Req<'_>, errors: Option<Vec<String>>) -> Response
         .render(pool, req, StatusCode::OK, "login.html", "sign_in", page)
 }
 
-fn error_page(pool: &Pool, req: &Req<'_>, status: StatusCode, message: String) -> Response<Body> {
+pub fn error_page(
+    pool: &Pool,
+    req: &Req<'_>,
+    status: StatusCode,
+    message: String,
+) -> Response<Body> {
     let mut page = Page {
         req: req.value("req").to_string(),
         errors: vec![message],
@@ -57,6 +63,47 @@ pub fn user_key(canonical: &str) -> String {
 
 fn ip_key(req: &Req<'_>) -> String {
     format!("ip:{}", req.ip)
+}
+
+/// Whole seconds `key` stays locked from `now_ms` (`None`: not locked).
+pub async fn locked_seconds(
+    store: &Store,
+    key: &str,
+    policy: &LockoutPolicy,
+    now_ms: i64,
+) -> Result<Option<i64>, StoreError> {
+    let (failures, last) = store.attempts(key).await?;
+    let left = remaining_ms(failures, policy.max_attempts, last, now_ms, policy);
+    Ok((left > 0).then(|| retry_seconds(left)))
+}
+
+/// Counts a failed sign-in step — a wrong password or a wrong second-factor code — against
+/// the user's key and the client address. Returns the count and, when the key is now locked,
+/// for how many seconds.
+pub async fn count_failure(
+    store: &Store,
+    req: &Req<'_>,
+    key: &str,
+    policy: &LockoutPolicy,
+    now_ms: i64,
+) -> Result<(u32, Option<i64>), StoreError> {
+    let reset_before = now_ms - policy.reset_after.as_millis() as i64;
+    let failures = store.record_failure(key, now_ms, reset_before).await?;
+    if policy.ip_max_attempts > 0 {
+        let _ = store
+            .record_failure(&ip_key(req), now_ms, reset_before)
+            .await;
+    }
+    let lock = lock_duration(failures, policy.max_attempts, policy);
+    Ok((
+        failures,
+        (!lock.is_zero()).then(|| retry_seconds(lock.as_millis() as i64)),
+    ))
+}
+
+/// "Too many failed sign-in attempts. Try again in {s} seconds."
+pub fn locked(req: &Req<'_>, seconds: i64) -> String {
+    i18n::fill(t(req.lang, "locked"), &[("s", &seconds.to_string())])
 }
 
 pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
@@ -117,53 +164,52 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             .map(|u| u.username.as_str())
             .unwrap_or(&canonical),
     );
-    let (failures, last) = match store.attempts(&key).await {
-        Ok(a) => a,
+    match locked_seconds(store, &key, &policy, t0).await {
+        Ok(Some(s)) => {
+            return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, locked(req, s));
+        }
+        Ok(None) => {}
         Err(e) => return unavailable(&e),
-    };
-    let left = remaining_ms(failures, policy.max_attempts, last, t0, &policy);
-    if left > 0 {
-        let s = retry_seconds(left).to_string();
-        return error_page(
-            pool,
-            req,
-            StatusCode::TOO_MANY_REQUESTS,
-            i18n::fill(t(req.lang, "locked"), &[("s", &s)]),
-        );
     }
 
     let pw = req.field("password");
-    let ok = match &user {
-        Some(u) => password::verify(pw, &u.password_hash).await,
-        None => {
+    let mut user = user;
+    let mut ok = match &user {
+        // Imported users without a hash (RESET_REQUIRED) cost the same as everyone else.
+        Some(u) if !u.password_hash.is_empty() => password::verify(pw, &u.password_hash).await,
+        _ => {
             password::verify(pw, &ready.dummy_hash).await;
             false
         }
     };
+    if user.is_none()
+        && let Some(hook) = &pool.migration
+    {
+        // Lazy migration (SPEC §7.4): the failure, whatever its cause, is an ordinary one.
+        match hook.migrate(&pool.cfg, store, raw, pw).await {
+            Ok(u) => {
+                tracing::info!(request_id = req.rid, sub = %u.sub, "pool.event" = "user_migrated", "user migrated from the old system");
+                user = Some(u);
+                ok = true;
+            }
+            Err(e) => {
+                tracing::info!(request_id = req.rid, "pool.event" = "migration_failed", reason = %e, "lazy migration did not create a user");
+            }
+        }
+    }
     if !ok {
-        let reset_before = t0 - policy.reset_after.as_millis() as i64;
-        let failures = match store.record_failure(&key, t0, reset_before).await {
+        let (failures, now_locked) = match count_failure(store, req, &key, &policy, t0).await {
             Ok(f) => f,
             Err(e) => return unavailable(&e),
         };
-        if policy.ip_max_attempts > 0 {
-            let _ = store.record_failure(&ip_key(req), t0, reset_before).await;
-        }
         tracing::info!(
             request_id = req.rid,
             "pool.event" = "sign_in_failed",
             failures,
             "sign-in failed"
         );
-        let locked = lock_duration(failures, policy.max_attempts, &policy);
-        if !locked.is_zero() {
-            let s = retry_seconds(locked.as_millis() as i64).to_string();
-            return error_page(
-                pool,
-                req,
-                StatusCode::TOO_MANY_REQUESTS,
-                i18n::fill(t(req.lang, "locked"), &[("s", &s)]),
-            );
+        if let Some(s) = now_locked {
+            return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, locked(req, s));
         }
         return error_page(
             pool,
@@ -180,7 +226,25 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             t(req.lang, "bad_credentials").to_string(),
         );
     };
-    let _ = store.clear_attempts(&key).await;
+    // With a second factor still to come the count stands until it is shown (in
+    // `create_session`); clearing it here would let each right password buy new code guesses.
+    if pool.cfg.mfa == crate::pool::config::MfaMode::Off {
+        let _ = store.clear_attempts(&key).await;
+    }
+    // An imported hash (bcrypt, scrypt, PBKDF2, other Argon2 parameters) is replaced by the
+    // pool's own now that the password is known to be right.
+    if password::needs_rehash(&user.password_hash) {
+        match password::hash(pw).await {
+            Ok(h) => {
+                if let Err(e) = store.set_password(&user.sub, &h, user.status, now()).await {
+                    tracing::error!(error = %e, request_id = req.rid, "cannot store the re-hashed password");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, request_id = req.rid, "cannot re-hash the password")
+            }
+        }
+    }
 
     // The password was right: only now may the page reveal the account's status.
     let q = req.value("req");

@@ -44,12 +44,26 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/change_password.html"),
     ),
     ("message.html", include_str!("../templates/message.html")),
+    ("mfa.html", include_str!("../templates/mfa.html")),
+    (
+        "mfa_setup.html",
+        include_str!("../templates/mfa_setup.html"),
+    ),
+    (
+        "mfa_recovery.html",
+        include_str!("../templates/mfa_recovery.html"),
+    ),
+    ("passkeys.html", include_str!("../templates/passkeys.html")),
 ];
 const POOL_CSS: &str = include_str!("../templates/pool.css");
+/// The passkey pages' script (WebAuthn needs it); served same-origin so `script-src 'self'`.
+const PASSKEYS_JS: &str = include_str!("../templates/passkeys.js");
 
 pub struct Renderer {
     env: Environment<'static>,
     csp: HeaderValue,
+    /// The CSP of the passkey pages: the same plus their own script and its `fetch`.
+    csp_passkeys: HeaderValue,
     brand_css: Option<Vec<u8>>,
     logo: Option<(Vec<u8>, &'static str)>,
     title: String,
@@ -75,7 +89,11 @@ fn image_type(path: &std::path::Path) -> &'static str {
 impl Renderer {
     pub fn new(ui: &UiConfig, clients: &Clients) -> Result<Renderer, PoolError> {
         let mut env = Environment::new();
-        for (name, src) in TEMPLATES {
+        for (name, src) in TEMPLATES
+            .iter()
+            .chain(super::federation::TEMPLATES)
+            .chain(super::console::TEMPLATES)
+        {
             let override_src = ui
                 .templates_dir
                 .as_ref()
@@ -109,11 +127,15 @@ impl Renderer {
         let csp = format!(
             "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
         );
+        let header = |v: &str| {
+            HeaderValue::from_str(v).map_err(|_| {
+                PoolError::Templates("client redirect origin is not a valid header value".into())
+            })
+        };
         Ok(Renderer {
             env,
-            csp: HeaderValue::from_str(&csp).map_err(|_| {
-                PoolError::Templates("client redirect origin is not a valid header value".into())
-            })?,
+            csp_passkeys: header(&format!("{csp}; script-src 'self'; connect-src 'self'"))?,
+            csp: header(&csp)?,
             brand_css,
             logo,
             title: ui.title.clone(),
@@ -123,6 +145,10 @@ impl Renderer {
     pub fn asset(&self, sub: &str) -> Response<Body> {
         let (bytes, ct): (Vec<u8>, &'static str) = match sub {
             "/assets/pool.css" => (POOL_CSS.as_bytes().to_vec(), "text/css; charset=utf-8"),
+            "/assets/passkeys.js" => (
+                PASSKEYS_JS.as_bytes().to_vec(),
+                "text/javascript; charset=utf-8",
+            ),
             "/assets/brand.css" => match &self.brand_css {
                 Some(b) => (b.clone(), "text/css; charset=utf-8"),
                 None => return plain(StatusCode::NOT_FOUND, "not found\n"),
@@ -184,6 +210,11 @@ impl Renderer {
             challenge => &page.challenge,
             message => &page.message,
             user => &page.user,
+            mfa => pool.cfg.mfa != super::config::MfaMode::Off,
+            passkeys => pool.cfg.passkeys,
+            extra => &page.extra,
+            federated => pool.federation.buttons(&pool.base, &page.req, req.lang),
+            data => &page.data,
         };
         let html = match self.env.get_template(template).and_then(|t| t.render(ctx)) {
             Ok(h) => h,
@@ -196,6 +227,10 @@ impl Renderer {
         let mut r = Response::new(body::full(html));
         *r.status_mut() = status;
         self.secure_headers(&mut r, "text/html; charset=utf-8");
+        if pool.cfg.passkeys && matches!(template, "login.html" | "passkeys.html") {
+            r.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, self.csp_passkeys.clone());
+        }
         for c in page.cookies {
             if let Ok(v) = HeaderValue::from_str(&c) {
                 r.headers_mut().append(header::SET_COOKIE, v);
@@ -268,8 +303,12 @@ pub struct Page {
     pub challenge: String,
     pub message: String,
     pub user: String,
+    /// Page-specific data of the multi-factor pages (QR code, recovery codes, passkeys).
+    pub extra: serde_json::Value,
     /// The sealed login request, carried in every link and form action.
     pub req: String,
+    /// Anything else a page shows (the admin console's tables), as `data` in templates.
+    pub data: serde_json::Value,
     pub cookies: Vec<String>,
 }
 
@@ -342,6 +381,17 @@ pub fn cookie_value<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// The pool session a response belongs to: the one it starts (a `Set-Cookie` among
+/// `set_cookies`), else the browser's.
+pub fn session_id<'a>(req: &'a Req, set_cookies: &'a [String]) -> Option<&'a str> {
+    let started = set_cookies.iter().find_map(|c| {
+        let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+        let (k, v) = pair.split_once('=')?;
+        (k == SESSION_COOKIE && !v.is_empty()).then_some(v)
+    });
+    started.or_else(|| cookie_value(req, SESSION_COOKIE))
 }
 
 /// An authorization request waiting for the user to sign in, sealed (AEAD) into `req`.
@@ -424,7 +474,11 @@ impl Pool {
 
     /// Opens `req`: `Ok(None)` when absent, `Err` when forged or expired.
     pub fn open_request(&self, req: &Req<'_>) -> Result<Option<AuthRequest>, InvalidRequest> {
-        let raw = req.value("req");
+        self.open_request_raw(req.value("req"))
+    }
+
+    /// Opens a sealed `req` value: `Ok(None)` when empty, `Err` when forged or expired.
+    pub fn open_request_raw(&self, raw: &str) -> Result<Option<AuthRequest>, InvalidRequest> {
         if raw.is_empty() {
             return Ok(None);
         }
@@ -466,8 +520,9 @@ impl Pool {
         (user.status == super::store::UserStatus::Confirmed).then_some((user, auth_time))
     }
 
-    /// A successful sign-in: start a pool session, then answer the waiting authorization
-    /// request with a code, or show "signed in" when there was none.
+    /// A successful password sign-in: the second factor when the pool asks for one
+    /// (`pool.mfa`), else start a pool session and answer the waiting authorization request
+    /// with a code, or show "signed in" when there was none.
     pub async fn finish_sign_in(
         &self,
         ready: &Ready,
@@ -475,27 +530,99 @@ impl Pool {
         user: &User,
         areq: Option<AuthRequest>,
     ) -> Response<Body> {
+        // No session exists until every factor the pool asks for has been shown.
+        if let Some(r) = super::mfa::gate(self, ready, req, user).await {
+            return r;
+        }
+        let amr = super::mfa::amr(super::mfa::PWD);
+        self.start_session(ready, req, user, areq, &amr, Vec::new())
+            .await
+    }
+
+    /// Starts a pool session authenticated by `amr` (RFC 8176), then answers.
+    pub async fn start_session(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        areq: Option<AuthRequest>,
+        amr: &[String],
+        mut cookies: Vec<String>,
+    ) -> Response<Body> {
+        match self.create_session(ready, req, user, amr).await {
+            Ok((cookie, t)) => {
+                cookies.push(cookie);
+                self.answer_sign_in(ready, req, user, areq, t, amr, cookies)
+                    .await
+            }
+            Err(r) => r,
+        }
+    }
+
+    /// Stores a new pool session; the Set-Cookie for it and its start time.
+    pub async fn create_session(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        amr: &[String],
+    ) -> Result<(String, i64), Response<Body>> {
         let id = self.sealer.random_hex(32);
         let t = now();
         let max_age = self.cfg.session_timeout.as_secs() as i64;
-        if let Err(e) = ready
+        if let Err(e) = ready.store.record_sign_in(&user.sub, t).await {
+            tracing::warn!(error = %e, request_id = req.rid, "cannot record the sign-in time");
+        }
+        let stored = match ready
             .store
             .create_web_session(&id, &user.sub, t, t + max_age)
             .await
         {
+            Ok(()) => ready.store.set_session_amr(&id, amr, t + max_age).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
             tracing::error!(error = %e, request_id = req.rid, "cannot store pool session");
-            return self.pages.message(
+            return Err(self.pages.message(
                 self,
                 req,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "error_title",
                 "unavailable",
-            );
+            ));
         }
-        tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_in", "user signed in");
-        let cookies = vec![self.cookie(SESSION_COOKIE, &id, max_age)];
+        // Every factor asked for was right: the failure count of the user starts again.
+        let _ = ready
+            .store
+            .clear_attempts(&login::user_key(&user.username))
+            .await;
+        tracing::info!(request_id = req.rid, sub = %user.sub, amr = %amr.join(" "), "pool.event" = "sign_in", "user signed in");
+        Ok((self.cookie(SESSION_COOKIE, &id, max_age), t))
+    }
+
+    /// Answers a signed-in browser: a code for the waiting authorization request, or the
+    /// "signed in" page.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn answer_sign_in(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        areq: Option<AuthRequest>,
+        auth_time: i64,
+        amr: &[String],
+        cookies: Vec<String>,
+    ) -> Response<Body> {
         match areq {
-            Some(a) => super::op::issue_code(self, ready, req, &a, user, t, cookies).await,
+            Some(a) => {
+                super::op::issue_code(self, ready, req, &a, user, auth_time, amr, cookies).await
+            }
+            // Sent here by the admin console: back to it.
+            None if cookie_value(req, super::console::NEXT_COOKIE).is_some() => {
+                let mut cookies = cookies;
+                cookies.push(self.cookie(super::console::NEXT_COOKIE, "", 0));
+                redirect(&format!("{}/admin", self.base), &cookies)
+            }
             None => {
                 let page = Page {
                     user: user.username.clone(),

@@ -32,7 +32,7 @@ fn page(
     pool.pages.render(pool, req, status, template, heading, p)
 }
 
-fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
+pub fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
     tracing::error!(error = %e, request_id = req.rid, "pool database error");
     pool.pages.message(
         pool,

@@ -28,26 +28,33 @@ fn fields(pool: &Pool, req: &Req<'_>, lang: Lang) -> Vec<Field> {
     names
         .into_iter()
         .map(|(name, required)| {
-            let (kind, autocomplete) = match name.as_str() {
-                "email" => ("email", "email"),
-                "phone_number" => ("tel", "tel"),
-                "name" => ("text", "name"),
-                "given_name" => ("text", "given-name"),
-                "family_name" => ("text", "family-name"),
-                "birthdate" => ("text", "bday"),
-                "website" | "profile" | "picture" => ("url", "url"),
-                _ => ("text", "off"),
-            };
-            Field {
-                name: name.clone(),
-                label: i18n::attribute_label(lang, name),
-                kind,
-                autocomplete,
-                required,
-                value: req.field(name).to_string(),
-            }
+            let mut f = field_for(name, lang, required);
+            f.value = req.field(name).to_string();
+            f
         })
         .collect()
+}
+
+/// An empty form field for an attribute, with the input type and autocomplete that fit it.
+pub fn field_for(name: &str, lang: Lang, required: bool) -> Field {
+    let (kind, autocomplete) = match name {
+        "email" => ("email", "email"),
+        "phone_number" => ("tel", "tel"),
+        "name" => ("text", "name"),
+        "given_name" => ("text", "given-name"),
+        "family_name" => ("text", "family-name"),
+        "birthdate" => ("text", "bday"),
+        "website" | "profile" | "picture" => ("url", "url"),
+        _ => ("text", "off"),
+    };
+    Field {
+        name: name.to_string(),
+        label: i18n::attribute_label(lang, name),
+        kind,
+        autocomplete,
+        required,
+        value: String::new(),
+    }
 }
 
 fn form(pool: &Pool, req: &Req<'_>, status: StatusCode, errors: Vec<String>) -> Response<Body> {

@@ -4,8 +4,14 @@
 //! Migrations run on start, idempotently, serialised across replicas on PostgreSQL.
 //! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
 
+mod audit;
+mod console;
+mod federation;
+mod mfa;
 mod security;
+pub mod sessions;
 mod tokens;
+mod transfer;
 mod users;
 
 use std::path::Path;
@@ -14,6 +20,8 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use audit::AuditRow;
+pub use mfa::Passkey;
 pub use security::CodeCheck;
 pub use tokens::{RefreshUse, StoredCode};
 pub use users::{NewUser, User, UserStatus};
@@ -47,6 +55,10 @@ pub enum Backend {
 pub struct Store {
     pub(crate) db: AnyPool,
     pub backend: Backend,
+    /// The proxy's sessions of pool users, ended whenever a user's pool sessions end.
+    pub(crate) proxy_sessions: Option<std::sync::Arc<crate::session::revocation::UserSessions>>,
+    /// Sends logout tokens to the clients of a user whose pool sessions end (`sessions.rs`).
+    pub(crate) backchannel: Option<std::sync::Arc<crate::pool::backchannel::Backchannel>>,
 }
 
 /// Schema version 1. Each statement is idempotent so a half-applied migration can be rerun.
@@ -121,7 +133,12 @@ impl Store {
             opts
         };
         let db = opts.connect(&url).await?;
-        Ok(Store { db, backend })
+        Ok(Store {
+            db,
+            backend,
+            proxy_sessions: None,
+            backchannel: None,
+        })
     }
 
     /// Connects and brings the schema up to date.
@@ -144,10 +161,22 @@ impl Store {
             }
         }
         let mut result = Ok(());
-        for stmt in SCHEMA_V1 {
+        for stmt in SCHEMA_V1
+            .iter()
+            .chain(audit::SCHEMA_AUDIT)
+            .chain(console::SCHEMA_CONSOLE)
+            .chain(federation::SCHEMA_FEDERATION)
+        {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
                 break;
+            }
+        }
+        for stmt in mfa::SCHEMA_MFA {
+            if result.is_ok()
+                && let Err(e) = conn.execute(*stmt).await
+            {
+                result = Err(StoreError::Db(e));
             }
         }
         if result.is_ok() {
@@ -163,6 +192,24 @@ impl Store {
             conn.execute("SELECT pg_advisory_unlock(7305)").await?;
         }
         result
+    }
+
+    /// Ends the proxy's sessions of a user along with the pool's (see `proxy_sessions`).
+    pub fn with_proxy_sessions(
+        mut self,
+        hook: Option<std::sync::Arc<crate::session::revocation::UserSessions>>,
+    ) -> Store {
+        self.proxy_sessions = hook;
+        self
+    }
+
+    /// After a user's pool sessions ended: the proxy's end too, on every replica.
+    pub(crate) async fn end_proxy_sessions(&self, sub: &str) {
+        if let Some(hook) = &self.proxy_sessions
+            && let Err(e) = hook.end_all(sub).await
+        {
+            tracing::warn!(error = %e, "the user's proxy sessions were revoked here but could not be shared through redis");
+        }
     }
 
     /// Readiness: one round trip.

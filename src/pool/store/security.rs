@@ -200,15 +200,19 @@ impl Store {
     }
 
     pub async fn delete_web_session(&self, id: &str) -> Result<(), StoreError> {
+        let targets = self.session_logout_targets(id).await?;
         sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
             .bind(hash_secret(id))
             .execute(&self.db)
             .await?;
+        self.end_proxy_session(id).await;
+        self.send_logouts(targets);
         Ok(())
     }
 
     /// Global sign-out: every pool session and every token family of the user.
     pub async fn sign_out_everywhere(&self, sub: &str) -> Result<(), StoreError> {
+        let targets = self.logout_targets(sub, None).await;
         sqlx::query("DELETE FROM web_sessions WHERE sub = $1")
             .bind(sub)
             .execute(&self.db)
@@ -217,6 +221,8 @@ impl Store {
             .bind(sub)
             .execute(&self.db)
             .await?;
+        self.end_proxy_sessions(sub).await;
+        self.send_logouts(targets);
         Ok(())
     }
 

@@ -104,37 +104,48 @@ fn user_from(row: &AnyRow) -> Result<User, StoreError> {
     })
 }
 
+/// Inserts a user unless the name or the email address is taken (on `conn`, which may be a
+/// transaction's connection).
+pub(super) async fn insert_user(
+    conn: &mut sqlx::AnyConnection,
+    u: &NewUser,
+    now: i64,
+) -> Result<(), StoreError> {
+    let email = email_key(&u.attributes);
+    if let Some(e) = &email
+        && sqlx::query("SELECT sub FROM users WHERE email = $1")
+            .bind(e)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some()
+    {
+        return Err(StoreError::Exists("email"));
+    }
+    let r = sqlx::query(
+        "INSERT INTO users (sub, username, email, status, password_hash, attributes, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (username) DO NOTHING",
+    )
+    .bind(&u.sub)
+    .bind(&u.username)
+    .bind(email)
+    .bind(u.status.as_str())
+    .bind(&u.password_hash)
+    .bind(Value::Object(u.attributes.clone()).to_string())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::Exists("user name"));
+    }
+    Ok(())
+}
+
 const COLUMNS: &str = "sub, username, status, password_hash, attributes, created_at, updated_at";
 
 impl Store {
     pub async fn create_user(&self, u: &NewUser, now: i64) -> Result<(), StoreError> {
-        let email = email_key(&u.attributes);
-        if let Some(e) = &email
-            && sqlx::query("SELECT sub FROM users WHERE email = $1")
-                .bind(e)
-                .fetch_optional(&self.db)
-                .await?
-                .is_some()
-        {
-            return Err(StoreError::Exists("email"));
-        }
-        let r = sqlx::query(
-            "INSERT INTO users (sub, username, email, status, password_hash, attributes, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (username) DO NOTHING",
-        )
-        .bind(&u.sub)
-        .bind(&u.username)
-        .bind(email)
-        .bind(u.status.as_str())
-        .bind(&u.password_hash)
-        .bind(Value::Object(u.attributes.clone()).to_string())
-        .bind(now)
-        .execute(&self.db)
-        .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::Exists("user name"));
-        }
-        Ok(())
+        let mut conn = self.db.acquire().await?;
+        insert_user(&mut conn, u, now).await
     }
 
     async fn with_groups(&self, user: Option<User>) -> Result<Option<User>, StoreError> {
@@ -268,6 +279,7 @@ impl Store {
 
     /// Deletes a user and everything that belongs to them, in one transaction.
     pub async fn delete_user(&self, sub: &str) -> Result<(), StoreError> {
+        let targets = self.logout_targets(sub, None).await;
         let mut tx = self.db.begin().await?;
         for table in ["user_groups", "codes", "web_sessions", "auth_codes"] {
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE sub = $1")))
@@ -291,6 +303,8 @@ impl Store {
             return Err(StoreError::NoSuchUser);
         }
         tx.commit().await?;
+        self.end_proxy_sessions(sub).await;
+        self.send_logouts(targets);
         Ok(())
     }
 

@@ -1,0 +1,59 @@
+//! The audit log in the console: newest first, optionally since a duration ago (`24h`), or
+//! only the entries about one user (`?target=NAME`).
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::Console;
+use crate::http::body::Body;
+use crate::pool::admin::AdminError;
+use crate::pool::audit;
+use crate::pool::pages::Page;
+
+/// Entries shown at most on one page.
+const LIMIT: i64 = 500;
+
+/// `GET /admin/audit?since=24h&target=NAME`.
+pub async fn list(c: &Console<'_>) -> Response<Body> {
+    let since_text = c.req.param("since").trim();
+    let since = match since_text {
+        "" => None,
+        t => match audit::ago(t) {
+            Some(at) => Some(at),
+            None => {
+                return c.failed(AdminError::Invalid(vec![format!(
+                    "since: {t:?} is not a duration like 30m, 24h or 7d"
+                )]));
+            }
+        },
+    };
+    let target = crate::pool::username::canonical(c.req.param("target"));
+    let entries = match audit::list(&c.ready.store, since, LIMIT).await {
+        Ok(e) => e,
+        Err(e) => return c.failed(e.into()),
+    };
+    let rows: Vec<_> = entries
+        .iter()
+        .filter(|e| {
+            target.is_empty() || e.target == target || e.target.starts_with(&format!("{target} ("))
+        })
+        .map(|e| {
+            json!({
+                "time": e.time.split('.').next().unwrap_or(&e.time).replace('T', " ") + " UTC",
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "outcome": e.outcome,
+                "reason": e.reason,
+            })
+        })
+        .collect();
+    let page = Page::default();
+    c.render(
+        StatusCode::OK,
+        "admin_audit.html",
+        "console_audit",
+        page,
+        json!({"entries": rows, "since": since_text, "target": c.req.param("target")}),
+    )
+}

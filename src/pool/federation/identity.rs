@@ -1,0 +1,395 @@
+//! A provider's user, and what becomes of it in the pool: the user already linked to that
+//! (provider, sub); else, with `link_by_email` and the provider's `email_verified: true`, the
+//! existing user with that email; else a new user `{name}_{sub}`, created once every required
+//! attribute is there (asked for on one page). Later sign-ins update the mapped attributes.
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{Upstream, ask_for_attributes, claim_text};
+use crate::http::body::Body;
+use crate::pool::attributes::{self, AttributeProblem};
+use crate::pool::i18n::{self, t};
+use crate::pool::store::{NewUser, StoreError, User, UserStatus};
+use crate::pool::{Pool, Ready, Req, now, now_ms, username};
+
+/// What a provider said about its user, mapped to pool attributes (not yet validated).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Identity {
+    pub provider: String,
+    pub provider_sub: String,
+    pub issuer: String,
+    /// pool attribute → value, from `attribute_mapping`.
+    pub attributes: Vec<(String, String)>,
+    /// `email_verified` / `phone_number_verified`, when mapped.
+    pub email_verified: Option<bool>,
+    pub phone_number_verified: Option<bool>,
+    /// The provider's own `email` and whether it says it verified it (for `link_by_email`).
+    pub provider_email: Option<String>,
+    pub provider_email_verified: bool,
+    /// The `state` of the sign-in that produced it: names the browser's login cookie, which
+    /// binds the attribute page to that browser.
+    pub login: String,
+}
+
+/// A claim that is `true` (or the string "true", as some providers send it).
+fn truthy(v: Option<&Value>) -> bool {
+    matches!(v, Some(Value::Bool(true))) || matches!(v, Some(Value::String(s)) if s == "true")
+}
+
+impl Identity {
+    pub fn from_claims(
+        up: &Upstream,
+        provider_sub: &str,
+        claims: &Map<String, Value>,
+        login: &str,
+    ) -> Identity {
+        let mut id = Identity {
+            provider: up.name().to_string(),
+            provider_sub: provider_sub.to_string(),
+            issuer: up.cfg.provider.issuer.clone(),
+            attributes: Vec::new(),
+            email_verified: None,
+            phone_number_verified: None,
+            provider_email: claims
+                .get("email")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            provider_email_verified: truthy(claims.get("email_verified")),
+            login: login.to_string(),
+        };
+        for (attr, claim) in &up.cfg.attribute_mapping {
+            match attr.as_str() {
+                "email_verified" => id.email_verified = Some(truthy(claims.get(claim))),
+                "phone_number_verified" => {
+                    id.phone_number_verified = Some(truthy(claims.get(claim)))
+                }
+                _ => {
+                    if let Some(v) = claim_text(claims, claim).filter(|v| !v.trim().is_empty()) {
+                        id.attributes.push((attr.clone(), v));
+                    }
+                }
+            }
+        }
+        id
+    }
+
+    pub fn attribute(&self, name: &str) -> Option<String> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sets (or, with an empty value, removes) an attribute typed on the attribute page.
+    pub fn set_attribute(&mut self, name: &str, value: &str) {
+        self.attributes.retain(|(k, _)| k != name);
+        if !value.trim().is_empty() {
+            self.attributes.push((name.to_string(), value.to_string()));
+        }
+    }
+
+    /// The `identities` entry for this provider (Cognito's shape).
+    fn entry(&self) -> Value {
+        json!({
+            "providerName": self.provider,
+            "providerType": "OIDC",
+            "userId": self.provider_sub,
+            "issuer": self.issuer,
+            "primary": true,
+            "dateCreated": now_ms(),
+        })
+    }
+}
+
+/// Adds this provider's entry to a user's `identities` attribute (once per provider user).
+fn with_identity(attrs: &mut Map<String, Value>, id: &Identity) {
+    let list = attrs
+        .entry("identities")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    if let Value::Array(items) = list {
+        let known = items.iter().any(|i| {
+            i.get("providerName").and_then(Value::as_str) == Some(id.provider.as_str())
+                && i.get("userId").and_then(Value::as_str) == Some(id.provider_sub.as_str())
+        });
+        if !known {
+            items.push(id.entry());
+        }
+    }
+}
+
+fn append_cookies(mut r: Response<Body>, cookies: &[String]) -> Response<Body> {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+fn unavailable(pool: &Pool, req: &Req<'_>, e: &StoreError, cookies: Vec<String>) -> Response<Body> {
+    tracing::error!(error = %e, request_id = req.rid, "pool database error during federated sign-in");
+    pool.federation_message(
+        req,
+        StatusCode::SERVICE_UNAVAILABLE,
+        t(req.lang, "unavailable").to_string(),
+        cookies,
+    )
+}
+
+/// Signs the provider's user in: linked user, user linked by email, or a new user.
+pub async fn sign_in(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    up: &Upstream,
+    id: Identity,
+    req_raw: &str,
+    cookies: Vec<String>,
+) -> Response<Body> {
+    let store = &ready.store;
+    let Ok(areq) = pool.open_request_raw(req_raw) else {
+        return append_cookies(
+            pool.pages.message(
+                pool,
+                req,
+                StatusCode::BAD_REQUEST,
+                "error_title",
+                "invalid_request",
+            ),
+            &cookies,
+        );
+    };
+    match store.federated_user(&id.provider, &id.provider_sub).await {
+        Err(e) => return unavailable(pool, req, &e, cookies),
+        Ok(Some(user)) => return existing(pool, ready, req, &id, user, areq, cookies).await,
+        Ok(None) => {}
+    }
+    if up.cfg.link_by_email
+        && id.provider_email_verified
+        && let Some(email) = &id.provider_email
+    {
+        match store.user_by_email(email).await {
+            Err(e) => return unavailable(pool, req, &e, cookies),
+            Ok(Some(user)) => {
+                if let Err(e) = store
+                    .link_identity(&id.provider, &id.provider_sub, &user.sub, now())
+                    .await
+                {
+                    return unavailable(pool, req, &e, cookies);
+                }
+                tracing::info!(provider = %id.provider, sub = %user.sub, request_id = req.rid, "pool.event" = "federation_linked", "provider user linked to an existing user by verified email");
+                return existing(pool, ready, req, &id, user, areq, cookies).await;
+            }
+            Ok(None) => {}
+        }
+    }
+    create(pool, ready, req, id, req_raw, areq, cookies).await
+}
+
+/// A user already in the pool: status checks, mapped attributes updated, signed in.
+async fn existing(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    id: &Identity,
+    user: User,
+    areq: Option<super::super::pages::AuthRequest>,
+    cookies: Vec<String>,
+) -> Response<Body> {
+    match user.status {
+        UserStatus::Confirmed => {}
+        UserStatus::Disabled => {
+            tracing::info!(sub = %user.sub, request_id = req.rid, "pool.event" = "sign_in_refused", "federated sign-in of a disabled user refused");
+            return pool.federation_message(
+                req,
+                StatusCode::FORBIDDEN,
+                t(req.lang, "disabled").to_string(),
+                cookies,
+            );
+        }
+        _ => {
+            return pool.federation_message(
+                req,
+                StatusCode::FORBIDDEN,
+                t(req.lang, "fed_account_not_ready").to_string(),
+                cookies,
+            );
+        }
+    }
+    let store = &ready.store;
+    let mut attrs = user.attributes.clone();
+    for (k, v) in &id.attributes {
+        // One at a time: an invalid value from the provider leaves the stored one alone.
+        let Ok(valid) = attributes::validate(
+            &[(k.clone(), v.clone())],
+            &[],
+            pool.cfg.default_phone_region,
+        ) else {
+            continue;
+        };
+        for (name, value) in valid {
+            if name == "email" && attrs.get("email") != Some(&value) {
+                // An email that another user signs in with is not taken over.
+                match store
+                    .user_by_email(value.as_str().unwrap_or_default())
+                    .await
+                {
+                    Ok(Some(other)) if other.sub != user.sub => continue,
+                    Ok(_) => {}
+                    Err(e) => return unavailable(pool, req, &e, cookies),
+                }
+            }
+            attrs.insert(name, value);
+        }
+    }
+    set_flags(&mut attrs, id);
+    with_identity(&mut attrs, id);
+    if attrs != user.attributes
+        && let Err(e) = store.set_attributes(&user.sub, &attrs, now()).await
+    {
+        return unavailable(pool, req, &e, cookies);
+    }
+    finish(pool, ready, req, &user.sub, areq, cookies).await
+}
+
+/// Signs in the user `sub` as stored now (attributes just written included).
+async fn finish(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    sub: &str,
+    areq: Option<super::super::pages::AuthRequest>,
+    cookies: Vec<String>,
+) -> Response<Body> {
+    let user = match ready.store.user_by_sub(sub).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return unavailable(pool, req, &StoreError::NoSuchUser, cookies),
+        Err(e) => return unavailable(pool, req, &e, cookies),
+    };
+    append_cookies(pool.finish_sign_in(ready, req, &user, areq).await, &cookies)
+}
+
+/// `email_verified` / `phone_number_verified`: as mapped from the provider, else false for a
+/// value the pool has not verified itself.
+fn set_flags(attrs: &mut Map<String, Value>, id: &Identity) {
+    for (claim, flag, mapped) in [
+        ("email", "email_verified", id.email_verified),
+        (
+            "phone_number",
+            "phone_number_verified",
+            id.phone_number_verified,
+        ),
+    ] {
+        if attrs.contains_key(claim) {
+            match mapped {
+                Some(v) => {
+                    attrs.insert(flag.into(), Value::Bool(v));
+                }
+                None => {
+                    attrs.entry(flag).or_insert(Value::Bool(false));
+                }
+            }
+        }
+    }
+}
+
+fn email_exists(pool: &Pool, req: &Req<'_>, id: &Identity, cookies: Vec<String>) -> Response<Body> {
+    tracing::info!(provider = %id.provider, request_id = req.rid, "pool.event" = "federation_conflict", "federated user not created: another user has this email (not linked)");
+    pool.federation_message(
+        req,
+        StatusCode::CONFLICT,
+        t(req.lang, "fed_email_exists").to_string(),
+        cookies,
+    )
+}
+
+/// A new pool user `{name}_{sub}`, or the page asking for the attributes it still needs.
+async fn create(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    id: Identity,
+    req_raw: &str,
+    areq: Option<super::super::pages::AuthRequest>,
+    cookies: Vec<String>,
+) -> Response<Body> {
+    // Emails are unique in the pool (users sign in with them): refuse at once, before asking
+    // for anything, when an unlinked user already has this one.
+    if let Some(email) = id.attribute("email") {
+        match ready.store.user_by_email(&email).await {
+            Ok(Some(_)) => return email_exists(pool, req, &id, cookies),
+            Ok(None) => {}
+            Err(e) => return unavailable(pool, req, &e, cookies),
+        }
+    }
+    let required = &pool.cfg.required_attributes;
+    let mut attrs =
+        match attributes::validate(&id.attributes, required, pool.cfg.default_phone_region) {
+            Ok(a) => a,
+            Err(problems) => {
+                // Every required attribute, and any the provider gave in a form the pool refuses.
+                let mut ask: Vec<String> = required.clone();
+                for p in &problems {
+                    if !ask.contains(&p.name) {
+                        ask.push(p.name.clone());
+                    }
+                }
+                let first = req.field("challenge").is_empty();
+                let errors = problems
+                    .iter()
+                    .filter(|p| !(first && p.problem == AttributeProblem::Missing))
+                    .map(|p| i18n::attribute_error(req.lang, p))
+                    .collect();
+                return ask_for_attributes(pool, req, id, ask, req_raw, errors);
+            }
+        };
+    let Ok(name) = username::validate(&format!("{}_{}", id.provider, id.provider_sub)) else {
+        tracing::warn!(provider = %id.provider, request_id = req.rid, "provider subject cannot form a pool user name");
+        return pool.federation_message(
+            req,
+            StatusCode::BAD_GATEWAY,
+            t(req.lang, "fed_idp_unavailable").to_string(),
+            cookies,
+        );
+    };
+    set_flags(&mut attrs, &id);
+    with_identity(&mut attrs, &id);
+    let sub = uuid::Uuid::new_v4().to_string();
+    let new = NewUser {
+        sub: sub.clone(),
+        username: name,
+        status: UserStatus::Confirmed,
+        // No password: a federated user signs in through its provider (an empty hash never
+        // verifies). "Forgot password" can still give it one, as Cognito's linked users have.
+        password_hash: String::new(),
+        attributes: attrs,
+    };
+    let store = &ready.store;
+    match store.create_user(&new, now()).await {
+        Ok(()) => {}
+        Err(StoreError::Exists("email")) => return email_exists(pool, req, &id, cookies),
+        Err(StoreError::Exists(_)) => {
+            tracing::info!(provider = %id.provider, request_id = req.rid, "pool.event" = "federation_conflict", "federated user not created: the user name is taken");
+            return pool.federation_message(
+                req,
+                StatusCode::CONFLICT,
+                t(req.lang, "user_exists").to_string(),
+                cookies,
+            );
+        }
+        Err(e) => return unavailable(pool, req, &e, cookies),
+    }
+    if let Err(e) = store
+        .link_identity(&id.provider, &id.provider_sub, &sub, now())
+        .await
+    {
+        return unavailable(pool, req, &e, cookies);
+    }
+    tracing::info!(provider = %id.provider, sub = %sub, request_id = req.rid, "pool.event" = "federation_user_created", "federated user created");
+    finish(pool, ready, req, &sub, areq, cookies).await
+}
