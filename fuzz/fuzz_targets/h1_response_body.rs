@@ -90,8 +90,20 @@ fn hyper_reads(input: &[u8], head: bool) -> Result<(u16, Vec<u8>), String> {
 fn refused_by_design(input: &[u8]) -> bool {
     // The head's field lines (httparse also takes bare LF line ends).
     let text = String::from_utf8_lossy(input).to_ascii_lowercase();
-    // Empty lines before the status line are skipped, as httparse skips them.
-    let text = text.trim_start_matches(['\r', '\n']);
+    // Empty lines before the status line are skipped, as httparse skips them, and so are
+    // interim (1xx other than 101) heads, as both clients skip them.
+    let mut text = text.trim_start_matches(['\r', '\n']);
+    while text.get(9..10) == Some("1") && text.get(9..12) != Some("101") {
+        let end = [
+            text.find("\n\n").map(|i| i + 2),
+            text.find("\n\r\n").map(|i| i + 3),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(end) = end else { break };
+        text = text[end..].trim_start_matches(['\r', '\n']);
+    }
     let lines: Vec<&str> = text
         .split('\n')
         .skip(1)

@@ -106,6 +106,8 @@ fuzz_target!(|data: &[u8]| {
         id_token: None,
         created_at: NOW - 10,
         expires_at: NOW + 3600,
+        created_ms: (NOW - 10) * 1000,
+        idp_sid: None,
     };
     let identity = Identity::new(&session, "groups", "https://idp.example", "client-1");
 
