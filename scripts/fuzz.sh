@@ -31,6 +31,14 @@ fi
 
 # cargo-fuzz builds into fuzz/target (its own workspace); never into the main target dir.
 unset CARGO_TARGET_DIR
+# An instrumented release build of the whole dependency tree is long (tens of minutes on two
+# busy cores): a fresh clone (CI) links fuzz/target to a cache outside the clone, so only
+# Portcullis itself is rebuilt when the machine has built the targets before.
+FUZZ_CACHE=${PORTCULLIS_FUZZ_CACHE:-/var/tmp/portcullis-fuzz-target}
+if [ ! -e fuzz/target ] && mkdir -p "$FUZZ_CACHE" 2>/dev/null; then
+  ln -s "$FUZZ_CACHE" fuzz/target
+  echo "fuzz/target -> $FUZZ_CACHE (build cache kept between runs)"
+fi
 export RUSTC_BOOTSTRAP=1
 host=$(rustc -vV | sed -n 's/^host: //p')
 sysroot=$(rustc --print sysroot)

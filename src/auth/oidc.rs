@@ -550,3 +550,38 @@ fn token_error<RE: std::error::Error + 'static>(
         RequestTokenError::Other(s) => OidcError::InvalidResponse(s),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 9, item 5): an ID token with `iat` one day in the future was
+    /// accepted; SPEC §2 allows at most 60 s of skew.
+    #[test]
+    fn iat_a_day_ahead_is_refused_and_small_skew_is_not() {
+        let at = |secs: i64| {
+            chrono::DateTime::from_timestamp(crate::session::now_unix() + secs, 0).unwrap()
+        };
+        assert!(iat_not_in_future(at(86_400)).is_err());
+        assert!(iat_not_in_future(at(120)).is_err());
+        assert!(iat_not_in_future(at(30)).is_ok());
+        assert!(iat_not_in_future(at(-3600)).is_ok());
+    }
+
+    #[test]
+    fn jwks_lifetime_follows_cache_control_within_bounds() {
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::CACHE_CONTROL, v.parse().unwrap());
+            m
+        };
+        assert_eq!(jwks_ttl(&http::HeaderMap::new()), JWKS_DEFAULT_TTL);
+        assert_eq!(
+            jwks_ttl(&h("public, max-age=120")),
+            Duration::from_secs(120)
+        );
+        assert_eq!(jwks_ttl(&h("max-age=86400")), JWKS_MAX_TTL);
+        assert_eq!(jwks_ttl(&h("no-store")), JWKS_MIN_TTL);
+        assert_eq!(jwks_ttl(&h("max-age=0")), JWKS_MIN_TTL);
+    }
+}
