@@ -40,30 +40,8 @@ async fn idp_key_rotated_under_the_same_kid_does_not_lock_users_out() {
     assert!(s.proxy.logs().contains("JWKS refetched"));
 }
 
-/// Item 5: HTTP/2 requests skipped the 100-header-field limit (155 fields → 200).
-#[tokio::test(flavor = "multi_thread")]
-async fn http2_request_with_too_many_header_fields_gets_431() {
-    setup();
-    let echo = Echo::start().await;
-    let p = allow_proxy(&echo.url(), "", "").await;
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let mut rb = h2.get(format!("{}/many", p.base));
-    for i in 0..155 {
-        rb = rb.header(format!("x-field-{i}"), "v");
-    }
-    let r = rb.send().await.unwrap();
-    assert_eq!(r.version(), reqwest::Version::HTTP_2);
-    assert_eq!(r.status(), 431);
-    // At the limit it is served.
-    let mut rb = h2.get(format!("{}/some", p.base));
-    for i in 0..90 {
-        rb = rb.header(format!("x-field-{i}"), "v");
-    }
-    assert_eq!(rb.send().await.unwrap().status(), 200);
-}
+// Item 5's HTTP/2 header-field limit is pinned by tests/security/http2.rs
+// (`more_than_100_header_fields_over_h2_get_431`).
 
 /// Item 5: a malformed chunked request body got 502 (blamed on the upstream) instead of 400.
 #[tokio::test(flavor = "multi_thread")]
