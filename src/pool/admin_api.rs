@@ -14,6 +14,8 @@
 //! | `GET /pool/groups` | groups and members |
 //! | `PUT` / `DELETE /pool/groups/{group}/users/{name}` | add / remove membership |
 //! | `GET /pool/audit?since=24h&limit=100` | the audit log, newest first |
+//! | `GET /pool/keys` | the signing keys (kid, alg, status, when a retired one leaves) |
+//! | `POST /pool/keys/rotate` | rotate the signing key; answers the new `kid` and the keys |
 //!
 //! Every change made through the API is recorded in the audit log with the actor `api`.
 
@@ -198,6 +200,16 @@ impl Pool {
                     (StatusCode::CREATED, v)
                 }
                 ("GET", ["users", name]) => (StatusCode::OK, admin.show(name).await?),
+                ("GET", ["keys"]) => (
+                    StatusCode::OK,
+                    json!({"keys": super::jwt::list(&ready.store, self.cfg.signing_alg, super::now()).await?}),
+                ),
+                ("POST", ["keys", "rotate"]) => {
+                    let (kid, keys) = super::jwt::rotate_audited(&admin, super::now()).await?;
+                    // This replica signs with the new key at once; the others within KEY_REFRESH.
+                    ready.keys.reload(&ready.store).await?;
+                    (StatusCode::OK, json!({"kid": kid, "keys": keys}))
+                }
                 ("POST", ["users", name, "mfa-reset"]) => (
                     StatusCode::OK,
                     json!({"totp_removed": admin.mfa_reset(name).await?}),

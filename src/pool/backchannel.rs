@@ -112,9 +112,13 @@ impl Backchannel {
     }
 
     async fn keys(&self, store: &Store) -> Result<&Keys, StoreError> {
-        self.keys
+        let keys = self
+            .keys
             .get_or_try_init(|| Keys::load(store, self.alg, now()))
-            .await
+            .await?;
+        // After a rotation, logout tokens are signed with the new key too.
+        keys.refresh(store).await;
+        Ok(keys)
     }
 
     async fn deliver(&self, store: &Store, t: &LogoutTarget) {

@@ -30,6 +30,9 @@ pub enum PoolCommand {
     /// Manage group membership.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// The pool's token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show the audit log of administrative actions, oldest first.
     Audit {
         /// Only entries from this long ago until now, e.g. 90m, 24h, 7d.
@@ -42,6 +45,16 @@ pub enum PoolCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the signing keys: kid, algorithm, status (signing / retired) and, for a retired
+    /// key, when it leaves the JWKS.
+    List,
+    /// Rotate: a new key signs from now on (every replica within 10 s); the old one stays in
+    /// the JWKS until every token it signed has expired.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -448,6 +461,25 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                     .collect::<Vec<_>>()
                     .join("\n")
             }
+        }
+        PoolCommand::Keys(k) => {
+            let t = super::now();
+            let keys = match k {
+                KeysCommand::Rotate => super::jwt::rotate_audited(admin, t).await?.1,
+                KeysCommand::List => {
+                    super::jwt::list(admin.store, admin.cfg.signing_alg, t).await?
+                }
+            };
+            keys.iter()
+                .map(|k| {
+                    let until = k
+                        .expires_at
+                        .map(|e| format!("\tuntil {}", audit::rfc3339_us(e * 1_000_000)))
+                        .unwrap_or_default();
+                    format!("{}\t{}\t{}{until}", k.kid, k.alg, k.status)
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
         }
         PoolCommand::Groups(g) => match g {
             GroupsCommand::AddUser { group, username } => {

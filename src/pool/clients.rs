@@ -16,7 +16,8 @@ pub struct Client {
     pub post_logout_origin: Option<String>,
     /// The grants it may use at the token endpoint.
     pub grant_types: Vec<GrantType>,
-    /// Scopes a `client_credentials` request may ask for.
+    /// `[[pool.clients]].scopes`: what its `client_credentials` tokens may carry, and what its
+    /// users' tokens may carry beyond [`USER_SCOPES`].
     pub scopes: Vec<String>,
     /// The `aud` of its `client_credentials` access tokens.
     pub audience: Option<String>,
@@ -24,7 +25,43 @@ pub struct Client {
     pub backchannel_logout_uri: Option<url::Url>,
 }
 
+/// The scopes any client may ask for on a user's behalf (OIDC Core 5.4 and 11).
+pub const USER_SCOPES: &[&str] = &[
+    "openid",
+    "email",
+    "profile",
+    "phone",
+    "address",
+    "offline_access",
+];
+
+/// The scopes of a request, each once, in the order asked; `Err` names the first one that
+/// `allowed` refuses.
+pub fn granted(requested: &str, allowed: impl Fn(&str) -> bool) -> Result<Vec<&str>, &str> {
+    let mut out: Vec<&str> = Vec::new();
+    for s in requested.split_ascii_whitespace() {
+        if !allowed(s) {
+            return Err(s);
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
 impl Client {
+    /// Whether a user's token from this client may carry `scope`: a standard scope or one of
+    /// the client's own. Scopes are granted, never copied from the request.
+    pub fn user_scope_allowed(&self, scope: &str) -> bool {
+        USER_SCOPES.contains(&scope) || self.scopes.iter().any(|c| c == scope)
+    }
+
+    /// Whether the client's own (`client_credentials`) token may carry `scope`.
+    pub fn machine_scope_allowed(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|c| c == scope)
+    }
+
     pub fn is_public(&self) -> bool {
         self.secret.is_none()
     }
@@ -141,5 +178,25 @@ mod tests {
         assert!(c.post_logout_allowed("https://app.example.com/anything?x=1"));
         assert!(!c.post_logout_allowed("https://evil.test/"));
         assert!(c.secret_matches("s") && !c.secret_matches("t"));
+    }
+
+    #[test]
+    fn user_scopes_are_the_standard_ones_plus_the_clients() {
+        let clients = Clients::new(
+            &[],
+            None,
+            "https://app.example.com/oauth2/idpresponse".into(),
+            "https://app.example.com".into(),
+        );
+        let mut c = clients.get("portcullis").unwrap().clone();
+        c.scopes = vec!["orders/read".into()];
+        let ok = |s: &str| c.user_scope_allowed(s);
+        assert_eq!(
+            granted("openid  email openid orders/read", ok),
+            Ok(vec!["openid", "email", "orders/read"])
+        );
+        assert_eq!(granted("openid orders/write", ok), Err("orders/write"));
+        assert_eq!(granted("openid admin:all", ok), Err("admin:all"));
+        assert!(!c.machine_scope_allowed("openid") && c.machine_scope_allowed("orders/read"));
     }
 }

@@ -1,8 +1,14 @@
 //! The pool's token signing: JWTs (ID and access tokens) with keys kept in the database, so
 //! every replica signs and verifies with the same keys. ID tokens are RS256 by default, as
 //! Cognito's are and as OpenID Connect Discovery requires the OP to support; `pool.signing_alg
-//! = "ES256"` switches to ES256. The oldest key of the signing algorithm signs; every key
-//! verifies and is published in the JWKS with `kid`, `alg` and `use`.
+//! = "ES256"` switches to ES256. The oldest key of the signing algorithm that was not rotated out
+//! signs; every key verifies and is published in the JWKS with `kid`, `alg` and `use`.
+//!
+//! Rotation (`portcullis pool keys rotate`, `POST /pool/keys/rotate`): a new key signs from
+//! then on; each key it replaces stays published until every token it signed has expired (the
+//! longest token lifetime plus a margin), then leaves the JWKS and the database. Replicas
+//! reread the keys every [`KEY_REFRESH`], and sooner when a token names a key they do not
+//! know, so all of them sign with the new key within that time.
 //!
 //! Verification accepts only our own keys, matched by `kid` **and** algorithm: `none`, HMAC and
 //! algorithm confusion (an RS256 key used as ES256, or the other way) cannot verify.
@@ -99,53 +105,272 @@ fn generate_rsa_pem() -> Result<String, StoreError> {
     Ok(pem("PRIVATE KEY", der.as_bytes()))
 }
 
+/// One loaded key and, once rotated out, when it leaves the JWKS.
+struct Loaded {
+    key: PoolKey,
+    /// `None` while the key may sign; else it only verifies, until this time.
+    expires_at: Option<i64>,
+}
+
+/// The keys as last read from the database.
+struct KeySet {
+    keys: Vec<Loaded>,
+}
+
+impl KeySet {
+    /// The signing key: the oldest key of the signing algorithm not rotated out (replicas that
+    /// raced to create the first key converge on the same one).
+    fn signer(&self, alg: SigningAlg) -> Option<&PoolKey> {
+        self.keys
+            .iter()
+            .find(|k| k.key.alg() == alg && k.expires_at.is_none())
+            .map(|k| &k.key)
+    }
+}
+
+/// How often a replica rereads the keys, so a rotation made elsewhere (the CLI, another
+/// replica's admin API) reaches it: a new key signs everywhere within this time, and an
+/// unknown `kid` makes verification reread sooner (at most once a second).
+pub const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a key looks like in `pool keys list` and `GET /pool/keys`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: &'static str,
+    pub created_at: i64,
+    /// `signing`, or `retired` (published for verification until `expires_at`).
+    pub status: &'static str,
+    pub expires_at: Option<i64>,
+}
+
 pub struct Keys {
-    keys: Vec<PoolKey>,
+    set: std::sync::RwLock<std::sync::Arc<KeySet>>,
     alg: SigningAlg,
     rng: SystemRandom,
+    /// When the set was last read (ms since the epoch); guards rereads.
+    loaded_ms: std::sync::atomic::AtomicI64,
+    reload: tokio::sync::Mutex<()>,
+}
+
+fn parse_rows(rows: Vec<super::store::KeyRow>, now: i64) -> Result<KeySet, StoreError> {
+    let mut keys = Vec::new();
+    for r in rows {
+        if r.expires_at.is_some_and(|e| e <= now) {
+            continue;
+        }
+        let key = PoolKey::from_pem(&r.pem).ok_or_else(|| {
+            StoreError::Corrupt("a signing key is not PKCS#8 P-256 or RSA".into())
+        })?;
+        keys.push(Loaded {
+            key,
+            expires_at: r.expires_at,
+        });
+    }
+    Ok(KeySet { keys })
+}
+
+/// A new key of `alg` as PKCS#8 PEM and its `kid`.
+async fn generate(alg: SigningAlg) -> Result<(String, String), StoreError> {
+    let pem = match alg {
+        SigningAlg::Es256 => SigningKey::generate().private_pem(),
+        SigningAlg::Rs256 => tokio::task::spawn_blocking(generate_rsa_pem)
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("key generation: {e}")))??,
+    };
+    let key = PoolKey::from_pem(&pem)
+        .ok_or_else(|| StoreError::Corrupt("a generated key does not parse".into()))?;
+    Ok((key.kid().to_string(), pem))
+}
+
+/// Reads the keys, creating one of the signing algorithm when none may sign, and removes
+/// rotated-out keys whose tokens have all expired.
+async fn read_set(store: &Store, alg: SigningAlg, now: i64) -> Result<KeySet, StoreError> {
+    let _ = store.purge_signing_keys(now).await;
+    let mut set = parse_rows(store.signing_key_rows().await?, now)?;
+    if set.signer(alg).is_none() {
+        let (kid, pem) = generate(alg).await?;
+        store.add_signing_key(&kid, &pem, now).await?;
+        set = parse_rows(store.signing_key_rows().await?, now)?;
+    }
+    Ok(set)
+}
+
+/// Rotates the signing key: a new key of `alg` signs from now on; every key that signed
+/// before stays published (and verifies) for `keep` seconds — the longest lifetime of a token
+/// it signed plus a margin — then leaves the JWKS and the database. Returns the new `kid`.
+pub async fn rotate(
+    store: &Store,
+    alg: SigningAlg,
+    keep: i64,
+    now: i64,
+) -> Result<String, StoreError> {
+    let (kid, pem) = generate(alg).await?;
+    let old: Vec<String> = store
+        .signing_key_rows()
+        .await?
+        .into_iter()
+        .filter(|r| r.expires_at.is_none())
+        .filter(|r| PoolKey::from_pem(&r.pem).is_some_and(|k| k.alg() == alg))
+        .map(|r| r.kid)
+        .collect();
+    store.add_signing_key(&kid, &pem, now).await?;
+    store.retire_signing_keys(&old, now + keep).await?;
+    Ok(kid)
+}
+
+/// How long a rotated-out key stays published: the longest lifetime of a token it signed (ID
+/// or access token) plus a margin for clock skew and tokens in flight — that lifetime again,
+/// at most 10 minutes.
+pub fn retention(cfg: &super::PoolConfig) -> i64 {
+    let longest = cfg.tokens.id.max(cfg.tokens.access).as_secs() as i64;
+    longest + longest.min(600)
+}
+
+/// Rotates, records it in the audit log, and lists the keys after it.
+pub async fn rotate_audited(
+    admin: &super::admin::Admin<'_>,
+    now: i64,
+) -> Result<(String, Vec<KeyInfo>), super::admin::AdminError> {
+    let alg = admin.cfg.signing_alg;
+    match rotate(admin.store, alg, retention(admin.cfg), now).await {
+        Ok(kid) => {
+            admin
+                .record("keys.rotate", &kid, &super::audit::Outcome::Ok)
+                .await;
+            tracing::info!(kid = %kid, "pool.event" = "keys_rotated", "the pool's signing key was rotated");
+            Ok((kid, list(admin.store, alg, now).await?))
+        }
+        Err(e) => {
+            admin
+                .record(
+                    "keys.rotate",
+                    "",
+                    &super::audit::Outcome::Failed("database".into()),
+                )
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
+/// The keys in the database, oldest first (expired ones are left out).
+pub async fn list(store: &Store, alg: SigningAlg, now: i64) -> Result<Vec<KeyInfo>, StoreError> {
+    let set = parse_rows(store.signing_key_rows().await?, now)?;
+    let signer = set.signer(alg).map(|k| k.kid().to_string());
+    let rows = store.signing_key_rows().await?;
+    Ok(set
+        .keys
+        .iter()
+        .map(|k| KeyInfo {
+            kid: k.key.kid().to_string(),
+            alg: k.key.alg().name(),
+            created_at: rows
+                .iter()
+                .find(|r| r.kid == k.key.kid())
+                .map(|r| r.created_at)
+                .unwrap_or_default(),
+            status: if signer.as_deref() == Some(k.key.kid()) {
+                "signing"
+            } else if k.expires_at.is_some() {
+                "retired"
+            } else {
+                "published"
+            },
+            expires_at: k.expires_at,
+        })
+        .collect())
 }
 
 impl Keys {
-    /// Loads the keys, creating one of the signing algorithm when the database has none.
-    /// Replicas racing here each insert one; all are loaded and the oldest signs, so they
-    /// converge.
+    /// Loads the keys, creating one of the signing algorithm when the database has none that
+    /// may sign. Replicas racing here each insert one; all are loaded and the oldest signs, so
+    /// they converge.
     pub async fn load(store: &Store, alg: SigningAlg, now: i64) -> Result<Keys, StoreError> {
-        let parse = |pems: Vec<String>| -> Result<Vec<PoolKey>, StoreError> {
-            pems.iter()
-                .map(|pem| {
-                    PoolKey::from_pem(pem).ok_or_else(|| {
-                        StoreError::Corrupt("a signing key is not PKCS#8 P-256 or RSA".into())
-                    })
-                })
-                .collect()
-        };
-        let mut keys = parse(store.signing_keys().await?)?;
-        if !keys.iter().any(|k| k.alg() == alg) {
-            let pem = match alg {
-                SigningAlg::Es256 => SigningKey::generate().private_pem(),
-                SigningAlg::Rs256 => tokio::task::spawn_blocking(generate_rsa_pem)
-                    .await
-                    .map_err(|e| StoreError::Corrupt(format!("key generation: {e}")))??,
-            };
-            let key = PoolKey::from_pem(&pem)
-                .ok_or_else(|| StoreError::Corrupt("a generated key does not parse".into()))?;
-            store.add_signing_key(key.kid(), &pem, now).await?;
-            keys = parse(store.signing_keys().await?)?;
-        }
+        let set = read_set(store, alg, now).await?;
         Ok(Keys {
-            keys,
+            set: std::sync::RwLock::new(std::sync::Arc::new(set)),
             alg,
             rng: SystemRandom::new(),
+            loaded_ms: std::sync::atomic::AtomicI64::new(super::now_ms()),
+            reload: tokio::sync::Mutex::new(()),
         })
+    }
+
+    fn current(&self) -> std::sync::Arc<KeySet> {
+        match self.set.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Rereads the keys now (after a rotation made here).
+    pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        let _g = self.reload.lock().await;
+        let set = read_set(store, self.alg, super::now()).await?;
+        match self.set.write() {
+            Ok(mut g) => *g = std::sync::Arc::new(set),
+            Err(p) => *p.into_inner() = std::sync::Arc::new(set),
+        }
+        self.loaded_ms
+            .store(super::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Rereads the keys when the last read is older than `max_age`; one caller rereads, the
+    /// others go on with the current set. A database error keeps the current set.
+    async fn reload_if_older(&self, store: &Store, max_age: std::time::Duration) {
+        let age = super::now_ms() - self.loaded_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if age < max_age.as_millis() as i64 {
+            return;
+        }
+        let Ok(_g) = self.reload.try_lock() else {
+            return;
+        };
+        match read_set(store, self.alg, super::now()).await {
+            Ok(set) => match self.set.write() {
+                Ok(mut g) => *g = std::sync::Arc::new(set),
+                Err(p) => *p.into_inner() = std::sync::Arc::new(set),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot reread the pool's signing keys"),
+        }
+        self.loaded_ms
+            .store(super::now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Keeps the keys at most [`KEY_REFRESH`] old.
+    pub async fn refresh(&self, store: &Store) {
+        self.reload_if_older(store, KEY_REFRESH).await;
+    }
+
+    /// Whether a token names a key this replica does not know (yet).
+    fn unknown_kid(&self, token: &str) -> bool {
+        let kid = token
+            .split('.')
+            .next()
+            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+            .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
+            .and_then(|h| h.get("kid").and_then(Value::as_str).map(str::to_string));
+        kid.is_some_and(|kid| !self.current().keys.iter().any(|k| k.key.kid() == kid))
+    }
+
+    /// [`Keys::verify`], rereading the keys first (at most once a second) when the token names
+    /// a key rotated in on another replica moments ago.
+    pub async fn verify_fresh(&self, store: &Store, token: &str) -> Option<Map<String, Value>> {
+        if self.unknown_kid(token) {
+            self.reload_if_older(store, std::time::Duration::from_secs(1))
+                .await;
+        }
+        self.verify(token)
     }
 
     /// The algorithms discovery lists: the signing one first. RS256 is always listed (OpenID
     /// Connect Discovery §3 requires it) and an RS256 key is always published with it.
     pub fn algs(&self) -> Vec<&'static str> {
         let mut v = vec![self.alg.name()];
-        for k in &self.keys {
-            if !v.contains(&k.alg().name()) {
-                v.push(k.alg().name());
+        for k in &self.current().keys {
+            if !v.contains(&k.key.alg().name()) {
+                v.push(k.key.alg().name());
             }
         }
         v
@@ -155,25 +380,39 @@ impl Keys {
         self.alg
     }
 
+    /// The published keys: the signing key and every rotated-out key whose tokens may still be
+    /// valid.
     pub fn jwks(&self) -> Value {
         Value::Object(Map::from_iter([(
             "keys".to_string(),
-            Value::Array(self.keys.iter().map(|k| k.jwk().clone()).collect()),
+            Value::Array(
+                self.current()
+                    .keys
+                    .iter()
+                    .map(|k| k.key.jwk().clone())
+                    .collect(),
+            ),
         )]))
     }
 
-    /// Signs claims as a compact JWS with the oldest key of the signing algorithm.
+    /// The `kid` new tokens are signed with.
+    pub fn signing_kid(&self) -> Option<String> {
+        self.current().signer(self.alg).map(|k| k.kid().to_string())
+    }
+
+    /// Signs claims as a compact JWS with the signing key.
     pub fn sign(&self, claims: &Value) -> String {
         self.sign_typed(claims, "JWT")
     }
 
     /// Like [`Keys::sign`] with another `typ` header (e.g. `logout+jwt`).
     pub fn sign_typed(&self, claims: &Value, typ: &str) -> String {
-        let k = self
-            .keys
-            .iter()
-            .find(|k| k.alg() == self.alg)
-            .unwrap_or(&self.keys[0]);
+        let set = self.current();
+        // `read_set` always leaves a key that may sign; a set without one cannot be loaded.
+        let k = match set.signer(self.alg) {
+            Some(k) => k,
+            None => &set.keys[0].key,
+        };
         let header = serde_json::json!({"alg": k.alg().name(), "typ": typ, "kid": k.kid()});
         let input = format!(
             "{}.{}",
@@ -209,7 +448,8 @@ impl Keys {
         let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
         let alg = header.get("alg")?.as_str()?;
         let kid = header.get("kid")?.as_str()?;
-        let key = self.keys.iter().find(|k| k.kid() == kid)?;
+        let set = self.current();
+        let key = &set.keys.iter().find(|k| k.key.kid() == kid)?.key;
         // The key decides the algorithm; the header must agree (no algorithm confusion).
         if key.alg().name() != alg {
             return None;
@@ -256,9 +496,16 @@ mod tests {
             SigningAlg::Rs256 => PoolKey::from_pem(&generate_rsa_pem().unwrap()).unwrap(),
         };
         Keys {
-            keys: vec![key],
+            set: std::sync::RwLock::new(std::sync::Arc::new(KeySet {
+                keys: vec![Loaded {
+                    key,
+                    expires_at: None,
+                }],
+            })),
             alg,
             rng: SystemRandom::new(),
+            loaded_ms: std::sync::atomic::AtomicI64::new(0),
+            reload: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -295,7 +542,7 @@ mod tests {
         let keys = keys(SigningAlg::Rs256);
         let t = keys.sign(&serde_json::json!({"sub": "u1"}));
         let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
-        let kid = keys.keys[0].kid().to_string();
+        let kid = keys.signing_kid().unwrap();
         for alg in ["HS256", "ES256", "none"] {
             parts[0] = URL_SAFE_NO_PAD
                 .encode(serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}).to_string());

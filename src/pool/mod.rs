@@ -297,8 +297,8 @@ impl Pool {
         let post = m == Method::POST;
         match sub {
             "/.well-known/openid-configuration" if get => op::discovery(self),
-            "/jwks.json" if get => op::jwks(ready),
-            "/authorize" if get => op::authorize(self, ready, &req).await,
+            "/jwks.json" if get => op::jwks(ready).await,
+            "/authorize" if get || post => op::authorize(self, ready, &req).await,
             "/token" if post => op::token(self, ready, &req).await,
             "/userinfo" if get || post => op::userinfo(self, ready, &req).await,
             "/logout" if get || post => op::end_session(self, ready, &req).await,

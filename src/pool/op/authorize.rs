@@ -1,7 +1,10 @@
-//! `GET {issuer}/authorize`: the authorization-code flow only. An unknown client or a
+//! `GET` / `POST {issuer}/authorize`: the authorization-code flow only. An unknown client or a
 //! redirect URI that is not registered *exactly* gets an error page and never a redirect
 //! (RFC 6749 §4.1.2.1 — an open redirector otherwise); every other error is returned to the
 //! client's redirect URI. Public clients must send a PKCE S256 challenge (RFC 7636, BCP §2.1.1).
+//! Scopes are granted per client (standard ones plus `[[pool.clients]].scopes`), anything else
+//! is `invalid_scope`; `max_age` and `prompt=login` make the user sign in again; request objects
+//! (`request`, `request_uri`) are refused as unsupported, never silently ignored.
 
 use http::{Response, StatusCode};
 
@@ -46,14 +49,16 @@ fn valid_challenge(c: &str) -> bool {
 }
 
 pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
-    let client_id = req.param("client_id");
+    // OIDC Core 3.1.2.1: GET (query) and POST (form) alike; `value` reads the form first.
+    let param = |name: &str| req.value(name);
+    let client_id = param("client_id");
     let Some(client) = pool.clients.get(client_id) else {
         return plain(
             StatusCode::BAD_REQUEST,
             "invalid_request: unknown client_id\n",
         );
     };
-    let redirect_uri = req.param("redirect_uri");
+    let redirect_uri = param("redirect_uri");
     if !client.redirect_allowed(redirect_uri) {
         tracing::info!(
             request_id = req.rid,
@@ -66,99 +71,116 @@ pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bo
             "invalid_request: redirect_uri is not registered for this client (exact match required)\n",
         );
     }
-    let state = req.param("state");
-    if req.param("response_type") != "code" {
-        return client_error(
-            pool,
-            redirect_uri,
-            state,
-            "unsupported_response_type",
-            "only response_type=code is supported",
+    let state = param("state");
+    let fail = |error: &str, description: &str| {
+        client_error(pool, redirect_uri, state, error, description)
+    };
+    // OIDC Core 6: request objects are not supported (discovery says so); refusing them is
+    // the only safe answer, since ignoring one would ignore what it asked for.
+    if !param("request").is_empty() {
+        return fail(
+            "request_not_supported",
+            "the request parameter is not supported",
         );
     }
-    let scope = req.param("scope");
-    if !scope.split(' ').any(|s| s == "openid") {
-        return client_error(
-            pool,
-            redirect_uri,
-            state,
-            "invalid_scope",
-            "the openid scope is required",
+    if !param("request_uri").is_empty() {
+        return fail(
+            "request_uri_not_supported",
+            "the request_uri parameter is not supported",
         );
     }
-    let challenge = req.param("code_challenge");
-    let method = req.param("code_challenge_method");
-    if !challenge.is_empty() && method != "S256" {
-        return client_error(
-            pool,
-            redirect_uri,
-            state,
+    if !param("registration").is_empty() {
+        return fail(
+            "registration_not_supported",
+            "the registration parameter is not supported",
+        );
+    }
+    match param("response_type") {
+        "code" => {}
+        "" => return fail("invalid_request", "response_type is required"),
+        _ => {
+            return fail(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            );
+        }
+    }
+    // Scopes are granted, not asked for: each must be standard or one of the client's own.
+    let scope = match super::super::clients::granted(param("scope"), |s| {
+        client.user_scope_allowed(s)
+    }) {
+        Ok(list) if list.contains(&"openid") => list.join(" "),
+        Ok(_) => return fail("invalid_scope", "the openid scope is required"),
+        Err(bad) => {
+            tracing::info!(request_id = req.rid, client_id, scope = %crate::error::sanitize_code(bad), "pool.event" = "invalid_scope", "authorize: scope refused");
+            return fail(
+                "invalid_scope",
+                "a requested scope is not one this client may be granted",
+            );
+        }
+    };
+    let prompts: Vec<&str> = param("prompt").split_ascii_whitespace().collect();
+    if prompts.contains(&"none") && prompts.len() > 1 {
+        return fail(
             "invalid_request",
-            "code_challenge_method must be S256",
+            "prompt=none cannot be combined with other values",
         );
+    }
+    // OIDC Core 3.1.2.1: a sign-in older than max_age seconds does not count (0: always anew).
+    let max_age = match param("max_age") {
+        "" => None,
+        m => match m.parse::<u64>() {
+            Ok(v) => Some(v.min(i64::MAX as u64) as i64),
+            Err(_) => return fail("invalid_request", "max_age must be a number of seconds"),
+        },
+    };
+    let challenge = param("code_challenge");
+    let method = param("code_challenge_method");
+    if !challenge.is_empty() && method != "S256" {
+        return fail("invalid_request", "code_challenge_method must be S256");
     }
     if challenge.is_empty() && !method.is_empty() {
-        return client_error(
-            pool,
-            redirect_uri,
-            state,
-            "invalid_request",
-            "code_challenge is missing",
-        );
+        return fail("invalid_request", "code_challenge is missing");
     }
     if !challenge.is_empty() && !valid_challenge(challenge) {
-        return client_error(
-            pool,
-            redirect_uri,
-            state,
-            "invalid_request",
-            "code_challenge is malformed",
-        );
+        return fail("invalid_request", "code_challenge is malformed");
     }
     if client.is_public() && challenge.is_empty() {
-        return client_error(
-            pool,
-            redirect_uri,
-            state,
-            "invalid_request",
-            "public clients must use PKCE with S256",
-        );
+        return fail("invalid_request", "public clients must use PKCE with S256");
     }
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let areq = AuthRequest {
         client_id: client_id.to_string(),
         redirect_uri: redirect_uri.to_string(),
         state: opt(state),
-        nonce: opt(req.param("nonce")),
-        scope: scope.to_string(),
+        nonce: opt(param("nonce")),
+        scope,
         code_challenge: opt(challenge),
         exp: now() + 3600,
     };
-    let prompt = req.param("prompt");
-    if !prompt.split(' ').any(|p| p == "login")
+    if !prompts.contains(&"login")
         && let Some((user, auth_time)) = pool.session_user(ready, req).await
     {
+        let fresh = match max_age {
+            None => true,
+            Some(0) => false,
+            Some(m) => now().saturating_sub(auth_time) <= m,
+        };
         let amr = crate::pool::mfa::session_amr(ready, req).await;
         // A session from before `mfa = "required"` (password only) does not answer for it.
-        if crate::pool::mfa::session_suffices(pool, &amr) {
+        if fresh && crate::pool::mfa::session_suffices(pool, &amr) {
             return issue_code(pool, ready, req, &areq, &user, auth_time, &amr, Vec::new()).await;
         }
     }
-    if prompt.split(' ').any(|p| p == "none") {
-        return client_error(
-            pool,
-            redirect_uri,
-            state,
-            "login_required",
-            "the user is not signed in",
-        );
+    if prompts.contains(&"none") {
+        return fail("login_required", "the user is not signed in");
     }
     let mut to = format!(
         "{}/login?req={}",
         pool.base,
         super::super::pages::login::enc(&pool.seal_request(&areq))
     );
-    let hint = req.param("login_hint");
+    let hint = param("login_hint");
     if !hint.is_empty() {
         to.push_str(&format!(
             "&username={}",

@@ -47,12 +47,18 @@ pub fn discovery(pool: &Pool) -> Response<Body> {
         "id_token_signing_alg_values_supported": [pool.cfg.signing_alg.name()],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "email", "profile", "phone", "offline_access"],
+        "scopes_supported": super::clients::USER_SCOPES,
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "email", "email_verified", "phone_number",
-            "phone_number_verified", "name", "given_name", "family_name", "preferred_username", "groups",
-            "cognito:groups", "cognito:username", "amr", "sid"
+            "phone_number_verified", "address", "name", "given_name", "family_name", "middle_name", "nickname",
+            "preferred_username", "profile", "picture", "website", "gender", "birthdate", "zoneinfo", "locale",
+            "groups", "cognito:groups", "cognito:username", "amr", "sid", "at_hash"
         ],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "require_request_uri_registration": false,
+        "prompt_values_supported": ["none", "login"],
         "authorization_response_iss_parameter_supported": true,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
@@ -66,7 +72,8 @@ pub fn discovery(pool: &Pool) -> Response<Body> {
     r
 }
 
-pub fn jwks(ready: &Ready) -> Response<Body> {
+pub async fn jwks(ready: &Ready) -> Response<Body> {
+    ready.keys.refresh(&ready.store).await;
     let mut r = json_response(StatusCode::OK, &ready.keys.jwks());
     r.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -75,23 +82,95 @@ pub fn jwks(ready: &Ready) -> Response<Body> {
     r
 }
 
-/// The user's claims as the ID token and userinfo carry them.
-pub fn user_claims(user: &User) -> Map<String, Value> {
+/// The scope that releases a user attribute (OIDC Core 5.4): `email`, `phone` and `address`
+/// for theirs; `profile` for every other standard attribute and for `custom:*` attributes.
+fn scope_of_attribute(name: &str) -> &'static str {
+    match name {
+        "email" | "email_verified" => "email",
+        "phone_number" | "phone_number_verified" => "phone",
+        "address" => "address",
+        _ => "profile",
+    }
+}
+
+/// OIDC Core 5.1.1: `address` is a JSON object. A stored plain string is its `formatted`
+/// member; a stored object keeps only the members 5.1.1 defines.
+fn address_claim(v: &Value) -> Value {
+    const MEMBERS: [&str; 6] = [
+        "formatted",
+        "street_address",
+        "locality",
+        "region",
+        "postal_code",
+        "country",
+    ];
+    let obj = match v {
+        Value::Object(m) => Some(m.clone()),
+        Value::String(s) if s.trim_start().starts_with('{') => {
+            serde_json::from_str::<Map<String, Value>>(s).ok()
+        }
+        _ => None,
+    };
+    match (obj, v) {
+        (Some(m), _) => Value::Object(
+            m.into_iter()
+                .filter(|(k, v)| MEMBERS.contains(&k.as_str()) && v.is_string())
+                .collect(),
+        ),
+        (None, Value::String(s)) => json!({ "formatted": s }),
+        (None, other) => json!({ "formatted": other.to_string() }),
+    }
+}
+
+/// The user's claims as the ID token and userinfo carry them for `scope` (OIDC Core 5.4):
+/// `sub` and the groups always (`groups`, `cognito:groups`, `cognito:username`: authorization
+/// data the access token carries too, as Cognito's do); each attribute only with its scope.
+pub fn user_claims(user: &User, scope: &str) -> Map<String, Value> {
+    claims_for(
+        &user.sub,
+        &user.username,
+        &user.attributes,
+        &user.groups,
+        scope,
+    )
+}
+
+fn claims_for(
+    sub: &str,
+    username: &str,
+    attributes: &Map<String, Value>,
+    user_groups: &[String],
+    scope: &str,
+) -> Map<String, Value> {
+    let scopes: Vec<&str> = scope.split_ascii_whitespace().collect();
     let mut c = Map::new();
-    c.insert("sub".into(), Value::String(user.sub.clone()));
-    for (k, v) in &user.attributes {
-        c.insert(k.clone(), v.clone());
+    c.insert("sub".into(), Value::String(sub.to_string()));
+    for (k, v) in attributes {
+        if !scopes.contains(&scope_of_attribute(k)) {
+            continue;
+        }
+        let v = if k == "address" {
+            address_claim(v)
+        } else {
+            v.clone()
+        };
+        c.insert(k.clone(), v);
     }
     if c.contains_key("email") && !c.contains_key("email_verified") {
         c.insert("email_verified".into(), Value::Bool(false));
     }
-    c.entry("preferred_username")
-        .or_insert_with(|| Value::String(user.username.clone()));
+    if c.contains_key("phone_number") && !c.contains_key("phone_number_verified") {
+        c.insert("phone_number_verified".into(), Value::Bool(false));
+    }
+    if scopes.contains(&"profile") {
+        c.entry("preferred_username")
+            .or_insert_with(|| Value::String(username.to_string()));
+    }
     c.insert(
         "cognito:username".into(),
-        Value::String(user.username.clone()),
+        Value::String(username.to_string()),
     );
-    let groups = Value::Array(user.groups.iter().cloned().map(Value::String).collect());
+    let groups = Value::Array(user_groups.iter().cloned().map(Value::String).collect());
     c.insert("cognito:groups".into(), groups.clone());
     c.insert("groups".into(), groups);
     c
@@ -100,7 +179,11 @@ pub fn user_claims(user: &User) -> Map<String, Value> {
 /// What a token response is issued for.
 pub struct Grant<'a> {
     pub client_id: &'a str,
+    /// The scope of the access token (and the claims released); already checked against the
+    /// client's allowed scopes.
     pub scope: &'a str,
+    /// The scope the refresh token keeps (RFC 6749 §6: a narrowed refresh keeps the grant).
+    pub refresh_scope: &'a str,
     /// The token family (from the authorization code); `origin_jti` of access tokens.
     pub family: &'a str,
     pub auth_time: i64,
@@ -115,7 +198,7 @@ pub struct Grant<'a> {
 pub fn mint(pool: &Pool, ready: &Ready, user: &User, g: &Grant<'_>) -> (String, String) {
     let (client_id, scope, family, auth_time, nonce, now) =
         (g.client_id, g.scope, g.family, g.auth_time, g.nonce, g.now);
-    let mut id = user_claims(user);
+    let mut id = user_claims(user, scope);
     id.insert("iss".into(), json!(pool.issuer));
     id.insert("aud".into(), json!(client_id));
     id.insert("iat".into(), json!(now));
@@ -151,4 +234,55 @@ pub fn mint(pool: &Pool, ready: &Ready, user: &User, g: &Grant<'_>) -> (String, 
     // OIDC Core 3.1.3.6: binds the ID token to the access token issued with it.
     id.insert("at_hash".into(), json!(super::jwt::left_half_hash(&access)));
     (ready.keys.sign(&Value::Object(id)), access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attributes() -> Map<String, Value> {
+        let mut attributes = Map::new();
+        for (k, v) in [
+            ("email", json!("a@example.com")),
+            ("email_verified", json!(true)),
+            ("name", json!("A")),
+            ("phone_number", json!("+819012345678")),
+            ("address", json!("1 Rabbit Hole")),
+            ("custom:team", json!("x")),
+        ] {
+            attributes.insert(k.into(), v);
+        }
+        attributes
+    }
+
+    #[test]
+    fn claims_are_released_per_scope() {
+        let a = attributes();
+        let groups = vec!["g".to_string()];
+        let claims = |scope: &str| claims_for("s", "alice", &a, &groups, scope);
+        let keys = |scope: &str| {
+            let mut k: Vec<String> = claims(scope).keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys("openid"),
+            ["cognito:groups", "cognito:username", "groups", "sub"]
+        );
+        assert!(keys("openid email").contains(&"email_verified".to_string()));
+        assert!(!keys("openid email").contains(&"name".to_string()));
+        let p = keys("openid profile");
+        assert!(p.contains(&"name".into()) && p.contains(&"custom:team".into()));
+        assert!(p.contains(&"preferred_username".into()) && !p.contains(&"email".into()));
+        let ph = claims("openid phone");
+        assert_eq!(ph["phone_number_verified"], json!(false));
+        assert_eq!(
+            claims("openid address")["address"],
+            json!({"formatted": "1 Rabbit Hole"})
+        );
+        assert_eq!(
+            address_claim(&json!(r#"{"locality":"Oxford","x":"y","country":"UK"}"#)),
+            json!({"locality": "Oxford", "country": "UK"})
+        );
+    }
 }

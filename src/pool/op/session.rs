@@ -39,7 +39,7 @@ pub async fn userinfo(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
     else {
         return unauthorized("missing access token");
     };
-    let Some(claims) = ready.keys.verify(token) else {
+    let Some(claims) = ready.keys.verify_fresh(&ready.store, token).await else {
         return unauthorized("invalid access token");
     };
     let valid = claims.get("token_use").and_then(Value::as_str) == Some("access")
@@ -70,7 +70,9 @@ pub async fn userinfo(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
     }
     match ready.store.user_by_sub(sub).await {
         Ok(Some(u)) if u.status == UserStatus::Confirmed => {
-            json_response(StatusCode::OK, &Value::Object(user_claims(&u)))
+            // OIDC Core 5.4: the claims of the scopes the access token was granted.
+            let scope = claims.get("scope").and_then(Value::as_str).unwrap_or("");
+            json_response(StatusCode::OK, &Value::Object(user_claims(&u, scope)))
         }
         Ok(_) => unauthorized("the user cannot sign in"),
         Err(e) => {
@@ -93,7 +95,8 @@ pub async fn end_session(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<
     // The client: named, or the audience of our own (possibly expired) ID token.
     let hint_aud = ready
         .keys
-        .verify(req.value("id_token_hint"))
+        .verify_fresh(&ready.store, req.value("id_token_hint"))
+        .await
         .filter(|c| c.get("iss").and_then(Value::as_str) == Some(pool.issuer.as_str()))
         .and_then(|c| c.get("aud").and_then(Value::as_str).map(str::to_string));
     let client_id = match req.value("client_id") {

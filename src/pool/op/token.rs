@@ -10,7 +10,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use super::super::clients::Client;
+use super::super::clients::{Client, granted};
 use super::super::config::GrantType;
 use super::super::store::User;
 use super::super::store::{RefreshUse, UserStatus};
@@ -34,6 +34,16 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
 
 fn invalid_grant(description: &str) -> Response<Body> {
     error(StatusCode::BAD_REQUEST, "invalid_grant", description)
+}
+
+/// RFC 6749 §5.2 `invalid_scope`; the refused scope is logged (sanitised), not echoed.
+fn invalid_scope(req: &Req<'_>, client: &Client, bad: &str) -> Response<Body> {
+    tracing::info!(request_id = req.rid, client_id = %client.client_id, scope = %crate::error::sanitize_code(bad), "pool.event" = "invalid_scope", "token: scope refused");
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_scope",
+        "a requested scope is not one this client may be granted",
+    )
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded inside the Basic credentials.
@@ -130,6 +140,8 @@ pub async fn token(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         Ok(c) => c,
         Err(r) => return *r,
     };
+    // A rotation made elsewhere reaches this replica before it signs.
+    ready.keys.refresh(&ready.store).await;
     let grant_type = req.field("grant_type");
     if let Some(g) = GrantType::parse(grant_type)
         && !client.may_use(g)
@@ -173,28 +185,14 @@ fn client_credentials_grant(
             "this client may not use this grant_type",
         );
     };
-    let requested: Vec<&str> = req.field("scope").split_whitespace().collect();
-    if let Some(bad) = requested
-        .iter()
-        .find(|s| !client.scopes.iter().any(|c| c == *s))
-    {
-        tracing::info!(request_id = req.rid, client_id = %client.client_id, scope = %crate::error::sanitize_code(bad), "pool.event" = "invalid_scope", "client_credentials scope refused");
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            "a requested scope is not one this client may be granted",
-        );
-    }
+    let requested = match granted(req.field("scope"), |s| client.machine_scope_allowed(s)) {
+        Ok(list) => list,
+        Err(bad) => return invalid_scope(req, client, bad),
+    };
     let scope = if requested.is_empty() {
         client.scopes.join(" ")
     } else {
-        let mut granted: Vec<&str> = Vec::new();
-        for s in requested {
-            if !granted.contains(&s) {
-                granted.push(s);
-            }
-        }
-        granted.join(" ")
+        requested.join(" ")
     };
     let t = now();
     let lifetime = pool.cfg.tokens.access.as_secs();
@@ -260,6 +258,12 @@ async fn code_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) 
         None if client.is_public() => return invalid_grant("PKCE is required"),
         None => {}
     }
+    // The scope was checked at authorize; checked again against the client's list as it is
+    // now (a code from before a configuration change grants no more than the list allows).
+    let scope = match granted(&c.scope, |s| client.user_scope_allowed(s)) {
+        Ok(list) => list.join(" "),
+        Err(bad) => return invalid_scope(req, client, bad),
+    };
     let user = match store.user_by_sub(&c.sub).await {
         Ok(Some(u)) if u.status == UserStatus::Confirmed => u,
         Ok(_) => return invalid_grant("the user cannot sign in"),
@@ -273,7 +277,8 @@ async fn code_grant(pool: &Pool, ready: &Ready, req: &Req<'_>, client: &Client) 
     let grant = Grant {
         amr: &amr,
         client_id: &client.client_id,
-        scope: &c.scope,
+        scope: &scope,
+        refresh_scope: &scope,
         family: &c.family,
         auth_time: c.auth_time,
         nonce: c.nonce.as_deref(),
@@ -290,6 +295,25 @@ async fn refresh_grant(
 ) -> Response<Body> {
     let store = &ready.store;
     let t = now();
+    // RFC 6749 §6: a refresh may ask for less, never for more. Checked before the token is
+    // used, so a refused request leaves it valid.
+    let allowed_now = |stored: &str| -> Vec<String> {
+        stored
+            .split_ascii_whitespace()
+            .filter(|s| client.user_scope_allowed(s))
+            .map(str::to_string)
+            .collect()
+    };
+    match store.refresh_scope(req.field("refresh_token")).await {
+        Ok(Some(stored)) => {
+            let kept = allowed_now(&stored);
+            if let Err(bad) = granted(req.field("scope"), |s| kept.iter().any(|k| k == s)) {
+                return invalid_scope(req, client, bad);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return db_error(req, &e),
+    }
     let (family, client_id, sub, scope, auth_time) =
         match store.use_refresh(req.field("refresh_token"), t).await {
             Ok(RefreshUse::Fresh {
@@ -315,6 +339,20 @@ async fn refresh_grant(
     if client_id != client.client_id {
         return invalid_grant("the refresh token was issued to another client");
     }
+    // The grant keeps only what the client may still be granted (a token from before a scope
+    // was allowed, or from before scopes were checked, loses the rest). RFC 6749 §6: a refresh
+    // may ask for less, never for more.
+    let kept = allowed_now(&scope);
+    let asked = match granted(req.field("scope"), |s| kept.iter().any(|k| k == s)) {
+        Ok(list) => list,
+        Err(bad) => return invalid_scope(req, client, bad),
+    };
+    let refresh_scope = kept.join(" ");
+    let scope = if asked.is_empty() {
+        refresh_scope.clone()
+    } else {
+        asked.join(" ")
+    };
     let user = match store.user_by_sub(&sub).await {
         Ok(Some(u)) if u.status == UserStatus::Confirmed => u,
         Ok(_) => {
@@ -332,6 +370,7 @@ async fn refresh_grant(
         amr: &amr,
         client_id: &client.client_id,
         scope: &scope,
+        refresh_scope: &refresh_scope,
         family: &family,
         auth_time,
         nonce: None,
@@ -358,7 +397,7 @@ async fn respond(
     let expires = t + pool.cfg.tokens.refresh.as_secs() as i64;
     if let Err(e) = ready
         .store
-        .insert_refresh(&refresh, family, scope, auth_time, expires)
+        .insert_refresh(&refresh, family, g.refresh_scope, auth_time, expires)
         .await
     {
         return db_error(req, &e);

@@ -7,6 +7,7 @@
 mod audit;
 mod console;
 mod federation;
+mod keys;
 mod mfa;
 mod security;
 pub mod sessions;
@@ -21,6 +22,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditRow;
+pub use keys::KeyRow;
 pub use mfa::Passkey;
 pub use security::CodeCheck;
 pub use tokens::{RefreshUse, StoredCode};
@@ -170,6 +172,14 @@ impl Store {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
                 break;
+            }
+        }
+        // Signing-key rotation (its own step; see keys.rs).
+        for stmt in keys::SCHEMA_KEYS {
+            if result.is_ok()
+                && let Err(e) = conn.execute(*stmt).await
+            {
+                result = Err(StoreError::Db(e));
             }
         }
         for stmt in mfa::SCHEMA_MFA {

@@ -144,6 +144,19 @@ impl Store {
     }
 
     /// Spends a refresh token (rotation); a second use revokes the whole family.
+    /// The scope a refresh token holds, without using it (so a refused request for more does
+    /// not spend the token).
+    pub async fn refresh_scope(&self, token: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT scope FROM refresh_tokens WHERE token_hash = $1")
+            .bind(hash_secret(token))
+            .fetch_optional(&self.db)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("scope")?),
+            None => None,
+        })
+    }
+
     pub async fn use_refresh(&self, token: &str, now: i64) -> Result<RefreshUse, StoreError> {
         let h = hash_secret(token);
         let first =
