@@ -330,7 +330,11 @@ fn pool_provider(public_url: &Url) -> ProviderConfig {
         client_id: "portcullis".into(),
         // The secret is derived at start-up from the session key ring (see `App::build`).
         client_secret: None,
-        scopes: vec!["openid".into(), "email".into(), "profile".into()],
+        // The pool releases claims per scope: ask for every standard one, so the identity
+        // headers and x-amzn-oidc-data carry what the user has (phone, address too).
+        scopes: ["openid", "email", "profile", "phone", "address"]
+            .map(String::from)
+            .to_vec(),
         extra_auth_params: vec![],
         groups_claim: "cognito:groups".into(),
         token_auth: TokenAuth::ClientSecretBasic,
