@@ -150,6 +150,8 @@ pub struct Keys {
     rng: SystemRandom,
     /// When the set was last read (ms since the epoch); guards rereads.
     loaded_ms: std::sync::atomic::AtomicI64,
+    /// When a token naming an unknown key last caused a reread (ms since the epoch).
+    kid_miss_ms: std::sync::atomic::AtomicI64,
     reload: tokio::sync::Mutex<()>,
 }
 
@@ -293,6 +295,7 @@ impl Keys {
             alg,
             rng: SystemRandom::new(),
             loaded_ms: std::sync::atomic::AtomicI64::new(super::now_ms()),
+            kid_miss_ms: std::sync::atomic::AtomicI64::new(0),
             reload: tokio::sync::Mutex::new(()),
         })
     }
@@ -307,40 +310,35 @@ impl Keys {
     /// Rereads the keys now (after a rotation made here).
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
         let _g = self.reload.lock().await;
-        let set = read_set(store, self.alg, super::now()).await?;
-        match self.set.write() {
-            Ok(mut g) => *g = std::sync::Arc::new(set),
-            Err(p) => *p.into_inner() = std::sync::Arc::new(set),
-        }
+        self.reread(store).await
+    }
+
+    /// Reads the set and swaps it in; the caller holds `reload`.
+    async fn reread(&self, store: &Store) -> Result<(), StoreError> {
+        let result = read_set(store, self.alg, super::now()).await;
         self.loaded_ms
             .store(super::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        let set = std::sync::Arc::new(result?);
+        match self.set.write() {
+            Ok(mut g) => *g = set,
+            Err(p) => *p.into_inner() = set,
+        }
         Ok(())
     }
 
-    /// Rereads the keys when the last read is older than `max_age`; one caller rereads, the
-    /// others go on with the current set. A database error keeps the current set.
-    async fn reload_if_older(&self, store: &Store, max_age: std::time::Duration) {
+    /// Rereads the keys when the last read is older than [`KEY_REFRESH`]; one caller rereads,
+    /// the others go on with the current set. A database error keeps the current set.
+    pub async fn refresh(&self, store: &Store) {
         let age = super::now_ms() - self.loaded_ms.load(std::sync::atomic::Ordering::Relaxed);
-        if age < max_age.as_millis() as i64 {
+        if age < KEY_REFRESH.as_millis() as i64 {
             return;
         }
         let Ok(_g) = self.reload.try_lock() else {
             return;
         };
-        match read_set(store, self.alg, super::now()).await {
-            Ok(set) => match self.set.write() {
-                Ok(mut g) => *g = std::sync::Arc::new(set),
-                Err(p) => *p.into_inner() = std::sync::Arc::new(set),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot reread the pool's signing keys"),
+        if let Err(e) = self.reread(store).await {
+            tracing::warn!(error = %e, "cannot reread the pool's signing keys");
         }
-        self.loaded_ms
-            .store(super::now_ms(), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Keeps the keys at most [`KEY_REFRESH`] old.
-    pub async fn refresh(&self, store: &Store) {
-        self.reload_if_older(store, KEY_REFRESH).await;
     }
 
     /// Whether a token names a key this replica does not know (yet).
@@ -358,8 +356,25 @@ impl Keys {
     /// a key rotated in on another replica moments ago.
     pub async fn verify_fresh(&self, store: &Store, token: &str) -> Option<Map<String, Value>> {
         if self.unknown_kid(token) {
-            self.reload_if_older(store, std::time::Duration::from_secs(1))
-                .await;
+            // At most one such reread a second, however many tokens name unknown keys.
+            let now = super::now_ms();
+            let last = self.kid_miss_ms.load(std::sync::atomic::Ordering::Relaxed);
+            if now - last >= 1000
+                && self
+                    .kid_miss_ms
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                let _g = self.reload.lock().await;
+                if let Err(e) = self.reread(store).await {
+                    tracing::warn!(error = %e, "cannot reread the pool's signing keys");
+                }
+            }
         }
         self.verify(token)
     }
@@ -505,6 +520,7 @@ mod tests {
             alg,
             rng: SystemRandom::new(),
             loaded_ms: std::sync::atomic::AtomicI64::new(0),
+            kid_miss_ms: std::sync::atomic::AtomicI64::new(0),
             reload: tokio::sync::Mutex::new(()),
         }
     }
@@ -557,5 +573,57 @@ mod tests {
         let h = left_half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNE7");
         assert_eq!(h.len(), 22);
         assert_eq!(h, "6cnUJ9v9-hUd45LPh1gN-g");
+    }
+
+    /// Two replicas on one database: a rotation made through one is unknown to the other until
+    /// it rereads; a token naming the new key makes it reread at once. The replaced key stays
+    /// published until its retention ends, then leaves the JWKS and the database.
+    #[tokio::test]
+    async fn rotation_reaches_another_replica_and_old_keys_leave() {
+        let dir = std::env::temp_dir().join(format!("pc-jwt-rot-{}", std::process::id()));
+        let url = format!("sqlite://{}", dir.join("pool.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let t0 = crate::pool::now();
+        let a = Keys::load(&store, SigningAlg::Es256, t0).await.unwrap();
+        let b = Keys::load(&store, SigningAlg::Es256, t0).await.unwrap();
+        let old = a.signing_kid().unwrap();
+        assert_eq!(
+            b.signing_kid().unwrap(),
+            old,
+            "replicas converge on one key"
+        );
+        let new = rotate(&store, SigningAlg::Es256, 60, t0).await.unwrap();
+        a.reload(&store).await.unwrap();
+        let token = a.sign(&serde_json::json!({"sub": "u1"}));
+        assert_eq!(a.signing_kid().unwrap(), new);
+        assert!(b.verify(&token).is_none(), "b has not reread yet");
+        assert_eq!(b.verify_fresh(&store, &token).await.unwrap()["sub"], "u1");
+        assert_eq!(
+            b.signing_kid().unwrap(),
+            new,
+            "the reread also moves b's signing key"
+        );
+        let kids = |k: &Keys| {
+            k.jwks()["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["kid"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let mut both = vec![old.clone(), new.clone()];
+        both.sort();
+        let mut published = kids(&b);
+        published.sort();
+        assert_eq!(published, both);
+        let listed = list(&store, SigningAlg::Es256, t0).await.unwrap();
+        let status = |kid: &str| listed.iter().find(|k| k.kid == kid).unwrap().status;
+        assert_eq!((status(&old), status(&new)), ("retired", "signing"));
+        // After the retention the old key is gone from the set and from the database.
+        let set = read_set(&store, SigningAlg::Es256, t0 + 61).await.unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert_eq!(set.keys[0].key.kid(), new);
+        assert_eq!(store.signing_key_rows().await.unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

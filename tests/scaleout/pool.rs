@@ -457,3 +457,105 @@ async fn postgres_down_pool_pages_503_sessions_keep_working_and_recover() {
     .await;
     assert_eq!(r.status(), 200, "sign-in works again");
 }
+
+/// Signing-key rotation across replicas (issue 16): two replicas on one PostgreSQL pool
+/// database; `POST /pool/keys/rotate` on A makes A sign with the new key at once and B within
+/// its key refresh (10 s); both publish the old and the new key meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_rotated_on_one_replica_signs_on_every_replica() {
+    let Some(database) = shared_postgres().await else {
+        return;
+    };
+    portcullis::install_crypto();
+    let echo = Echo::start().await;
+    let ports: Vec<(u16, u16)> = (0..2).map(|_| Proxy::ports()).collect();
+    let public = format!("http://127.0.0.1:{}", ports[0].0);
+    let pool = format!(
+        "[pool]\ndatabase = \"{database}\"\nadmin_token = \"{}\"\n\
+         [[pool.clients]]\nclient_id = \"job\"\nclient_secret = \"{APP_SECRET}\"\n\
+         grant_types = [\"client_credentials\"]\nscopes = [\"orders/read\"]\naudience = \"api://orders\"\n",
+        pool_support::ADMIN_TOKEN
+    );
+    let mut nodes = Vec::new();
+    for (port, admin) in &ports {
+        let cfg = replica_toml(
+            *port,
+            *admin,
+            &public,
+            &echo.url(),
+            ("", "provider = \"pool\"", &pool),
+        );
+        nodes.push(Proxy::start(*port, *admin, &cfg).await);
+    }
+    let kid_from = |i: usize| {
+        let base = nodes[i].base.clone();
+        async move {
+            let t: serde_json::Value = reqwest::Client::new()
+                .post(format!("{base}/oauth2/pool/token"))
+                .basic_auth("job", Some(APP_SECRET))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let jwt = t["access_token"].as_str().unwrap().to_string();
+            use base64::Engine;
+            let h: serde_json::Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(jwt.split('.').next().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            h["kid"].as_str().unwrap().to_string()
+        }
+    };
+    let old = kid_from(0).await;
+    assert_eq!(kid_from(1).await, old, "one key signs on both replicas");
+    let admin_a = format!("http://127.0.0.1:{}", ports[0].1);
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{admin_a}/pool/keys/rotate"))
+        .bearer_auth(pool_support::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new = r["kid"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    let rotated = Instant::now();
+    assert_eq!(
+        kid_from(0).await,
+        new,
+        "the rotating replica signs with the new key at once"
+    );
+    loop {
+        if kid_from(1).await == new {
+            break;
+        }
+        assert!(
+            rotated.elapsed() < Duration::from_secs(12),
+            "replica B still signs with the old key after {:?}",
+            rotated.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let jwks: serde_json::Value = reqwest::get(format!("{}/oauth2/pool/jwks.json", nodes[1].base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert!(
+        kids.contains(&old.as_str()) && kids.contains(&new.as_str()),
+        "{kids:?}"
+    );
+}
