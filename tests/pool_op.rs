@@ -543,6 +543,36 @@ scopes = ["orders/write"]
         );
     }
 
+    // A second `scope` (or any parameter twice, query and form together) is refused outright.
+    let r = c
+        .get(format!(
+            "{}&scope=openid%20admin%3Aall",
+            authorize("openid")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    let r = c
+        .post(authorize("openid"))
+        .form(&[("scope", "openid admin:all")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Other separators are separators: tab, `+`.
+    for scope in ["openid\tadmin:all", "openid+admin:all"] {
+        let url =
+            authorize("X").replace("scope=X", &format!("scope={}", scope.replace('\t', "%09")));
+        let r = c.get(url).send().await.unwrap();
+        assert_eq!(
+            redirect_error(&location(&r)).0.as_deref(),
+            Some("invalid_scope"),
+            "{scope}"
+        );
+    }
+
     // The client's own scope and the standard ones: granted.
     let r = c
         .get(authorize("openid email profile orders/read"))

@@ -42,6 +42,24 @@ fn client_error(
     redirect(&to_client(redirect_uri, &params), &[])
 }
 
+/// The parameters the authorization endpoint reads.
+const AUTH_PARAMS: [&str; 14] = [
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "prompt",
+    "max_age",
+    "code_challenge",
+    "code_challenge_method",
+    "request",
+    "request_uri",
+    "registration",
+    "login_hint",
+];
+
 fn valid_challenge(c: &str) -> bool {
     (43..=128).contains(&c.len())
         && c.bytes()
@@ -51,6 +69,21 @@ fn valid_challenge(c: &str) -> bool {
 pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
     // OIDC Core 3.1.2.1: GET (query) and POST (form) alike; `value` reads the form first.
     let param = |name: &str| req.value(name);
+    // RFC 6749 §3.1: no parameter more than once (in the query and the form together), so no
+    // two readers can see two different requests.
+    if AUTH_PARAMS.iter().any(|name| {
+        req.query
+            .iter()
+            .chain(req.form.iter())
+            .filter(|(k, _)| k == *name)
+            .count()
+            > 1
+    }) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "invalid_request: a parameter is given more than once\n",
+        );
+    }
     let client_id = param("client_id");
     let Some(client) = pool.clients.get(client_id) else {
         return plain(
