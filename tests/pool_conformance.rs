@@ -315,6 +315,16 @@ async fn scope_module(scope: &str, expected: &[&[&str]]) {
     }
 }
 
+/// A signed-in request with `extra` parameters succeeds: a code, tokens, a valid ID token.
+async fn succeeds_with(extra: &[(&str, &str)]) -> Value {
+    let s = op().await;
+    let c = signed_in(&s).await;
+    let q = authorize(&c, &s, extra).await;
+    assert_eq!(q["state"], "st");
+    let t = exchange(&s, &q["code"]).await;
+    check_id_token(&s, &t, Some("nn")).await
+}
+
 // ---------------------------------------------------------------------------------------------
 // oidcc-basic-certification-test-plan
 // ---------------------------------------------------------------------------------------------
@@ -462,39 +472,44 @@ async fn oidcc_ensure_other_scope_order_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_display_page() {
-    let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[("display", "page")]).await;
-    exchange(&s, &q["code"]).await;
+    succeeds_with(&[("display", "page")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_display_popup() {
-    let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[("display", "popup")]).await;
-    exchange(&s, &q["code"]).await;
+    succeeds_with(&[("display", "popup")]).await;
+}
+
+/// Authorizes with `extra`, which must send the signed-in browser to the sign-in page; signs in
+/// there and returns the new ID token's claims.
+async fn signs_in_again(s: &Server, c: &reqwest::Client, extra: &[(&str, &str)]) -> Value {
+    let r = c.get(authorize_url(s, extra)).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let login = absolute(&s.base, &location(&r));
+    assert!(
+        login.contains("/oauth2/pool/login"),
+        "{extra:?}: expected the sign-in page, got {login}"
+    );
+    let r = sign_in(c, s, &login, "alice", PASSWORD).await;
+    let q = at_client(&r, CB);
+    check_id_token(s, &exchange(s, &q["code"]).await, Some("nn")).await
+}
+
+/// A signed-in browser, its first ID token's claims, and a pause of `wait`.
+async fn signed_in_then_wait(s: &Server, wait: Duration) -> (reqwest::Client, Value) {
+    let c = signed_in(s).await;
+    let q = authorize(&c, s, &[]).await;
+    let first = check_id_token(s, &exchange(s, &q["code"]).await, Some("nn")).await;
+    tokio::time::sleep(wait).await;
+    (c, first)
 }
 
 /// The user signs in again although signed in; the new ID token's `auth_time` is newer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_prompt_login() {
     let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[]).await;
-    let first = check_id_token(&s, &exchange(&s, &q["code"]).await, Some("nn")).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = c
-        .get(authorize_url(&s, &[("prompt", "login")]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    let login = absolute(&s.base, &location(&r));
-    assert!(login.contains("/oauth2/pool/login"), "{login}");
-    let r = sign_in(&c, &s, &login, "alice", PASSWORD).await;
-    let q = at_client(&r, CB);
-    let second = check_id_token(&s, &exchange(&s, &q["code"]).await, Some("nn")).await;
+    let (c, first) = signed_in_then_wait(&s, Duration::from_millis(1100)).await;
+    let second = signs_in_again(&s, &c, &[("prompt", "login")]).await;
     assert!(
         second["auth_time"].as_i64().unwrap() > first["auth_time"].as_i64().unwrap(),
         "{first} / {second}"
@@ -516,11 +531,7 @@ async fn oidcc_prompt_none_not_logged_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_prompt_none_logged_in() {
-    let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[("prompt", "none")]).await;
-    let t = exchange(&s, &q["code"]).await;
-    check_id_token(&s, &t, Some("nn")).await;
+    succeeds_with(&[("prompt", "none")]).await;
 }
 
 /// OIDC Core 3.1.2.1: when the sign-in is older than `max_age`, the user signs in again, and
@@ -528,21 +539,7 @@ async fn oidcc_prompt_none_logged_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_max_age_1() {
     let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[]).await;
-    let first = check_id_token(&s, &exchange(&s, &q["code"]).await, Some("nn")).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let r = c
-        .get(authorize_url(&s, &[("max_age", "1")]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    let loc = location(&r);
-    assert!(
-        loc.contains("/oauth2/pool/login"),
-        "max_age=1 after 2 s: expected the sign-in page, got {loc}"
-    );
+    let (c, first) = signed_in_then_wait(&s, Duration::from_millis(2100)).await;
     // prompt=none cannot sign in again: login_required.
     let r = c
         .get(authorize_url(&s, &[("max_age", "1"), ("prompt", "none")]))
@@ -550,41 +547,24 @@ async fn oidcc_max_age_1() {
         .await
         .unwrap();
     assert_eq!(at_client(&r, CB)["error"], "login_required");
-    let r = sign_in(&c, &s, &absolute(&s.base, &loc), "alice", PASSWORD).await;
-    let q = at_client(&r, CB);
-    let second = check_id_token(&s, &exchange(&s, &q["code"]).await, Some("nn")).await;
+    let second = signs_in_again(&s, &c, &[("max_age", "1")]).await;
     let at = second["auth_time"]
         .as_i64()
         .expect("auth_time with max_age");
     assert!(at > first["auth_time"].as_i64().unwrap());
     // max_age=0 means: always sign in again.
-    let r = c
-        .get(authorize_url(&s, &[("max_age", "0")]))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        location(&r).contains("/oauth2/pool/login"),
-        "{}",
-        location(&r)
-    );
+    signs_in_again(&s, &c, &[("max_age", "0")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_max_age_10000() {
-    let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[("max_age", "10000")]).await;
-    let id = check_id_token(&s, &exchange(&s, &q["code"]).await, Some("nn")).await;
+    let id = succeeds_with(&[("max_age", "10000")]).await;
     assert!(id["auth_time"].as_i64().is_some(), "{id}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_ensure_request_with_unknown_parameter_succeeds() {
-    let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[("extra", "foobar")]).await;
-    exchange(&s, &q["code"]).await;
+    succeeds_with(&[("extra", "foobar")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,26 +598,17 @@ async fn oidcc_login_hint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_ui_locales() {
-    let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[("ui_locales", "se")]).await;
-    exchange(&s, &q["code"]).await;
+    succeeds_with(&[("ui_locales", "se")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_claims_locales() {
-    let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[("claims_locales", "se")]).await;
-    exchange(&s, &q["code"]).await;
+    succeeds_with(&[("claims_locales", "se")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidcc_ensure_request_with_acr_values_succeeds() {
-    let s = op().await;
-    let c = signed_in(&s).await;
-    let q = authorize(&c, &s, &[("acr_values", "1 2")]).await;
-    exchange(&s, &q["code"]).await;
+    succeeds_with(&[("acr_values", "1 2")]).await;
 }
 
 async fn code_reuse(wait: Duration) {
