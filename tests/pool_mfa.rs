@@ -79,15 +79,7 @@ async fn submit_code(c: &reqwest::Client, s: &Server, url: &str, code: &str) -> 
 
 /// The proxy's view of the signed-in user: the ID token claims.
 async fn claims(c: &reqwest::Client, s: &Server) -> serde_json::Value {
-    let info: serde_json::Value = c
-        .get(s.url("/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    info["claims"].clone()
+    session_claims(c, s).await
 }
 
 /// A call to the admin API with the bearer token.

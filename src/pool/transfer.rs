@@ -259,6 +259,22 @@ fn plan(
                 None
             }
         };
+        if let Some(c) = &canonical
+            && username::reserved(
+                c,
+                cfg.identity_providers
+                    .iter()
+                    .map(|p| p.provider.name.as_str()),
+            )
+        {
+            problem(
+                Some(USERNAME),
+                without_prefix(
+                    i18n::t(Lang::En, "err_username_reserved").to_string(),
+                    "username",
+                ),
+            );
+        }
         if let Some(c) = &canonical {
             if taken_names.contains(c) {
                 problem(

@@ -535,6 +535,19 @@ pub async fn sign_in_at(
         .unwrap()
 }
 
+/// The claims of the proxy's session of this browser (what `allow_claims` rules see).
+pub async fn session_claims(c: &reqwest::Client, s: &Server) -> serde_json::Value {
+    let info: serde_json::Value = c
+        .get(s.url("/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    info["claims"].clone()
+}
+
 /// Creates a confirmed user with [`PASSWORD`] through the CLI.
 pub fn create_user(s: &Server, username: &str, email: &str) {
     let (ok, out, err) = s.cli(&[

@@ -530,12 +530,25 @@ impl Pool {
         user: &User,
         areq: Option<AuthRequest>,
     ) -> Response<Body> {
+        let amr = super::mfa::amr(super::mfa::PWD);
+        self.finish_sign_in_as(ready, req, user, areq, &amr).await
+    }
+
+    /// [`Pool::finish_sign_in`] for a first factor other than the pool's password: a sign-in
+    /// through an identity provider has `amr` `fed` and the provider's own values, never `pwd`.
+    pub async fn finish_sign_in_as(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        areq: Option<AuthRequest>,
+        amr: &[String],
+    ) -> Response<Body> {
         // No session exists until every factor the pool asks for has been shown.
         if let Some(r) = super::mfa::gate(self, ready, req, user).await {
             return r;
         }
-        let amr = super::mfa::amr(super::mfa::PWD);
-        self.start_session(ready, req, user, areq, &amr, Vec::new())
+        self.start_session(ready, req, user, areq, amr, Vec::new())
             .await
     }
 
