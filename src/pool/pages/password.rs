@@ -193,7 +193,12 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
             .store
             .set_password(&user.sub, &hash, UserStatus::Confirmed, t0)
             .await?;
-        ready.store.set_attributes(&user.sub, &attrs, t0).await?;
+        // The code went to the address, so it is verified now, unless another user holds it
+        // verified already (it stays theirs; this one stays unverified).
+        match ready.store.set_attributes(&user.sub, &attrs, t0).await {
+            Ok(()) | Err(crate::pool::store::StoreError::Exists("email")) => {}
+            Err(e) => return Err(e),
+        }
         // A reset password ends every existing session and token, and the lockout.
         ready.store.sign_out_everywhere(&user.sub).await?;
         ready.store.clear_attempts(&user_key(&user.username)).await

@@ -348,6 +348,17 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
             .await
     }
     .await;
+    if let Err(StoreError::Exists("email")) = r {
+        // Another user verified this address first (it is one user's): this one stays
+        // unconfirmed, and says why.
+        return confirm_page(
+            pool,
+            req,
+            StatusCode::CONFLICT,
+            vec![t(req.lang, "email_exists").to_string()],
+            String::new(),
+        );
+    }
     if let Err(e) = r {
         tracing::error!(error = %e, request_id = req.rid, "cannot confirm user");
         return pool.pages.message(
