@@ -777,3 +777,40 @@ async fn federated_amr_is_fed(backend: Backend) {
     assert_eq!(claims["amr"], json!(["pwd"]), "{claims}");
 }
 on_both!(federated_amr, federated_amr_is_fed);
+
+// B6 with a second factor: the TOTP code completes a provider's sign-in, so `amr` is `fed`,
+// `otp`, `mfa` (the second-factor pages must not call the first factor `pwd`).
+async fn federated_amr_with_a_second_factor(backend: Backend) {
+    use portcullis::pool::mfa::totp;
+    let Setup { idp: _idp, s } = setup(backend, "mfa = \"required\"").await;
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "alice").await;
+    assert_eq!(r.status(), 302);
+    let setup_url = absolute(&s.base, &location(&r));
+    assert!(setup_url.contains("/mfa/setup"), "{setup_url}");
+    let (_, page) = get_page(&c, &setup_url).await;
+    let secret = page
+        .split("id=\"secret\" class=\"secret\">")
+        .nth(1)
+        .and_then(|v| v.split('<').next())
+        .and_then(|v| totp::base32_decode(&v.replace(' ', "")))
+        .unwrap_or_else(|| panic!("no secret on {page}"));
+    let code = totp::code_at_step(&secret, totp::step_at(portcullis::pool::now()));
+    let enrolment = unescape(&hidden(&page, "enrolment"));
+    let r = submit_form(
+        &c,
+        &s.base,
+        &page,
+        "/mfa/setup",
+        &[("enrolment", enrolment.as_str()), ("code", code.as_str())],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let r = submit_form(&c, &s.base, &html, "/mfa/continue", &[]).await;
+    let (_, id_token) = signed_in_as(&c, &s, r).await;
+    assert_eq!(id_token["amr"], json!(["fed", "otp", "mfa"]), "{id_token}");
+    let claims = session_claims(&c, &s).await;
+    assert_eq!(claims["amr"], json!(["fed", "otp", "mfa"]), "{claims}");
+}
+on_both!(federated_amr_mfa, federated_amr_with_a_second_factor);

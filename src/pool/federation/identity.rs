@@ -221,7 +221,9 @@ pub async fn sign_in(
     };
     match store.federated_user(&id.provider, &id.provider_sub).await {
         Err(e) => return unavailable(pool, req, &e, cookies),
-        Ok(Some(user)) => return existing(pool, ready, req, &id, user, areq, cookies).await,
+        Ok(Some(user)) => {
+            return existing(pool, ready, req, &id, user, areq, req_raw, cookies).await;
+        }
         Ok(None) => {}
     }
     if up.cfg.link_by_email
@@ -247,7 +249,7 @@ pub async fn sign_in(
                     return unavailable(pool, req, &e, cookies);
                 }
                 tracing::info!(provider = %id.provider, sub = %user.sub, request_id = req.rid, "pool.event" = "federation_linked", "provider user linked to an existing user by verified email");
-                return existing(pool, ready, req, &id, user, areq, cookies).await;
+                return existing(pool, ready, req, &id, user, areq, req_raw, cookies).await;
             }
             Ok(_) => {}
         }
@@ -256,6 +258,7 @@ pub async fn sign_in(
 }
 
 /// A user already in the pool: status checks, mapped attributes updated, signed in.
+#[allow(clippy::too_many_arguments)]
 async fn existing(
     pool: &Pool,
     ready: &Ready,
@@ -263,6 +266,7 @@ async fn existing(
     id: &Identity,
     user: User,
     areq: Option<super::super::pages::AuthRequest>,
+    req_raw: &str,
     cookies: Vec<String>,
 ) -> Response<Body> {
     match user.status {
@@ -332,6 +336,7 @@ async fn existing(
         req,
         &user.sub,
         areq,
+        req_raw,
         &id.sign_in_amr(),
         cookies,
     )
@@ -339,7 +344,8 @@ async fn existing(
 }
 
 /// Signs in the user `sub` as stored now (attributes just written included), with the `amr`
-/// of a federated sign-in.
+/// of a federated sign-in. When a second factor is due, the pages it sends the browser to
+/// carry the waiting authorization request (`req_raw`), as they do after a password.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     pool: &Pool,
@@ -347,6 +353,7 @@ async fn finish(
     req: &Req<'_>,
     sub: &str,
     areq: Option<super::super::pages::AuthRequest>,
+    req_raw: &str,
     amr: &[String],
     cookies: Vec<String>,
 ) -> Response<Body> {
@@ -355,10 +362,21 @@ async fn finish(
         Ok(None) => return unavailable(pool, req, &StoreError::NoSuchUser, cookies),
         Err(e) => return unavailable(pool, req, &e, cookies),
     };
-    append_cookies(
-        pool.finish_sign_in_as(ready, req, &user, areq, amr).await,
-        &cookies,
-    )
+    let mut r = pool.finish_sign_in_as(ready, req, &user, areq, amr).await;
+    let mfa = format!("{}/mfa", pool.base);
+    let to = r
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|to| to.starts_with(&mfa) && !to.contains("req=") && !req_raw.is_empty())
+        .map(|to| {
+            let sep = if to.contains('?') { '&' } else { '?' };
+            format!("{to}{sep}req={}", crate::pool::pages::login::enc(req_raw))
+        });
+    if let Some(v) = to.and_then(|to| HeaderValue::from_str(&to).ok()) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    append_cookies(r, &cookies)
 }
 
 /// `email_verified` / `phone_number_verified` of the value now stored (`attrs`; `before` is
@@ -503,5 +521,15 @@ async fn create(
         return unavailable(pool, req, &e, cookies);
     }
     tracing::info!(provider = %id.provider, sub = %sub, request_id = req.rid, "pool.event" = "federation_user_created", "federated user created");
-    finish(pool, ready, req, &sub, areq, &id.sign_in_amr(), cookies).await
+    finish(
+        pool,
+        ready,
+        req,
+        &sub,
+        areq,
+        req_raw,
+        &id.sign_in_amr(),
+        cookies,
+    )
+    .await
 }
