@@ -533,6 +533,35 @@ mod tests {
         plan(text.as_bytes(), &cfg(), &taken, &emails)
     }
 
+    /// A name in a configured identity provider's namespace is that provider's: not imported.
+    #[test]
+    fn names_in_a_provider_namespace_are_refused() {
+        let v: toml::Value = toml::from_str::<toml::Table>(
+            "[[identity_providers]]\nname = \"corp\"\nissuer = \"https://idp.example\"\n\
+             client_id = \"x\"\nclient_secret = \"s\"\n",
+        )
+        .map(toml::Value::Table)
+        .unwrap();
+        let mut problems = crate::config::Problems::default();
+        let cfg = super::super::config::build(
+            &v,
+            std::path::Path::new("/tmp/x.toml"),
+            std::path::Path::new("/tmp"),
+            &mut problems,
+        )
+        .unwrap();
+        let p = plan(
+            b"cognito:username,email\nCorp_victim,v@example.com\ncorporate,c@example.com\n",
+            &cfg,
+            &HashSet::new(),
+            &HashSet::new(),
+        );
+        let got: Vec<String> = p.problems.iter().map(|x| x.to_string()).collect();
+        assert_eq!(p.invalid_lines, vec![2], "{got:?}");
+        assert!(got[0].contains("reserved"), "{got:?}");
+        assert_eq!(p.users.len(), 1);
+    }
+
     #[test]
     fn reports_every_problem_with_line_and_column() {
         let p = check(
