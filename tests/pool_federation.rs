@@ -814,3 +814,39 @@ async fn federated_amr_with_a_second_factor(backend: Backend) {
     assert_eq!(claims["amr"], json!(["fed", "otp", "mfa"]), "{claims}");
 }
 on_both!(federated_amr_mfa, federated_amr_with_a_second_factor);
+
+// F9: a link to a never-confirmed sign-up, as an older version left it (it linked by an
+// address nobody verified), is no link: the provider's user gets its own account.
+async fn a_link_to_an_unconfirmed_sign_up_is_dropped(backend: Backend) {
+    use sqlx::Row;
+    let Setup { idp: _idp, s } = setup(backend, "").await;
+    let (status, body) = squat(&s, "squatter4", "bob@other.org").await;
+    assert_eq!(status, 302, "{body}");
+    let (_, out, _) = s.cli(&["users", "show", "squatter4"]);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    let squatter_sub = shown["sub"].as_str().unwrap().to_string();
+    let db = s.database().await;
+    sqlx::query(
+        "INSERT INTO federated_identities (provider, provider_sub, sub, created_at) VALUES ('corp', 'bob', $1, 1)",
+    )
+    .bind(&squatter_sub)
+    .execute(&db)
+    .await
+    .unwrap();
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "bob").await;
+    let (sub, claims) = signed_in_as(&c, &s, r).await;
+    assert_ne!(sub, squatter_sub);
+    assert_eq!(claims["cognito:username"], "corp_bob", "{claims}");
+    let row = sqlx::query(
+        "SELECT sub FROM federated_identities WHERE provider = 'corp' AND provider_sub = 'bob'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(row.try_get::<String, _>("sub").unwrap(), sub);
+}
+on_both!(
+    stale_unconfirmed_link,
+    a_link_to_an_unconfirmed_sign_up_is_dropped
+);

@@ -131,14 +131,7 @@ async fn add_step_up_route(s: &mut Server) {
 /// with the key ring, recovery codes are hashes.
 async fn at_rest_nothing_usable(s: &Server, secret: &[u8], codes: &[String]) {
     use sqlx::Row;
-    let text = std::fs::read_to_string(&s.config).unwrap();
-    let url = text
-        .split("database = \"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap();
-    sqlx::any::install_default_drivers();
-    let db = sqlx::AnyPool::connect(url).await.unwrap();
+    let db = s.database().await;
     let sealed: String = sqlx::query("SELECT secret_sealed FROM mfa_totp")
         .fetch_one(&db)
         .await

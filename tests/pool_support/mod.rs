@@ -278,6 +278,18 @@ impl Server {
         self.nth_code(username, purpose, 1)
     }
 
+    /// A connection pool to this server's database (to look at or prepare rows directly).
+    pub async fn database(&self) -> sqlx::AnyPool {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let url = text
+            .split("database = \"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap();
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(url).await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

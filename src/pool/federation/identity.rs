@@ -221,6 +221,12 @@ pub async fn sign_in(
     };
     match store.federated_user(&id.provider, &id.provider_sub).await {
         Err(e) => return unavailable(pool, req, &e, cookies),
+        // A link to a never-confirmed sign-up (left by an older version, which linked by an
+        // address nobody verified) is no link: the provider's user gets its own account, and
+        // the link is replaced below.
+        Ok(Some(user)) if user.status == UserStatus::Unconfirmed => {
+            tracing::warn!(provider = %id.provider, sub = %user.sub, request_id = req.rid, "pool.event" = "federation_link_dropped", "a provider user was linked to an unconfirmed sign-up; the link is replaced");
+        }
         Ok(Some(user)) => {
             return existing(pool, ready, req, &id, user, areq, req_raw, cookies).await;
         }
