@@ -26,6 +26,30 @@ struct Setup {
 /// The IdP (clients "pool-link" and "pool-nolink", both sending users back to the pool's
 /// callback) and the pool with two providers over it.
 async fn setup(backend: Backend, extra: &str) -> Setup {
+    setup_with(backend, extra, false).await
+}
+
+/// IdP accounts for the takeover, squatting and `amr` cases (`IDP_ACCOUNTS` of the test IdP).
+fn more_accounts() -> Value {
+    json!({
+        // Two people claiming one address: only the victim's provider verified it.
+        "mallory1": {"sub": "mallory1", "email": "victim@corp.example", "email_verified": false, "name": "Mallory"},
+        "victim1": {"sub": "victim1", "email": "victim@corp.example", "email_verified": true, "name": "Victim"},
+        // No address, but the flag: whatever is typed on the attribute page must not inherit it.
+        "noemail": {"sub": "noemail", "email_verified": true, "name": "No Email"},
+        // Subjects a squatter can predict, or that differ only by case.
+        "Victim-2": {"sub": "Victim-2", "email": "victim2@corp.example", "email_verified": true},
+        "victim3": {"sub": "victim3", "email": "victim3@corp.example", "email_verified": true},
+        "Case-1": {"sub": "Case-1", "email": "upper@case.example", "email_verified": true},
+        "case-1": {"sub": "case-1", "email": "lower@case.example", "email_verified": true},
+        // A provider that says how its user signed in.
+        "strong": {"sub": "strong", "email": "strong@corp.example", "email_verified": true, "login_amr": ["hwk", "mfa"]},
+    })
+}
+
+/// [`setup`]; with `social`, a third provider "social" (no `link_by_email`) whose mapping
+/// passes the email but not `email_verified` (an operator's custom `attribute_mapping`).
+async fn setup_with(backend: Backend, extra: &str, social: bool) -> Setup {
     let port = free_port();
     let callback = format!("http://127.0.0.1:{port}/oauth2/pool/federation/callback");
     let client = |id: &str| {
@@ -38,9 +62,24 @@ async fn setup(backend: Backend, extra: &str) -> Setup {
             "token_endpoint_auth_method": "client_secret_basic",
         })
     };
-    let idp = harness::Idp::start(json!([client("pool-link"), client("pool-nolink")]), 3600);
+    let accounts = more_accounts().to_string();
+    let idp = harness::Idp::start_with_env(
+        json!([client("pool-link"), client("pool-nolink")]),
+        3600,
+        &[("IDP_ACCOUNTS", accounts.as_str())],
+    );
+    let social = if social {
+        format!(
+            "[[pool.identity_providers]]\nname = \"social\"\ndisplay_name = \"Social\"\nissuer = \"{i}\"\n\
+             client_id = \"pool-nolink\"\nclient_secret = \"{FED_SECRET}\"\n\
+             attribute_mapping = {{ email = \"email\", name = \"name\" }}\n",
+            i = idp.issuer
+        )
+    } else {
+        String::new()
+    };
     let pool_extra = format!(
-        "{extra}\n\
+        "{extra}\n{social}\
          [[pool.identity_providers]]\nname = \"corp\"\ndisplay_name = \"Corp SSO\"\nissuer = \"{i}\"\n\
          client_id = \"pool-link\"\nclient_secret = \"{FED_SECRET}\"\nlink_by_email = true\n\
          attribute_mapping = {{ email = \"email\", email_verified = \"email_verified\", name = \"name\" }}\n\
@@ -483,3 +522,331 @@ async fn forged_callbacks_are_refused(backend: Backend) {
     assert!(r.text().await.unwrap().contains("access_denied"));
 }
 on_both!(forged_callbacks, forged_callbacks_are_refused);
+
+/// The pool user a browser is signed in as, through the app: (sub, claims of x-amzn-oidc-data).
+async fn signed_in_as(c: &reqwest::Client, s: &Server, r: reqwest::Response) -> (String, Value) {
+    let echo = to_app(c, s, r).await;
+    let claims = oidc_data(&echo);
+    (claims["sub"].as_str().unwrap().to_string(), claims)
+}
+
+// F1: a provider user with an unverified address, then the address's owner through a second
+// provider with `link_by_email`: two accounts, never one.
+async fn link_by_email_never_joins_an_unverified_address(backend: Backend) {
+    let Setup { idp: _idp, s } = setup_with(backend, "", true).await;
+    // Mallory, through "social", claims the victim's address; nobody verified it.
+    let m = browser();
+    let r = continue_with(&m, &s, "Continue with Social", "mallory1").await;
+    let (mal_sub, mal) = signed_in_as(&m, &s, r).await;
+    assert_eq!(mal["email_verified"], false, "{mal}");
+    // The victim, through "corp" (links by email; her address verified there).
+    let v = browser();
+    let r = continue_with(&v, &s, "Continue with Corp SSO", "victim1").await;
+    let (vic_sub, vic) = signed_in_as(&v, &s, r).await;
+    assert_ne!(
+        vic_sub, mal_sub,
+        "the victim was signed in to Mallory's account: {vic}"
+    );
+    assert_eq!(vic["cognito:username"], "corp_victim1");
+    assert_eq!(vic["email_verified"], true);
+    assert_eq!(vic["identities"].as_array().unwrap().len(), 1, "{vic}");
+    // Mallory signs in again: her own account, still unverified, no corp identity.
+    let m2 = browser();
+    let r = continue_with(&m2, &s, "Continue with Social", "mallory1").await;
+    let (again, mal2) = signed_in_as(&m2, &s, r).await;
+    assert_eq!(again, mal_sub);
+    assert_eq!(mal2["email_verified"], false, "{mal2}");
+    assert_eq!(mal2["identities"].as_array().unwrap().len(), 1, "{mal2}");
+    // The victim's verified sign-in again: still her account.
+    let v2 = browser();
+    let r = continue_with(&v2, &s, "Continue with Corp SSO", "victim1").await;
+    let (vic_again, _) = signed_in_as(&v2, &s, r).await;
+    assert_eq!(vic_again, vic_sub);
+    assert!(!s.log_text().contains("federation_linked"));
+}
+on_both!(
+    link_by_email_unverified_holder,
+    link_by_email_never_joins_an_unverified_address
+);
+
+// F7: an address typed on the attribute page is unverified, whatever the provider's flag says.
+async fn typed_address_is_never_verified(backend: Backend) {
+    let Setup { idp: _idp, s } = setup(backend, "").await;
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "noemail").await;
+    assert_eq!(r.status(), 200, "the attribute page");
+    let html = r.text().await.unwrap();
+    let challenge = hidden(&html, "challenge");
+    let r = submit_form(
+        &c,
+        &s.base,
+        &html,
+        "/federation/complete",
+        &[
+            ("challenge", challenge.as_str()),
+            ("email", "cfo@corp.example"),
+        ],
+    )
+    .await;
+    let (_, claims) = signed_in_as(&c, &s, r).await;
+    assert_eq!(claims["email"], "cfo@corp.example");
+    assert_eq!(
+        claims["email_verified"], false,
+        "a typed address inherited the provider's flag: {claims}"
+    );
+    // A later sign-in (the provider still has no address) does not verify it either.
+    let c2 = browser();
+    let r = continue_with(&c2, &s, "Continue with Corp SSO", "noemail").await;
+    let (_, claims) = signed_in_as(&c2, &s, r).await;
+    assert_eq!(claims["email_verified"], false, "{claims}");
+}
+on_both!(typed_address, typed_address_is_never_verified);
+
+/// Signs up through the hosted page and never confirms; returns the sign-up's status and body.
+async fn squat(s: &Server, username: &str, email: &str) -> (u16, String) {
+    let c = browser();
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/signup")).await;
+    let (action, csrf) = form(&page, &s.base, "/signup");
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", username),
+            ("email", email),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+// F9: a provider's namespace `{name}_` is not for self sign-up or admin create, in any case.
+async fn provider_namespaces_are_reserved(backend: Backend) {
+    let Setup { idp: _idp, s } = setup_with(backend, "", true).await;
+    // A provider's namespace is not for self sign-up, in any case or width.
+    for name in ["CORP_victim-2", "corp_Victim-2", "Social_x", "ｏｔｈｅｒ_y"] {
+        let (status, body) = squat(&s, name, "squatter@example.com").await;
+        assert_eq!(status, 400, "sign-up as {name}: {body}");
+    }
+    let (ok, out, err) = s.cli(&[
+        "users",
+        "add",
+        "corp_Victim-2",
+        "--password",
+        PASSWORD,
+        "--permanent",
+    ]);
+    assert!(!ok, "admin create in a provider's namespace: {out}{err}");
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "Victim-2").await;
+    let (_, claims) = signed_in_as(&c, &s, r).await;
+    assert_eq!(claims["identities"][0]["userId"], "Victim-2");
+}
+on_both!(name_squatting, provider_namespaces_are_reserved);
+
+// F9: a never-confirmed sign-up with the victim's address: her verified sign-in makes her own
+// account (not a refusal, not a link to the squatter's).
+async fn unconfirmed_sign_up_holds_no_address(backend: Backend) {
+    let Setup { idp: _idp, s } = setup(backend, "").await;
+    let (status, body) = squat(&s, "squatter3", "victim3@corp.example").await;
+    assert_eq!(status, 302, "{body}");
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "victim3").await;
+    let (_, claims) = signed_in_as(&c, &s, r).await;
+    assert_eq!(claims["cognito:username"], "corp_victim3", "{claims}");
+    assert_eq!(claims["email_verified"], true);
+    let (_, out, _) = s.cli(&["users", "show", "squatter3"]);
+    assert!(
+        out.contains("UNCONFIRMED") && !out.contains("providerName"),
+        "{out}"
+    );
+}
+on_both!(email_squatting, unconfirmed_sign_up_holds_no_address);
+
+// F9: subjects that differ only by case are two users (the name keeps the subject's case).
+async fn subjects_differing_by_case_are_two_users(backend: Backend) {
+    let Setup { idp: _idp, s } = setup(backend, "").await;
+    let a = browser();
+    let r = continue_with(&a, &s, "Continue with Other", "Case-1").await;
+    let (upper, _) = signed_in_as(&a, &s, r).await;
+    let b = browser();
+    let r = continue_with(&b, &s, "Continue with Other", "case-1").await;
+    let (lower, claims) = signed_in_as(&b, &s, r).await;
+    assert_ne!(upper, lower);
+    assert_eq!(claims["cognito:username"], "other_case-1");
+}
+on_both!(case_squatting, subjects_differing_by_case_are_two_users);
+
+// B5: "forgot password" gives a federated-only user no local password.
+async fn forgot_password_gives_federated_users_no_password(backend: Backend) {
+    let Setup { idp: _idp, s } = setup(backend, "").await;
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "bob").await;
+    let _ = signed_in_as(&c, &s, r).await;
+    create_user(&s, "hank", "hank@example.com");
+    let c = browser();
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/forgot-password")).await;
+    let (action, csrf) = form(&page, &s.base, "/forgot-password");
+    let mut answers = Vec::new();
+    for who in [
+        "bob@other.org",
+        "corp_bob",
+        "hank@example.com",
+        "nobody@example.com",
+    ] {
+        let r = c
+            .post(&action)
+            .form(&[("csrf_token", csrf.as_str()), ("username", who)])
+            .send()
+            .await
+            .unwrap();
+        answers.push((
+            r.status().as_u16(),
+            location(&r).replace(&enc_form(who), "WHO"),
+        ));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    // The local user gets a code (so the log is where codes show up)...
+    let _ = s.code_for("hank", "reset");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // ...the federated-only user none.
+    assert!(
+        s.codes("corp_bob", "reset").is_empty(),
+        "a reset code was issued to a federated-only user"
+    );
+    // A reset with any code for it is refused, and no password signs it in.
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/reset-password")).await;
+    let (reset, csrf) = form(&page, &s.base, "/reset-password");
+    let r = c
+        .post(&reset)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "corp_bob"),
+            ("code", "000000"),
+            ("new_password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = sign_in(
+        &browser(),
+        &s,
+        &s.url("/oauth2/pool/login"),
+        "corp_bob",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+}
+on_both!(
+    forgot_password_federated,
+    forgot_password_gives_federated_users_no_password
+);
+
+/// How `form_urlencoded` spells a value in a query string.
+fn enc_form(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+// B6: a federated sign-in's `amr` is `fed` (plus the provider's own), never `pwd`.
+async fn federated_amr_is_fed(backend: Backend) {
+    let Setup { idp: _idp, s } = setup(backend, "").await;
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "alice").await;
+    // The pool's ID token (as the app receives it) and the proxy's session (what route rules
+    // on `amr` see).
+    let (_, id_token) = signed_in_as(&c, &s, r).await;
+    assert_eq!(id_token["amr"], json!(["fed"]), "{id_token}");
+    let claims = session_claims(&c, &s).await;
+    assert_eq!(claims["amr"], json!(["fed"]), "{claims}");
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "strong").await;
+    let _ = signed_in_as(&c, &s, r).await;
+    let claims = session_claims(&c, &s).await;
+    assert_eq!(claims["amr"], json!(["fed", "hwk", "mfa"]), "{claims}");
+    // A password sign-in is still `pwd`.
+    create_user(&s, "hank", "hank@example.com");
+    let c = browser();
+    let (r, _) = follow(&c, &s.base, s.url("/app")).await;
+    let login = r.url().to_string();
+    let r = sign_in(&c, &s, &login, "hank", PASSWORD).await;
+    let _ = signed_in_as(&c, &s, r).await;
+    let claims = session_claims(&c, &s).await;
+    assert_eq!(claims["amr"], json!(["pwd"]), "{claims}");
+}
+on_both!(federated_amr, federated_amr_is_fed);
+
+// B6 with a second factor: the TOTP code completes a provider's sign-in, so `amr` is `fed`,
+// `otp`, `mfa` (the second-factor pages must not call the first factor `pwd`).
+async fn federated_amr_with_a_second_factor(backend: Backend) {
+    use portcullis::pool::mfa::totp;
+    let Setup { idp: _idp, s } = setup(backend, "mfa = \"required\"").await;
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "alice").await;
+    assert_eq!(r.status(), 302);
+    let setup_url = absolute(&s.base, &location(&r));
+    assert!(setup_url.contains("/mfa/setup"), "{setup_url}");
+    let (_, page) = get_page(&c, &setup_url).await;
+    let secret = page
+        .split("id=\"secret\" class=\"secret\">")
+        .nth(1)
+        .and_then(|v| v.split('<').next())
+        .and_then(|v| totp::base32_decode(&v.replace(' ', "")))
+        .unwrap_or_else(|| panic!("no secret on {page}"));
+    let code = totp::code_at_step(&secret, totp::step_at(portcullis::pool::now()));
+    let enrolment = unescape(&hidden(&page, "enrolment"));
+    let r = submit_form(
+        &c,
+        &s.base,
+        &page,
+        "/mfa/setup",
+        &[("enrolment", enrolment.as_str()), ("code", code.as_str())],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let r = submit_form(&c, &s.base, &html, "/mfa/continue", &[]).await;
+    let (_, id_token) = signed_in_as(&c, &s, r).await;
+    assert_eq!(id_token["amr"], json!(["fed", "otp", "mfa"]), "{id_token}");
+    let claims = session_claims(&c, &s).await;
+    assert_eq!(claims["amr"], json!(["fed", "otp", "mfa"]), "{claims}");
+}
+on_both!(federated_amr_mfa, federated_amr_with_a_second_factor);
+
+// F9: a link to a never-confirmed sign-up, as an older version left it (it linked by an
+// address nobody verified), is no link: the provider's user gets its own account.
+async fn a_link_to_an_unconfirmed_sign_up_is_dropped(backend: Backend) {
+    use sqlx::Row;
+    let Setup { idp: _idp, s } = setup(backend, "").await;
+    let (status, body) = squat(&s, "squatter4", "bob@other.org").await;
+    assert_eq!(status, 302, "{body}");
+    let (_, out, _) = s.cli(&["users", "show", "squatter4"]);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    let squatter_sub = shown["sub"].as_str().unwrap().to_string();
+    let db = s.database().await;
+    sqlx::query(
+        "INSERT INTO federated_identities (provider, provider_sub, sub, created_at) VALUES ('corp', 'bob', $1, 1)",
+    )
+    .bind(&squatter_sub)
+    .execute(&db)
+    .await
+    .unwrap();
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "bob").await;
+    let (sub, claims) = signed_in_as(&c, &s, r).await;
+    assert_ne!(sub, squatter_sub);
+    assert_eq!(claims["cognito:username"], "corp_bob", "{claims}");
+    let row = sqlx::query(
+        "SELECT sub FROM federated_identities WHERE provider = 'corp' AND provider_sub = 'bob'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(row.try_get::<String, _>("sub").unwrap(), sub);
+}
+on_both!(
+    stale_unconfirmed_link,
+    a_link_to_an_unconfirmed_sign_up_is_dropped
+);

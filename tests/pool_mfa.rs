@@ -79,15 +79,7 @@ async fn submit_code(c: &reqwest::Client, s: &Server, url: &str, code: &str) -> 
 
 /// The proxy's view of the signed-in user: the ID token claims.
 async fn claims(c: &reqwest::Client, s: &Server) -> serde_json::Value {
-    let info: serde_json::Value = c
-        .get(s.url("/oauth2/userinfo"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    info["claims"].clone()
+    session_claims(c, s).await
 }
 
 /// A call to the admin API with the bearer token.
@@ -139,14 +131,7 @@ async fn add_step_up_route(s: &mut Server) {
 /// with the key ring, recovery codes are hashes.
 async fn at_rest_nothing_usable(s: &Server, secret: &[u8], codes: &[String]) {
     use sqlx::Row;
-    let text = std::fs::read_to_string(&s.config).unwrap();
-    let url = text
-        .split("database = \"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap();
-    sqlx::any::install_default_drivers();
-    let db = sqlx::AnyPool::connect(url).await.unwrap();
+    let db = s.database().await;
     let sealed: String = sqlx::query("SELECT secret_sealed FROM mfa_totp")
         .fetch_one(&db)
         .await

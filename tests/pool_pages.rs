@@ -628,3 +628,75 @@ async fn codes_allow_only_a_few_attempts(backend: Backend) {
     );
 }
 on_both!(code_attempts, codes_allow_only_a_few_attempts);
+
+/// Signs up `username` with `email` on the hosted page; returns the answer's status.
+async fn sign_up_as(s: &Server, c: &reqwest::Client, username: &str, email: &str) -> u16 {
+    let (_, page) = get_page(c, &s.url("/oauth2/pool/signup")).await;
+    let (action, csrf) = form(&page, &s.base, "/signup");
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", username),
+            ("email", email),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+// F9/F15: an unconfirmed sign-up's address holds nothing; the owner of the address (who gets
+// the code) confirms, and the address is then one user's: the other sign-up can no longer
+// take it, and sign-in by that address finds the owner.
+async fn unverified_addresses_hold_nothing(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    let squatter = browser();
+    assert_eq!(
+        sign_up_as(&s, &squatter, "squatter", "owner@example.com").await,
+        302
+    );
+    let owner = browser();
+    assert_eq!(
+        sign_up_as(&s, &owner, "owner", "Owner@example.com").await,
+        302,
+        "an unconfirmed sign-up's address blocked its owner"
+    );
+    let confirm_url = s.url("/oauth2/pool/confirm?username=owner");
+    confirm(&owner, &s, &confirm_url, "owner").await;
+    // The squatter's code (if it could get it) no longer verifies the address.
+    let (_, page) = get_page(&squatter, &s.url("/oauth2/pool/confirm?username=squatter")).await;
+    let (action, csrf) = form(&page, &s.base, "/confirm");
+    let code = s.code_for("squatter", "signup");
+    let r = squatter
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "squatter"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("already exists"));
+    // A third sign-up with the verified address is refused at once.
+    assert_eq!(
+        sign_up_as(&s, &browser(), "third", "owner@example.com").await,
+        409
+    );
+    // Sign-in by the address is the owner's.
+    let r = sign_in(
+        &browser(),
+        &s,
+        &s.url("/oauth2/pool/login"),
+        "OWNER@example.com",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let (_, out, _) = s.cli(&["users", "show", "squatter"]);
+    assert!(out.contains("UNCONFIRMED"), "{out}");
+}
+on_both!(unverified_addresses, unverified_addresses_hold_nothing);

@@ -287,6 +287,10 @@ const EN: &[(&str, &str)] = &[
         "username: may not contain spaces or control characters.",
     ),
     (
+        "err_username_reserved",
+        "username: names starting with a sign-in provider's name and “_” are reserved for that provider's users.",
+    ),
+    (
         "err_password",
         "password: does not meet these rules: {rules}.",
     ),
@@ -545,6 +549,10 @@ const JA: &[(&str, &str)] = &[
     (
         "err_username_char",
         "username: 空白や制御文字は使えません。",
+    ),
+    (
+        "err_username_reserved",
+        "username: サインインプロバイダー名と「_」で始まる名前は、そのプロバイダーのユーザー用に予約されています。",
     ),
     (
         "err_password",

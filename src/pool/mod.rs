@@ -217,6 +217,7 @@ impl Pool {
                     .map_err(|_| PoolError::Hash)?;
                 let _ = store.purge_expired(now()).await;
                 let _ = store.purge_expired_mfa(now()).await;
+                purge_periodically(store.clone());
                 tracing::info!(database = %redact_url(&self.cfg.database), issuer = %self.issuer, "user pool ready");
                 Ok(Ready { store, keys, dummy_hash })
             })
@@ -425,4 +426,29 @@ where
             "request body too large or unreadable\n",
         )),
     }
+}
+
+/// Expired rows (codes, sessions, tokens) and unconfirmed sign-ups whose code has expired (their
+/// user name and address are released) are removed at start and then every ten minutes.
+fn purge_periodically(store: Store) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.purge_expired(now()).await {
+                tracing::warn!(error = %e, "cannot purge expired codes and sessions");
+            }
+            match store.purge_unconfirmed(now()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(
+                        removed = n,
+                        "pool.event" = "unconfirmed_purged",
+                        "unconfirmed sign-ups whose code expired were removed"
+                    )
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot purge expired unconfirmed sign-ups"),
+            }
+        }
+    });
 }

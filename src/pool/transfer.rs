@@ -259,6 +259,22 @@ fn plan(
                 None
             }
         };
+        if let Some(c) = &canonical
+            && username::reserved(
+                c,
+                cfg.identity_providers
+                    .iter()
+                    .map(|p| p.provider.name.as_str()),
+            )
+        {
+            problem(
+                Some(USERNAME),
+                without_prefix(
+                    i18n::t(Lang::En, "err_username_reserved").to_string(),
+                    "username",
+                ),
+            );
+        }
         if let Some(c) = &canonical {
             if taken_names.contains(c) {
                 problem(
@@ -515,6 +531,35 @@ mod tests {
         let taken: HashSet<String> = ["taken".to_string()].into();
         let emails: HashSet<String> = ["old@example.com".to_string()].into();
         plan(text.as_bytes(), &cfg(), &taken, &emails)
+    }
+
+    /// A name in a configured identity provider's namespace is that provider's: not imported.
+    #[test]
+    fn names_in_a_provider_namespace_are_refused() {
+        let v: toml::Value = toml::from_str::<toml::Table>(
+            "[[identity_providers]]\nname = \"corp\"\nissuer = \"https://idp.example\"\n\
+             client_id = \"x\"\nclient_secret = \"s\"\n",
+        )
+        .map(toml::Value::Table)
+        .unwrap();
+        let mut problems = crate::config::Problems::default();
+        let cfg = super::super::config::build(
+            &v,
+            std::path::Path::new("/tmp/x.toml"),
+            std::path::Path::new("/tmp"),
+            &mut problems,
+        )
+        .unwrap();
+        let p = plan(
+            b"cognito:username,email\nCorp_victim,v@example.com\ncorporate,c@example.com\n",
+            &cfg,
+            &HashSet::new(),
+            &HashSet::new(),
+        );
+        let got: Vec<String> = p.problems.iter().map(|x| x.to_string()).collect();
+        assert_eq!(p.invalid_lines, vec![2], "{got:?}");
+        assert!(got[0].contains("reserved"), "{got:?}");
+        assert_eq!(p.users.len(), 1);
     }
 
     #[test]

@@ -148,6 +148,17 @@ const ACCOUNTS = {
   },
 };
 
+// More accounts for a test (IDP_ACCOUNTS, a JSON object id -> claims, merged over the fixtures):
+// e.g. two users claiming one email, verified or not, or a `sub` that differs from another only
+// by case. An account's `login_amr` (not a claim) is the `amr` of its sign-in here.
+if (process.env.IDP_ACCOUNTS) {
+  try {
+    Object.assign(ACCOUNTS, JSON.parse(process.env.IDP_ACCOUNTS));
+  } catch (err) {
+    fail(`IDP_ACCOUNTS is not valid JSON: ${err.message}`);
+  }
+}
+
 async function findAccount(_ctx, id) {
   const claims = Object.hasOwn(ACCOUNTS, id) ? ACCOUNTS[id] : undefined;
   if (!claims) return undefined;
@@ -155,7 +166,8 @@ async function findAccount(_ctx, id) {
     accountId: id,
     // the provider filters these by the granted scopes / claims
     async claims() {
-      return structuredClone(claims);
+      const { login_amr: _amr, ...rest } = claims;
+      return structuredClone(rest);
     },
   };
 }
@@ -217,7 +229,8 @@ const configuration = {
     sid: null,
     auth_time: null,
     iss: null,
-    openid: ['sub'],
+    // `amr` is the sign-in's (an account's `login_amr`); absent for the others
+    openid: ['sub', 'amr'],
     email: ['email', 'email_verified'],
     profile: ['name', 'preferred_username', 'groups', 'blob'],
     groups: ['groups'],
@@ -403,7 +416,7 @@ async function handleInteraction(req, res, uid, action) {
     const grantId = await grant.save();
 
     await provider.interactionFinished(req, res, {
-      login: { accountId: login },
+      login: { accountId: login, ...(ACCOUNTS[login].login_amr ? { amr: ACCOUNTS[login].login_amr } : {}) },
       consent: { grantId },
     }, { mergeWithLastSubmission: false });
     return;

@@ -278,6 +278,18 @@ impl Server {
         self.nth_code(username, purpose, 1)
     }
 
+    /// A connection pool to this server's database (to look at or prepare rows directly).
+    pub async fn database(&self) -> sqlx::AnyPool {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let url = text
+            .split("database = \"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap();
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(url).await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -533,6 +545,19 @@ pub async fn sign_in_at(
         .send()
         .await
         .unwrap()
+}
+
+/// The claims of the proxy's session of this browser (what `allow_claims` rules see).
+pub async fn session_claims(c: &reqwest::Client, s: &Server) -> serde_json::Value {
+    let info: serde_json::Value = c
+        .get(s.url("/oauth2/userinfo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    info["claims"].clone()
 }
 
 /// Creates a confirmed user with [`PASSWORD`] through the CLI.

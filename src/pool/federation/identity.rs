@@ -1,7 +1,12 @@
 //! A provider's user, and what becomes of it in the pool: the user already linked to that
 //! (provider, sub); else, with `link_by_email` and the provider's `email_verified: true`, the
-//! existing user with that email; else a new user `{name}_{sub}`, created once every required
-//! attribute is there (asked for on one page). Later sign-ins update the mapped attributes.
+//! CONFIRMED user whose stored address is that one and verified; else a new user
+//! `{name}_{sub}` (see `username::federated`), created once every required attribute is there
+//! (asked for on one page). Later sign-ins update the mapped attributes.
+//!
+//! An address (or phone number) counts as verified only when the pool verified it (a code) or
+//! the provider that supplied that very value said so: a value typed on the attribute page is
+//! unverified, and a provider's flag never upgrades a value it did not supply.
 
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -31,6 +36,34 @@ pub struct Identity {
     /// The `state` of the sign-in that produced it: names the browser's login cookie, which
     /// binds the attribute page to that browser.
     pub login: String,
+    /// Attributes typed on the attribute page (never verified).
+    #[serde(default)]
+    pub typed: Vec<String>,
+    /// The provider's own `amr` values (RFC 8176), when its ID token has them.
+    #[serde(default)]
+    pub amr: Vec<String>,
+}
+
+/// At most this many `amr` values are taken from a provider, each a short token.
+const MAX_AMR: usize = 8;
+
+/// The provider's `amr`: string values that are short RFC 8176-style tokens, once each, in
+/// order; `fed` (the pool's own) and anything else are left out.
+fn provider_amr(claims: &Map<String, Value>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(Value::Array(items)) = claims.get("amr") else {
+        return out;
+    };
+    for v in items.iter().filter_map(Value::as_str) {
+        let token = !v.is_empty()
+            && v.len() <= 32
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if token && v != "fed" && !out.iter().any(|o| o == v) && out.len() < MAX_AMR {
+            out.push(v.to_string());
+        }
+    }
+    out
 }
 
 /// A claim that is `true` (or the string "true", as some providers send it).
@@ -58,6 +91,8 @@ impl Identity {
                 .map(str::to_string),
             provider_email_verified: truthy(claims.get("email_verified")),
             login: login.to_string(),
+            typed: Vec::new(),
+            amr: provider_amr(claims),
         };
         for (attr, claim) in &up.cfg.attribute_mapping {
             match attr.as_str() {
@@ -82,12 +117,32 @@ impl Identity {
             .map(|(_, v)| v.clone())
     }
 
-    /// Sets (or, with an empty value, removes) an attribute typed on the attribute page.
+    /// Sets (or, with an empty value, removes) an attribute typed on the attribute page; a
+    /// typed value is never a verified one.
     pub fn set_attribute(&mut self, name: &str, value: &str) {
+        if !self.typed.iter().any(|t| t == name) {
+            self.typed.push(name.to_string());
+        }
         self.attributes.retain(|(k, _)| k != name);
         if !value.trim().is_empty() {
             self.attributes.push((name.to_string(), value.to_string()));
         }
+    }
+
+    /// The attributes this provider supplied itself (not typed on the attribute page).
+    fn supplied(&self) -> Vec<String> {
+        self.attributes
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !self.typed.contains(k))
+            .collect()
+    }
+
+    /// The `amr` of a sign-in through this provider: `fed`, then the provider's own values.
+    pub fn sign_in_amr(&self) -> Vec<String> {
+        std::iter::once("fed".to_string())
+            .chain(self.amr.iter().cloned())
+            .collect()
     }
 
     /// The `identities` entry for this provider (Cognito's shape).
@@ -166,16 +221,33 @@ pub async fn sign_in(
     };
     match store.federated_user(&id.provider, &id.provider_sub).await {
         Err(e) => return unavailable(pool, req, &e, cookies),
-        Ok(Some(user)) => return existing(pool, ready, req, &id, user, areq, cookies).await,
+        // A link to a never-confirmed sign-up (left by an older version, which linked by an
+        // address nobody verified) is no link: the provider's user gets its own account, and
+        // the link is replaced below.
+        Ok(Some(user)) if user.status == UserStatus::Unconfirmed => {
+            tracing::warn!(provider = %id.provider, sub = %user.sub, request_id = req.rid, "pool.event" = "federation_link_dropped", "a provider user was linked to an unconfirmed sign-up; the link is replaced");
+        }
+        Ok(Some(user)) => {
+            return existing(pool, ready, req, &id, user, areq, req_raw, cookies).await;
+        }
         Ok(None) => {}
     }
     if up.cfg.link_by_email
         && id.provider_email_verified
         && let Some(email) = &id.provider_email
     {
+        // Only a CONFIRMED user whose own address is this one and verified (by the pool's
+        // code, or by the provider that supplied it): never an unconfirmed sign-up or an
+        // address somebody merely typed or got from a provider that did not verify it.
         match store.user_by_email(email).await {
             Err(e) => return unavailable(pool, req, &e, cookies),
-            Ok(Some(user)) => {
+            Ok(Some(user))
+                if user.status == UserStatus::Confirmed
+                    && truthy(user.attributes.get("email_verified"))
+                    && user
+                        .email()
+                        .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim())) =>
+            {
                 if let Err(e) = store
                     .link_identity(&id.provider, &id.provider_sub, &user.sub, now())
                     .await
@@ -183,15 +255,16 @@ pub async fn sign_in(
                     return unavailable(pool, req, &e, cookies);
                 }
                 tracing::info!(provider = %id.provider, sub = %user.sub, request_id = req.rid, "pool.event" = "federation_linked", "provider user linked to an existing user by verified email");
-                return existing(pool, ready, req, &id, user, areq, cookies).await;
+                return existing(pool, ready, req, &id, user, areq, req_raw, cookies).await;
             }
-            Ok(None) => {}
+            Ok(_) => {}
         }
     }
     create(pool, ready, req, id, req_raw, areq, cookies).await
 }
 
 /// A user already in the pool: status checks, mapped attributes updated, signed in.
+#[allow(clippy::too_many_arguments)]
 async fn existing(
     pool: &Pool,
     ready: &Ready,
@@ -199,6 +272,7 @@ async fn existing(
     id: &Identity,
     user: User,
     areq: Option<super::super::pages::AuthRequest>,
+    req_raw: &str,
     cookies: Vec<String>,
 ) -> Response<Body> {
     match user.status {
@@ -223,6 +297,8 @@ async fn existing(
     }
     let store = &ready.store;
     let mut attrs = user.attributes.clone();
+    // What this sign-in wrote from the provider (not typed, valid, not another user's).
+    let mut written: Vec<String> = Vec::new();
     for (k, v) in &id.attributes {
         // One at a time: an invalid value from the provider leaves the stored one alone.
         let Ok(valid) = attributes::validate(
@@ -244,26 +320,47 @@ async fn existing(
                     Err(e) => return unavailable(pool, req, &e, cookies),
                 }
             }
+            if !id.typed.contains(&name) {
+                written.push(name.clone());
+            }
             attrs.insert(name, value);
         }
     }
-    set_flags(&mut attrs, id);
+    set_flags(&user.attributes, &mut attrs, id, &written);
     with_identity(&mut attrs, id);
-    if attrs != user.attributes
-        && let Err(e) = store.set_attributes(&user.sub, &attrs, now()).await
-    {
-        return unavailable(pool, req, &e, cookies);
+    if attrs != user.attributes {
+        match store.set_attributes(&user.sub, &attrs, now()).await {
+            Ok(()) => {}
+            // Another user verified this address meanwhile: it stays theirs.
+            Err(StoreError::Exists("email")) => return email_exists(pool, req, id, cookies),
+            Err(e) => return unavailable(pool, req, &e, cookies),
+        }
     }
-    finish(pool, ready, req, &user.sub, areq, cookies).await
+    finish(
+        pool,
+        ready,
+        req,
+        &user.sub,
+        areq,
+        req_raw,
+        &id.sign_in_amr(),
+        cookies,
+    )
+    .await
 }
 
-/// Signs in the user `sub` as stored now (attributes just written included).
+/// Signs in the user `sub` as stored now (attributes just written included), with the `amr`
+/// of a federated sign-in. When a second factor is due, the pages it sends the browser to
+/// carry the waiting authorization request (`req_raw`), as they do after a password.
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     pool: &Pool,
     ready: &Ready,
     req: &Req<'_>,
     sub: &str,
     areq: Option<super::super::pages::AuthRequest>,
+    req_raw: &str,
+    amr: &[String],
     cookies: Vec<String>,
 ) -> Response<Body> {
     let user = match ready.store.user_by_sub(sub).await {
@@ -271,12 +368,36 @@ async fn finish(
         Ok(None) => return unavailable(pool, req, &StoreError::NoSuchUser, cookies),
         Err(e) => return unavailable(pool, req, &e, cookies),
     };
-    append_cookies(pool.finish_sign_in(ready, req, &user, areq).await, &cookies)
+    let mut r = pool.finish_sign_in_as(ready, req, &user, areq, amr).await;
+    let mfa = format!("{}/mfa", pool.base);
+    let to = r
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|to| to.starts_with(&mfa) && !to.contains("req=") && !req_raw.is_empty())
+        .map(|to| {
+            let sep = if to.contains('?') { '&' } else { '?' };
+            format!("{to}{sep}req={}", crate::pool::pages::login::enc(req_raw))
+        });
+    if let Some(v) = to.and_then(|to| HeaderValue::from_str(&to).ok()) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    append_cookies(r, &cookies)
 }
 
-/// `email_verified` / `phone_number_verified`: as mapped from the provider, else false for a
-/// value the pool has not verified itself.
-fn set_flags(attrs: &mut Map<String, Value>, id: &Identity) {
+/// `email_verified` / `phone_number_verified` of the value now stored (`attrs`; `before` is
+/// what was stored until now, `written` the attributes this provider just supplied):
+/// - verified when this provider supplied this very value and says it verified it (its mapped
+///   flag; without a mapping, its own `email_verified` for the `email` it sent);
+/// - still verified when the value is unchanged and was verified (by the pool's code, or by
+///   a provider before);
+/// - else unverified: a typed value, a value another provider supplied, a changed value.
+fn set_flags(
+    before: &Map<String, Value>,
+    attrs: &mut Map<String, Value>,
+    id: &Identity,
+    written: &[String],
+) {
     for (claim, flag, mapped) in [
         ("email", "email_verified", id.email_verified),
         (
@@ -285,16 +406,29 @@ fn set_flags(attrs: &mut Map<String, Value>, id: &Identity) {
             id.phone_number_verified,
         ),
     ] {
-        if attrs.contains_key(claim) {
-            match mapped {
-                Some(v) => {
-                    attrs.insert(flag.into(), Value::Bool(v));
-                }
-                None => {
-                    attrs.entry(flag).or_insert(Value::Bool(false));
-                }
+        let Some(value) = attrs.get(claim).and_then(Value::as_str).map(str::to_string) else {
+            continue;
+        };
+        let same = |other: &str| {
+            if claim == "email" {
+                other.trim().eq_ignore_ascii_case(value.trim())
+            } else {
+                other == value
             }
-        }
+        };
+        let supplied = written.iter().any(|w| w == claim);
+        let provider_says = supplied
+            && match mapped {
+                Some(v) => v,
+                None => {
+                    claim == "email"
+                        && id.provider_email_verified
+                        && id.provider_email.as_deref().is_some_and(same)
+                }
+            };
+        let kept =
+            before.get(claim).and_then(Value::as_str).is_some_and(same) && truthy(before.get(flag));
+        attrs.insert(flag.into(), Value::Bool(provider_says || kept));
     }
 }
 
@@ -318,8 +452,9 @@ async fn create(
     areq: Option<super::super::pages::AuthRequest>,
     cookies: Vec<String>,
 ) -> Response<Body> {
-    // Emails are unique in the pool (users sign in with them): refuse at once, before asking
-    // for anything, when an unlinked user already has this one.
+    // A verified address is one user's (users sign in with it): refuse at once, before asking
+    // for anything, when an unlinked user holds this one verified. An address nobody verified
+    // (an unconfirmed sign-up's, say) holds nothing.
     if let Some(email) = id.attribute("email") {
         match ready.store.user_by_email(&email).await {
             Ok(Some(_)) => return email_exists(pool, req, &id, cookies),
@@ -348,7 +483,7 @@ async fn create(
                 return ask_for_attributes(pool, req, id, ask, req_raw, errors);
             }
         };
-    let Ok(name) = username::validate(&format!("{}_{}", id.provider, id.provider_sub)) else {
+    let Some(name) = username::federated(&id.provider, &id.provider_sub) else {
         tracing::warn!(provider = %id.provider, request_id = req.rid, "provider subject cannot form a pool user name");
         return pool.federation_message(
             req,
@@ -357,7 +492,7 @@ async fn create(
             cookies,
         );
     };
-    set_flags(&mut attrs, &id);
+    set_flags(&Map::new(), &mut attrs, &id, &id.supplied());
     with_identity(&mut attrs, &id);
     let sub = uuid::Uuid::new_v4().to_string();
     let new = NewUser {
@@ -365,7 +500,8 @@ async fn create(
         username: name,
         status: UserStatus::Confirmed,
         // No password: a federated user signs in through its provider (an empty hash never
-        // verifies). "Forgot password" can still give it one, as Cognito's linked users have.
+        // verifies), and "forgot password" does not give it one (as Cognito refuses it for
+        // external users): someone removed at the provider keeps no way in.
         password_hash: String::new(),
         attributes: attrs,
     };
@@ -391,5 +527,15 @@ async fn create(
         return unavailable(pool, req, &e, cookies);
     }
     tracing::info!(provider = %id.provider, sub = %sub, request_id = req.rid, "pool.event" = "federation_user_created", "federated user created");
-    finish(pool, ready, req, &sub, areq, cookies).await
+    finish(
+        pool,
+        ready,
+        req,
+        &sub,
+        areq,
+        req_raw,
+        &id.sign_in_amr(),
+        cookies,
+    )
+    .await
 }

@@ -25,6 +25,19 @@ use crate::http::body::{self, Body};
 
 const CSRF_COOKIE: &str = "portcullis_pool_csrf";
 pub const SESSION_COOKIE: &str = "portcullis_pool_session";
+/// Carries the `amr` of a first factor that was not the pool's password (a provider's sign-in)
+/// to the second-factor pages, which otherwise count the first factor as `pwd`.
+const FIRST_FACTOR_COOKIE: &str = "portcullis_pool_first";
+/// As long as the second-factor pages wait for the code.
+const FIRST_FACTOR_SECONDS: i64 = 600;
+
+/// The first factor of a sign-in waiting for its second (sealed into [`FIRST_FACTOR_COOKIE`]).
+#[derive(Serialize, Deserialize)]
+struct FirstFactor {
+    sub: String,
+    amr: Vec<String>,
+    exp: i64,
+}
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
@@ -530,13 +543,68 @@ impl Pool {
         user: &User,
         areq: Option<AuthRequest>,
     ) -> Response<Body> {
+        let amr = super::mfa::amr(super::mfa::PWD);
+        self.finish_sign_in_as(ready, req, user, areq, &amr).await
+    }
+
+    /// [`Pool::finish_sign_in`] for a first factor other than the pool's password: a sign-in
+    /// through an identity provider has `amr` `fed` and the provider's own values, never `pwd`.
+    pub async fn finish_sign_in_as(
+        &self,
+        ready: &Ready,
+        req: &Req<'_>,
+        user: &User,
+        areq: Option<AuthRequest>,
+        amr: &[String],
+    ) -> Response<Body> {
         // No session exists until every factor the pool asks for has been shown.
-        if let Some(r) = super::mfa::gate(self, ready, req, user).await {
+        if let Some(mut r) = super::mfa::gate(self, ready, req, user).await {
+            // The second-factor pages learn how the first factor was shown (a password's
+            // sign-in clears what an earlier provider's sign-in left).
+            let cookie = if amr.iter().any(|a| a == "pwd") {
+                self.cookie(FIRST_FACTOR_COOKIE, "", 0)
+            } else {
+                let first = FirstFactor {
+                    sub: user.sub.clone(),
+                    amr: amr.to_vec(),
+                    exp: now() + FIRST_FACTOR_SECONDS,
+                };
+                let json = serde_json::to_vec(&first).unwrap_or_default();
+                let sealed = URL_SAFE_NO_PAD.encode(self.sealer.seal(b"pool-first-factor", &json));
+                self.cookie(FIRST_FACTOR_COOKIE, &sealed, FIRST_FACTOR_SECONDS)
+            };
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
             return r;
         }
-        let amr = super::mfa::amr(super::mfa::PWD);
-        self.start_session(ready, req, user, areq, &amr, Vec::new())
+        self.start_session(ready, req, user, areq, amr, Vec::new())
             .await
+    }
+
+    /// The `amr` of a sign-in the second-factor pages complete: they name the first factor
+    /// `pwd`; when it was a provider's sign-in of this user (the sealed first-factor cookie),
+    /// its `amr` (`fed`, …) takes the place of `pwd`.
+    fn with_first_factor(&self, req: &Req<'_>, user: &User, amr: &[String]) -> Vec<String> {
+        let first = amr
+            .iter()
+            .any(|a| a == "pwd")
+            .then(|| cookie_value(req, FIRST_FACTOR_COOKIE))
+            .flatten()
+            .and_then(|raw| URL_SAFE_NO_PAD.decode(raw).ok())
+            .and_then(|sealed| self.sealer.open(b"pool-first-factor", &sealed))
+            .and_then(|plain| serde_json::from_slice::<FirstFactor>(&plain).ok())
+            .filter(|f| f.sub == user.sub && f.exp >= now());
+        let Some(first) = first else {
+            return amr.to_vec();
+        };
+        let mut out = first.amr;
+        for a in amr {
+            if a != "pwd" && !out.contains(a) {
+                out.push(a.clone());
+            }
+        }
+        out
     }
 
     /// Starts a pool session authenticated by `amr` (RFC 8176), then answers.
@@ -549,6 +617,7 @@ impl Pool {
         amr: &[String],
         mut cookies: Vec<String>,
     ) -> Response<Body> {
+        let amr = &self.with_first_factor(req, user, amr);
         match self.create_session(ready, req, user, amr).await {
             Ok((cookie, t)) => {
                 cookies.push(cookie);
@@ -567,6 +636,7 @@ impl Pool {
         user: &User,
         amr: &[String],
     ) -> Result<(String, i64), Response<Body>> {
+        let amr = &self.with_first_factor(req, user, amr);
         let id = self.sealer.random_hex(32);
         let t = now();
         let max_age = self.cfg.session_timeout.as_secs() as i64;

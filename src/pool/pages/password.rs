@@ -43,6 +43,16 @@ pub fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Res
     )
 }
 
+/// A user created by an identity provider that has no password of its own (it signs in only
+/// through a provider): "forgot password" must not give it one.
+fn federated_only(u: &crate::pool::store::User) -> bool {
+    u.password_hash.is_empty()
+        && u.attributes
+            .get("identities")
+            .and_then(Value::as_array)
+            .is_some_and(|ids| !ids.is_empty())
+}
+
 pub fn show_forgot(pool: &Pool, req: &Req<'_>) -> Response<Body> {
     page(
         pool,
@@ -68,9 +78,20 @@ pub async fn forgot(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         Ok(u) => u,
         Err(e) => return unavailable(pool, req, &e),
     };
-    if let Some(u) =
-        user.filter(|u| u.status != UserStatus::Disabled && u.status != UserStatus::Unconfirmed)
-    {
+    // A federated-only user (no password of its own) gets nothing that sets one: it signs in
+    // through its provider, and someone removed there must keep no way in. The answer is the
+    // same as for an unknown user.
+    let federated_only = user.as_ref().is_some_and(federated_only);
+    if federated_only {
+        tracing::info!(
+            request_id = req.rid,
+            "pool.event" = "reset_refused",
+            "forgot password for a user who signs in only through a provider: no code sent"
+        );
+    }
+    if let Some(u) = user.filter(|u| {
+        u.status != UserStatus::Disabled && u.status != UserStatus::Unconfirmed && !federated_only
+    }) {
         delivery::issue_in_background(
             pool.cfg.clone(),
             ready.store.clone(),
@@ -139,7 +160,7 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         Ok(u) => u,
         Err(e) => return unavailable(pool, req, &e),
     };
-    let Some(user) = user.filter(|u| u.status != UserStatus::Disabled) else {
+    let Some(user) = user.filter(|u| u.status != UserStatus::Disabled && !federated_only(u)) else {
         return bad(vec![t(req.lang, "bad_code").to_string()]);
     };
     let t0 = now();
@@ -172,7 +193,12 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
             .store
             .set_password(&user.sub, &hash, UserStatus::Confirmed, t0)
             .await?;
-        ready.store.set_attributes(&user.sub, &attrs, t0).await?;
+        // The code went to the address, so it is verified now, unless another user holds it
+        // verified already (it stays theirs; this one stays unverified).
+        match ready.store.set_attributes(&user.sub, &attrs, t0).await {
+            Ok(()) | Err(crate::pool::store::StoreError::Exists("email")) => {}
+            Err(e) => return Err(e),
+        }
         // A reset password ends every existing session and token, and the lockout.
         ready.store.sign_out_everywhere(&user.sub).await?;
         ready.store.clear_attempts(&user_key(&user.username)).await

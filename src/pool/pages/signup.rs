@@ -83,7 +83,9 @@ pub fn show(pool: &Pool, req: &Req<'_>) -> Response<Body> {
     form(pool, req, StatusCode::OK, Vec::new())
 }
 
-/// Every problem with a new user's name, password and attributes, as messages.
+/// Every problem with a new user's name, password and attributes, as messages. A name in a
+/// configured identity provider's namespace (`{name}_`, any case or width) is refused: it
+/// belongs to that provider's users (self sign-up and admin create alike).
 pub fn problems_for(
     cfg: &PoolConfig,
     lang: Lang,
@@ -92,6 +94,14 @@ pub fn problems_for(
     attrs: &Result<serde_json::Map<String, Value>, Vec<AttributeError>>,
 ) -> Vec<String> {
     let mut errors = Vec::new();
+    if username::reserved(
+        name,
+        cfg.identity_providers
+            .iter()
+            .map(|p| p.provider.name.as_str()),
+    ) {
+        errors.push(t(lang, "err_username_reserved").to_string());
+    }
     if let Err(e) = username::validate(name) {
         errors.push(
             t(
@@ -338,6 +348,17 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
             .await
     }
     .await;
+    if let Err(StoreError::Exists("email")) = r {
+        // Another user verified this address first (it is one user's): this one stays
+        // unconfirmed, and says why.
+        return confirm_page(
+            pool,
+            req,
+            StatusCode::CONFLICT,
+            vec![t(req.lang, "email_exists").to_string()],
+            String::new(),
+        );
+    }
     if let Err(e) = r {
         tracing::error!(error = %e, request_id = req.rid, "cannot confirm user");
         return pool.pages.message(

@@ -198,6 +198,9 @@ impl Store {
             .map(|_| ())
             .map_err(StoreError::Db);
         }
+        if result.is_ok() {
+            result = users::migrate_v2(&mut conn).await;
+        }
         if self.backend == Backend::Postgres {
             conn.execute("SELECT pg_advisory_unlock(7305)").await?;
         }
@@ -233,4 +236,30 @@ pub fn hash_secret(value: &str) -> String {
     crate::session::keyring::hex(
         ring::digest::digest(&ring::digest::SHA256, value.as_bytes()).as_ref(),
     )
+}
+
+/// Stores for unit tests: a fresh SQLite file, and a fresh PostgreSQL database when
+/// `PORTCULLIS_TEST_POSTGRES_URL` names a server.
+#[cfg(test)]
+pub(crate) async fn test_stores(tag: &str) -> Vec<Store> {
+    use sqlx::Connection;
+    let stamp = format!("{}_{}", std::process::id(), crate::pool::now_ms());
+    let dir = std::env::temp_dir().join(format!("pc-store-{tag}-{stamp}"));
+    let mut out = vec![
+        Store::open(&format!("sqlite://{}", dir.join("pool.db").display()))
+            .await
+            .unwrap(),
+    ];
+    if let Ok(base) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") {
+        let mut conn = sqlx::postgres::PgConnection::connect(&base).await.unwrap();
+        let name = format!("pc_unit_{tag}_{stamp}");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut u = url::Url::parse(&base).unwrap();
+        u.set_path(&format!("/{name}"));
+        out.push(Store::open(u.as_str()).await.unwrap());
+    }
+    out
 }

@@ -239,3 +239,55 @@ impl Store {
         Ok(())
     }
 }
+
+/// How long a sign-up may stay unconfirmed without a valid code: the code's own lifetime.
+const UNCONFIRMED_SECS: i64 = 24 * 3600;
+
+impl Store {
+    /// Removes UNCONFIRMED users older than a day whose sign-up code has expired (a resent code
+    /// keeps its user until it expires too), with their codes, groups and provider links: the
+    /// user name and the address they held are free again. Returns how many were removed.
+    /// Runs at start and then periodically (`Pool::ready`).
+    pub async fn purge_unconfirmed(&self, now: i64) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        loop {
+            let rows = sqlx::query(
+                "SELECT u.sub AS sub FROM users u WHERE u.status = 'UNCONFIRMED' AND u.created_at <= $1 \
+                 AND NOT EXISTS (SELECT 1 FROM codes c WHERE c.sub = u.sub AND c.purpose = 'signup' AND c.expires_at > $2) \
+                 LIMIT 500",
+            )
+            .bind(now - UNCONFIRMED_SECS)
+            .bind(now)
+            .fetch_all(&self.db)
+            .await?;
+            if rows.is_empty() {
+                return Ok(removed);
+            }
+            let mut tx = self.db.begin().await?;
+            for r in &rows {
+                let sub: String = r.try_get("sub")?;
+                // Still unconfirmed: a confirmation that just happened keeps its user.
+                let gone =
+                    sqlx::query("DELETE FROM users WHERE sub = $1 AND status = 'UNCONFIRMED'")
+                        .bind(&sub)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                if gone == 0 {
+                    continue;
+                }
+                removed += gone;
+                for table in ["codes", "user_groups", "federated_identities"] {
+                    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE sub = $1")))
+                        .bind(&sub)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            if rows.len() < 500 {
+                return Ok(removed);
+            }
+        }
+    }
+}
