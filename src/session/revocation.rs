@@ -72,15 +72,17 @@ const REDIS_EXPIRY: &str = "{portcullis:revocations}:expiry";
 /// reads the hash whole instead.
 const LOG_KEEP_MS: i64 = 15 * 60 * 1000;
 const FULL_READ_AFTER_MS: i64 = 5 * 60 * 1000;
-/// Entries read per round trip (log and hash).
+/// Entries read per round trip from the log, and deleted per script call.
 const BATCH: usize = 1000;
+/// Entries asked for per round trip when the hash is read whole.
+const HASH_BATCH: usize = 10_000;
 
-/// Adds (or merges) an entry: the hash, the expiry set (never lowered) and the log, in one
-/// atomic step. The log is trimmed to [`LOG_KEEP_MS`] by the server's own clock.
+/// Adds (or merges) an entry: the hash, the expiry set (`GT`: a score is never lowered, new
+/// members are added) and the log, in one atomic step. The log is trimmed to [`LOG_KEEP_MS`]
+/// by the server's own clock (`XADD … MINID`: Redis 6.2 or later).
 const ADD_SCRIPT: &str = r"
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], 'GT', ARGV[3], ARGV[1])
-redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[1])
 local t = redis.call('TIME')
 local minid = tonumber(t[1]) * 1000 - tonumber(ARGV[4])
 return redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'e', ARGV[2])
@@ -668,7 +670,7 @@ impl Revocations {
                         .arg(REDIS_HASH)
                         .arg(scan)
                         .arg("COUNT")
-                        .arg(BATCH),
+                        .arg(HASH_BATCH),
                 )
                 .await?;
             let now = now_ms() / 1000;
@@ -713,16 +715,21 @@ impl Revocations {
     }
 
     /// The periodic upkeep: expired entries leave memory and Redis; the file is compacted
-    /// when most of it is dead.
-    pub async fn upkeep(&self) {
+    /// (off the async threads) when most of it is dead.
+    pub async fn upkeep(self: &Arc<Self>) {
         self.prune();
         if let Some(redis) = &self.redis
             && let Err(e) = self.expire_redis(redis).await
         {
             tracing::warn!(error = %e, "revocation list: expired entries not removed from redis");
         }
-        if let Err(e) = self.compact(false) {
-            tracing::warn!(error = %e, "revocation list: the file under data_dir was not compacted");
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.compact(false)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "revocation list: the file under data_dir was not compacted")
+            }
+            Err(e) => tracing::warn!(error = %e, "revocation list: compaction task failed"),
         }
     }
 

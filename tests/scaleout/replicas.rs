@@ -436,6 +436,19 @@ async fn redis_down_fails_closed_and_recovers() {
     let c = client();
     let cookie = sign_in(&r, &c, "alice").await;
     assert_eq!(status_with(&r.nodes[0].base, "/app", &cookie).await, 200);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = r
+        .idp
+        .sign(
+            json!({"typ": "at+jwt"}),
+            json!({"iss": r.idp.issuer, "sub": "alice", "aud": "api://orders", "iat": now,
+                   "exp": now + 600, "jti": rand_id()}),
+        )
+        .await;
+    assert_eq!(bearer_status(&r.nodes[0].base, &token).await, 200);
     redis.kill();
     // B never saw this ticket: it needs Redis now.
     let resp = bare_client()
@@ -464,6 +477,8 @@ async fn redis_down_fails_closed_and_recovers() {
         .unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("redis: unreachable"));
+    // A bearer token, cached as verified, fails closed too: a revocation might be missed.
+    assert_eq!(bearer_status(&r.nodes[0].base, &token).await, 503);
     // Public routes do not need a session store.
     assert_eq!(status_with(&r.nodes[0].base, "/public/x", "").await, 200);
     // Redis returns (with its data): both replicas serve the session again, unaided.
@@ -478,6 +493,7 @@ async fn redis_down_fails_closed_and_recovers() {
             "service did not resume after Redis came back"
         );
     }
+    assert_eq!(bearer_status(&r.nodes[0].base, &token).await, 200);
     let ready = reqwest::get(format!("{}/readyz", r.nodes[1].admin))
         .await
         .unwrap();
