@@ -1,14 +1,63 @@
 //! The built-in pool's user access tokens on a bearer route end when the pool ends the user's
 //! sessions (invariant "revocation covers every credential", review F5): `disable`,
 //! `sign-out`, `reset-password`, `delete` (the CLI, another process), and the hosted sign-out
-//! of one pool session (the tokens issued in that session only). One real process.
+//! of one pool session (the tokens issued in that session only). The pool's own ID tokens and
+//! back-channel logout tokens (review F11) are refused on the same route. One real process.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
 const APP_SECRET: &str = "app-secret-0123456789abcdef";
 const CB: &str = "http://127.0.0.1:9/cb";
 
-fn config(port: u16, admin: u16, echo: &str, dir: &std::path::Path) -> String {
+/// A back-channel logout URI on a free loopback port: keeps every `logout_token` it gets.
+async fn logout_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bcl", l.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        if let Some((_, t)) = url::form_urlencoded::parse(body.as_bytes())
+                            .find(|(k, _)| k == "logout_token")
+                        {
+                            seen.lock().push(t.into_owned());
+                        }
+                        break;
+                    }
+                }
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    (url, got)
+}
+
+fn config(port: u16, admin: u16, echo: &str, dir: &std::path::Path, bcl: &str) -> String {
     format!(
         r#"
 public_url = "http://127.0.0.1:{port}"
@@ -40,6 +89,7 @@ database = "sqlite://{db}"
 client_id = "app"
 client_secret = "{APP_SECRET}"
 redirect_uris = ["{CB}"]
+backchannel_logout_uri = "{bcl}"
 "#,
         db = dir.join("pool.db").display()
     )
@@ -72,6 +122,11 @@ async fn signed_in(base: &str, user: &str) -> reqwest::Client {
 
 /// The code flow for `app` in the browser's pool session: the user's access token.
 async fn access_token(base: &str, c: &reqwest::Client) -> String {
+    token_pair(base, c).await.0
+}
+
+/// The code flow for `app` in the browser's pool session: the access token and the ID token.
+async fn token_pair(base: &str, c: &reqwest::Client) -> (String, String) {
     let r = c
         .get(format!(
             "{base}/oauth2/pool/authorize?response_type=code&client_id=app&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid&state=st"
@@ -100,10 +155,13 @@ async fn access_token(base: &str, c: &reqwest::Client) -> String {
         .json()
         .await
         .unwrap();
-    t["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string()
+    (
+        t["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string(),
+        t["id_token"].as_str().expect("id_token").to_string(),
+    )
 }
 
 async fn refused_within_5s(base: &str, token: &str, case: &str) {
@@ -116,7 +174,8 @@ async fn pool_ending_a_users_sessions_ends_their_access_tokens() {
     let (port, admin) = Proxy::ports();
     let echo = Echo::start().await;
     let dir = temp_dir("bearer-pool-users");
-    let proxy = Proxy::start(port, admin, &config(port, admin, &echo.url(), &dir)).await;
+    let (bcl, logout_tokens) = logout_receiver().await;
+    let proxy = Proxy::start(port, admin, &config(port, admin, &echo.url(), &dir, &bcl)).await;
     let base = proxy.base.as_str();
     let file = proxy.log_path().parent().unwrap().join("portcullis.toml");
     let users = ["alice", "bob", "carol", "dave", "erin"];
@@ -149,8 +208,16 @@ async fn pool_ending_a_users_sessions_ends_their_access_tokens() {
         assert_eq!(get(base, "/user-api/x", &t).await.status(), 200);
         tokens.push((c, t));
     }
-    // erin has a second pool session (another browser) with its own token.
-    let erin2 = access_token(base, &signed_in(base, "erin").await).await;
+    // erin has a second pool session (another browser) with its own tokens.
+    let (erin2, erin2_id) = token_pair(base, &signed_in(base, "erin").await).await;
+    // The pool's ID token (aud = app, the route's bearer_audience) is not an access token.
+    assert_refused(
+        get(base, "/user-api/x", &erin2_id).await,
+        401,
+        "invalid_token",
+        "the pool's ID token",
+    )
+    .await;
 
     cli(&file, &["users", "disable", "alice"]);
     refused_within_5s(base, &tokens[0].1, "pool users disable").await;
@@ -174,4 +241,39 @@ async fn pool_ending_a_users_sessions_ends_their_access_tokens() {
         200,
         "another pool session's token is untouched"
     );
+
+    // The pool's own logout tokens (aud = app, typ logout+jwt) were sent to app's URI; not one
+    // of them is an access token, for the reason that it is a logout token.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while logout_tokens.lock().len() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logout tokens sent: {}",
+            logout_tokens.lock().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sent = logout_tokens.lock().clone();
+    for t in &sent {
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(t.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["typ"], "logout+jwt");
+        assert_eq!(claims_of(t)["aud"], "app");
+        assert_refused(
+            get(base, "/user-api/x", t).await,
+            401,
+            "invalid_token",
+            "the pool's logout token",
+        )
+        .await;
+    }
+    let refused_as_logout = proxy
+        .logs()
+        .matches("not an access token (the JOSE typ names another kind of token)")
+        .count();
+    assert!(refused_as_logout >= sent.len(), "{}", proxy.logs());
 }
