@@ -120,19 +120,6 @@ fn config_path(p: &Proxy) -> std::path::PathBuf {
     log.parent().unwrap().join("portcullis.toml")
 }
 
-/// Status of `path` on `base` with exactly this Cookie header (no jar).
-pub(crate) async fn status_with(base: &str, path: &str, cookie: &str) -> u16 {
-    bare_client()
-        .get(format!("{base}{path}"))
-        .header("cookie", cookie)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Polls until `check` is true, at most `within`; returns how long it took.
 pub(crate) async fn within<F, Fut>(within: Duration, mut check: F) -> Option<Duration>
 where
