@@ -312,8 +312,9 @@ impl Auth {
             .ok_or(Refused::Invalid("sub is missing"))?
             .to_string();
         // Issued at `iat` (a token without one is as old as can be: every revocation of its
-        // user covers it); made from the IdP session `sid`, or for the pool's own tokens the
-        // session their token family (`origin_jti`) was issued in.
+        // user covers it); made from the IdP session `sid`, or for a Portcullis pool's tokens
+        // (this one's or another's) the session their token family (`origin_jti`) was issued
+        // in. A foreign `origin_jti` (Cognito's) names no session.
         let iat = claims
             .get("iat")
             .and_then(Value::as_i64)
@@ -321,12 +322,11 @@ impl Auth {
             .max(0);
         let idp_sid = match claims.get("sid").and_then(Value::as_str) {
             Some(sid) if !sid.is_empty() => Some(sid.to_string()),
-            _ if provider.cfg.name == "pool" => claims
+            _ => claims
                 .get("origin_jti")
                 .and_then(Value::as_str)
                 .and_then(crate::pool::store::sessions::sid_of_family)
                 .map(str::to_string),
-            _ => None,
         };
         let session = Session {
             sid: String::new(),

@@ -98,6 +98,17 @@ end
 return #ks
 ";
 
+/// Deletes hash fields (ARGV: field, value, field, value, …) whose value is still the one given.
+const DELETE_IF_SAME_SCRIPT: &str = r"
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return n
+";
+
 /// How long a user-wide or IdP-session entry must live, given the session timeout in effect:
 /// the longer of the timeout and [`MIN_USER_ENTRY_LIFE`].
 pub fn user_entry_life(session_timeout: Duration) -> Duration {
@@ -674,15 +685,29 @@ impl Revocations {
                 )
                 .await?;
             let now = now_ms() / 1000;
+            // Entries that expired and that the expiry set may not know (written before it
+            // existed, or unreadable) are deleted as they are met.
+            let mut dead = Vec::new();
             {
                 let mut st = self.state.write();
                 for pair in flat.chunks(2) {
-                    if let [_, json] = pair
-                        && let Ok(e) = serde_json::from_str::<Entry>(json)
-                    {
-                        applied |= st.apply(&e, now);
+                    if let [field, json] = pair {
+                        match serde_json::from_str::<Entry>(json) {
+                            Ok(e) if st.apply(&e, now) => applied = true,
+                            _ => dead.push((field.clone(), json.clone())),
+                        }
                     }
                 }
+            }
+            if !dead.is_empty() {
+                // Deleted only if unchanged since read (another replica may have just
+                // revoked the same user again).
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(DELETE_IF_SAME_SCRIPT).arg(1).arg(REDIS_HASH);
+                for (field, json) in dead {
+                    cmd.arg(field).arg(json);
+                }
+                let _ = redis.query::<i64>(&cmd).await;
             }
             if next == 0 {
                 return Ok(applied);

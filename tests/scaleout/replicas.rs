@@ -834,6 +834,19 @@ async fn revoking_a_user_on_one_replica_ends_their_bearer_tokens_on_all() {
     );
     assert_eq!(bearer_status(&r.nodes[0].base, &bob).await, 401);
     assert_eq!(bearer_status(&r.nodes[1].base, &alice).await, 200);
+    // What Redis keeps: the live entries in a hash, every change in a stream, expiries in a
+    // sorted set. An expired entry left in the hash by an earlier version (not in the expiry
+    // set) is deleted by the next replica that reads the hash whole.
+    let fields = redis.cli(&["HLEN", "portcullis:revocations"]).unwrap();
+    assert_eq!(fields.trim(), "1", "one entry (bob)");
+    let log = redis
+        .cli(&["XLEN", "{portcullis:revocations}:log"])
+        .unwrap();
+    assert_eq!(log.trim(), "1");
+    let legacy = r#"{"kind":"session","sid":"old","until":1}"#;
+    redis
+        .cli(&["HSET", "portcullis:revocations", "legacy-old", legacy])
+        .unwrap();
     // A replica that starts afterwards (its own empty data_dir) reads the list from Redis.
     let (port, admin) = Proxy::ports();
     let cfg = replica_config(
@@ -847,4 +860,14 @@ async fn revoking_a_user_on_one_replica_ends_their_bearer_tokens_on_all() {
     let late = Proxy::start(port, admin, &cfg).await;
     assert_eq!(bearer_status(&late.base, &bob).await, 401);
     assert_eq!(bearer_status(&late.base, &alice).await, 200);
+    let gone = within(Duration::from_secs(5), || async {
+        redis
+            .cli(&["HEXISTS", "portcullis:revocations", "legacy-old"])
+            .is_some_and(|v| v.trim() == "0")
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the expired legacy entry is still in the hash"
+    );
 }
