@@ -396,3 +396,51 @@ async fn a_revoked_session_stays_revoked_after_a_lower_timeout_and_restarts() {
         drop(p);
     }
 }
+
+/// A lowered `session.timeout` applied by SIGHUP shortens the sessions already made: a session
+/// older than the new timeout is over, though its sealed expiry is an hour away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_lowered_by_sighup_ends_older_sessions() {
+    portcullis::install_crypto();
+    let (port, admin) = Proxy::ports();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(json!([Idp::client_for(&base, json!({}))]), 3600);
+    let echo = Echo::start().await;
+    let data = temp_dir("bearer-f13-hup");
+    let p = Proxy::start(
+        port,
+        admin,
+        &session_config(port, admin, &idp, &echo.url(), &data, "1h"),
+    )
+    .await;
+    let c = client();
+    let cb = login(&c, &p, "/app", "alice").await;
+    assert_eq!(cb.status(), 302);
+    let cookie = session_cookie(&cb);
+    assert_eq!(status_with(&base, "/app", &cookie).await, 200);
+    let config = p.log_path().parent().unwrap().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        session_config(port, admin, &idp, &echo.url(), &data, "2s"),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &p.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let start = Instant::now();
+    while status_with(&base, "/app", &cookie).await != 302 {
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "a session older than the lowered timeout still works; log:\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A new session under the new timeout works until it is 2 s old.
+    let c2 = client();
+    let cb = login(&c2, &p, "/app", "bob").await;
+    let fresh = session_cookie(&cb);
+    assert_eq!(status_with(&base, "/app", &fresh).await, 200);
+}
