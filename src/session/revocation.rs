@@ -32,10 +32,10 @@
 //! fails closed (503) for requests that carry a session or a bearer token.
 //!
 //! Entries expire with what they can affect: a signed-out session's entry with that session;
-//! a user-wide or IdP-session entry after [`user_entry_life`] (the session timeout, at least a
-//! day so bearer tokens are covered). Sessions are also held to `created_at + session.timeout`
-//! as configured now, so a lowered timeout never lets a session outlive its revocation entry.
-//! Expired entries leave memory once a minute.
+//! a user-wide or IdP-session entry after [`Revocations::entry_life`] (the session timeout, at
+//! least a day so bearer tokens are covered, and at least every longer timeout recorded as
+//! [`Entry::Lifetime`] whose sessions may still be alive). Sessions are also held to
+//! `created_at + session.timeout` as configured now. Expired entries leave memory once a minute.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, Write};
@@ -135,6 +135,10 @@ pub enum Entry {
         at_ms: i64,
         until: i64,
     },
+    /// Sessions `secs` long (a `session.timeout` in effect) may exist until `until`: kept so
+    /// that a user-wide entry made after the timeout was lowered still lives as long as the
+    /// sessions made under the longer one.
+    Lifetime { secs: i64, until: i64 },
 }
 
 impl Entry {
@@ -142,7 +146,8 @@ impl Entry {
         match self {
             Entry::Session { until, .. }
             | Entry::Subject { until, .. }
-            | Entry::IdpSession { until, .. } => *until,
+            | Entry::IdpSession { until, .. }
+            | Entry::Lifetime { until, .. } => *until,
         }
     }
 
@@ -152,6 +157,7 @@ impl Entry {
             Entry::Session { sid, .. } => format!("s\u{1f}{sid}"),
             Entry::Subject { provider, sub, .. } => format!("u\u{1f}{provider}\u{1f}{sub}"),
             Entry::IdpSession { provider, sid, .. } => format!("i\u{1f}{provider}\u{1f}{sid}"),
+            Entry::Lifetime { secs, .. } => format!("l\u{1f}{secs}"),
         }
     }
 }
@@ -194,6 +200,8 @@ struct State {
     sessions: HashMap<String, i64>,
     subjects: HashMap<(String, String), Span>,
     idp_sessions: HashMap<(String, String), Span>,
+    /// Session lifetime (seconds) → until when sessions that long may exist.
+    lifetimes: HashMap<i64, i64>,
 }
 
 fn merge(slot: &mut Span, at_ms: i64, until: i64) {
@@ -202,7 +210,8 @@ fn merge(slot: &mut Span, at_ms: i64, until: i64) {
 }
 
 impl State {
-    /// Applies an entry; false when it had already expired.
+    /// Applies an entry; true when it may revoke something (not expired, not a lifetime
+    /// record), i.e. when what was checked must be checked again.
     fn apply(&mut self, e: &Entry, now: i64) -> bool {
         if e.until() < now {
             return false;
@@ -211,6 +220,11 @@ impl State {
             Entry::Session { sid, until } => {
                 let slot = self.sessions.entry(sid.clone()).or_insert(*until);
                 *slot = (*slot).max(*until);
+            }
+            Entry::Lifetime { secs, until } => {
+                let slot = self.lifetimes.entry(*secs).or_insert(*until);
+                *slot = (*slot).max(*until);
+                return false;
             }
             Entry::Subject {
                 provider,
@@ -246,6 +260,10 @@ impl State {
             Entry::Session { sid, until } => Entry::Session {
                 sid: sid.clone(),
                 until: self.sessions.get(sid).copied().unwrap_or(*until),
+            },
+            Entry::Lifetime { secs, until } => Entry::Lifetime {
+                secs: *secs,
+                until: self.lifetimes.get(secs).copied().unwrap_or(*until),
             },
             Entry::Subject {
                 provider,
@@ -317,11 +335,17 @@ impl State {
         self.sessions.retain(|_, until| *until >= now);
         self.subjects.retain(|_, (_, until)| *until >= now);
         self.idp_sessions.retain(|_, (_, until)| *until >= now);
+        self.lifetimes.retain(|_, until| *until >= now);
         before - self.len()
     }
 
     fn len(&self) -> usize {
-        self.sessions.len() + self.subjects.len() + self.idp_sessions.len()
+        self.sessions.len() + self.subjects.len() + self.idp_sessions.len() + self.lifetimes.len()
+    }
+
+    /// The longest session lifetime that may still have sessions alive.
+    fn longest_lifetime(&self) -> i64 {
+        self.lifetimes.keys().copied().max().unwrap_or(0)
     }
 
     /// Every live entry, one line of JSON each (the compacted file).
@@ -352,6 +376,12 @@ impl State {
                 provider: provider.clone(),
                 sid: sid.clone(),
                 at_ms: *at_ms,
+                until: *until,
+            });
+        }
+        for (secs, until) in &self.lifetimes {
+            push(Entry::Lifetime {
+                secs: *secs,
                 until: *until,
             });
         }
@@ -388,6 +418,8 @@ pub struct Revocations {
     log: tokio::sync::Mutex<LogCursor>,
     file_cursor: Mutex<FileCursor>,
     polls: AtomicU64,
+    /// `session.timeout` in effect (seconds; 0 until known), recorded as a [`Entry::Lifetime`].
+    timeout_secs: AtomicI64,
 }
 
 fn now_ms() -> i64 {
@@ -420,6 +452,7 @@ impl Revocations {
             log: tokio::sync::Mutex::new(LogCursor::default()),
             file_cursor: Mutex::new(FileCursor::default()),
             polls: AtomicU64::new(0),
+            timeout_secs: AtomicI64::new(0),
         });
         r.read_file();
         r
@@ -439,6 +472,37 @@ impl Revocations {
     /// is revoked.
     pub fn revokes(&self, c: &Credential<'_>) -> bool {
         self.state.read().revokes(c)
+    }
+
+    /// The `session.timeout` now in effect (at start and on every reload); recorded with the
+    /// list by [`Self::spawn_sync`] and the upkeep.
+    pub fn note_timeout(&self, timeout: Duration) {
+        let secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX / 4);
+        self.timeout_secs.store(secs, Ordering::Relaxed);
+    }
+
+    /// How long a user-wide or IdP-session entry made now must live, given the session timeout
+    /// of the caller: the longest of it, [`MIN_USER_ENTRY_LIFE`], and every longer timeout
+    /// that may still have sessions alive (recorded [`Entry::Lifetime`]s), so a timeout lowered
+    /// before a revocation and raised after it never lets a revoked session back.
+    pub fn entry_life(&self, session_timeout: Duration) -> Duration {
+        let recorded = self.state.read().longest_lifetime().max(0) as u64;
+        user_entry_life(session_timeout).max(Duration::from_secs(recorded))
+    }
+
+    /// Records the timeout in effect as an [`Entry::Lifetime`] (refreshed by the upkeep, so it
+    /// covers every session made while it is in effect).
+    async fn record_lifetime(&self) {
+        let secs = self.timeout_secs.load(Ordering::Relaxed);
+        if secs <= 0 {
+            return;
+        }
+        let until = (now_ms() / 1000)
+            .saturating_add(secs)
+            .saturating_add(2 * PRUNE_EVERY_POLLS as i64);
+        if let Err(e) = self.add_quietly(Entry::Lifetime { secs, until }).await {
+            tracing::warn!(error = %e, "revocation list: the session lifetime was not shared through redis");
+        }
     }
 
     /// Live entries held in memory.
@@ -466,13 +530,24 @@ impl Revocations {
     /// configured, an error from Redis is returned (the caller reports it: the revocation
     /// holds here but may not reach other replicas).
     pub async fn add(&self, e: Entry) -> Result<(), Unavailable> {
+        self.record(e, true).await
+    }
+
+    /// [`Self::add`] without moving the generation (for entries that revoke nothing).
+    async fn add_quietly(&self, e: Entry) -> Result<(), Unavailable> {
+        self.record(e, false).await
+    }
+
+    async fn record(&self, e: Entry, revokes: bool) -> Result<(), Unavailable> {
         let now = now_ms() / 1000;
         let merged = {
             let mut st = self.state.write();
             st.apply(&e, now);
             st.merged(&e)
         };
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        if revokes {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         if let Some(path) = &self.file
             && let Err(err) = append_line(path, &merged)
         {
@@ -693,7 +768,7 @@ impl Revocations {
                 for pair in flat.chunks(2) {
                     if let [field, json] = pair {
                         match serde_json::from_str::<Entry>(json) {
-                            Ok(e) if st.apply(&e, now) => applied = true,
+                            Ok(e) if e.until() >= now => applied |= st.apply(&e, now),
                             _ => dead.push((field.clone(), json.clone())),
                         }
                     }
@@ -743,6 +818,7 @@ impl Revocations {
     /// (off the async threads) when most of it is dead.
     pub async fn upkeep(self: &Arc<Self>) {
         self.prune();
+        self.record_lifetime().await;
         if let Some(redis) = &self.redis
             && let Err(e) = self.expire_redis(redis).await
         {
@@ -766,6 +842,7 @@ impl Revocations {
         }
         let me = self.clone();
         tokio::spawn(async move {
+            me.record_lifetime().await;
             let mut tick = tokio::time::interval(POLL_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -792,11 +869,12 @@ impl Revocations {
 pub struct UserSessions {
     revocations: Arc<Revocations>,
     provider: String,
-    max_life: Duration,
+    session_timeout: Duration,
 }
 
 impl UserSessions {
-    /// `session_timeout`: the proxy's `session.timeout` (entries live [`user_entry_life`]).
+    /// `session_timeout`: the proxy's `session.timeout` (entries live
+    /// [`Revocations::entry_life`]).
     pub fn new(
         revocations: Arc<Revocations>,
         provider: &str,
@@ -805,7 +883,7 @@ impl UserSessions {
         UserSessions {
             revocations,
             provider: provider.to_string(),
-            max_life: user_entry_life(session_timeout),
+            session_timeout,
         }
     }
 
@@ -818,7 +896,8 @@ impl UserSessions {
                 provider: self.provider.clone(),
                 sid: sid.to_string(),
                 at_ms: now_ms(),
-                until: now_ms() / 1000 + self.max_life.as_secs() as i64,
+                until: now_ms() / 1000
+                    + self.revocations.entry_life(self.session_timeout).as_secs() as i64,
             })
             .await
     }
@@ -829,7 +908,8 @@ impl UserSessions {
                 provider: self.provider.clone(),
                 sub: sub.to_string(),
                 at_ms: now_ms(),
-                until: now_ms() / 1000 + self.max_life.as_secs() as i64,
+                until: now_ms() / 1000
+                    + self.revocations.entry_life(self.session_timeout).as_secs() as i64,
             })
             .await
     }
@@ -1248,6 +1328,28 @@ mod tests {
         assert!(b.is_revoked(&session("after", "x", 1, None)));
         assert!(b.is_revoked(&session("s7", "x", 1, None)));
         assert_ne!(b.generation(), g);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The timeouts in effect are recorded with the list: after a restart with a lower
+    /// timeout, a user-wide entry still lives as long as the longest sessions that may exist.
+    #[tokio::test]
+    async fn entry_life_covers_longer_recorded_timeouts() {
+        let (dir, file) = temp_file("life");
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let r = Revocations::new(Some(file.clone()), None);
+        assert_eq!(r.entry_life(Duration::from_secs(3)), hours(24));
+        r.note_timeout(hours(72));
+        r.record_lifetime().await;
+        assert_eq!(r.entry_life(hours(1)), hours(72));
+        assert_eq!(r.generation(), 1, "a lifetime revokes nothing");
+        let restarted = Revocations::new(Some(file), None);
+        assert_eq!(restarted.entry_life(hours(1)), hours(72));
+        assert_eq!(restarted.entry_life(hours(100)), hours(100));
+        // Once sessions that long can no longer exist, the record expires.
+        let later = now_ms() / 1000 + 73 * 3600;
+        assert_eq!(restarted.state.write().prune(later), 1);
+        assert_eq!(restarted.entry_life(hours(1)), hours(24));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

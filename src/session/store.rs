@@ -24,7 +24,7 @@ use super::cache::SessionCache;
 use super::keyring::KeyRing;
 use super::principal::{Principal, Principals};
 use super::redis::{Redis, Unavailable};
-use super::revocation::{Entry, Revocations, user_entry_life};
+use super::revocation::{Entry, Revocations};
 use super::shards::{CookieJar, TooLarge};
 use super::{Session, now_unix};
 use crate::config::StoreKind;
@@ -116,6 +116,7 @@ impl SessionStore {
     /// revocation entries sized by the timeout in effect.
     pub fn with_timeout(mut self, timeout: Duration) -> SessionStore {
         self.timeout = timeout;
+        self.revocations.note_timeout(timeout);
         self
     }
 
@@ -311,14 +312,14 @@ impl SessionStore {
     }
 
     /// Ends every session and bearer token of a user at a provider (all devices, every
-    /// replica). `max_life`: the session timeout (the entry lives [`user_entry_life`]).
+    /// replica). `max_life`: the session timeout (the entry lives [`Revocations::entry_life`]).
     pub async fn revoke_subject(
         &self,
         provider: &str,
         sub: &str,
         max_life: Duration,
     ) -> Result<(), Unavailable> {
-        let max_life = user_entry_life(max_life);
+        let max_life = self.revocations.entry_life(max_life);
         let now = now_unix();
         self.revocations
             .add(Entry::Subject {
@@ -331,14 +332,14 @@ impl SessionStore {
     }
 
     /// Ends every session and bearer token made from an IdP session (back-channel logout
-    /// with a `sid`). `max_life`: the session timeout (the entry lives [`user_entry_life`]).
+    /// with a `sid`). `max_life`: the session timeout (the entry lives [`Revocations::entry_life`]).
     pub async fn revoke_idp_session(
         &self,
         provider: &str,
         idp_sid: &str,
         max_life: Duration,
     ) -> Result<(), Unavailable> {
-        let max_life = user_entry_life(max_life);
+        let max_life = self.revocations.entry_life(max_life);
         let now = now_unix();
         self.revocations
             .add(Entry::IdpSession {

@@ -444,3 +444,52 @@ async fn a_timeout_lowered_by_sighup_ends_older_sessions() {
     let fresh = session_cookie(&cb);
     assert_eq!(status_with(&base, "/app", &fresh).await, 200);
 }
+
+/// A revocation made after `session.timeout` was lowered lives as long as the sessions made
+/// under the longer timeout (48 h here, above the 24 h floor), so raising the timeout again
+/// later cannot bring a revoked session back: the entry recorded under `data_dir` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_outlives_sessions_of_a_longer_earlier_timeout() {
+    portcullis::install_crypto();
+    let (port, admin) = Proxy::ports();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(json!([Idp::client_for(&base, json!({}))]), 3600);
+    let echo = Echo::start().await;
+    let data = temp_dir("bearer-f13-long");
+    let start = |timeout: &'static str| {
+        let cfg = session_config(port, admin, &idp, &echo.url(), &data, timeout);
+        async move { Proxy::start(port, admin, &cfg).await }
+    };
+    let p = start("48h").await;
+    let c = client();
+    let cb = login(&c, &p, "/app", "alice").await;
+    let cookie = session_cookie(&cb);
+    assert_eq!(status_with(&base, "/app", &cookie).await, 200);
+    drop(p);
+    let p = start("3s").await;
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{admin}/sessions/revoke"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"provider": "idp", "sub": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(p);
+    let text = std::fs::read_to_string(data.join("revocations.jsonl")).unwrap();
+    let until = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["kind"] == "subject" && e["sub"] == "alice")
+        .filter_map(|e| e["until"].as_i64())
+        .max()
+        .expect("a subject entry for alice");
+    assert!(
+        until >= now() + 48 * 3600 - 120,
+        "the entry lives {} s, less than the 48 h sessions it revokes:\n{text}",
+        until - now()
+    );
+    let p = start("48h").await;
+    assert_eq!(status_with(&base, "/app", &cookie).await, 302);
+    drop(p);
+}
