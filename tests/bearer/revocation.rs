@@ -350,46 +350,91 @@ upstream = "{echo}"
     )
 }
 
+/// One proxy (restarted with different `session.timeout`s on the same ports and `data_dir`)
+/// in front of the real IdP.
+struct TimeoutStack {
+    port: u16,
+    admin: u16,
+    base: String,
+    idp: Idp,
+    echo: Echo,
+    data: std::path::PathBuf,
+}
+
+impl TimeoutStack {
+    async fn new(tag: &str) -> TimeoutStack {
+        portcullis::install_crypto();
+        let (port, admin) = Proxy::ports();
+        let base = format!("http://127.0.0.1:{port}");
+        let idp = Idp::start(json!([Idp::client_for(&base, json!({}))]), 3600);
+        TimeoutStack {
+            port,
+            admin,
+            base,
+            idp,
+            echo: Echo::start().await,
+            data: temp_dir(tag),
+        }
+    }
+
+    fn config(&self, timeout: &str) -> String {
+        session_config(
+            self.port,
+            self.admin,
+            &self.idp,
+            &self.echo.url(),
+            &self.data,
+            timeout,
+        )
+    }
+
+    async fn start(&self, timeout: &str) -> Proxy {
+        Proxy::start(self.port, self.admin, &self.config(timeout)).await
+    }
+
+    /// Signs `user` in through `p`; the session cookie, checked to work.
+    async fn sign_in(&self, p: &Proxy, user: &str) -> String {
+        let cb = login(&client(), p, "/app", user).await;
+        assert_eq!(cb.status(), 302);
+        let cookie = session_cookie(&cb);
+        assert_eq!(status_with(&self.base, "/app", &cookie).await, 200);
+        cookie
+    }
+
+    /// Revokes every session of `sub` through the admin API.
+    async fn revoke(&self, sub: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/sessions/revoke", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"provider": "idp", "sub": sub}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
 /// Review F13: a session made under `session.timeout = 1h`, its user revoked after the timeout
 /// was lowered to 3 s; once the revocation entry's own time is up, a restart must not bring the
 /// session back (its sealed expiry is still an hour away).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_session_stays_revoked_after_a_lower_timeout_and_restarts() {
-    portcullis::install_crypto();
-    let (port, admin) = Proxy::ports();
-    let base = format!("http://127.0.0.1:{port}");
-    let idp = Idp::start(json!([Idp::client_for(&base, json!({}))]), 3600);
-    let echo = Echo::start().await;
-    let data = temp_dir("bearer-f13");
-    let start = |timeout: &'static str| {
-        let cfg = session_config(port, admin, &idp, &echo.url(), &data, timeout);
-        async move { Proxy::start(port, admin, &cfg).await }
-    };
-    let p = start("1h").await;
-    let c = client();
-    let cb = login(&c, &p, "/app", "alice").await;
-    assert_eq!(cb.status(), 302);
-    let cookie = session_cookie(&cb);
-    assert_eq!(status_with(&base, "/app", &cookie).await, 200);
+    let t = TimeoutStack::new("bearer-f13").await;
+    let base = t.base.as_str();
+    let p = t.start("1h").await;
+    let cookie = t.sign_in(&p, "alice").await;
     drop(p);
 
     // The timeout lowered, then the user revoked (the entry is sized by the timeout now).
-    let p = start("3s").await;
-    let r = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{admin}/sessions/revoke"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"provider": "idp", "sub": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(status_with(&base, "/app", &cookie).await, 302, "revoked");
+    let p = t.start("3s").await;
+    t.revoke("alice").await;
+    assert_eq!(status_with(base, "/app", &cookie).await, 302, "revoked");
     tokio::time::sleep(Duration::from_secs(4)).await;
     drop(p);
     for timeout in ["3s", "1h"] {
-        let p = start(timeout).await;
+        let p = t.start(timeout).await;
         assert_eq!(
-            status_with(&base, "/app", &cookie).await,
+            status_with(base, "/app", &cookie).await,
             302,
             "the revoked session came back after a restart with timeout {timeout}"
         );
@@ -401,36 +446,19 @@ async fn a_revoked_session_stays_revoked_after_a_lower_timeout_and_restarts() {
 /// older than the new timeout is over, though its sealed expiry is an hour away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_lowered_by_sighup_ends_older_sessions() {
-    portcullis::install_crypto();
-    let (port, admin) = Proxy::ports();
-    let base = format!("http://127.0.0.1:{port}");
-    let idp = Idp::start(json!([Idp::client_for(&base, json!({}))]), 3600);
-    let echo = Echo::start().await;
-    let data = temp_dir("bearer-f13-hup");
-    let p = Proxy::start(
-        port,
-        admin,
-        &session_config(port, admin, &idp, &echo.url(), &data, "1h"),
-    )
-    .await;
-    let c = client();
-    let cb = login(&c, &p, "/app", "alice").await;
-    assert_eq!(cb.status(), 302);
-    let cookie = session_cookie(&cb);
-    assert_eq!(status_with(&base, "/app", &cookie).await, 200);
+    let t = TimeoutStack::new("bearer-f13-hup").await;
+    let base = t.base.as_str();
+    let p = t.start("1h").await;
+    let cookie = t.sign_in(&p, "alice").await;
     let config = p.log_path().parent().unwrap().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        session_config(port, admin, &idp, &echo.url(), &data, "2s"),
-    )
-    .unwrap();
+    std::fs::write(&config, t.config("2s")).unwrap();
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &p.pid().to_string()])
         .status()
         .unwrap();
     assert!(hup.success());
     let start = Instant::now();
-    while status_with(&base, "/app", &cookie).await != 302 {
+    while status_with(base, "/app", &cookie).await != 302 {
         assert!(
             start.elapsed() < Duration::from_secs(8),
             "a session older than the lowered timeout still works; log:\n{}",
@@ -438,11 +466,8 @@ async fn a_timeout_lowered_by_sighup_ends_older_sessions() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // A new session under the new timeout works until it is 2 s old.
-    let c2 = client();
-    let cb = login(&c2, &p, "/app", "bob").await;
-    let fresh = session_cookie(&cb);
-    assert_eq!(status_with(&base, "/app", &fresh).await, 200);
+    // A new session under the new timeout works (until it is 2 s old).
+    t.sign_in(&p, "bob").await;
 }
 
 /// A revocation made after `session.timeout` was lowered lives as long as the sessions made
@@ -450,33 +475,14 @@ async fn a_timeout_lowered_by_sighup_ends_older_sessions() {
 /// later cannot bring a revoked session back: the entry recorded under `data_dir` says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_outlives_sessions_of_a_longer_earlier_timeout() {
-    portcullis::install_crypto();
-    let (port, admin) = Proxy::ports();
-    let base = format!("http://127.0.0.1:{port}");
-    let idp = Idp::start(json!([Idp::client_for(&base, json!({}))]), 3600);
-    let echo = Echo::start().await;
-    let data = temp_dir("bearer-f13-long");
-    let start = |timeout: &'static str| {
-        let cfg = session_config(port, admin, &idp, &echo.url(), &data, timeout);
-        async move { Proxy::start(port, admin, &cfg).await }
-    };
-    let p = start("48h").await;
-    let c = client();
-    let cb = login(&c, &p, "/app", "alice").await;
-    let cookie = session_cookie(&cb);
-    assert_eq!(status_with(&base, "/app", &cookie).await, 200);
+    let t = TimeoutStack::new("bearer-f13-long").await;
+    let p = t.start("48h").await;
+    let cookie = t.sign_in(&p, "alice").await;
     drop(p);
-    let p = start("3s").await;
-    let r = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{admin}/sessions/revoke"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"provider": "idp", "sub": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let p = t.start("3s").await;
+    t.revoke("alice").await;
     drop(p);
-    let text = std::fs::read_to_string(data.join("revocations.jsonl")).unwrap();
+    let text = std::fs::read_to_string(t.data.join("revocations.jsonl")).unwrap();
     let until = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -489,7 +495,7 @@ async fn a_revocation_outlives_sessions_of_a_longer_earlier_timeout() {
         "the entry lives {} s, less than the 48 h sessions it revokes:\n{text}",
         until - now()
     );
-    let p = start("48h").await;
-    assert_eq!(status_with(&base, "/app", &cookie).await, 302);
+    let p = t.start("48h").await;
+    assert_eq!(status_with(&t.base, "/app", &cookie).await, 302);
     drop(p);
 }
