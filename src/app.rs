@@ -265,6 +265,7 @@ fn build_store(cfg: &Config, keyring: Arc<KeyRing>, shared: &Shared) -> SessionS
         redis,
         cfg.server.workers,
     )
+    .with_timeout(cfg.session.timeout)
 }
 
 impl App {

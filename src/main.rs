@@ -136,7 +136,7 @@ async fn revoke(cfg: Config, provider: String, sub: String) -> ExitCode {
     match hook.end_all(&sub).await {
         Ok(()) => {
             println!(
-                "revoked every session of {sub:?} at {provider}{}",
+                "revoked every session and bearer token of {sub:?} at {provider}{}",
                 if shared {
                     " (shared through redis)"
                 } else {

@@ -5,6 +5,16 @@
 //! `bearer_audience` (or, without `aud`, `client_id` one of them, as Cognito's access tokens),
 //! every `allow_scopes` granted, then the route's other `allow_*` rules on the token's claims.
 //!
+//! Only access tokens are taken (security invariant "a token is used only for what it is"): a
+//! JOSE `typ` of `at+jwt` (RFC 9068), or an untyped (`JWT`) token without `nonce`, `at_hash`
+//! and `events` whose `token_use`, if any, is `access`. ID tokens — also those of IdPs that
+//! set no `token_use` — and logout tokens (`typ: logout+jwt`) are 401 `invalid_token`.
+//!
+//! Revocation covers bearer tokens as it covers sessions: a token whose user (provider and
+//! `sub`) was revoked after its `iat`, or whose IdP session (`sid`; for the built-in pool's
+//! tokens, the session named by `origin_jti`) was ended after its `iat`, is refused. The
+//! check is in memory and runs again whenever the revocation list's generation moves.
+//!
 //! A token whose signature verified is cached per worker by its exact text until its `exp`, so
 //! a repeated token costs a lookup; the claim checks, which depend on the route and the clock,
 //! run on every request. Tokens are never logged.
@@ -24,6 +34,7 @@ use crate::identity_headers::Identity;
 use crate::session::Session;
 use crate::session::cache::SessionCache;
 use crate::session::principal::Principal;
+use crate::session::revocation::Credential;
 use crate::worker::PerWorker;
 
 /// Clock skew tolerated on `exp` and `nbf` (SPEC §12).
@@ -41,6 +52,44 @@ pub struct Verified {
     exp: i64,
 }
 
+/// The JOSE `typ` values of a token that may be an access token (compared case-insensitively,
+/// with or without the `application/` prefix, RFC 7515 §4.1.9): `at+jwt` says so (RFC 9068);
+/// `JWT` or no `typ` leaves it to the claims.
+fn typ_allows(typ: Option<&str>) -> Result<bool, Refused> {
+    let Some(t) = typ else { return Ok(false) };
+    let t = t.to_ascii_lowercase();
+    let t = t.strip_prefix("application/").unwrap_or(&t);
+    match t {
+        "at+jwt" => Ok(true),
+        "jwt" => Ok(false),
+        _ => Err(Refused::Invalid(
+            "not an access token (the JOSE typ names another kind of token)",
+        )),
+    }
+}
+
+/// The claims of something other than an access token: an ID token (`nonce`, `at_hash`,
+/// `token_use` other than `access`) or a security event such as a logout token (`events`).
+/// A token typed `at+jwt` is judged by `token_use` and `events` only.
+fn access_claims_ok(claims: &Map<String, Value>, typed: bool) -> Result<(), Refused> {
+    if claims.contains_key("events") {
+        return Err(Refused::Invalid(
+            "a security event token (e.g. a logout token) is not an access token",
+        ));
+    }
+    match claims.get("token_use") {
+        None => {}
+        Some(Value::String(u)) if u == "access" => {}
+        Some(_) => return Err(Refused::Invalid("an ID token is not an access token")),
+    }
+    if !typed && (claims.contains_key("nonce") || claims.contains_key("at_hash")) {
+        return Err(Refused::Invalid(
+            "an ID token (nonce or at_hash) is not an access token",
+        ));
+    }
+    Ok(())
+}
+
 /// Why a bearer token was refused.
 pub enum Refused {
     /// 401 `invalid_token`: the reason names the check that failed (never the token).
@@ -49,6 +98,8 @@ pub enum Refused {
     Scope(String),
     /// 403: valid, but the route's other `allow_*` rules say no.
     Forbidden(String, Arc<Principal>),
+    /// 503: the shared revocation list could not be read lately (fail closed).
+    Unavailable(&'static str),
 }
 
 /// Per-worker caches of verified tokens.
@@ -68,8 +119,9 @@ pub fn token_of(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// The JOSE header's `alg`, when the token is three base64url parts with a JSON header.
-fn alg_of(token: &str) -> Option<String> {
+/// The JOSE header's `alg` and `typ`, when the token is three base64url parts with a JSON
+/// header.
+fn header_of(token: &str) -> Option<(String, Option<String>)> {
     use base64::Engine;
     let mut parts = token.split('.');
     let (Some(h), Some(_), Some(_), None) =
@@ -81,7 +133,14 @@ fn alg_of(token: &str) -> Option<String> {
         .decode(h)
         .ok()?;
     let header: Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("alg")?.as_str().map(str::to_string)
+    let alg = header.get("alg")?.as_str()?.to_string();
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        // A typ that is not a string is not an access token's.
+        Some(_) => Some(String::new()),
+    };
+    Some((alg, typ))
 }
 
 /// Granted scopes: `scope` as a space-separated string, or `scp` as an array (or string).
@@ -138,6 +197,7 @@ impl Auth {
         now: i64,
     ) -> Result<Arc<Principal>, Refused> {
         let verified = self.verified_token(route, token, now).await?;
+        self.not_revoked(&verified, token)?;
         let claims = &verified.principal.session.claims;
         times_ok(claims, now)?;
         if !audience_ok(claims, &rule.audience) {
@@ -154,6 +214,40 @@ impl Auth {
         authorize::check(&route.authorization, &p.session, groups_claim)
             .map_err(|required| Refused::Forbidden(required, p.clone()))?;
         Ok(p.clone())
+    }
+
+    /// Refuses a token whose user or IdP session was revoked after it was issued. Checked again
+    /// only when the revocation list's generation moved since this token was last checked.
+    fn not_revoked(&self, v: &Verified, token: &str) -> Result<(), Refused> {
+        let revocations = self.store.revocations();
+        // With a shared list that could not be read lately, a revocation made on another
+        // replica might be missing: fail closed, as for sessions.
+        if !revocations.fresh() {
+            return Err(Refused::Unavailable(
+                "the shared revocation list could not be read from redis",
+            ));
+        }
+        let generation = revocations.generation();
+        let p = &v.principal;
+        if p.checked_at() == generation {
+            return Ok(());
+        }
+        let s = &p.session;
+        let c = Credential {
+            sid: "",
+            provider: &s.provider,
+            sub: &s.sub,
+            created_ms: s.created_ms,
+            idp_sid: s.idp_sid.as_deref(),
+        };
+        if revocations.revokes(&c) {
+            self.bearer_cache.0.get().remove(token);
+            return Err(Refused::Invalid(
+                "the token was revoked (its user or session was signed out)",
+            ));
+        }
+        p.mark_checked(generation);
+        Ok(())
     }
 
     /// The token with its signature and issuer verified: from this worker's cache, or checked
@@ -173,12 +267,13 @@ impl Auth {
                 cache.remove(token);
             }
         }
-        let alg = alg_of(token).ok_or(Refused::Invalid("not a signed JWT"))?;
+        let (alg, typ) = header_of(token).ok_or(Refused::Invalid("not a signed JWT"))?;
         if !ALGS.contains(&alg.as_str()) {
             return Err(Refused::Invalid(
                 "the token's algorithm is not accepted (asymmetric signatures only)",
             ));
         }
+        let typed = typ_allows(typ.as_deref())?;
         let claimed = unverified_claims(token).ok_or(Refused::Invalid("unreadable claims"))?;
         let iss = claimed.get("iss").and_then(Value::as_str).unwrap_or("");
         let index = route
@@ -209,16 +304,30 @@ impl Auth {
             ));
         }
         let exp = times_ok(&claims, now)?;
-        // An ID token is not an access token (Cognito and the pool mark theirs).
-        if claims.get("token_use").and_then(Value::as_str) == Some("id") {
-            return Err(Refused::Invalid("an ID token is not an access token"));
-        }
+        access_claims_ok(&claims, typed)?;
         let sub = claims
             .get("sub")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .ok_or(Refused::Invalid("sub is missing"))?
             .to_string();
+        // Issued at `iat` (a token without one is as old as can be: every revocation of its
+        // user covers it); made from the IdP session `sid`, or for a Portcullis pool's tokens
+        // (this one's or another's) the session their token family (`origin_jti`) was issued
+        // in. A foreign `origin_jti` (Cognito's) names no session.
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .max(0);
+        let idp_sid = match claims.get("sid").and_then(Value::as_str) {
+            Some(sid) if !sid.is_empty() => Some(sid.to_string()),
+            _ => claims
+                .get("origin_jti")
+                .and_then(Value::as_str)
+                .and_then(crate::pool::store::sessions::sid_of_family)
+                .map(str::to_string),
+        };
         let session = Session {
             sid: String::new(),
             sub,
@@ -227,10 +336,10 @@ impl Auth {
             access_expires_at: Some(exp),
             refresh_token: None,
             id_token: None,
-            created_at: claims.get("iat").and_then(Value::as_i64).unwrap_or(now),
+            created_at: iat,
             expires_at: exp,
-            created_ms: 0,
-            idp_sid: None,
+            created_ms: iat.saturating_mul(1000),
+            idp_sid,
             claims,
         };
         let c = &provider.cfg;
@@ -293,7 +402,39 @@ mod tests {
         h.insert(http::header::AUTHORIZATION, "bearer a.b.c".parse().unwrap());
         assert_eq!(token_of(&h), Some("a.b.c"));
         // {"alg":"none"}
-        assert_eq!(alg_of("eyJhbGciOiJub25lIn0.e30.").as_deref(), Some("none"));
-        assert!(alg_of("eyJhbGciOiJub25lIn0.e30").is_none());
+        assert_eq!(
+            header_of("eyJhbGciOiJub25lIn0.e30."),
+            Some(("none".to_string(), None))
+        );
+        assert!(header_of("eyJhbGciOiJub25lIn0.e30").is_none());
+    }
+
+    #[test]
+    fn only_access_tokens() {
+        for (typ, want) in [
+            (None, Some(false)),
+            (Some("JWT"), Some(false)),
+            (Some("jwt"), Some(false)),
+            (Some("at+jwt"), Some(true)),
+            (Some("application/at+JWT"), Some(true)),
+            (Some("logout+jwt"), None),
+            (Some("application/logout+jwt"), None),
+            (Some("id_token+jwt"), None),
+            (Some("secevent+jwt"), None),
+            (Some(""), None),
+        ] {
+            assert_eq!(typ_allows(typ).ok(), want, "{typ:?}");
+        }
+        let ok = |c: Value, typed: bool| access_claims_ok(&map(c), typed).is_ok();
+        assert!(ok(json!({"sub": "a"}), false));
+        assert!(ok(json!({"token_use": "access"}), false));
+        assert!(!ok(json!({"token_use": "id"}), false));
+        assert!(!ok(json!({"token_use": "id"}), true));
+        assert!(!ok(json!({"token_use": 1}), false));
+        assert!(!ok(json!({"nonce": "n"}), false));
+        assert!(!ok(json!({"at_hash": "h"}), false));
+        assert!(ok(json!({"nonce": "n"}), true));
+        assert!(!ok(json!({"events": {}}), false));
+        assert!(!ok(json!({"events": {}}), true));
     }
 }

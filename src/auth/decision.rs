@@ -141,6 +141,9 @@ impl Auth {
                 Err(bearer::Refused::Forbidden(required, p)) => {
                     decision(Outcome::Forbidden { required }, "authorization", Some(p))
                 }
+                Err(bearer::Refused::Unavailable(why)) => {
+                    decision(Outcome::Unavailable(why.to_string()), "session_store", None)
+                }
             };
         }
         let state = match self.session(headers, now).await {

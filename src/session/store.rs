@@ -70,6 +70,9 @@ pub struct SessionStore {
     principals: Principals,
     revocations: Arc<Revocations>,
     redis: Option<Arc<Redis>>,
+    /// `session.timeout` as configured now: a session also ends `timeout` after it was
+    /// created, whatever expiry was sealed into it under an earlier, longer timeout.
+    timeout: Duration,
 }
 
 fn redis_key(ticket: &[u8]) -> String {
@@ -104,7 +107,24 @@ impl SessionStore {
             principals,
             revocations,
             redis,
+            timeout: Duration::MAX,
         }
+    }
+
+    /// Holds sessions to `created_at + timeout` too (the configured `session.timeout`), so a
+    /// lowered timeout shortens sessions made under a longer one: none outlives the
+    /// revocation entries sized by the timeout in effect.
+    pub fn with_timeout(mut self, timeout: Duration) -> SessionStore {
+        self.timeout = timeout;
+        self.revocations.note_timeout(timeout);
+        self
+    }
+
+    /// The session has run out: its sealed expiry, or `created_at + session.timeout`.
+    fn is_over(&self, s: &super::Session, now: i64) -> bool {
+        s.is_expired(now)
+            || i64::try_from(self.timeout.as_secs())
+                .is_ok_and(|t| now >= s.created_at.saturating_add(t))
     }
 
     pub fn jar(&self) -> &CookieJar {
@@ -150,7 +170,7 @@ impl SessionStore {
                 p
             }
         };
-        if principal.session.is_expired(now) {
+        if self.is_over(&principal.session, now) {
             self.forget(&text);
             return Ok(None);
         }
@@ -291,13 +311,15 @@ impl SessionStore {
         revoked
     }
 
-    /// Ends every session of a user at a provider (all devices, every replica).
+    /// Ends every session and bearer token of a user at a provider (all devices, every
+    /// replica). `max_life`: the session timeout (the entry lives [`Revocations::entry_life`]).
     pub async fn revoke_subject(
         &self,
         provider: &str,
         sub: &str,
         max_life: Duration,
     ) -> Result<(), Unavailable> {
+        let max_life = self.revocations.entry_life(max_life);
         let now = now_unix();
         self.revocations
             .add(Entry::Subject {
@@ -309,13 +331,15 @@ impl SessionStore {
             .await
     }
 
-    /// Ends every session made from an IdP session (back-channel logout with a `sid`).
+    /// Ends every session and bearer token made from an IdP session (back-channel logout
+    /// with a `sid`). `max_life`: the session timeout (the entry lives [`Revocations::entry_life`]).
     pub async fn revoke_idp_session(
         &self,
         provider: &str,
         idp_sid: &str,
         max_life: Duration,
     ) -> Result<(), Unavailable> {
+        let max_life = self.revocations.entry_life(max_life);
         let now = now_unix();
         self.revocations
             .add(Entry::IdpSession {

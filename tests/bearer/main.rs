@@ -7,6 +7,12 @@
 #[allow(dead_code)]
 #[path = "../proxy/harness.rs"]
 mod harness;
+// The pool tests' sign-in form helper; it brings its own copy of the free-port helper.
+#[allow(clippy::duplicate_mod)]
+#[path = "../pool_support/mod.rs"]
+mod pool_support;
+mod pool_users;
+mod revocation;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +21,7 @@ use serde_json::{Value, json};
 
 const JOB_SECRET: &str = "job-secret-job-secret-0123456789";
 const AUDIENCE: &str = "api://orders";
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -83,6 +90,7 @@ public_url = "http://127.0.0.1:{port}"
 [server]
 listen = ["127.0.0.1:{port}"]
 admin_listen = "127.0.0.1:{admin}"
+admin_token = "{ADMIN_TOKEN}"
 trusted_proxies = ["127.0.0.1/32"]
 workers = 1
 
@@ -110,6 +118,12 @@ upstream = "{echo}"
 accept_bearer = true
 bearer_audience = ["{AUDIENCE}"]
 allow_scopes = ["orders/read"]
+
+[[routes]]
+path = "/client-api/"
+upstream = "{echo}"
+accept_bearer = true
+bearer_audience = ["portcullis"]
 
 [[routes]]
 path = "/"

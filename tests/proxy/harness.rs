@@ -455,6 +455,20 @@ pub async fn login(
     complete_login(c, r, user).await
 }
 
+/// Status of `path` on `base` with exactly this Cookie header (no jar), as a browser asks.
+#[allow(dead_code)] // used by the scale-out and bearer tests
+pub async fn status_with(base: &str, path: &str, cookie: &str) -> u16 {
+    bare_client()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// What the echo upstream saw.
 pub async fn echoed(r: reqwest::Response) -> Value {
     assert_eq!(r.status(), 200, "expected the upstream's answer");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 use crate::redis::{Options, Redis};
-use crate::replicas::{status_with, within};
+use crate::replicas::within;
 
 // The pool tests' helpers (sign-in form, fresh PostgreSQL database); they bring their own
 // copy of the free-port helper, which the proxy harness also has.

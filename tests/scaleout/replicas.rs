@@ -48,6 +48,12 @@ upstream = "{echo}"
 on_unauthenticated = "allow"
 
 [[routes]]
+path = "/api/"
+upstream = "{echo}"
+accept_bearer = true
+bearer_audience = ["api://orders"]
+
+[[routes]]
 path = "/"
 upstream = "{echo}"
 "#
@@ -112,19 +118,6 @@ impl Replicas {
 fn config_path(p: &Proxy) -> std::path::PathBuf {
     let log = p.log_path();
     log.parent().unwrap().join("portcullis.toml")
-}
-
-/// Status of `path` on `base` with exactly this Cookie header (no jar).
-pub(crate) async fn status_with(base: &str, path: &str, cookie: &str) -> u16 {
-    bare_client()
-        .get(format!("{base}{path}"))
-        .header("cookie", cookie)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// Polls until `check` is true, at most `within`; returns how long it took.
@@ -430,6 +423,19 @@ async fn redis_down_fails_closed_and_recovers() {
     let c = client();
     let cookie = sign_in(&r, &c, "alice").await;
     assert_eq!(status_with(&r.nodes[0].base, "/app", &cookie).await, 200);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = r
+        .idp
+        .sign(
+            json!({"typ": "at+jwt"}),
+            json!({"iss": r.idp.issuer, "sub": "alice", "aud": "api://orders", "iat": now,
+                   "exp": now + 600, "jti": rand_id()}),
+        )
+        .await;
+    assert_eq!(bearer_status(&r.nodes[0].base, &token).await, 200);
     redis.kill();
     // B never saw this ticket: it needs Redis now.
     let resp = bare_client()
@@ -458,6 +464,8 @@ async fn redis_down_fails_closed_and_recovers() {
         .unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("redis: unreachable"));
+    // A bearer token, cached as verified, fails closed too: a revocation might be missed.
+    assert_eq!(bearer_status(&r.nodes[0].base, &token).await, 503);
     // Public routes do not need a session store.
     assert_eq!(status_with(&r.nodes[0].base, "/public/x", "").await, 200);
     // Redis returns (with its data): both replicas serve the session again, unaided.
@@ -472,6 +480,7 @@ async fn redis_down_fails_closed_and_recovers() {
             "service did not resume after Redis came back"
         );
     }
+    assert_eq!(bearer_status(&r.nodes[0].base, &token).await, 200);
     let ready = reqwest::get(format!("{}/readyz", r.nodes[1].admin))
         .await
         .unwrap();
@@ -768,4 +777,101 @@ fn rand_id() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A bearer request's status on `base` (no cookie).
+async fn bearer_status(base: &str, token: &str) -> u16 {
+    bare_client()
+        .get(format!("{base}/api/orders"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Revocation covers bearer tokens on every replica (review F5): a user revoked on A (admin
+/// API) has their access token refused on B within 5 s, although B had it cached as verified;
+/// a replica started afterwards refuses it from the start (the list read whole from Redis);
+/// another user's token is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_a_user_on_one_replica_ends_their_bearer_tokens_on_all() {
+    let redis = Redis::start(Options::default());
+    let session = format!("redis_url = \"{}\"", redis.url);
+    let r = Replicas::start(2, &session, 3600, &[]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = |sub: &str| {
+        json!({"iss": r.idp.issuer, "sub": sub, "aud": "api://orders", "iat": now,
+               "exp": now + 600, "jti": format!("{sub}-{}", rand_id())})
+    };
+    let bob = r.idp.sign(json!({"typ": "at+jwt"}), claims("bob")).await;
+    let alice = r.idp.sign(json!({"typ": "at+jwt"}), claims("alice")).await;
+    for n in &r.nodes {
+        for t in [&bob, &alice] {
+            assert_eq!(bearer_status(&n.base, t).await, 200);
+            assert_eq!(bearer_status(&n.base, t).await, 200);
+        }
+    }
+    let ok = reqwest::Client::new()
+        .post(format!("{}/sessions/revoke", r.nodes[0].admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"provider": "idp", "sub": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let took = within(Duration::from_secs(5), || async {
+        bearer_status(&r.nodes[1].base, &bob).await == 401
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "bob's token still works on B 5 s after the revocation on A"
+    );
+    assert_eq!(bearer_status(&r.nodes[0].base, &bob).await, 401);
+    assert_eq!(bearer_status(&r.nodes[1].base, &alice).await, 200);
+    // What Redis keeps: the live entries in a hash, every change in a stream, expiries in a
+    // sorted set. An expired entry left in the hash by an earlier version (not in the expiry
+    // set) is deleted by the next replica that reads the hash whole.
+    let fields = redis.cli(&["HLEN", "portcullis:revocations"]).unwrap();
+    assert_eq!(
+        fields.trim(),
+        "2",
+        "two entries: bob, and the session lifetime in effect"
+    );
+    let log = redis
+        .cli(&["XLEN", "{portcullis:revocations}:log"])
+        .unwrap();
+    assert!(log.trim().parse::<u32>().unwrap() >= 1, "{log}");
+    let legacy = r#"{"kind":"session","sid":"old","until":1}"#;
+    redis
+        .cli(&["HSET", "portcullis:revocations", "legacy-old", legacy])
+        .unwrap();
+    // A replica that starts afterwards (its own empty data_dir) reads the list from Redis.
+    let (port, admin) = Proxy::ports();
+    let cfg = replica_config(
+        port,
+        admin,
+        &format!("http://127.0.0.1:{}", r.nodes[0].port),
+        &r.idp.issuer,
+        &r._echo.url(),
+        &session,
+    );
+    let late = Proxy::start(port, admin, &cfg).await;
+    assert_eq!(bearer_status(&late.base, &bob).await, 401);
+    assert_eq!(bearer_status(&late.base, &alice).await, 200);
+    let gone = within(Duration::from_secs(5), || async {
+        redis
+            .cli(&["HEXISTS", "portcullis:revocations", "legacy-old"])
+            .is_some_and(|v| v.trim() == "0")
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the expired legacy entry is still in the hash"
+    );
 }
