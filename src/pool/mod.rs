@@ -19,6 +19,7 @@ pub mod config;
 mod console;
 pub mod delivery;
 mod federation;
+pub mod hashing;
 mod health;
 pub mod i18n;
 pub mod jwt;
@@ -212,8 +213,11 @@ impl Pool {
                     .with_proxy_sessions(self.proxy_sessions.clone())
                     .with_backchannel(self.backchannel.clone());
                 let keys = Keys::load(&store, self.cfg.signing_alg, now()).await.map_err(err)?;
-                let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
+                // Made once, outside the hashing limit, so a flood cannot keep the pool from opening.
+                let seed = KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default();
+                let dummy_hash = tokio::task::spawn_blocking(move || password::hash_now(&seed))
                     .await
+                    .map_err(|_| PoolError::Hash)?
                     .map_err(|_| PoolError::Hash)?;
                 let _ = store.purge_expired(now()).await;
                 let _ = store.purge_expired_mfa(now()).await;

@@ -85,3 +85,101 @@ on_both!(
     lockout_variants,
     ligature_and_padded_variants_share_the_lockout
 );
+
+/// `VmRSS` (KiB) and `Threads` of a process, from `/proc/PID/status`.
+fn rss_and_threads(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("Threads:"))
+}
+
+/// Unauthenticated password-hashing flood (CWE-770, CWE-400; OWASP ASVS V2.2.1; the review's
+/// F4): 100 sign-ins with unknown names written at once from one address. The per-address
+/// limit is reserved before each hash is verified, so no more than `ip_max_attempts` are
+/// verified (the rest answer 429, or 503 with `Retry-After` when the process-wide hashing
+/// limit is full), and the process's memory and threads stay bounded.
+async fn concurrent_sign_ins_cannot_pass_the_address_limit(backend: Backend) {
+    let s = Server::start(backend, "lockout = { ip_max_attempts = 10 }").await;
+    let c = browser();
+    let login = s.url("/oauth2/pool/login");
+    let page = c.get(&login).send().await.unwrap().text().await.unwrap();
+    let (action, csrf) = form(&page, &s.base, "/login");
+    let pid = s.pid();
+    let peak = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (rss, threads) = rss_and_threads(pid);
+                let mut p = peak.lock().unwrap();
+                *p = (p.0.max(rss), p.1.max(threads));
+                drop(p);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (c, action, csrf) = (c.clone(), action.clone(), csrf.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = c
+                .post(&action)
+                .form(&[
+                    ("csrf_token", csrf.as_str()),
+                    ("username", &format!("nobody-{i}")),
+                    ("password", "Wrong-Password-1"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let retry_after = r.headers().contains_key("retry-after");
+            (r.status().as_u16(), retry_after)
+        }));
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (status, retry_after) = t.await.unwrap();
+        if status == 503 {
+            assert!(retry_after, "a 503 without Retry-After");
+        }
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let (peak_rss, peak_threads) = *peak.lock().unwrap();
+    eprintln!(
+        "answers {counts:?}; peak RSS {} MiB, peak threads {peak_threads}",
+        peak_rss / 1024
+    );
+    let verified = counts.get(&401).copied().unwrap_or(0);
+    assert!(
+        verified <= 10,
+        "{verified} of 100 concurrent sign-ins were verified although ip_max_attempts = 10: {counts:?}"
+    );
+    assert_eq!(
+        counts
+            .keys()
+            .filter(|k| ![401, 429, 503].contains(k))
+            .count(),
+        0,
+        "unexpected answers: {counts:?}"
+    );
+    assert!(
+        peak_rss < 400 * 1024,
+        "peak RSS {} MiB under 100 concurrent sign-ins",
+        peak_rss / 1024
+    );
+    assert!(peak_threads < 64, "peak threads {peak_threads}");
+}
+on_both!(
+    sign_in_flood,
+    concurrent_sign_ins_cannot_pass_the_address_limit
+);

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditRow;
 pub use mfa::Passkey;
-pub use security::CodeCheck;
+pub use security::{CodeCheck, Reservation, Reserve};
 pub use tokens::{RefreshUse, StoredCode};
 pub use users::{NewUser, User, UserStatus};
 
