@@ -3,15 +3,18 @@
 //! Every Argon2id hash and every verification of a stored hash (the pool's own, an imported
 //! one, or the dummy hash verified for unknown users) runs through [`run`]. At most
 //! [`slots`] run at once across the whole process — each server worker has its own runtime, so
-//! the limit is a static, not per runtime — each on a blocking thread that holds its slot until
-//! the hash is done, even when the request that asked for it has gone. A few more requests
+//! the limit is a static, not per runtime — on that many long-lived hashing threads of its own
+//! (not tokio's blocking pool: a few threads that live on also keep the allocator from holding
+//! on to a 19 MiB buffer per short-lived thread). A hash holds its slot until it is done, even
+//! when the request that asked for it has gone. A few more requests
 //! ([`queue_len`]) may wait for a slot, for at most [`MAX_WAIT`]; anything beyond is refused at
 //! once with [`Busy`], which the pages answer with **503** and `Retry-After`. So a flood of
 //! sign-ins costs at most `slots` hashes' memory (19 MiB each for the pool's own parameters, at
 //! most 64 MiB for an imported hash) and `slots` threads, never an unbounded queue.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -35,11 +38,15 @@ pub fn retry_later<B>(r: &mut http::Response<B>) {
 #[error("password hashing is at capacity; try again shortly")]
 pub struct Busy;
 
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
 struct Limiter {
     slots: usize,
     queue: usize,
     permits: Semaphore,
     waiting: AtomicUsize,
+    /// To the hashing threads; holds at most `slots` jobs (each holds a permit).
+    jobs: SyncSender<Job>,
 }
 
 static LIMITER: LazyLock<Limiter> = LazyLock::new(|| {
@@ -77,11 +84,23 @@ where
 
 impl Limiter {
     fn new(slots: usize) -> Limiter {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(slots);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..slots {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("pool-hash-{i}"))
+                .spawn(move || worker(&rx));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hashing thread");
+            }
+        }
         Limiter {
             slots,
             queue: 4 * slots,
             permits: Semaphore::new(slots),
             waiting: AtomicUsize::new(0),
+            jobs,
         }
     }
 
@@ -105,13 +124,34 @@ impl Limiter {
                 }
             }
         };
-        // The slot moves into the thread: a request dropped mid-hash does not free it early.
-        tokio::task::spawn_blocking(move || {
+        // The slot moves into the job: a request dropped mid-hash does not free it early.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
             let _slot = permit;
-            work()
-        })
-        .await
-        .map_err(|_| Busy)
+            let _ = tx.send(work());
+        });
+        self.jobs.send(job).map_err(|_| Busy)?;
+        rx.await.map_err(|_| Busy)
+    }
+}
+
+/// One hashing thread: runs jobs until the limiter is gone; a job that panics is dropped
+/// (its caller sees [`Busy`]) and the thread carries on.
+fn worker(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let guard = match rx.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            guard.recv()
+        };
+        match job {
+            Ok(job) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+            Err(_) => return,
+        }
     }
 }
 

@@ -11,9 +11,9 @@
 //! capped ([`imported_hash_problem`]) near what real systems use, so verifying any stored hash
 //! costs at most about a second of one core and 64 MiB.
 
+use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Argon2, Params};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 
 use super::config::PasswordPolicy;
@@ -79,13 +79,83 @@ pub async fn hash(password: &str) -> Result<String, HashError> {
     hashing::run(move || hash_now(&pw)).await?
 }
 
-/// Hashes on the calling thread, outside the limit: only for the one dummy hash made when the
-/// pool opens its database.
+/// Hashes on the calling thread (Argon2id with the crate's default parameters, a random
+/// 16-byte salt, 32-byte output, in PHC form). Outside the limit only for the one dummy hash
+/// made when the pool opens its database.
 pub fn hash_now(password: &str) -> Result<String, HashError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|_| HashError::Failed)
+    let mut salt = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+        .map_err(|_| HashError::Failed)?;
+    let params = Params::default();
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; 32];
+    argon2_into(&argon, &params, password.as_bytes(), &salt, &mut out)
+        .map_err(|_| HashError::Failed)?;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        b64.encode(salt),
+        b64.encode(out)
+    ))
+}
+
+thread_local! {
+    /// This thread's Argon2 memory, kept from one hash to the next (the hashing threads live
+    /// on): allocating and freeing 19 MiB per hash let the allocator keep hundreds of MiB
+    /// resident under a flood of sign-ins.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2 into `out`, in this thread's kept memory. Memory beyond the pool's own parameters
+/// (an imported hash, at most 64 MiB) is given back afterwards.
+fn argon2_into(
+    argon: &Argon2<'_>,
+    params: &Params,
+    pw: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let need = params.block_count();
+    let own = Params::default().block_count();
+    ARGON2_MEMORY.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < need {
+            m.resize(need, Block::default());
+        }
+        let r = argon.hash_password_into_with_memory(pw, salt, out, &mut m[..need]);
+        if m.len() > own {
+            m.truncate(own);
+            m.shrink_to_fit();
+        }
+        r
+    })
+}
+
+/// Verifies a password against an Argon2 hash in PHC form (any variant and version), in the
+/// kept memory; a hash that does not parse simply fails.
+fn argon2_verify(pw: &[u8], stored: &str) -> bool {
+    let Ok(h) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Ok(alg), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(h.algorithm.as_str()),
+        Params::try_from(&h),
+        h.salt.as_ref(),
+        h.hash.as_ref(),
+    ) else {
+        return false;
+    };
+    let version = match h.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let expected = expected.as_bytes();
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(alg, version, params.clone());
+    argon2_into(&argon, &params, pw, salt, &mut out).is_ok() && crate::pool::ct_eq(&out, expected)
 }
 
 /// Verifies a password against a stored hash of any supported kind, under the process-wide
@@ -128,10 +198,7 @@ pub fn kind(stored: &str) -> Option<HashKind> {
 
 fn verify_now(pw: &[u8], stored: &str) -> bool {
     match kind(stored) {
-        Some(HashKind::Argon2) => match PasswordHash::new(stored) {
-            Ok(h) => Argon2::default().verify_password(pw, &h).is_ok(),
-            Err(_) => false,
-        },
+        Some(HashKind::Argon2) => argon2_verify(pw, stored),
         Some(HashKind::Bcrypt) => bcrypt::verify(pw, stored).unwrap_or(false),
         Some(HashKind::Scrypt) => match PasswordHash::new(stored) {
             Ok(h) => scrypt::Scrypt::default().verify_password(pw, &h).is_ok(),

@@ -67,6 +67,11 @@ fn ip_key(req: &Req<'_>) -> String {
     format!("ip:{}", req.ip)
 }
 
+/// Calls of the lazy-migration hook per client address before they back off (doubling from
+/// `lockout.initial`, like a lockout; the count resets after `lockout.reset_after` without
+/// calls). A migration that succeeds gives its call back.
+pub const MIGRATION_PER_ADDRESS: u32 = 10;
+
 /// Reserves one attempt on a lockout key before its secret (password, TOTP or recovery code)
 /// is checked: `Ok(Ok(_))` counted, check now (and release it if right); `Ok(Err(s))` the key
 /// is locked for `s` more seconds and nothing was counted.
@@ -163,13 +168,16 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     let store = &ready.store;
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, request_id = req.rid, "pool database error during sign-in");
-        pool.pages.message(
+        let mut r = pool.pages.message(
             pool,
             req,
             StatusCode::SERVICE_UNAVAILABLE,
             "error_title",
             "unavailable",
-        )
+        );
+        // Under a flood this is the database's connection pool running dry: come back soon.
+        hashing::retry_later(&mut r);
+        r
     };
     let t0 = now_ms();
 
@@ -239,14 +247,32 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         && let Some(hook) = &pool.migration
     {
         // Lazy migration (SPEC §7.4): the failure, whatever its cause, is an ordinary one.
-        match hook.migrate(&pool.cfg, store, raw, pw).await {
-            Ok(u) => {
-                tracing::info!(request_id = req.rid, sub = %u.sub, "pool.event" = "user_migrated", "user migrated from the old system");
-                user = Some(u);
-                ok = true;
+        // The hook gets at most MIGRATION_PER_ADDRESS calls per client address (then backs
+        // off like a lockout), whatever the address throttle says: each call sends a
+        // password to the old system and waits for it.
+        let hook_key = format!("migrate:{}", req.ip);
+        match reserve(store, &hook_key, MIGRATION_PER_ADDRESS, &policy, t0).await {
+            Ok(Ok(slot)) => match hook.migrate(&pool.cfg, store, raw, pw).await {
+                Ok(u) => {
+                    tracing::info!(request_id = req.rid, sub = %u.sub, "pool.event" = "user_migrated", "user migrated from the old system");
+                    release(store, &[(hook_key.as_str(), slot)]).await;
+                    user = Some(u);
+                    ok = true;
+                }
+                Err(e) => {
+                    tracing::info!(request_id = req.rid, "pool.event" = "migration_failed", reason = %e, "lazy migration did not create a user");
+                }
+            },
+            Ok(Err(_)) => {
+                tracing::info!(
+                    request_id = req.rid,
+                    "pool.event" = "migration_throttled",
+                    "too many migration attempts from this address: the hook was not called"
+                );
             }
             Err(e) => {
-                tracing::info!(request_id = req.rid, "pool.event" = "migration_failed", reason = %e, "lazy migration did not create a user");
+                release(store, &held).await;
+                return unavailable(&e);
             }
         }
     }
