@@ -135,10 +135,8 @@ async fn add_step_up_route(s: &mut Server) {
     s.spawn().await;
 }
 
-/// What a database dump holds cannot generate codes or sign in: the TOTP secret is sealed
-/// with the key ring, recovery codes are hashes.
-async fn at_rest_nothing_usable(s: &Server, secret: &[u8], codes: &[String]) {
-    use sqlx::Row;
+/// A connection to the server's pool database (SQLite file or PostgreSQL), from its config.
+async fn database(s: &Server) -> sqlx::AnyPool {
     let text = std::fs::read_to_string(&s.config).unwrap();
     let url = text
         .split("database = \"")
@@ -146,7 +144,14 @@ async fn at_rest_nothing_usable(s: &Server, secret: &[u8], codes: &[String]) {
         .and_then(|v| v.split('"').next())
         .unwrap();
     sqlx::any::install_default_drivers();
-    let db = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::AnyPool::connect(url).await.unwrap()
+}
+
+/// What a database dump holds cannot generate codes or sign in: the TOTP secret is sealed
+/// with the key ring, recovery codes are hashes.
+async fn at_rest_nothing_usable(s: &Server, secret: &[u8], codes: &[String]) {
+    use sqlx::Row;
+    let db = database(s).await;
     let sealed: String = sqlx::query("SELECT secret_sealed FROM mfa_totp")
         .fetch_one(&db)
         .await
@@ -571,3 +576,45 @@ on_both!(
     required_after_optional,
     required_is_not_bypassed_by_an_older_session
 );
+
+/// Unauthenticated passkey challenges (the review's F10; CWE-400, CWE-770): `POST
+/// /passkeys/login/options` needs no session, only the CSRF pair, so it may not write a row
+/// per call. 2000 sequential calls from one browser leave the challenge table bounded (the
+/// challenge travels sealed in the browser's cookie; only an answered one is remembered, until
+/// it expires, to keep it single-use).
+async fn passkey_options_write_nothing(backend: Backend) {
+    use sqlx::Row;
+    let s = Server::start(backend, "passkeys = true").await;
+    let c = browser();
+    let page = get_text(&c, &s.url("/oauth2/pool/login")).await;
+    let csrf = hidden(&page, "csrf_token");
+    let options = s.url("/oauth2/pool/passkeys/login/options");
+    for i in 0..2000 {
+        let r = c
+            .post(&options)
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "call {i}");
+        if i == 0 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert!(
+                v["challenge"].as_str().is_some_and(|c| c.len() >= 43),
+                "{v}"
+            );
+        }
+    }
+    let db = database(&s).await;
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM mfa_challenges")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert!(
+        rows <= 10,
+        "2000 unauthenticated options calls left {rows} challenge rows"
+    );
+}
+on_both!(passkey_options_flood, passkey_options_write_nothing);
