@@ -142,6 +142,32 @@ pub fn busy(pool: &Pool, req: &Req<'_>) -> Response<Body> {
     r
 }
 
+/// Counters quiet this long are removed (at most once a minute per process, by a sign-in):
+/// longer than any window they count in — the lockout's `reset_after` and the code
+/// deliveries' hour.
+async fn purge_quiet_attempts(store: &Store, policy: &LockoutPolicy, now_ms: i64) {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if now_ms - last < 60_000
+        || LAST
+            .compare_exchange(
+                last,
+                now_ms,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_err()
+    {
+        return;
+    }
+    let window = (policy.reset_after.as_millis() as i64).max(3_600_000);
+    match store.purge_quiet_attempts(now_ms - window).await {
+        Ok(n) if n > 0 => tracing::debug!(removed = n, "quiet sign-in counters removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot remove quiet sign-in counters"),
+    }
+}
+
 /// Undoes reservations whose attempt did not fail (a right password, or no verification).
 async fn release(store: &Store, held: &[(&str, Reservation)]) {
     for (key, r) in held {
@@ -180,6 +206,7 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         r
     };
     let t0 = now_ms();
+    purge_quiet_attempts(store, &policy, t0).await;
 
     // Per-address throttling: many failures from one client address slow it down. The
     // attempt is counted now, before anything is verified, so a burst of concurrent sign-ins
@@ -407,4 +434,75 @@ pub fn to_login_with_notice(
 
 pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reserve-before-verify (I1, F4): each reservation counts; once the threshold is
+    /// reached the key is locked and nothing more is counted; a released reservation leaves
+    /// the key as it was; concurrent reservations see each other; quiet keys are purged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reservations_count_first_and_release_restores() {
+        let dir = std::env::temp_dir().join(format!(
+            "pc-reserve-{}-{}",
+            std::process::id(),
+            crate::pool::now_ms()
+        ));
+        let store = Store::open(&format!("sqlite://{}", dir.join("pool.db").display()))
+            .await
+            .unwrap();
+        let policy = LockoutPolicy::default();
+        let t = 1_000_000_000;
+        // A right password on a fresh key leaves no trace.
+        let r = reserve(&store, "k", 3, &policy, t).await.unwrap().unwrap();
+        store.release_attempt("k", &r).await.unwrap();
+        assert_eq!(store.attempts("k").await.unwrap(), (0, 0));
+        // Three failures lock; the fourth attempt is refused and not counted.
+        for n in 1..=3 {
+            let r = reserve(&store, "k", 3, &policy, t + n)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(r.failures, n as u32);
+        }
+        assert_eq!(
+            reserve(&store, "k", 3, &policy, t + 10).await.unwrap(),
+            Err(1)
+        );
+        assert_eq!(store.attempts("k").await.unwrap(), (3, t + 3));
+        // After the lock, a right password restores the count as it was.
+        let later = t + 3 + 1_000;
+        let r = reserve(&store, "k", 3, &policy, later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.failures, 4);
+        store.release_attempt("k", &r).await.unwrap();
+        assert_eq!(store.attempts("k").await.unwrap(), (3, t + 3));
+
+        // A burst: 40 concurrent reservations on one key with a threshold of 5.
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                reserve(&store, "burst", 5, &LockoutPolicy::default(), t)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            }));
+        }
+        let mut passed = 0;
+        for task in tasks {
+            passed += usize::from(task.await.unwrap());
+        }
+        assert_eq!(passed, 5, "a burst passed more than the threshold");
+
+        // Quiet keys go.
+        assert_eq!(store.purge_quiet_attempts(t + 5_000).await.unwrap(), 2);
+        assert_eq!(store.attempts("burst").await.unwrap(), (0, 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

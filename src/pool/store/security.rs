@@ -244,6 +244,17 @@ impl Store {
         Ok(())
     }
 
+    /// Removes counters quiet since `before_ms`: a key quiet that long counts from zero again
+    /// anyway, so its row only takes room. Without this every unknown name ever tried (and
+    /// every client address) would keep a row for good.
+    pub async fn purge_quiet_attempts(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM attempts WHERE last_failure < $1")
+            .bind(before_ms)
+            .execute(&self.db)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn clear_attempts(&self, key: &str) -> Result<bool, StoreError> {
         let r = sqlx::query("DELETE FROM attempts WHERE lock_key = $1")
             .bind(key)
