@@ -287,13 +287,17 @@ impl Pool {
         let ready = match self.live(rid).await {
             Some(r) => r,
             None => {
-                return self.pages.message(
+                // The database is not answering (down, or its connections all busy in a
+                // flood): come back soon.
+                let mut r = self.pages.message(
                     self,
                     &req,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "error_title",
                     "unavailable",
                 );
+                hashing::retry_later(&mut r);
+                return r;
             }
         };
         let m = &parts.method;

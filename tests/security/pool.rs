@@ -100,6 +100,24 @@ fn rss_and_threads(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("Threads:"))
 }
 
+/// One sign-in with a wrong password for `name`, posted to the form's `action`.
+async fn bad_sign_in(
+    c: &reqwest::Client,
+    action: &str,
+    csrf: &str,
+    name: &str,
+) -> reqwest::Response {
+    c.post(action)
+        .form(&[
+            ("csrf_token", csrf),
+            ("username", name),
+            ("password", "Wrong-Password-1"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Unauthenticated password-hashing flood (CWE-770, CWE-400; OWASP ASVS V2.2.1; the review's
 /// F4): 100 sign-ins with unknown names written at once from one address. The per-address
 /// limit is reserved before each hash is verified, so no more than `ip_max_attempts` are
@@ -130,16 +148,7 @@ async fn concurrent_sign_ins_cannot_pass_the_address_limit(backend: Backend) {
     for i in 0..100 {
         let (c, action, csrf) = (c.clone(), action.clone(), csrf.clone());
         tasks.push(tokio::spawn(async move {
-            let r = c
-                .post(&action)
-                .form(&[
-                    ("csrf_token", csrf.as_str()),
-                    ("username", &format!("nobody-{i}")),
-                    ("password", "Wrong-Password-1"),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let r = bad_sign_in(&c, &action, &csrf, &format!("nobody-{i}")).await;
             let retry_after = r.headers().contains_key("retry-after");
             (r.status().as_u16(), retry_after)
         }));
@@ -182,4 +191,74 @@ async fn concurrent_sign_ins_cannot_pass_the_address_limit(backend: Backend) {
 on_both!(
     sign_in_flood,
     concurrent_sign_ins_cannot_pass_the_address_limit
+);
+
+/// Beyond the process-wide hashing limit the answer is 503 with `Retry-After`, never an
+/// unbounded queue (the review's F4, second half; CWE-770): with the per-address throttle off,
+/// more concurrent sign-ins than the limit's slots and queue (`2 × cores` running, `4 ×` that
+/// waiting) get a plain 503 page with `Retry-After`, the rest are verified (401), and memory and
+/// threads stay bounded.
+async fn sign_ins_beyond_the_hashing_limit_get_503_with_retry_after(backend: Backend) {
+    let s = Server::start(backend, "lockout = { ip_max_attempts = 0 }").await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let slots = (2 * cores).clamp(2, 64);
+    let n = 6 * slots + 60;
+    let c = browser();
+    let login = s.url("/oauth2/pool/login");
+    let page = c.get(&login).send().await.unwrap().text().await.unwrap();
+    let (action, csrf) = form(&page, &s.base, "/login");
+    let pid = s.pid();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (c, action, csrf) = (c.clone(), action.clone(), csrf.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = bad_sign_in(&c, &action, &csrf, &format!("flood-{i}")).await;
+            let status = r.status().as_u16();
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let html = r.text().await.unwrap_or_default();
+            (status, retry_after, html)
+        }));
+    }
+    let mut peak = (0, 0);
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (rss, threads) = rss_and_threads(pid);
+        peak = (peak.0.max(rss), peak.1.max(threads));
+        let (status, retry_after, html) = t.await.unwrap();
+        if status == 503 {
+            assert!(
+                retry_after.is_some_and(|s| (1..=60).contains(&s)),
+                "503 without a usable Retry-After: {retry_after:?}"
+            );
+            assert!(
+                html.contains("busy"),
+                "503 without the busy message: {html}"
+            );
+        }
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    eprintln!(
+        "{n} concurrent sign-ins ({slots} slots): {counts:?}; peak RSS {} MiB, threads {}",
+        peak.0 / 1024,
+        peak.1
+    );
+    assert!(
+        counts.get(&503).copied().unwrap_or(0) > 0,
+        "{n} concurrent sign-ins, {slots} hashing slots: no 503 — nothing bounds the hashing: {counts:?}"
+    );
+    assert_eq!(
+        counts.keys().filter(|k| ![401, 503].contains(k)).count(),
+        0,
+        "unexpected answers: {counts:?}"
+    );
+    assert!(peak.0 < 400 * 1024, "peak RSS {} MiB", peak.0 / 1024);
+    assert!(peak.1 < 64, "peak threads {}", peak.1);
+}
+on_both!(
+    hashing_limit,
+    sign_ins_beyond_the_hashing_limit_get_503_with_retry_after
 );
