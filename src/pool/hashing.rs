@@ -86,19 +86,23 @@ impl Limiter {
     fn new(slots: usize) -> Limiter {
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(slots);
         let rx = Arc::new(Mutex::new(rx));
+        // Only as many slots as threads that started: a slot without a thread would leave its
+        // request waiting for ever (with none, every request is refused after `MAX_WAIT`).
+        let mut running = 0;
         for i in 0..slots {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("pool-hash-{i}"))
                 .spawn(move || worker(&rx));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a password-hashing thread");
+            match spawned {
+                Ok(_) => running += 1,
+                Err(e) => tracing::error!(error = %e, "cannot start a password-hashing thread"),
             }
         }
         Limiter {
             slots,
             queue: 4 * slots,
-            permits: Semaphore::new(slots),
+            permits: Semaphore::new(running),
             waiting: AtomicUsize::new(0),
             jobs,
         }
