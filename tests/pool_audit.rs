@@ -194,3 +194,56 @@ on_both!(
     every_admin_action_is_audited_test,
     every_admin_action_is_audited
 );
+
+/// Audit-log injection (the review's F12; CWE-117, CWE-150): an admin acting on a crafted name
+/// with a newline, tabs and an ANSI escape cannot forge a line or hide text in `pool audit`'s
+/// text output, nor in the structured log; control characters come out escaped (`\n`,
+/// `\t`, `\u{1b}`), one entry per line, five tab-separated fields each.
+async fn control_characters_in_targets_are_escaped(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    let crafted = "ghost%0A2026-12-07T19%3A00%3A00.000000Z%09console%3Aalice%09delete_user%09bob%09ok%1B%5B8m";
+    let (status, _) = api(
+        &s,
+        reqwest::Method::POST,
+        &format!("/pool/users/{crafted}/disable"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (ok, out, err) = s.cli(&["audit"]);
+    assert!(ok, "{err}");
+    assert!(
+        !out.contains('\u{1b}'),
+        "an escape sequence reached the terminal: {out:?}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one entry, one line: {out:?}");
+    assert_eq!(
+        lines[0].split('\t').count(),
+        5,
+        "time, actor, action, target, outcome, reason: {out:?}"
+    );
+    assert!(
+        lines[0].contains("ghost\\n2026-12-07t19:00:00.000000z\\tconsole:alice"),
+        "the target is shown escaped: {out:?}"
+    );
+    // The JSON keeps the exact text.
+    let entries = audit_json(&s, &[]);
+    assert!(
+        entries[0]["target"]
+            .as_str()
+            .unwrap()
+            .contains("ok\u{1b}[8m"),
+        "{entries:?}"
+    );
+    // The server's log line escapes it too (the JSON log is escaped by construction; a text
+    // log must not carry the raw characters either).
+    assert!(
+        !s.log_text().contains('\u{1b}'),
+        "raw ESC in the server log"
+    );
+}
+on_both!(
+    control_characters,
+    control_characters_in_targets_are_escaped
+);

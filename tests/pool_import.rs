@@ -273,3 +273,106 @@ async fn every_problem_reported_nothing_imported(backend: Backend) {
     );
 }
 on_both!(problems, every_problem_reported_nothing_imported);
+
+/// Import cost caps (the review's F8; CWE-400/CWE-770): a stored hash is verified on every
+/// sign-in attempt, unauthenticated, so its cost parameters are capped near what real systems
+/// use — Argon2 m ≤ 64 MiB, t ≤ 10, p ≤ 4; scrypt memory ≤ 64 MiB, p ≤ 2; PBKDF2 ≤ 10⁶
+/// rounds (SHA-1/SHA-256), ≤ 3·10⁵ (SHA-512); bcrypt cost ≤ 13 — so verifying any stored hash
+/// costs at most about a second of one core and 64 MiB. A row one step above a cap is refused,
+/// naming its line and column; rows at the caps are accepted.
+async fn hash_costs_above_the_caps_are_refused(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    let salt = "c2FsdHNhbHRzYWx0c2FsdA";
+    let digest = "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let ab64_salt = "c2FsdHNhbHRzYWx0c2FsdA";
+    let bcrypt_tail = "abcdefghijklmnopqrstuvABCDEFGHIJKLMNOPQRSTUVWXYZ01234";
+    let above = [
+        (
+            "argon_m",
+            format!("$argon2id$v=19$m=65537,t=1,p=1${salt}${digest}"),
+            "argon2",
+        ),
+        (
+            "argon_t",
+            format!("$argon2id$v=19$m=19456,t=11,p=1${salt}${digest}"),
+            "argon2",
+        ),
+        (
+            "argon_p",
+            format!("$argon2id$v=19$m=19456,t=2,p=5${salt}${digest}"),
+            "argon2",
+        ),
+        (
+            "scrypt_n",
+            format!("$scrypt$ln=17,r=8,p=1${salt}${digest}"),
+            "scrypt",
+        ),
+        (
+            "scrypt_p",
+            format!("$scrypt$ln=14,r=8,p=3${salt}${digest}"),
+            "scrypt",
+        ),
+        (
+            "pbkdf2_256",
+            format!("$pbkdf2-sha256$1000001${ab64_salt}${digest}"),
+            "pbkdf2",
+        ),
+        (
+            "pbkdf2_1",
+            format!("$pbkdf2-sha1$1000001${ab64_salt}${digest}"),
+            "pbkdf2",
+        ),
+        (
+            "pbkdf2_512",
+            format!("$pbkdf2-sha512$300001${ab64_salt}${digest}"),
+            "pbkdf2",
+        ),
+        ("bcrypt_14", format!("$2b$14${bcrypt_tail}"), "bcrypt"),
+    ];
+    let mut csv_text = String::from("cognito:username,email,password_hash\n");
+    for (user, hash, _) in &above {
+        csv_text.push_str(&format!("{user},{user}@example.com,\"{hash}\"\n"));
+    }
+    let file = s.dir.join("heavy.csv");
+    write(&file, &csv_text);
+    let (code, out, err) = import(&s, &file, &[]);
+    assert_eq!(code, 65, "hashes above the caps were accepted: {out}{err}");
+    for (i, (user, _, kind)) in above.iter().enumerate() {
+        let want = format!("line {}, column 3 (password_hash): {kind}", i + 2);
+        assert!(err.contains(&want), "{user}: missing {want:?} in:\n{err}");
+    }
+    assert!(out.contains("nothing imported"), "{out}");
+
+    let at = [
+        (
+            "argon_max",
+            format!("$argon2id$v=19$m=65536,t=10,p=4${salt}${digest}"),
+        ),
+        (
+            "scrypt_max",
+            format!("$scrypt$ln=16,r=8,p=2${salt}${digest}"),
+        ),
+        (
+            "pbkdf2_256_max",
+            format!("$pbkdf2-sha256$1000000${ab64_salt}${digest}"),
+        ),
+        (
+            "pbkdf2_1_max",
+            format!("$pbkdf2-sha1$1000000${ab64_salt}${digest}"),
+        ),
+        (
+            "pbkdf2_512_max",
+            format!("$pbkdf2-sha512$300000${ab64_salt}${digest}"),
+        ),
+        ("bcrypt_13", format!("$2b$13${bcrypt_tail}")),
+    ];
+    let mut csv_text = String::from("cognito:username,email,password_hash\n");
+    for (user, hash) in &at {
+        csv_text.push_str(&format!("{user},{user}@example.com,\"{hash}\"\n"));
+    }
+    write(&file, &csv_text);
+    let (code, out, err) = import(&s, &file, &[]);
+    assert_eq!(code, 0, "hashes at the caps were refused: {out}{err}");
+    assert!(out.contains("imported 6 users"), "{out}");
+}
+on_both!(cost_caps, hash_costs_above_the_caps_are_refused);

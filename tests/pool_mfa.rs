@@ -556,3 +556,106 @@ on_both!(
     required_after_optional,
     required_is_not_bypassed_by_an_older_session
 );
+
+/// Unauthenticated passkey challenges (the review's F10; CWE-400, CWE-770): `POST
+/// /passkeys/login/options` needs no session, only the CSRF pair, so it may not write a row
+/// per call. 2000 sequential calls from one browser leave the challenge table bounded (the
+/// challenge travels sealed in the browser's cookie; only an answered one is remembered, until
+/// it expires, to keep it single-use).
+async fn passkey_options_write_nothing(backend: Backend) {
+    use sqlx::Row;
+    let s = Server::start(backend, "passkeys = true").await;
+    let c = browser();
+    let page = get_text(&c, &s.url("/oauth2/pool/login")).await;
+    let csrf = hidden(&page, "csrf_token");
+    let options = s.url("/oauth2/pool/passkeys/login/options");
+    for i in 0..2000 {
+        let r = c
+            .post(&options)
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "call {i}");
+        if i == 0 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert!(
+                v["challenge"].as_str().is_some_and(|c| c.len() >= 43),
+                "{v}"
+            );
+        }
+    }
+    let db = s.database().await;
+    let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM mfa_challenges")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert!(
+        rows <= 10,
+        "2000 unauthenticated options calls left {rows} challenge rows"
+    );
+}
+on_both!(passkey_options_flood, passkey_options_write_nothing);
+
+/// Second-factor guesses in a burst (the review's I1; CWE-307, CWE-362): 60 wrong codes
+/// written at once by one browser between password and code are counted before any is
+/// checked, so no more than `max_attempts` are evaluated (401); the rest are refused as
+/// locked (429), as a sequence would be.
+async fn a_burst_of_wrong_codes_passes_no_more_than_the_lockout(backend: Backend) {
+    let s = Server::start(
+        backend,
+        "mfa = \"optional\"\nlockout = { max_attempts = 5, initial = \"60s\" }",
+    )
+    .await;
+    create_user(&s, "bea", "bea@example.com");
+    let c = browser();
+    let r = password_step(&c, &s, "/hello", "bea").await;
+    follow(&c, &s.base, location(&r)).await;
+    let page = get_text(&c, &s.url("/oauth2/pool/mfa/setup")).await;
+    let secret = secret_on_page(&page);
+    assert_eq!(
+        submit_setup(&c, &s, &page, &secret, step_now())
+            .await
+            .status(),
+        200
+    );
+    sign_out(&c, &s).await;
+    let r = password_step(&c, &s, "/hello", "bea").await;
+    let challenge = absolute(&s.base, &location(&r));
+    let page = get_text(&c, &challenge).await;
+    let (action, csrf) = form(&page, &s.base, "/mfa");
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let (c, action, csrf) = (c.clone(), action.clone(), csrf.clone());
+        tasks.push(tokio::spawn(async move {
+            let code = format!("{:06}", 100_000 + i);
+            c.post(action)
+                .form(&[("csrf_token", csrf.as_str()), ("code", code.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        *counts.entry(t.await.unwrap()).or_insert(0) += 1;
+    }
+    let evaluated = counts.get(&401).copied().unwrap_or(0) + counts.get(&302).copied().unwrap_or(0);
+    assert!(
+        evaluated <= 5,
+        "{evaluated} of 60 concurrent codes were checked with max_attempts = 5: {counts:?}"
+    );
+    assert_eq!(
+        counts.keys().filter(|k| ![401, 429].contains(k)).count(),
+        0,
+        "unexpected answers: {counts:?}"
+    );
+}
+on_both!(
+    code_burst,
+    a_burst_of_wrong_codes_passes_no_more_than_the_lockout
+);

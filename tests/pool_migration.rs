@@ -204,3 +204,40 @@ async fn lazy_migration(backend: Backend) {
     assert!(!log.contains(HOOK_SECRET), "hook secret in the log");
 }
 on_both!(migration, lazy_migration);
+
+/// The migration hook is rate-limited per client address (the review's F14; CWE-307,
+/// CWE-770): every sign-in naming an unknown user would otherwise send its password to the old
+/// system and wait for it, so a credential-stuffing list from one address turns the pool into a
+/// free oracle against the old system. At most 10 hook calls per address within the lockout's
+/// quiet period, whatever the per-address throttle says (here turned off); beyond that the
+/// sign-in is an ordinary failure without a call. A successful migration gives its call back.
+async fn hook_calls_are_limited_per_address(backend: Backend) {
+    let (hook, calls) = old_system().await;
+    let s = Server::start(
+        backend,
+        &format!(
+            "lockout = {{ ip_max_attempts = 0, max_attempts = 100, initial = \"1m\" }}\n\
+             migration = {{ url = \"http://{hook}/migrate\", secret = \"{HOOK_SECRET}\", timeout = \"1s\" }}"
+        ),
+    )
+    .await;
+    // A right password first: it is given back.
+    let (status, email) = attempt(&s, "first", OLD_PASSWORD).await;
+    assert_eq!((status, email.as_str()), (302, "first@old.example.com"));
+    for i in 0..25 {
+        let (status, _) = attempt(&s, &format!("stuffed-{i}"), "Guess-Pass-1").await;
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    let n = calls.lock().unwrap().len();
+    assert!(
+        n <= 11,
+        "{n} hook calls from one address (1 right + 25 wrong): the hook is not rate-limited"
+    );
+    // The limit is per address and per unknown-name call: a known user still signs in.
+    let (status, _) = attempt(&s, "first", OLD_PASSWORD).await;
+    assert_eq!(
+        status, 302,
+        "a migrated user is not affected by the hook's limit"
+    );
+}
+on_both!(hook_limit, hook_calls_are_limited_per_address);

@@ -27,6 +27,20 @@ pub enum AdminError {
     Store(StoreError),
     #[error("cannot deliver the code: {0}")]
     Delivery(String),
+    /// The process-wide password-hashing limit is full; try again shortly.
+    #[error("password hashing is at capacity; try again shortly")]
+    Busy,
+}
+
+impl From<password::HashError> for AdminError {
+    fn from(e: password::HashError) -> Self {
+        match e {
+            password::HashError::Busy(_) => AdminError::Busy,
+            password::HashError::Failed => {
+                AdminError::Invalid(vec!["password hashing failed".into()])
+            }
+        }
+    }
 }
 
 impl From<StoreError> for AdminError {
@@ -56,6 +70,7 @@ impl AdminError {
             AdminError::Exists(_) => "exists",
             AdminError::Store(_) => "database",
             AdminError::Delivery(_) => "delivery",
+            AdminError::Busy => "busy",
         }
     }
 }
@@ -217,9 +232,7 @@ impl Admin<'_> {
             return Err(AdminError::Invalid(errors));
         };
         set_verified(&mut map, &verified);
-        let hash = password::hash(&pw)
-            .await
-            .map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
+        let hash = password::hash(&pw).await?;
         let status = if permanent {
             UserStatus::Confirmed
         } else {
@@ -290,9 +303,7 @@ impl Admin<'_> {
                 &rules,
             )]));
         }
-        let hash = password::hash(pw)
-            .await
-            .map_err(|_| AdminError::Invalid(vec!["password hashing failed".into()]))?;
+        let hash = password::hash(pw).await?;
         let status = if permanent {
             UserStatus::Confirmed
         } else {

@@ -49,6 +49,7 @@ fn failure(e: AdminError) -> Response<Body> {
         AdminError::Exists(_) => StatusCode::CONFLICT,
         AdminError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         AdminError::Delivery(_) => StatusCode::BAD_GATEWAY,
+        AdminError::Busy => StatusCode::SERVICE_UNAVAILABLE,
     };
     let message = match &e {
         AdminError::Store(inner) => {
@@ -61,10 +62,14 @@ fn failure(e: AdminError) -> Response<Body> {
         AdminError::Invalid(list) => json!(list),
         _ => json!([]),
     };
-    reply(
+    let mut r = reply(
         status,
         json!({"error": code, "message": message, "problems": problems}),
-    )
+    );
+    if matches!(e, AdminError::Busy) {
+        super::hashing::retry_later(&mut r);
+    }
+    r
 }
 
 fn decode(seg: &str) -> String {

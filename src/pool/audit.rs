@@ -89,6 +89,30 @@ pub struct Entry {
     pub reason: String,
 }
 
+/// Text from users or admins made safe for a terminal or a text log: control characters
+/// (newline, tab, escape, …) and the bidirectional-override characters come out as Rust-style
+/// escapes (`\n`, `\t`, `\u{1b}`, `\u{202e}`), and a backslash as `\\`, so a crafted name
+/// cannot start a new line, forge a column or hide text. Ordinary text is returned as is.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c == '\\'
+            || c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -252,7 +252,11 @@ pub fn run(args: PoolArgs) -> ExitCode {
                 ExitCode::from(out.exit)
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                let text = e.to_string();
+                for (i, line) in text.lines().enumerate() {
+                    let lead = if i == 0 { "error: " } else { "" };
+                    eprintln!("{lead}{}", audit::printable(line));
+                }
                 ExitCode::FAILURE
             }
         }
@@ -291,7 +295,13 @@ async fn import(
     let stderr: String = report
         .problems
         .iter()
-        .map(|p| format!("{name}: {p}\n"))
+        .map(|p| {
+            format!(
+                "{}: {}\n",
+                audit::printable(&name),
+                audit::printable(&p.to_string())
+            )
+        })
         .collect();
     let stdout = if report.problems.is_empty() {
         format!("imported {} users", report.imported)
@@ -359,9 +369,9 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                 .map(|u| {
                     format!(
                         "{}\t{}\t{}\t{}",
-                        u.username,
+                        audit::printable(&u.username),
                         u.status.as_str(),
-                        u.email().unwrap_or("-"),
+                        audit::printable(u.email().unwrap_or("-")),
                         u.sub
                     )
                 })
@@ -372,7 +382,7 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
             }
             UsersCommand::Delete { username } => {
                 admin.delete(&username).await?;
-                format!("deleted {username}")
+                format!("deleted {}", audit::printable(&username))
             }
             UsersCommand::SetPassword {
                 username,
@@ -393,13 +403,14 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
             UsersCommand::Unlock { username } => {
                 let was = admin.unlock(&username).await?;
                 format!(
-                    "{username}: {}",
+                    "{}: {}",
+                    audit::printable(&username),
                     if was { "unlocked" } else { "was not locked" }
                 )
             }
             UsersCommand::SignOut { username } => {
                 admin.sign_out(&username).await?;
-                format!("{username}: signed out everywhere")
+                format!("{}: signed out everywhere", audit::printable(&username))
             }
             UsersCommand::Import { file, skip_invalid } => {
                 return import(admin, &file, skip_invalid).await;
@@ -411,7 +422,8 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
             UsersCommand::MfaReset { username } => {
                 let had = admin.mfa_reset(&username).await?;
                 format!(
-                    "{username}: {}",
+                    "{}: {}",
+                    audit::printable(&username),
                     if had {
                         "TOTP and recovery codes removed"
                     } else {
@@ -423,12 +435,23 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                 .passkeys(&username)
                 .await?
                 .iter()
-                .map(|p| format!("{}\t{}\t{}", p.id, p.name, p.created_at))
+                .map(|p| {
+                    format!(
+                        "{}\t{}\t{}",
+                        audit::printable(&p.id),
+                        audit::printable(&p.name),
+                        p.created_at
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             UsersCommand::RemovePasskey { username, id } => {
                 admin.remove_passkey(&username, &id).await?;
-                format!("{username}: passkey {id} removed")
+                format!(
+                    "{}: passkey {} removed",
+                    audit::printable(&username),
+                    audit::printable(&id)
+                )
             }
         },
         PoolCommand::Audit { since, limit, json } => {
@@ -448,14 +471,18 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                 entries
                     .iter()
                     .map(|e| {
+                        let p = audit::printable;
                         let outcome = if e.reason.is_empty() {
-                            e.outcome.clone()
+                            p(&e.outcome).into_owned()
                         } else {
-                            format!("{} ({})", e.outcome, e.reason)
+                            format!("{} ({})", p(&e.outcome), p(&e.reason))
                         };
                         format!(
                             "{}\t{}\t{}\t{}\t{outcome}",
-                            e.time, e.actor, e.action, e.target
+                            p(&e.time),
+                            p(&e.actor),
+                            p(&e.action),
+                            p(&e.target)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -492,16 +519,22 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                 .groups()
                 .await?
                 .iter()
-                .map(|(g, members)| format!("{g}\t{}", members.join(",")))
+                .map(|(g, members)| {
+                    format!(
+                        "{}\t{}",
+                        audit::printable(g),
+                        audit::printable(&members.join(","))
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             GroupsCommand::Create { group } => {
                 admin.create_group(&group).await?;
-                format!("created group {group}")
+                format!("created group {}", audit::printable(&group))
             }
             GroupsCommand::Delete { group } => {
                 admin.delete_group(&group).await?;
-                format!("deleted group {group}")
+                format!("deleted group {}", audit::printable(&group))
             }
         },
     }))

@@ -258,6 +258,10 @@ const EN: &[(&str, &str)] = &[
         "unavailable",
         "The sign-in service is temporarily unavailable. Please try again.",
     ),
+    (
+        "busy",
+        "The sign-in service is busy. Please try again in a few seconds.",
+    ),
     ("err_missing", "{name}: required."),
     (
         "err_email",
@@ -524,6 +528,10 @@ const JA: &[(&str, &str)] = &[
     (
         "unavailable",
         "サインインサービスは一時的に利用できません。もう一度お試しください。",
+    ),
+    (
+        "busy",
+        "サインインサービスが混み合っています。数秒後にもう一度お試しください。",
     ),
     ("err_missing", "{name}: 必須項目です。"),
     (

@@ -19,6 +19,7 @@ pub mod config;
 mod console;
 pub mod delivery;
 mod federation;
+pub mod hashing;
 mod health;
 pub mod i18n;
 pub mod jwt;
@@ -212,8 +213,11 @@ impl Pool {
                     .with_proxy_sessions(self.proxy_sessions.clone())
                     .with_backchannel(self.backchannel.clone());
                 let keys = Keys::load(&store, self.cfg.signing_alg, now()).await.map_err(err)?;
-                let dummy_hash = password::hash(&KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default())
+                // Made once, outside the hashing limit, so a flood cannot keep the pool from opening.
+                let seed = KeyRing::new(&[Secret::new("x".repeat(32))]).map(|k| k.random_hex(16)).unwrap_or_default();
+                let dummy_hash = tokio::task::spawn_blocking(move || password::hash_now(&seed))
                     .await
+                    .map_err(|_| PoolError::Hash)?
                     .map_err(|_| PoolError::Hash)?;
                 let _ = store.purge_expired(now()).await;
                 let _ = store.purge_expired_mfa(now()).await;
@@ -284,13 +288,17 @@ impl Pool {
         let ready = match self.live(rid).await {
             Some(r) => r,
             None => {
-                return self.pages.message(
+                // The database is not answering (down, or its connections all busy in a
+                // flood): come back soon.
+                let mut r = self.pages.message(
                     self,
                     &req,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "error_title",
                     "unavailable",
                 );
+                hashing::retry_later(&mut r);
+                return r;
             }
         };
         let m = &parts.method;

@@ -8,14 +8,16 @@
 //! and `-sha1`, in passlib's form `$pbkdf2-sha256$ROUNDS$SALT$HASH` with its "adapted base64",
 //! or RustCrypto's `$pbkdf2-sha256$i=ROUNDS,l=LEN$SALT$HASH`). Such a hash is verified once and
 //! replaced by the pool's own Argon2id on that sign-in ([`needs_rehash`]). Cost parameters are
-//! capped ([`imported_hash_problem`]) so an imported file cannot make one sign-in take hours.
+//! capped ([`imported_hash_problem`]) near what real systems use, so verifying any stored hash
+//! costs at most about a second of one core and 64 MiB.
 
+use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Argon2, Params};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 
 use super::config::PasswordPolicy;
+use super::hashing::{self, Busy};
 
 pub const MAX_LEN: usize = 256;
 
@@ -59,31 +61,109 @@ pub fn unmet_rules(password: &str, policy: &PasswordPolicy) -> Vec<Rule> {
     out
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("password hashing failed")]
-pub struct HashError;
-
-/// Argon2id (the crate's default variant and parameters: 19 MiB, 2 passes).
-pub async fn hash(password: &str) -> Result<String, HashError> {
-    let pw = password.to_string();
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(pw.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|_| HashError)
-    })
-    .await
-    .map_err(|_| HashError)?
+/// Why a password could not be hashed or verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    /// The process-wide hashing limit is full ([`super::hashing`]): answer 503 with
+    /// `Retry-After`.
+    #[error(transparent)]
+    Busy(#[from] Busy),
+    #[error("password hashing failed")]
+    Failed,
 }
 
-/// Verifies a password against a stored hash of any supported kind; a malformed or empty
-/// stored hash simply fails.
-pub async fn verify(password: &str, stored: &str) -> bool {
+/// Argon2id (the crate's default variant and parameters: 19 MiB, 2 passes), under the
+/// process-wide hashing limit.
+pub async fn hash(password: &str) -> Result<String, HashError> {
+    let pw = password.to_string();
+    hashing::run(move || hash_now(&pw)).await?
+}
+
+/// Hashes on the calling thread (Argon2id with the crate's default parameters, a random
+/// 16-byte salt, 32-byte output, in PHC form). Outside the limit only for the one dummy hash
+/// made when the pool opens its database.
+pub fn hash_now(password: &str) -> Result<String, HashError> {
+    let mut salt = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+        .map_err(|_| HashError::Failed)?;
+    let params = Params::default();
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; 32];
+    argon2_into(&argon, &params, password.as_bytes(), &salt, &mut out)
+        .map_err(|_| HashError::Failed)?;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        b64.encode(salt),
+        b64.encode(out)
+    ))
+}
+
+thread_local! {
+    /// This thread's Argon2 memory, kept from one hash to the next (the hashing threads live
+    /// on): allocating and freeing 19 MiB per hash let the allocator keep hundreds of MiB
+    /// resident under a flood of sign-ins.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2 into `out`, in this thread's kept memory. Memory beyond the pool's own parameters
+/// (an imported hash, at most 64 MiB) is given back afterwards.
+fn argon2_into(
+    argon: &Argon2<'_>,
+    params: &Params,
+    pw: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let need = params.block_count();
+    let own = Params::default().block_count();
+    ARGON2_MEMORY.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < need {
+            m.resize(need, Block::default());
+        }
+        let r = argon.hash_password_into_with_memory(pw, salt, out, &mut m[..need]);
+        if m.len() > own {
+            m.truncate(own);
+            m.shrink_to_fit();
+        }
+        r
+    })
+}
+
+/// Verifies a password against an Argon2 hash in PHC form (any variant and version), in the
+/// kept memory; a hash that does not parse simply fails.
+fn argon2_verify(pw: &[u8], stored: &str) -> bool {
+    let Ok(h) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Ok(alg), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(h.algorithm.as_str()),
+        Params::try_from(&h),
+        h.salt.as_ref(),
+        h.hash.as_ref(),
+    ) else {
+        return false;
+    };
+    let version = match h.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let expected = expected.as_bytes();
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(alg, version, params.clone());
+    argon2_into(&argon, &params, pw, salt, &mut out).is_ok() && crate::pool::ct_eq(&out, expected)
+}
+
+/// Verifies a password against a stored hash of any supported kind, under the process-wide
+/// hashing limit; a malformed or empty stored hash simply fails (`Ok(false)`).
+pub async fn verify(password: &str, stored: &str) -> Result<bool, Busy> {
     let pw = password.to_string();
     let stored = stored.to_string();
-    tokio::task::spawn_blocking(move || verify_now(pw.as_bytes(), &stored))
-        .await
-        .unwrap_or(false)
+    hashing::run(move || verify_now(pw.as_bytes(), &stored)).await
 }
 
 /// The kinds of stored hash the pool can verify.
@@ -118,10 +198,7 @@ pub fn kind(stored: &str) -> Option<HashKind> {
 
 fn verify_now(pw: &[u8], stored: &str) -> bool {
     match kind(stored) {
-        Some(HashKind::Argon2) => match PasswordHash::new(stored) {
-            Ok(h) => Argon2::default().verify_password(pw, &h).is_ok(),
-            Err(_) => false,
-        },
+        Some(HashKind::Argon2) => argon2_verify(pw, stored),
         Some(HashKind::Bcrypt) => bcrypt::verify(pw, stored).unwrap_or(false),
         Some(HashKind::Scrypt) => match PasswordHash::new(stored) {
             Ok(h) => scrypt::Scrypt::default().verify_password(pw, &h).is_ok(),
@@ -190,13 +267,19 @@ impl Pbkdf2Hash {
     }
 }
 
-/// Largest cost accepted in an imported hash: about a second or two of one core each, far
-/// beyond what any system uses, far below what would let a file stall sign-in.
-const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
-const MAX_BCRYPT_COST: u32 = 16;
-const MAX_SCRYPT_MEMORY: u64 = 1 << 30;
-const MAX_ARGON2_M_COST: u32 = 1 << 20;
-const MAX_ARGON2_T_COST: u32 = 20;
+/// Largest cost accepted in an imported hash, near what real systems use, so that verifying
+/// any stored hash — which every sign-in attempt does, unauthenticated — costs at most about a
+/// second of one core and 64 MiB (and runs under the process-wide hashing limit).
+pub const MAX_PBKDF2_ROUNDS: u32 = 1_000_000;
+pub const MAX_PBKDF2_SHA512_ROUNDS: u32 = 300_000;
+pub const MAX_BCRYPT_COST: u32 = 13;
+/// scrypt's `N · r · 128` bytes.
+pub const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
+pub const MAX_SCRYPT_P: u64 = 2;
+/// Argon2 `m` in KiB (64 MiB).
+pub const MAX_ARGON2_M_COST: u32 = 64 * 1024;
+pub const MAX_ARGON2_T_COST: u32 = 10;
+pub const MAX_ARGON2_P_COST: u32 = 4;
 
 /// Why an imported hash cannot be used (`None`: well-formed, supported and within the cost
 /// caps). The message never repeats the hash.
@@ -222,8 +305,12 @@ pub fn imported_hash_problem(stored: &str) -> Option<String> {
                 }
                 if param("m").unwrap_or(0) > u64::from(MAX_ARGON2_M_COST)
                     || param("t").unwrap_or(0) > u64::from(MAX_ARGON2_T_COST)
+                    || param("p").unwrap_or(0) > u64::from(MAX_ARGON2_P_COST)
                 {
-                    return Some("argon2 cost parameters too high".into());
+                    return Some(format!(
+                        "argon2 cost parameters too high (at most m={MAX_ARGON2_M_COST}, \
+                         t={MAX_ARGON2_T_COST}, p={MAX_ARGON2_P_COST})"
+                    ));
                 }
             } else {
                 let (Some(ln), Some(r), Some(p)) = (param("ln"), param("r"), param("p")) else {
@@ -232,8 +319,13 @@ pub fn imported_hash_problem(stored: &str) -> Option<String> {
                 if ln >= 32 || r == 0 || p == 0 || p > 16 {
                     return malformed();
                 }
-                if (1u64 << ln).saturating_mul(r).saturating_mul(128) > MAX_SCRYPT_MEMORY {
-                    return Some("scrypt cost parameters too high".into());
+                if (1u64 << ln).saturating_mul(r).saturating_mul(128) > MAX_SCRYPT_MEMORY
+                    || p > MAX_SCRYPT_P
+                {
+                    return Some(format!(
+                        "scrypt cost parameters too high (at most {} MiB, p={MAX_SCRYPT_P})",
+                        MAX_SCRYPT_MEMORY >> 20
+                    ));
                 }
             }
             None
@@ -246,17 +338,28 @@ pub fn imported_hash_problem(stored: &str) -> Option<String> {
             match cost {
                 None => malformed(),
                 Some(c) if !(4..=31).contains(&c) => malformed(),
-                Some(c) if c > MAX_BCRYPT_COST => Some("bcrypt cost too high".into()),
+                Some(c) if c > MAX_BCRYPT_COST => {
+                    Some(format!("bcrypt cost too high (at most {MAX_BCRYPT_COST})"))
+                }
                 Some(_) => None,
             }
         }
         HashKind::Pbkdf2(d) => match Pbkdf2Hash::parse(stored, d) {
             None => malformed(),
-            Some(h) if h.rounds.get() > MAX_PBKDF2_ROUNDS => {
-                Some("pbkdf2 round count too high".into())
-            }
+            Some(h) if h.rounds.get() > pbkdf2_cap(d) => Some(format!(
+                "pbkdf2 round count too high (at most {} for this digest)",
+                pbkdf2_cap(d)
+            )),
             Some(_) => None,
         },
+    }
+}
+
+/// SHA-512 rounds cost about three times SHA-1's or SHA-256's.
+fn pbkdf2_cap(d: Pbkdf2Digest) -> u32 {
+    match d {
+        Pbkdf2Digest::Sha1 | Pbkdf2Digest::Sha256 => MAX_PBKDF2_ROUNDS,
+        Pbkdf2Digest::Sha512 => MAX_PBKDF2_SHA512_ROUNDS,
     }
 }
 
@@ -334,8 +437,8 @@ mod tests {
             "$argon2id$v=19$m=64,t=1,p=1$quHDiptKVBJYFpH/mq+/IQ$QMX5VgCWRircrQranu0cr1uDFqpJnzyx6yeYKt7SbM4",
         ];
         for h in table {
-            assert!(verify("Vector-Pw-1", h).await, "{h}");
-            assert!(!verify("Vector-Pw-2", h).await, "{h}");
+            assert_eq!(verify("Vector-Pw-1", h).await, Ok(true), "{h}");
+            assert_eq!(verify("Vector-Pw-2", h).await, Ok(false), "{h}");
             assert_eq!(imported_hash_problem(h), None, "{h}");
             assert!(needs_rehash(h), "{h}");
         }
@@ -376,8 +479,8 @@ mod tests {
     async fn hashes_with_argon2id_and_verifies() {
         let h = hash("Correct horse 1").await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify("Correct horse 1", &h).await);
-        assert!(!verify("correct horse 1", &h).await);
-        assert!(!verify("x", "not a hash").await);
+        assert_eq!(verify("Correct horse 1", &h).await, Ok(true));
+        assert_eq!(verify("correct horse 1", &h).await, Ok(false));
+        assert_eq!(verify("x", "not a hash").await, Ok(false));
     }
 }

@@ -236,6 +236,11 @@ impl Server {
         }
     }
 
+    /// The server process's id (to sample its `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -85,3 +85,180 @@ on_both!(
     lockout_variants,
     ligature_and_padded_variants_share_the_lockout
 );
+
+/// `VmRSS` (KiB) and `Threads` of a process, from `/proc/PID/status`.
+fn rss_and_threads(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("Threads:"))
+}
+
+/// One sign-in with a wrong password for `name`, posted to the form's `action`.
+async fn bad_sign_in(
+    c: &reqwest::Client,
+    action: &str,
+    csrf: &str,
+    name: &str,
+) -> reqwest::Response {
+    c.post(action)
+        .form(&[
+            ("csrf_token", csrf),
+            ("username", name),
+            ("password", "Wrong-Password-1"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Unauthenticated password-hashing flood (CWE-770, CWE-400; OWASP ASVS V2.2.1; the review's
+/// F4): 100 sign-ins with unknown names written at once from one address. The per-address
+/// limit is reserved before each hash is verified, so no more than `ip_max_attempts` are
+/// verified (the rest answer 429, or 503 with `Retry-After` when the process-wide hashing
+/// limit is full), and the process's memory and threads stay bounded.
+async fn concurrent_sign_ins_cannot_pass_the_address_limit(backend: Backend) {
+    let s = Server::start(backend, "lockout = { ip_max_attempts = 10 }").await;
+    let c = browser();
+    let login = s.url("/oauth2/pool/login");
+    let page = c.get(&login).send().await.unwrap().text().await.unwrap();
+    let (action, csrf) = form(&page, &s.base, "/login");
+    let pid = s.pid();
+    let peak = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (rss, threads) = rss_and_threads(pid);
+                let mut p = peak.lock().unwrap();
+                *p = (p.0.max(rss), p.1.max(threads));
+                drop(p);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (c, action, csrf) = (c.clone(), action.clone(), csrf.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = bad_sign_in(&c, &action, &csrf, &format!("nobody-{i}")).await;
+            let retry_after = r.headers().contains_key("retry-after");
+            (r.status().as_u16(), retry_after)
+        }));
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (status, retry_after) = t.await.unwrap();
+        if status == 503 {
+            assert!(retry_after, "a 503 without Retry-After");
+        }
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let (peak_rss, peak_threads) = *peak.lock().unwrap();
+    eprintln!(
+        "answers {counts:?}; peak RSS {} MiB, peak threads {peak_threads}",
+        peak_rss / 1024
+    );
+    let verified = counts.get(&401).copied().unwrap_or(0);
+    assert!(
+        verified <= 10,
+        "{verified} of 100 concurrent sign-ins were verified although ip_max_attempts = 10: {counts:?}"
+    );
+    assert_eq!(
+        counts
+            .keys()
+            .filter(|k| ![401, 429, 503].contains(k))
+            .count(),
+        0,
+        "unexpected answers: {counts:?}"
+    );
+    assert!(
+        peak_rss < 400 * 1024,
+        "peak RSS {} MiB under 100 concurrent sign-ins",
+        peak_rss / 1024
+    );
+    assert!(peak_threads < 64, "peak threads {peak_threads}");
+}
+on_both!(
+    sign_in_flood,
+    concurrent_sign_ins_cannot_pass_the_address_limit
+);
+
+/// Beyond the process-wide hashing limit the answer is 503 with `Retry-After`, never an
+/// unbounded queue (the review's F4, second half; CWE-770): with the per-address throttle off,
+/// more concurrent sign-ins than the limit's slots and queue (`2 × cores` running, `4 ×` that
+/// waiting) get a plain 503 page with `Retry-After`, the rest are verified (401), and memory and
+/// threads stay bounded.
+async fn sign_ins_beyond_the_hashing_limit_get_503_with_retry_after(backend: Backend) {
+    let s = Server::start(backend, "lockout = { ip_max_attempts = 0 }").await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let slots = (2 * cores).clamp(2, 64);
+    let n = 6 * slots + 60;
+    let c = browser();
+    let login = s.url("/oauth2/pool/login");
+    let page = c.get(&login).send().await.unwrap().text().await.unwrap();
+    let (action, csrf) = form(&page, &s.base, "/login");
+    let pid = s.pid();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (c, action, csrf) = (c.clone(), action.clone(), csrf.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = bad_sign_in(&c, &action, &csrf, &format!("flood-{i}")).await;
+            let status = r.status().as_u16();
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let html = r.text().await.unwrap_or_default();
+            (status, retry_after, html)
+        }));
+    }
+    let mut peak = (0, 0);
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (rss, threads) = rss_and_threads(pid);
+        peak = (peak.0.max(rss), peak.1.max(threads));
+        let (status, retry_after, html) = t.await.unwrap();
+        if status == 503 {
+            assert!(
+                retry_after.is_some_and(|s| (1..=60).contains(&s)),
+                "503 without a usable Retry-After: {retry_after:?}"
+            );
+            assert!(
+                html.contains("busy"),
+                "503 without the busy message: {html}"
+            );
+        }
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    eprintln!(
+        "{n} concurrent sign-ins ({slots} slots): {counts:?}; peak RSS {} MiB, threads {}",
+        peak.0 / 1024,
+        peak.1
+    );
+    assert!(
+        counts.get(&503).copied().unwrap_or(0) > 0,
+        "{n} concurrent sign-ins, {slots} hashing slots: no 503 — nothing bounds the hashing: {counts:?}"
+    );
+    assert_eq!(
+        counts.keys().filter(|k| ![401, 503].contains(k)).count(),
+        0,
+        "unexpected answers: {counts:?}"
+    );
+    assert!(peak.0 < 400 * 1024, "peak RSS {} MiB", peak.0 / 1024);
+    assert!(peak.1 < 64, "peak threads {}", peak.1);
+}
+on_both!(
+    hashing_limit,
+    sign_ins_beyond_the_hashing_limit_get_503_with_retry_after
+);

@@ -42,9 +42,10 @@ pub async fn list(c: &Console<'_>) -> Response<Body> {
                 "time": e.time.split('.').next().unwrap_or(&e.time).replace('T', " ") + " UTC",
                 "actor": e.actor,
                 "action": e.action,
-                "target": e.target,
+                // HTML-escaped by the template; control characters shown as escapes too.
+                "target": audit::printable(&e.target),
                 "outcome": e.outcome,
-                "reason": e.reason,
+                "reason": audit::printable(&e.reason),
             })
         })
         .collect();

@@ -122,6 +122,20 @@ impl<'a> Console<'a> {
             AdminError::Invalid(list) => (StatusCode::BAD_REQUEST, list),
             AdminError::Exists(m) => (StatusCode::CONFLICT, vec![m]),
             AdminError::Delivery(_) => (StatusCode::BAD_GATEWAY, vec![e.to_string()]),
+            AdminError::Busy => {
+                let mut r = self.render(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "admin_layout.html",
+                    "error_title",
+                    Page {
+                        errors: vec![super::i18n::t(self.req.lang, "busy").to_string()],
+                        ..Page::default()
+                    },
+                    json!({}),
+                );
+                super::hashing::retry_later(&mut r);
+                return r;
+            }
             AdminError::Store(inner) => {
                 tracing::error!(error = %inner, request_id = self.req.rid, "pool database error in the admin console");
                 (

@@ -61,6 +61,25 @@ impl Cbor {
     }
 }
 
+/// Room reserved for an array or map before its items are read: what it declares, up to this.
+/// A declared count is only a claim (checked against the bytes left, not yet against real
+/// items), so nested containers each claiming the rest of the input cannot make the decoder
+/// reserve many times the input's size; longer real containers simply grow.
+const MAX_PREALLOC: usize = 64;
+
+#[cfg(test)]
+thread_local! {
+    /// Items reserved ahead by this thread's decoding (for the tests).
+    static RESERVED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn reserve<T>(declared: usize) -> Vec<T> {
+    let n = declared.min(MAX_PREALLOC);
+    #[cfg(test)]
+    RESERVED.with(|r| r.set(r.get() + n));
+    Vec::with_capacity(n)
+}
+
 /// Decodes one item from the start of `input`; returns it and the bytes it used.
 pub fn decode(input: &[u8]) -> Result<(Cbor, usize), CborError> {
     let mut pos = 0;
@@ -140,15 +159,16 @@ fn item(input: &[u8], pos: &mut usize, depth: usize) -> Result<Cbor, CborError> 
         ),
         4 => {
             let n = count(arg)?;
-            let mut v = Vec::with_capacity(n);
+            let mut v = reserve(n);
             for _ in 0..n {
                 v.push(item(input, pos, depth + 1)?);
             }
             Cbor::Array(v)
         }
         5 => {
-            let n = count(arg)?;
-            let mut v = Vec::with_capacity(n);
+            // An entry is a key and a value: two bytes at least.
+            let n = count(arg.saturating_mul(2))? / 2;
+            let mut v = reserve(n);
             for _ in 0..n {
                 let k = item(input, pos, depth + 1)?;
                 let val = item(input, pos, depth + 1)?;
@@ -244,5 +264,30 @@ mod tests {
         ] {
             assert_eq!(decode(bad), Err(CborError), "{bad:?}");
         }
+    }
+
+    /// Declared-count bomb (the review's I2; CWE-789): 16 nested containers, each declaring
+    /// as many items as there are bytes left, then a byte that is no item. Nothing may be
+    /// reserved for items that were only declared: at most 64 per container.
+    #[test]
+    fn declared_counts_reserve_little() {
+        const BODY: usize = 64 * 1024;
+        let mut input = Vec::with_capacity(BODY);
+        for level in 0..16 {
+            // Arrays of 65436 items, and maps of 32718 entries (two bytes each at least).
+            if level % 2 == 0 {
+                input.extend([0x99, 0xff, 0x9c]);
+            } else {
+                input.extend([0xb9, 0x7f, 0xce]);
+            }
+        }
+        input.resize(BODY, 0xff);
+        RESERVED.with(|r| r.set(0));
+        assert_eq!(decode(&input), Err(CborError));
+        let reserved = RESERVED.with(std::cell::Cell::get);
+        assert!(
+            reserved <= 16 * MAX_PREALLOC,
+            "{reserved} items reserved ahead for a {BODY}-byte input"
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::{PWD_OTP, amr, recovery, totp};
 use crate::http::body::Body;
 use crate::pool::config::MfaMode;
 use crate::pool::i18n::{self, t};
-use crate::pool::pages::login::{count_failure, locked, locked_seconds, user_key};
+use crate::pool::pages::login::{count_address_failure, locked, locked_after, reserve, user_key};
 use crate::pool::pages::password::unavailable;
 use crate::pool::pages::{Page, redirect};
 use crate::pool::store::User;
@@ -126,13 +126,18 @@ async fn check_under_lockout(
     let policy = pool.cfg.lockout;
     let key = user_key(&user.username);
     let t0 = now_ms();
-    if let Some(s) = locked_seconds(store, &key, &policy, t0).await? {
-        return Ok(Some((StatusCode::TOO_MANY_REQUESTS, locked(req, s))));
-    }
+    // Counted before the code is checked, so concurrent guesses see each other.
+    let held = match reserve(store, &key, policy.max_attempts, &policy, t0).await? {
+        Ok(r) => r,
+        Err(s) => return Ok(Some((StatusCode::TOO_MANY_REQUESTS, locked(req, s)))),
+    };
     if let CodeOutcome::Accepted = check_code(pool, ready, user, req.field("code")).await? {
+        store.release_attempt(&key, &held).await?;
         return Ok(None);
     }
-    let (failures, now_locked) = count_failure(store, req, &key, &policy, t0).await?;
+    count_address_failure(store, req, &policy, t0).await;
+    let failures = held.failures;
+    let now_locked = locked_after(&held, policy.max_attempts, &policy);
     tracing::info!(
         request_id = req.rid,
         "pool.event" = "mfa_failed",

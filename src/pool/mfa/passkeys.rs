@@ -1,8 +1,10 @@
 //! Passkeys (SPEC §7.1, `pool.passkeys = true`): WebAuthn discoverable credentials, added and
 //! removed by a signed-in user at `/passkeys`, and used from the sign-in page without a user
-//! name. Each ceremony's challenge is random, stored server-side under the hash of an id held
-//! in this browser's cookie (so it is bound to the browser that asked for it), lives five
-//! minutes and is deleted when it is used (single use). The RP id is the host of the pool's
+//! name. Each ceremony's challenge is random and travels sealed (authenticated encryption with
+//! the key ring) in this browser's cookie, so it is bound to the browser that asked for it and
+//! handing one out — which anyone may do on the sign-in page — writes nothing; it lives five
+//! minutes, and once a response to it has verified its id is remembered until it expires, so
+//! it is used once only. The RP id is the host of the pool's
 //! `public_url`; the origin must be the pool's own. Only these pages load script
 //! (`assets/passkeys.js`, same origin), which is all the WebAuthn API needs.
 
@@ -48,35 +50,56 @@ fn random_b64(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-/// Hands out a challenge for `purpose`, bound to this browser by a fresh cookie.
-async fn new_challenge(
-    pool: &Pool,
-    ready: &Ready,
-    purpose: &str,
-    sub: &str,
-) -> Result<(String, String), crate::pool::store::StoreError> {
-    let id = pool.sealer.random_hex(32);
-    let challenge = random_b64(32);
-    ready
-        .store
-        .put_challenge(&id, purpose, &challenge, sub, now() + CHALLENGE_SECONDS)
-        .await?;
-    Ok((
-        challenge,
-        pool.cookie(CHALLENGE_COOKIE, &id, CHALLENGE_SECONDS),
-    ))
+/// A ceremony's challenge as the browser holds it: sealed (authenticated encryption with the
+/// key ring) in its cookie, so handing one out writes nothing.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Challenge {
+    /// Random id: what is remembered once the challenge has been answered (single use).
+    id: String,
+    purpose: String,
+    challenge: String,
+    /// The user a registration is for ("" for sign-in).
+    sub: String,
+    exp: i64,
 }
 
-/// Takes this browser's challenge for `purpose` (it can be used once only).
-async fn take_challenge(
+const CHALLENGE_SEAL: &str = "pool-webauthn-challenge";
+
+/// Hands out a challenge for `purpose`, bound to this browser by a fresh sealed cookie.
+fn new_challenge(pool: &Pool, purpose: &str, sub: &str) -> (String, String) {
+    let c = Challenge {
+        id: pool.sealer.random_hex(16),
+        purpose: purpose.to_string(),
+        challenge: random_b64(32),
+        sub: sub.to_string(),
+        exp: now() + CHALLENGE_SECONDS,
+    };
+    let sealed = pool.seal_b64(CHALLENGE_SEAL, &serde_json::to_vec(&c).unwrap_or_default());
+    (
+        c.challenge,
+        pool.cookie(CHALLENGE_COOKIE, &sealed, CHALLENGE_SECONDS),
+    )
+}
+
+/// This browser's live challenge for `purpose`, if any. It still has to be spent
+/// ([`spend_challenge`]) once the response to it has verified.
+fn open_challenge(pool: &Pool, req: &Req<'_>, purpose: &str) -> Option<Challenge> {
+    let raw = cookie_value(req, CHALLENGE_COOKIE)?;
+    let c: Challenge = serde_json::from_slice(&pool.open_b64(CHALLENGE_SEAL, raw)?).ok()?;
+    (c.purpose == purpose && c.exp >= now()).then_some(c)
+}
+
+/// Marks a verified challenge used: `Ok(false)` when it already was (a replay). Only
+/// responses that verified write here, so the table holds no more than real ceremonies of
+/// the last five minutes.
+async fn spend_challenge(
     ready: &Ready,
-    req: &Req<'_>,
-    purpose: &str,
-) -> Result<Option<(String, String)>, crate::pool::store::StoreError> {
-    match cookie_value(req, CHALLENGE_COOKIE) {
-        Some(id) => ready.store.take_challenge(id, purpose, now()).await,
-        None => Ok(None),
-    }
+    c: &Challenge,
+) -> Result<bool, crate::pool::store::StoreError> {
+    ready
+        .store
+        .spend_challenge(&c.id, &c.purpose, c.exp, now())
+        .await
 }
 
 fn with_cookie(mut r: Response<Body>, cookie: &str) -> Response<Body> {
@@ -162,10 +185,7 @@ pub async fn register_options(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Resp
         Ok(k) => k,
         Err(e) => return json_unavailable(req, &e),
     };
-    let (challenge, cookie) = match new_challenge(pool, ready, REGISTER, &user.sub).await {
-        Ok(c) => c,
-        Err(e) => return json_unavailable(req, &e),
-    };
+    let (challenge, cookie) = new_challenge(pool, REGISTER, &user.sub);
     let options = json!({
         "challenge": challenge,
         "rp": { "id": rp_id, "name": pool.cfg.ui.title },
@@ -215,11 +235,11 @@ pub async fn add(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
             vec![t(req.lang, "passkey_failed").to_string()],
         )
     };
-    let challenge = match take_challenge(ready, req, REGISTER).await {
-        Ok(Some((c, sub))) if sub == user.sub => c,
-        Ok(_) => return refuse(&"no live challenge for this browser and user"),
-        Err(e) => return unavailable(pool, req, &e),
+    let issued = match open_challenge(pool, req, REGISTER) {
+        Some(c) if c.sub == user.sub => c,
+        _ => return refuse(&"no live challenge for this browser and user"),
     };
+    let challenge = issued.challenge.clone();
     let (Some((origin, rp_id)), Some(cd), Some(att)) = (
         relying_party(pool),
         decode_field(req, "client_data"),
@@ -236,6 +256,11 @@ pub async fn add(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
         Ok(c) => c,
         Err(e) => return refuse(&e),
     };
+    match spend_challenge(ready, &issued).await {
+        Ok(true) => {}
+        Ok(false) => return refuse(&"challenge already used"),
+        Err(e) => return unavailable(pool, req, &e),
+    }
     let name: String = req.field("name").trim().chars().take(64).collect();
     let t0 = now();
     let key = Passkey {
@@ -288,28 +313,27 @@ pub async fn remove(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
 
 /// `POST /passkeys/login/options`: request options for `navigator.credentials.get()` — no
 /// user name, no credential list (discoverable credentials).
-pub async fn sign_in_options(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+pub async fn sign_in_options(pool: &Pool, _ready: &Ready, req: &Req<'_>) -> Response<Body> {
     if !pool.csrf_ok(req) {
         return json_error(StatusCode::FORBIDDEN, t(req.lang, "csrf"));
     }
     let Some((_, rp_id)) = relying_party(pool) else {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, "no relying-party id");
     };
-    match new_challenge(pool, ready, SIGN_IN, "").await {
-        Ok((challenge, cookie)) => with_cookie(
-            json_response(
-                StatusCode::OK,
-                &json!({
-                    "challenge": challenge,
-                    "rpId": rp_id,
-                    "timeout": CHALLENGE_SECONDS * 1000,
-                    "userVerification": "preferred",
-                }),
-            ),
-            &cookie,
+    // Nothing is written: the challenge travels sealed in the cookie.
+    let (challenge, cookie) = new_challenge(pool, SIGN_IN, "");
+    with_cookie(
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "challenge": challenge,
+                "rpId": rp_id,
+                "timeout": CHALLENGE_SECONDS * 1000,
+                "userVerification": "preferred",
+            }),
         ),
-        Err(e) => json_unavailable(req, &e),
-    }
+        &cookie,
+    )
 }
 
 /// `POST /passkeys/login`: verifies the assertion and signs the passkey's user in.
@@ -330,11 +354,10 @@ pub async fn sign_in(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
             t(req.lang, "passkey_failed").to_string(),
         )
     };
-    let challenge = match take_challenge(ready, req, SIGN_IN).await {
-        Ok(Some((c, _))) => c,
-        Ok(None) => return refuse(&"no live challenge for this browser"),
-        Err(e) => return unavailable(pool, req, &e),
+    let Some(issued) = open_challenge(pool, req, SIGN_IN) else {
+        return refuse(&"no live challenge for this browser");
     };
+    let challenge = issued.challenge.clone();
     let (Some((origin, rp_id)), Some(cd), Some(ad), Some(sig)) = (
         relying_party(pool),
         decode_field(req, "client_data"),
@@ -368,6 +391,12 @@ pub async fn sign_in(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         Ok(a) => a,
         Err(e) => return refuse(&e),
     };
+    // Single use: a verified response spends its challenge; a second one is a replay.
+    match spend_challenge(ready, &issued).await {
+        Ok(true) => {}
+        Ok(false) => return refuse(&"challenge already used"),
+        Err(e) => return unavailable(pool, req, &e),
+    }
     // Compare-and-set: two parallel uses of one counter value cannot both succeed.
     match store
         .touch_passkey(&key.id, key.sign_count, i64::from(a.sign_count), now())

@@ -1,6 +1,8 @@
 //! The sign-in page. Order of checks on submit: CSRF; per-address throttle; lockout of the
-//! canonical user name (so case, width and Unicode variants share one counter); one Argon2
-//! verification — against a dummy hash for unknown users, so message and timing match a wrong
+//! canonical user name (so case, width and Unicode variants share one counter) — both counted
+//! *before* anything is verified, so concurrent attempts see each other, and given back when
+//! the password was right; one Argon2 verification under the process-wide hashing limit (503
+//! with `Retry-After` beyond it) — against a dummy hash for unknown users, so message and timing match a wrong
 //! password (no user enumeration); then the user's status decides where they go next.
 
 use http::{Response, StatusCode};
@@ -10,8 +12,8 @@ use crate::http::body::Body;
 use crate::pool::config::LockoutPolicy;
 use crate::pool::i18n::{self, t};
 use crate::pool::lockout::{lock_duration, remaining_ms, retry_seconds};
-use crate::pool::store::{Store, StoreError, UserStatus};
-use crate::pool::{Pool, Ready, Req, delivery, now, now_ms, password, username};
+use crate::pool::store::{Reservation, Reserve, Store, StoreError, UserStatus};
+use crate::pool::{Pool, Ready, Req, delivery, hashing, now, now_ms, password, username};
 
 pub fn show(pool: &Pool, req: &Req<'_>, errors: Option<Vec<String>>) -> Response<Body> {
     if pool.open_request(req).is_err() {
@@ -65,45 +67,114 @@ fn ip_key(req: &Req<'_>) -> String {
     format!("ip:{}", req.ip)
 }
 
-/// Whole seconds `key` stays locked from `now_ms` (`None`: not locked).
-pub async fn locked_seconds(
+/// Calls of the lazy-migration hook per client address before they back off (doubling from
+/// `lockout.initial`, like a lockout; the count resets after `lockout.reset_after` without
+/// calls). A migration that succeeds gives its call back.
+pub const MIGRATION_PER_ADDRESS: u32 = 10;
+
+/// Reserves one attempt on a lockout key before its secret (password, TOTP or recovery code)
+/// is checked: `Ok(Ok(_))` counted, check now (and release it if right); `Ok(Err(s))` the key
+/// is locked for `s` more seconds and nothing was counted.
+pub async fn reserve(
     store: &Store,
     key: &str,
+    threshold: u32,
     policy: &LockoutPolicy,
     now_ms: i64,
-) -> Result<Option<i64>, StoreError> {
-    let (failures, last) = store.attempts(key).await?;
-    let left = remaining_ms(failures, policy.max_attempts, last, now_ms, policy);
-    Ok((left > 0).then(|| retry_seconds(left)))
+) -> Result<Result<Reservation, i64>, StoreError> {
+    Ok(
+        match store
+            .reserve_attempt(key, threshold, policy, now_ms)
+            .await?
+        {
+            Reserve::Reserved(r) => Ok(r),
+            Reserve::Locked { failures, last } => {
+                let left = remaining_ms(failures, threshold, last, now_ms, policy);
+                Err(retry_seconds(left.max(1)))
+            }
+        },
+    )
 }
 
-/// Counts a failed sign-in step — a wrong password or a wrong second-factor code — against
-/// the user's key and the client address. Returns the count and, when the key is now locked,
-/// for how many seconds.
-pub async fn count_failure(
+/// After a failed attempt was counted by [`reserve`]: for how many seconds the key is now
+/// locked (`None`: not locked).
+pub fn locked_after(r: &Reservation, threshold: u32, policy: &LockoutPolicy) -> Option<i64> {
+    let lock = lock_duration(r.failures, threshold, policy);
+    (!lock.is_zero()).then(|| retry_seconds(lock.as_millis() as i64))
+}
+
+/// Counts a failed second-factor step against the client address (the user's key is counted
+/// by [`reserve`] before the code is checked).
+pub async fn count_address_failure(
     store: &Store,
     req: &Req<'_>,
-    key: &str,
     policy: &LockoutPolicy,
     now_ms: i64,
-) -> Result<(u32, Option<i64>), StoreError> {
-    let reset_before = now_ms - policy.reset_after.as_millis() as i64;
-    let failures = store.record_failure(key, now_ms, reset_before).await?;
+) {
     if policy.ip_max_attempts > 0 {
+        let reset_before = now_ms - policy.reset_after.as_millis() as i64;
         let _ = store
             .record_failure(&ip_key(req), now_ms, reset_before)
             .await;
     }
-    let lock = lock_duration(failures, policy.max_attempts, policy);
-    Ok((
-        failures,
-        (!lock.is_zero()).then(|| retry_seconds(lock.as_millis() as i64)),
-    ))
 }
 
 /// "Too many failed sign-in attempts. Try again in {s} seconds."
 pub fn locked(req: &Req<'_>, seconds: i64) -> String {
     i18n::fill(t(req.lang, "locked"), &[("s", &seconds.to_string())])
+}
+
+/// 503 with `Retry-After`: the process-wide password-hashing limit is full.
+pub fn busy(pool: &Pool, req: &Req<'_>) -> Response<Body> {
+    tracing::warn!(
+        request_id = req.rid,
+        "pool.event" = "hashing_busy",
+        "password hashing at capacity: request refused"
+    );
+    let mut r = pool.pages.message(
+        pool,
+        req,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "error_title",
+        "busy",
+    );
+    hashing::retry_later(&mut r);
+    r
+}
+
+/// Counters quiet this long are removed (at most once a minute per process, by a sign-in):
+/// longer than any window they count in — the lockout's `reset_after` and the code
+/// deliveries' hour.
+async fn purge_quiet_attempts(store: &Store, policy: &LockoutPolicy, now_ms: i64) {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if now_ms - last < 60_000
+        || LAST
+            .compare_exchange(
+                last,
+                now_ms,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_err()
+    {
+        return;
+    }
+    let window = (policy.reset_after.as_millis() as i64).max(3_600_000);
+    match store.purge_quiet_attempts(now_ms - window).await {
+        Ok(n) if n > 0 => tracing::debug!(removed = n, "quiet sign-in counters removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot remove quiet sign-in counters"),
+    }
+}
+
+/// Undoes reservations whose attempt did not fail (a right password, or no verification).
+async fn release(store: &Store, held: &[(&str, Reservation)]) {
+    for (key, r) in held {
+        if let Err(e) = store.release_attempt(key, r).await {
+            tracing::warn!(error = %e, "cannot release a sign-in attempt reservation");
+        }
+    }
 }
 
 pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
@@ -123,40 +194,50 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     let store = &ready.store;
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, request_id = req.rid, "pool database error during sign-in");
-        pool.pages.message(
+        let mut r = pool.pages.message(
             pool,
             req,
             StatusCode::SERVICE_UNAVAILABLE,
             "error_title",
             "unavailable",
-        )
+        );
+        // Under a flood this is the database's connection pool running dry: come back soon.
+        hashing::retry_later(&mut r);
+        r
     };
     let t0 = now_ms();
+    purge_quiet_attempts(store, &policy, t0).await;
 
-    // Per-address throttling: many failures from one client address slow it down.
-    if policy.ip_max_attempts > 0 {
-        match store.attempts(&ip_key(req)).await {
-            Ok((f, last)) => {
-                let left = remaining_ms(f, policy.ip_max_attempts, last, t0, &policy);
-                if left > 0 {
-                    let s = retry_seconds(left).to_string();
-                    return error_page(
-                        pool,
-                        req,
-                        StatusCode::TOO_MANY_REQUESTS,
-                        i18n::fill(t(req.lang, "throttled"), &[("s", &s)]),
-                    );
-                }
+    // Per-address throttling: many failures from one client address slow it down. The
+    // attempt is counted now, before anything is verified, so a burst of concurrent sign-ins
+    // sees its own attempts; a right password gives it back.
+    let ip = ip_key(req);
+    let ip_held = if policy.ip_max_attempts > 0 {
+        match reserve(store, &ip, policy.ip_max_attempts, &policy, t0).await {
+            Ok(Ok(r)) => Some(r),
+            Ok(Err(s)) => {
+                return error_page(
+                    pool,
+                    req,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    i18n::fill(t(req.lang, "throttled"), &[("s", &s.to_string())]),
+                );
             }
             Err(e) => return unavailable(&e),
         }
-    }
+    } else {
+        None
+    };
+    let ip_only: Vec<(&str, Reservation)> = ip_held.iter().map(|r| (ip.as_str(), *r)).collect();
 
     let raw = req.field("username");
     let canonical = username::canonical(raw);
     let user = match store.user_by_login(&canonical, raw).await {
         Ok(u) => u,
-        Err(e) => return unavailable(&e),
+        Err(e) => {
+            release(store, &ip_only).await;
+            return unavailable(&e);
+        }
     };
     // Known users are keyed by their canonical name even when they typed their email.
     let key = user_key(
@@ -164,51 +245,74 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             .map(|u| u.username.as_str())
             .unwrap_or(&canonical),
     );
-    match locked_seconds(store, &key, &policy, t0).await {
-        Ok(Some(s)) => {
+    let user_held = match reserve(store, &key, policy.max_attempts, &policy, t0).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(s)) => {
+            release(store, &ip_only).await;
             return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, locked(req, s));
         }
-        Ok(None) => {}
-        Err(e) => return unavailable(&e),
-    }
+        Err(e) => {
+            release(store, &ip_only).await;
+            return unavailable(&e);
+        }
+    };
+    let mut held = ip_only.clone();
+    held.push((key.as_str(), user_held));
 
     let pw = req.field("password");
     let mut user = user;
-    let mut ok = match &user {
+    let verified = match &user {
         // Imported users without a hash (RESET_REQUIRED) cost the same as everyone else.
         Some(u) if !u.password_hash.is_empty() => password::verify(pw, &u.password_hash).await,
-        _ => {
-            password::verify(pw, &ready.dummy_hash).await;
-            false
-        }
+        _ => password::verify(pw, &ready.dummy_hash).await.map(|_| false),
+    };
+    let Ok(mut ok) = verified else {
+        release(store, &held).await;
+        return busy(pool, req);
     };
     if user.is_none()
         && let Some(hook) = &pool.migration
     {
         // Lazy migration (SPEC §7.4): the failure, whatever its cause, is an ordinary one.
-        match hook.migrate(&pool.cfg, store, raw, pw).await {
-            Ok(u) => {
-                tracing::info!(request_id = req.rid, sub = %u.sub, "pool.event" = "user_migrated", "user migrated from the old system");
-                user = Some(u);
-                ok = true;
+        // The hook gets at most MIGRATION_PER_ADDRESS calls per client address (then backs
+        // off like a lockout), whatever the address throttle says: each call sends a
+        // password to the old system and waits for it.
+        let hook_key = format!("migrate:{}", req.ip);
+        match reserve(store, &hook_key, MIGRATION_PER_ADDRESS, &policy, t0).await {
+            Ok(Ok(slot)) => match hook.migrate(&pool.cfg, store, raw, pw).await {
+                Ok(u) => {
+                    tracing::info!(request_id = req.rid, sub = %u.sub, "pool.event" = "user_migrated", "user migrated from the old system");
+                    release(store, &[(hook_key.as_str(), slot)]).await;
+                    user = Some(u);
+                    ok = true;
+                }
+                Err(e) => {
+                    tracing::info!(request_id = req.rid, "pool.event" = "migration_failed", reason = %e, "lazy migration did not create a user");
+                }
+            },
+            Ok(Err(_)) => {
+                tracing::info!(
+                    request_id = req.rid,
+                    "pool.event" = "migration_throttled",
+                    "too many migration attempts from this address: the hook was not called"
+                );
             }
             Err(e) => {
-                tracing::info!(request_id = req.rid, "pool.event" = "migration_failed", reason = %e, "lazy migration did not create a user");
+                release(store, &held).await;
+                return unavailable(&e);
             }
         }
     }
     if !ok {
-        let (failures, now_locked) = match count_failure(store, req, &key, &policy, t0).await {
-            Ok(f) => f,
-            Err(e) => return unavailable(&e),
-        };
+        // The reservations stand: they are this failure's count.
+        let failures = user_held.failures;
         tracing::info!(
             request_id = req.rid,
             "pool.event" = "sign_in_failed",
             failures,
             "sign-in failed"
         );
-        if let Some(s) = now_locked {
+        if let Some(s) = locked_after(&user_held, policy.max_attempts, &policy) {
             return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, locked(req, s));
         }
         return error_page(
@@ -218,6 +322,8 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             t(req.lang, "bad_credentials").to_string(),
         );
     }
+    // The password was right: the address's attempt is given back.
+    release(store, &ip_only).await;
     let Some(user) = user else {
         return error_page(
             pool,
@@ -226,10 +332,13 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             t(req.lang, "bad_credentials").to_string(),
         );
     };
-    // With a second factor still to come the count stands until it is shown (in
-    // `create_session`); clearing it here would let each right password buy new code guesses.
+    // With a second factor still to come the count stands as it was before this attempt until
+    // the factor is shown (in `create_session`); clearing it here would let each right
+    // password buy new code guesses.
     if pool.cfg.mfa == crate::pool::config::MfaMode::Off {
         let _ = store.clear_attempts(&key).await;
+    } else {
+        release(store, &[(key.as_str(), user_held)]).await;
     }
     // An imported hash (bcrypt, scrypt, PBKDF2, other Argon2 parameters) is replaced by the
     // pool's own now that the password is known to be right.
@@ -241,7 +350,8 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, request_id = req.rid, "cannot re-hash the password")
+                // Busy included: the old hash still works; it is replaced at a later sign-in.
+                tracing::warn!(error = %e, request_id = req.rid, "cannot re-hash the password now")
             }
         }
     }
@@ -324,4 +434,75 @@ pub fn to_login_with_notice(
 
 pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reserve-before-verify (I1, F4): each reservation counts; once the threshold is
+    /// reached the key is locked and nothing more is counted; a released reservation leaves
+    /// the key as it was; concurrent reservations see each other; quiet keys are purged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reservations_count_first_and_release_restores() {
+        let dir = std::env::temp_dir().join(format!(
+            "pc-reserve-{}-{}",
+            std::process::id(),
+            crate::pool::now_ms()
+        ));
+        let store = Store::open(&format!("sqlite://{}", dir.join("pool.db").display()))
+            .await
+            .unwrap();
+        let policy = LockoutPolicy::default();
+        let t = 1_000_000_000;
+        // A right password on a fresh key leaves no trace.
+        let r = reserve(&store, "k", 3, &policy, t).await.unwrap().unwrap();
+        store.release_attempt("k", &r).await.unwrap();
+        assert_eq!(store.attempts("k").await.unwrap(), (0, 0));
+        // Three failures lock; the fourth attempt is refused and not counted.
+        for n in 1..=3 {
+            let r = reserve(&store, "k", 3, &policy, t + n)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(r.failures, n as u32);
+        }
+        assert_eq!(
+            reserve(&store, "k", 3, &policy, t + 10).await.unwrap(),
+            Err(1)
+        );
+        assert_eq!(store.attempts("k").await.unwrap(), (3, t + 3));
+        // After the lock, a right password restores the count as it was.
+        let later = t + 3 + 1_000;
+        let r = reserve(&store, "k", 3, &policy, later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.failures, 4);
+        store.release_attempt("k", &r).await.unwrap();
+        assert_eq!(store.attempts("k").await.unwrap(), (3, t + 3));
+
+        // A burst: 40 concurrent reservations on one key with a threshold of 5.
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                reserve(&store, "burst", 5, &LockoutPolicy::default(), t)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            }));
+        }
+        let mut passed = 0;
+        for task in tasks {
+            passed += usize::from(task.await.unwrap());
+        }
+        assert_eq!(passed, 5, "a burst passed more than the threshold");
+
+        // Quiet keys go.
+        assert_eq!(store.purge_quiet_attempts(t + 5_000).await.unwrap(), 2);
+        assert_eq!(store.attempts("burst").await.unwrap(), (0, 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

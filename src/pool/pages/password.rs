@@ -181,8 +181,10 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         Ok(_) => return bad(vec![t(req.lang, "bad_code").to_string()]),
         Err(e) => return unavailable(pool, req, &e),
     }
-    let Ok(hash) = password::hash(req.field("new_password")).await else {
-        return unavailable(pool, req, &"hashing failed");
+    let hash = match password::hash(req.field("new_password")).await {
+        Ok(h) => h,
+        Err(password::HashError::Busy(_)) => return super::login::busy(pool, req),
+        Err(_) => return unavailable(pool, req, &"hashing failed"),
     };
     let mut attrs = user.attributes.clone();
     if attrs.contains_key("email") {
@@ -277,8 +279,10 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         let Some((u, _)) = pool.session_user(ready, req).await else {
             return redirect(&format!("{}/login", pool.base), &[]);
         };
-        if !password::verify(req.field("password"), &u.password_hash).await {
-            return rerender(vec![t(req.lang, "bad_credentials").to_string()]);
+        match password::verify(req.field("password"), &u.password_hash).await {
+            Ok(true) => {}
+            Ok(false) => return rerender(vec![t(req.lang, "bad_credentials").to_string()]),
+            Err(_) => return super::login::busy(pool, req),
         }
         u
     };
@@ -290,11 +294,15 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             1,
         )]);
     }
-    if password::verify(new_pw, &user.password_hash).await {
-        return rerender(vec![t(req.lang, "same_password").to_string()]);
+    match password::verify(new_pw, &user.password_hash).await {
+        Ok(false) => {}
+        Ok(true) => return rerender(vec![t(req.lang, "same_password").to_string()]),
+        Err(_) => return super::login::busy(pool, req),
     }
-    let Ok(hash) = password::hash(new_pw).await else {
-        return unavailable(pool, req, &"hashing failed");
+    let hash = match password::hash(new_pw).await {
+        Ok(h) => h,
+        Err(password::HashError::Busy(_)) => return super::login::busy(pool, req),
+        Err(_) => return unavailable(pool, req, &"hashing failed"),
     };
     if let Err(e) = ready
         .store

@@ -174,14 +174,18 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     if attrs.contains_key("phone_number") {
         attrs.insert("phone_number_verified".into(), Value::Bool(false));
     }
-    let Ok(hash) = password::hash(req.field("password")).await else {
-        return pool.pages.message(
-            pool,
-            req,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error_title",
-            "unavailable",
-        );
+    let hash = match password::hash(req.field("password")).await {
+        Ok(h) => h,
+        Err(password::HashError::Busy(_)) => return super::login::busy(pool, req),
+        Err(_) => {
+            return pool.pages.message(
+                pool,
+                req,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error_title",
+                "unavailable",
+            );
+        }
     };
     let user = NewUser {
         sub: uuid::Uuid::new_v4().to_string(),

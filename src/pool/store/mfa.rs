@@ -1,7 +1,7 @@
 //! Second factors (SPEC §7.1): TOTP secrets (sealed with the key ring by the caller — this
 //! table never sees a usable secret), the last TOTP step used (so a code is accepted once),
 //! recovery codes (SHA-256 of 80-bit random codes), passkeys (public keys and sign counters),
-//! single-use WebAuthn challenges, and the `amr` of pool sessions and token families.
+//! the ids of answered WebAuthn challenges (until they expire, for single use), and the `amr` of pool sessions and token families.
 
 use sqlx::Row;
 
@@ -21,6 +21,8 @@ pub(super) const SCHEMA_MFA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS mfa_passkeys_sub ON mfa_passkeys (sub)",
     "CREATE TABLE IF NOT EXISTS mfa_challenges (id_hash TEXT PRIMARY KEY, purpose TEXT NOT NULL, \
      challenge TEXT NOT NULL, sub TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    // Spent challenges are purged by expiry: an index, so that purge is no table scan.
+    "CREATE INDEX IF NOT EXISTS mfa_challenges_expires ON mfa_challenges (expires_at)",
 ];
 
 /// A registered passkey.
@@ -312,55 +314,29 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Stores a WebAuthn challenge under the hash of a browser-held id.
-    pub async fn put_challenge(
+    /// Records a WebAuthn challenge (by the hash of its id) as used, until it expires:
+    /// `Ok(false)` when it already was. Expired records go first (indexed by expiry).
+    pub async fn spend_challenge(
         &self,
         id: &str,
         purpose: &str,
-        challenge: &str,
-        sub: &str,
         expires_at: i64,
-    ) -> Result<(), StoreError> {
-        // Expired challenges go as new ones come, so unanswered ones cannot pile up.
+        now: i64,
+    ) -> Result<bool, StoreError> {
         sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1")
-            .bind(crate::pool::now())
+            .bind(now)
             .execute(&self.db)
             .await?;
-        sqlx::query(
-            "INSERT INTO mfa_challenges (id_hash, purpose, challenge, sub, expires_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id_hash) DO UPDATE SET purpose = excluded.purpose, challenge = excluded.challenge, \
-             sub = excluded.sub, expires_at = excluded.expires_at",
+        let r = sqlx::query(
+            "INSERT INTO mfa_challenges (id_hash, purpose, challenge, sub, expires_at) \
+             VALUES ($1, $2, '', '', $3) ON CONFLICT (id_hash) DO NOTHING",
         )
         .bind(hash_secret(id))
         .bind(purpose)
-        .bind(challenge)
-        .bind(sub)
         .bind(expires_at)
         .execute(&self.db)
         .await?;
-        Ok(())
-    }
-
-    /// Takes (deletes) a live challenge: (challenge, sub). Single use by construction.
-    pub async fn take_challenge(
-        &self,
-        id: &str,
-        purpose: &str,
-        now: i64,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query(
-            "DELETE FROM mfa_challenges WHERE id_hash = $1 AND purpose = $2 RETURNING challenge, sub, expires_at",
-        )
-        .bind(hash_secret(id))
-        .bind(purpose)
-        .fetch_optional(&self.db)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let expires_at: i64 = r.try_get("expires_at")?;
-        if expires_at < now {
-            return Ok(None);
-        }
-        Ok(Some((r.try_get("challenge")?, r.try_get("sub")?)))
+        Ok(r.rows_affected() == 1)
     }
 }
 
@@ -388,39 +364,38 @@ mod tests {
         (store, dir)
     }
 
-    /// A WebAuthn challenge is single use (a replayed response finds nothing) and short-lived;
-    /// a TOTP step and a recovery code are accepted once.
+    /// A WebAuthn challenge is spent once (a replayed response is refused) and its record
+    /// short-lived; a TOTP step and a recovery code are accepted once.
     #[tokio::test]
     async fn challenges_steps_and_recovery_codes_are_single_use() {
         let (s, dir) = temp_store().await;
-        s.put_challenge("browser-1", "sign-in", "abc", "", 1_000)
-            .await
-            .unwrap();
-        assert_eq!(
-            s.take_challenge("browser-1", "register", 10).await.unwrap(),
-            None
+        assert!(
+            s.spend_challenge("id-1", "sign-in", 1_000, 10)
+                .await
+                .unwrap()
         );
-        // The wrong-purpose attempt consumed nothing it could use; put it back and take it.
-        s.put_challenge("browser-1", "sign-in", "abc", "", 1_000)
-            .await
-            .unwrap();
-        assert_eq!(
-            s.take_challenge("browser-1", "sign-in", 10).await.unwrap(),
-            Some(("abc".into(), String::new()))
-        );
-        assert_eq!(
-            s.take_challenge("browser-1", "sign-in", 10).await.unwrap(),
-            None,
+        assert!(
+            !s.spend_challenge("id-1", "sign-in", 1_000, 10)
+                .await
+                .unwrap(),
             "replay"
         );
-        s.put_challenge("browser-2", "sign-in", "def", "", 100)
-            .await
-            .unwrap();
-        assert_eq!(
-            s.take_challenge("browser-2", "sign-in", 101).await.unwrap(),
-            None,
-            "expired"
+        assert!(s.spend_challenge("id-2", "sign-in", 100, 10).await.unwrap());
+        // Once expired, spent ids are purged as new ones come (an expired challenge is
+        // refused before it gets here, by the expiry sealed with it).
+        assert!(
+            s.spend_challenge("id-3", "sign-in", 2_000, 1_001)
+                .await
+                .unwrap()
         );
+        let left: i64 = sqlx::Row::get(
+            &sqlx::query("SELECT COUNT(*) AS n FROM mfa_challenges")
+                .fetch_one(&s.db)
+                .await
+                .unwrap(),
+            "n",
+        );
+        assert_eq!(left, 1, "only the live spent id is kept");
 
         s.enrol_totp("u1", "sealed", 50, &["code1".into(), "code2".into()], 0)
             .await

@@ -24,7 +24,7 @@ use sqlx::{AnyPool, Executor};
 pub use audit::AuditRow;
 pub use keys::KeyRow;
 pub use mfa::Passkey;
-pub use security::CodeCheck;
+pub use security::{CodeCheck, Reservation, Reserve};
 pub use tokens::{RefreshUse, StoredCode};
 pub use users::{NewUser, User, UserStatus};
 

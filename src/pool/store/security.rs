@@ -24,6 +24,24 @@ fn code_hash(sub: &str, purpose: &str, code: &str) -> String {
     hash_secret(&format!("{sub}\0{purpose}\0{code}"))
 }
 
+/// The outcome of [`Store::reserve_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    /// The attempt is counted; check the secret now.
+    Reserved(Reservation),
+    /// The key is locked: nothing was counted. Its failure count and last failure (ms).
+    Locked { failures: u32, last: i64 },
+}
+
+/// One counted attempt, to be undone if its secret was right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// The key's failure count including this attempt.
+    pub failures: u32,
+    at_ms: i64,
+    before: (u32, i64),
+}
+
 impl Store {
     /// Stores a new code for (user, purpose), replacing any earlier one.
     pub async fn put_code(
@@ -133,6 +151,108 @@ impl Store {
         .fetch_one(&self.db)
         .await?;
         Ok(row.try_get::<i64, _>("failures")?.clamp(0, u32::MAX as i64) as u32)
+    }
+
+    /// Reserves one attempt on a lockout key *before* the secret is checked (SPEC: counters are
+    /// reserved before verifying, so concurrent requests see each other and a burst cannot pass
+    /// a limit that a sequence could not). One statement: the count goes up only while the key
+    /// is not locked — `threshold` failures lock it for `lock` as [`crate::pool::lockout`]
+    /// computes — and a key quiet since `reset_before_ms` starts again from one. The caller
+    /// undoes the reservation with [`Store::release_attempt`] when the secret was right.
+    pub async fn reserve_attempt(
+        &self,
+        key: &str,
+        threshold: u32,
+        policy: &crate::pool::config::LockoutPolicy,
+        now_ms: i64,
+    ) -> Result<Reserve, StoreError> {
+        let before = self.attempts(key).await?;
+        let reset_before = now_ms - policy.reset_after.as_millis() as i64;
+        // The lock length per failure count, as literal integers computed from the
+        // configuration (never from a request): constant from where it reaches the maximum.
+        let mut case = format!("CASE WHEN attempts.failures < {threshold} THEN 0");
+        let max_ms = policy.max.as_millis() as i64;
+        for extra in 0..=40u32 {
+            let f = threshold.saturating_add(extra);
+            let ms = crate::pool::lockout::lock_duration(f, threshold, policy).as_millis() as i64;
+            if ms >= max_ms {
+                break;
+            }
+            case.push_str(&format!(" WHEN attempts.failures = {f} THEN {ms}"));
+        }
+        case.push_str(&format!(" ELSE {max_ms} END"));
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO attempts (lock_key, failures, last_failure) VALUES ($1, 1, $2) \
+             ON CONFLICT (lock_key) DO UPDATE SET \
+             failures = CASE WHEN attempts.last_failure <= $3 THEN 1 ELSE attempts.failures + 1 END, \
+             last_failure = $2 \
+             WHERE attempts.last_failure <= $3 OR attempts.last_failure + ({case}) <= $2 \
+             RETURNING failures"
+        )))
+        .bind(key)
+        .bind(now_ms)
+        .bind(reset_before)
+        .fetch_optional(&self.db)
+        .await?;
+        Ok(match row {
+            Some(r) => Reserve::Reserved(Reservation {
+                failures: r.try_get::<i64, _>("failures")?.clamp(0, u32::MAX as i64) as u32,
+                at_ms: now_ms,
+                before,
+            }),
+            None => {
+                let (failures, last) = self.attempts(key).await?;
+                Reserve::Locked { failures, last }
+            }
+        })
+    }
+
+    /// Undoes a reservation whose secret was right: the key goes back to what it was before,
+    /// or — when other attempts came in meanwhile — loses just this one.
+    pub async fn release_attempt(&self, key: &str, r: &Reservation) -> Result<(), StoreError> {
+        let (failures, last) = r.before;
+        let done = if failures == 0 {
+            sqlx::query(
+                "DELETE FROM attempts WHERE lock_key = $1 AND failures = $2 AND last_failure = $3",
+            )
+            .bind(key)
+            .bind(i64::from(r.failures))
+            .bind(r.at_ms)
+            .execute(&self.db)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE attempts SET failures = $4, last_failure = $5 \
+                 WHERE lock_key = $1 AND failures = $2 AND last_failure = $3",
+            )
+            .bind(key)
+            .bind(i64::from(r.failures))
+            .bind(r.at_ms)
+            .bind(i64::from(failures))
+            .bind(last)
+            .execute(&self.db)
+            .await?
+        };
+        if done.rows_affected() == 0 {
+            sqlx::query(
+                "UPDATE attempts SET failures = failures - 1 WHERE lock_key = $1 AND failures > 0",
+            )
+            .bind(key)
+            .execute(&self.db)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes counters quiet since `before_ms`: a key quiet that long counts from zero again
+    /// anyway, so its row only takes room. Without this every unknown name ever tried (and
+    /// every client address) would keep a row for good.
+    pub async fn purge_quiet_attempts(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM attempts WHERE last_failure < $1")
+            .bind(before_ms)
+            .execute(&self.db)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     pub async fn clear_attempts(&self, key: &str) -> Result<bool, StoreError> {
