@@ -1,7 +1,8 @@
 //! The whole service, built once from the configuration. A request passes, outer → inner:
-//! 1. request id and path normalisation (400 for path tricks) — before anything reads the path;
+//! 1. request id, the request's one authority (400 when the target and `Host` disagree) and
+//!    path normalisation (400 for path tricks) — before anything reads the host or the path;
 //! 2. reserved `/oauth2/` paths — answered here, never forwarded;
-//! 3. route match on host + normalised path (404 when none);
+//! 3. route match on the request's one canonical host + normalised path (404 when none);
 //! 4. the auth gate — strips identity headers, decides, injects identity;
 //! 5. the forwarder — streams to the upstream; errors rendered by `error.rs`.
 
@@ -17,6 +18,7 @@ use crate::auth::{Auth, Verdict, append_cookies};
 use crate::config::{Config, SessionSecrets};
 use crate::error::RequestError;
 use crate::http::body::{Body, RequestBody};
+use crate::http::host::{Host, RequestHost};
 use crate::http::negotiate::is_non_navigational;
 use crate::http::normalize::normalize;
 use crate::http::paths;
@@ -437,6 +439,19 @@ impl App {
         if parts.headers.len() > MAX_HEADER_FIELDS {
             return self.reject(RequestError::HeadersTooLarge, &parts, rid);
         }
+        // One authority per request: the target's (absolute-form, HTTP/2 `:authority`) and
+        // `Host` must agree, canonically; computed once and kept in the request's extensions.
+        // The upstream's `Host` is the canonical host the route is matched on.
+        let request_host = match RequestHost::of(&parts, inbound.tls) {
+            Ok(h) => h,
+            Err(e) => return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid),
+        };
+        if let Some(h) = &request_host.host
+            && let Ok(v) = http::HeaderValue::from_str(h.as_str())
+        {
+            parts.headers.insert(http::header::HOST, v);
+        }
+        parts.extensions.insert(request_host);
         // 1. Normalise once; the normalised path is both matched and forwarded.
         match normalize(parts.uri.path(), self.cfg.encoded_slashes()) {
             Ok(None) => {}
@@ -486,12 +501,11 @@ impl App {
         }
 
         // 3. Route.
-        let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
+        let host = parts
+            .extensions
+            .get::<RequestHost>()
+            .and_then(|h| h.host.as_ref())
+            .map(Host::name);
         let Some(route) = self.auth.routes.find(host, parts.uri.path()) else {
             return self.reject(RequestError::NoRoute, &parts, rid);
         };

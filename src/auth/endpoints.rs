@@ -13,6 +13,7 @@ use super::redirect::safe_target;
 use crate::error::{RequestError, html_escape, page};
 use crate::http::body::{self, Body};
 use crate::http::headers::*;
+use crate::http::host::{Host, RequestHost};
 use crate::http::negotiate::is_non_navigational;
 use crate::http::paths;
 use crate::session::now_unix;
@@ -261,7 +262,7 @@ impl Auth {
     }
 
     /// `/oauth2/auth` for nginx `auth_request`, Traefik, Envoy, Caddy. The original host and
-    /// URI are believed only from trusted proxies; the path gets the same normalisation and
+    /// URI are believed only from trusted proxies, the host compared canonically; the path gets the same normalisation and
     /// the same encoded-slash rule as the inline path; the decision is [`Auth::decide`]'s.
     async fn forward_auth(
         &self,
@@ -272,18 +273,31 @@ impl Auth {
         use crate::metrics::Decision as M;
         let h = &parts.headers;
         let hv = |n: &http::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let own_host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| hv(&header::HOST));
+        // The request's own host, canonical (set once in `App::route`); a trusted proxy's
+        // `X-Forwarded-Host` replaces it, made canonical the same way (one value, a valid host;
+        // otherwise 400), with `X-Forwarded-Proto` naming the scheme whose default port goes.
+        let own = parts
+            .extensions
+            .get::<RequestHost>()
+            .cloned()
+            .unwrap_or_default();
         let (host, uri) = if self.is_trusted(peer) {
-            let host = hv(&X_FORWARDED_HOST).or(own_host);
+            let host = match RequestHost::forwarded(h, own.https) {
+                Ok(Some(forwarded)) => Some(forwarded),
+                Ok(None) => own.host,
+                Err(e) => {
+                    return (
+                        RequestError::BadRequest(e.to_string()).render(request_id, true),
+                        None,
+                        M::Internal,
+                    );
+                }
+            };
             let uri = hv(&X_FORWARDED_URI)
                 .or_else(|| hv(&X_ORIGINAL_URL).map(|u| path_of_original_url(&u).to_string()));
             (host, uri.unwrap_or_else(|| "/".into()))
         } else {
-            (own_host, "/".into())
+            (own.host, "/".into())
         };
         let (path_only, query) = match uri.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -306,7 +320,7 @@ impl Auth {
                 );
             }
         };
-        let Some(route) = self.routes.find(host.as_deref(), &path) else {
+        let Some(route) = self.routes.find(host.as_ref().map(Host::name), &path) else {
             return (
                 RequestError::NoRoute.render(request_id, true),
                 None,

@@ -849,7 +849,16 @@ fn build_route(
             format!("{route_path:?} must start with /"),
         );
     }
-    let host = raw.host.map(|h| h.to_ascii_lowercase());
+    // Canonical at load (lower case, no trailing dot), as every request's host is.
+    let host = raw
+        .host
+        .and_then(|h| match crate::http::host::route_host(&h) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                p.push(format!("{kp}.host"), why);
+                None
+            }
+        });
     let on_unauthenticated = one_of(
         raw.on_unauthenticated.as_deref(),
         OnUnauthenticated::Authenticate,
