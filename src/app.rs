@@ -292,6 +292,7 @@ impl App {
             signer: cfg.headers.signer.clone(),
             forwarded_user: cfg.headers.forwarded_user,
             access_token: cfg.headers.access_token,
+            forward_unverified_email: cfg.headers.insecure_forward_unverified_email,
         };
         let mut callback = cfg.public_url.clone();
         callback.set_path(paths::CALLBACK);

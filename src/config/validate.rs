@@ -660,6 +660,7 @@ fn build_headers(raw: Option<RawHeaders>, path: &Path, p: &mut Problems) -> Opti
         signing_key_file,
         forwarded_user: raw.forwarded_user.unwrap_or(true),
         access_token: raw.access_token.unwrap_or(true),
+        insecure_forward_unverified_email: raw.insecure_forward_unverified_email.unwrap_or(false),
     })
 }
 
