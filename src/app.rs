@@ -57,13 +57,14 @@ pub const MAX_HEADER_FIELDS: usize = 100;
 
 /// What outlives a configuration reload: connections to shared stores, the revocation list,
 /// and the header-signing key (so `x-amzn-oidc-data` keeps its `kid` unless the operator
-/// changes `headers.signing_key_file`).
+/// changes `headers.signing_key_file` or the content of that file — a rotation).
 #[derive(Clone)]
 pub struct Shared {
     pub redis: Option<Arc<Redis>>,
     pub revocations: Arc<Revocations>,
     signing_key: Arc<SigningKey>,
-    signing_key_file: Option<std::path::PathBuf>,
+    /// The key file and the SHA-256 of the content the key was read from.
+    signing_key_source: Option<(std::path::PathBuf, [u8; 32])>,
 }
 
 impl Shared {
@@ -71,28 +72,47 @@ impl Shared {
     pub fn new(cfg: &Config) -> Result<Shared, BuildError> {
         let redis = redis(cfg)?;
         let revocations = revocations(cfg, redis.clone());
-        let signing_key = Arc::new(match &cfg.headers.signing_key_file {
-            Some(f) => SigningKey::load(f)?,
-            None => SigningKey::generate(),
-        });
+        let (signing_key, signing_key_source) = match &cfg.headers.signing_key_file {
+            Some(f) => {
+                let (key, fingerprint) = SigningKey::load_fingerprinted(f)?;
+                (key, Some((f.clone(), fingerprint)))
+            }
+            None => (SigningKey::generate(), None),
+        };
         Ok(Shared {
             redis,
             revocations,
-            signing_key,
-            signing_key_file: cfg.headers.signing_key_file.clone(),
+            signing_key: Arc::new(signing_key),
+            signing_key_source,
         })
     }
 
     /// The shared state for a reloaded configuration: the same stores; the signing key read
-    /// again only when its file setting changed.
+    /// again from `headers.signing_key_file` and replaced when the path or the file's content
+    /// changed (a rotation: the next `x-amzn-oidc-data` is signed by the new key). A file
+    /// that cannot be read or parsed rejects the reload, keeping the running key.
     pub fn for_reload(&self, cfg: &Config) -> Result<Shared, BuildError> {
         let mut next = self.clone();
-        if cfg.headers.signing_key_file != self.signing_key_file {
-            next.signing_key = Arc::new(match &cfg.headers.signing_key_file {
-                Some(f) => SigningKey::load(f)?,
-                None => SigningKey::generate(),
-            });
-            next.signing_key_file = cfg.headers.signing_key_file.clone();
+        match (&cfg.headers.signing_key_file, &self.signing_key_source) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                next.signing_key = Arc::new(SigningKey::generate());
+                next.signing_key_source = None;
+            }
+            (Some(f), old) => {
+                let (key, fingerprint) = SigningKey::load_fingerprinted(f)?;
+                let source = Some((f.clone(), fingerprint));
+                if *old != source {
+                    tracing::info!(
+                        file = %f.display(),
+                        kid = key.kid(),
+                        previous_kid = self.signing_key.kid(),
+                        "header-signing key reloaded"
+                    );
+                    next.signing_key = Arc::new(key);
+                    next.signing_key_source = source;
+                }
+            }
         }
         Ok(next)
     }
