@@ -137,8 +137,9 @@ fn relative_to(base: &Path, path: &str) -> PathBuf {
 }
 
 /// The origin (`scheme://host[:port]`) of a URL, port omitted when it is the default.
+/// Canonical, as redirect targets are compared: one trailing dot removed.
 pub fn origin_of(url: &Url) -> String {
-    url.origin().ascii_serialization()
+    crate::http::host::canonical_origin(url)
 }
 
 fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {

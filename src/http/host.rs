@@ -138,6 +138,20 @@ pub fn route_host(raw: &str) -> Result<String, String> {
     canonical_name(host).map_err(|e| format!("{raw:?}: {e}"))
 }
 
+/// The canonical origin of an `http(s)` URL, `scheme://host[:port]`: what redirect targets
+/// are compared by. The `url` crate already lower-cases the host and drops the default port;
+/// this also removes one trailing dot, so `https://app.example.com./` is `app.example.com`'s.
+pub fn canonical_origin(u: &url::Url) -> String {
+    let origin = u.origin().ascii_serialization();
+    match (u.host(), u.port()) {
+        (Some(url::Host::Domain(d)), port) if d.ends_with('.') && d.len() > 1 => {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{port}", u.scheme(), &d[..d.len() - 1])
+        }
+        _ => origin,
+    }
+}
+
 /// The default port of a scheme (`https` → 443, anything else → 80).
 pub fn default_port(https: bool) -> u16 {
     if https { 443 } else { 80 }
@@ -344,6 +358,21 @@ mod tests {
         h.insert("x-forwarded-host", "a.test".parse().unwrap());
         h.append("x-forwarded-host", "b.test".parse().unwrap());
         assert_eq!(RequestHost::forwarded(&h, false), Err(HostError::Forwarded));
+    }
+
+    #[test]
+    fn origins_are_canonical() {
+        let o = |s: &str| canonical_origin(&url::Url::parse(s).unwrap());
+        assert_eq!(o("https://App.Example.com./x"), "https://app.example.com");
+        assert_eq!(
+            o("https://app.example.com:443/x"),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            o("http://app.example.com.:8080/"),
+            "http://app.example.com:8080"
+        );
+        assert_eq!(o("http://[::1]:80/"), "http://[::1]");
     }
 
     #[test]
