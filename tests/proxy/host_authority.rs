@@ -8,13 +8,11 @@
 //! sent twice), and compares hosts canonically: lower case, one trailing dot removed, the
 //! scheme's default port removed. The upstream receives that canonical host.
 //!
-//! Routes: `admin.test` denies anonymous users, `www.test` allows them, `/` allows them — the
-//! review's set-up, with `deny` in place of a group rule (the route choice is what is tested).
-
-use std::time::Duration;
+//! Routes ([`host_routes_proxy`]): `www.test` allows anonymous users, `admin.test` denies them,
+//! `/` allows them — the review's set-up, with `deny` in place of a group rule (the route
+//! choice is what is tested).
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
@@ -22,69 +20,15 @@ fn setup() {
     portcullis::install_crypto();
 }
 
-fn host_config(port: u16, admin: u16, echo: &str, server_extra: &str) -> String {
-    format!(
-        r#"
-public_url = "http://127.0.0.1:{port}"
-
-[server]
-listen = ["127.0.0.1:{port}"]
-admin_listen = "127.0.0.1:{admin}"
-workers = 1
-{server_extra}
-
-[session]
-secrets = ["{SECRET}"]
-
-[log]
-level = "debug"
-
-[[routes]]
-host = "admin.test"
-path = "/"
-upstream = "{echo}"
-on_unauthenticated = "deny"
-
-[[routes]]
-host = "www.test"
-path = "/"
-upstream = "{echo}"
-on_unauthenticated = "allow"
-
-[[routes]]
-path = "/"
-upstream = "{echo}"
-on_unauthenticated = "allow"
-"#
-    )
-}
-
 async fn start(echo: &Echo, server_extra: &str) -> Proxy {
-    let (port, admin) = Proxy::ports();
-    Proxy::start(
-        port,
-        admin,
-        &host_config(port, admin, &echo.url(), server_extra),
-    )
-    .await
+    host_routes_proxy(&echo.url(), server_extra).await
 }
 
 /// Writes one request head exactly as given (the test supplies the request line and every
 /// header but `Connection: close`) and returns the status and the body.
 async fn raw(port: u16, request_line: &str, headers: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
     let req = format!("{request_line}\r\n{headers}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let (status, text) = raw_exchange(port, &req).await;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())

@@ -325,6 +325,17 @@ fn data_kid_verified_by(jwt: &str, key: &portcullis::signing::SigningKey, when: 
     header["kid"].as_str().unwrap().to_string()
 }
 
+/// SIGHUP, waits for the first reload counted with `result`, then the echo of `GET /x`.
+async fn after_reload(p: &Proxy, c: &reqwest::Client, result: &str) -> serde_json::Value {
+    hup(p);
+    let counted = format!("portcullis_config_reloads_total{{result=\"{result}\"}} 1");
+    wait_for("reload counted", async || {
+        metrics(p).await.contains(&counted)
+    })
+    .await;
+    echoed(c.get(format!("{}/x", p.base)).send().await.unwrap()).await
+}
+
 /// The 2026-12-07 review's F16: rotating the header-signing key is replacing the content of
 /// `headers.signing_key_file` (same path) and sending SIGHUP. The next `x-amzn-oidc-data`
 /// is signed by the new key, and the JWKS and PEM endpoints publish it.
@@ -364,14 +375,7 @@ async fn sighup_reloads_a_rotated_signing_key_file() {
 
     // Rotation: same path, new content; the configuration file itself is unchanged.
     std::fs::write(&key_file, new.private_pem()).unwrap();
-    hup(&p);
-    wait_for("reload counted", async || {
-        metrics(&p)
-            .await
-            .contains("portcullis_config_reloads_total{result=\"ok\"} 1")
-    })
-    .await;
-    let v = echoed(c.get(format!("{base}/x")).send().await.unwrap()).await;
+    let v = after_reload(&p, &c, "ok").await;
     assert_eq!(
         data_kid_verified_by(&data(&v), &new, "after SIGHUP"),
         new.kid(),
@@ -392,14 +396,7 @@ async fn sighup_reloads_a_rotated_signing_key_file() {
 
     // A broken key file: the reload is rejected and the running key kept.
     std::fs::write(&key_file, "not a key").unwrap();
-    hup(&p);
-    wait_for("rejection counted", async || {
-        metrics(&p)
-            .await
-            .contains("portcullis_config_reloads_total{result=\"rejected\"} 1")
-    })
-    .await;
-    let v = echoed(c.get(format!("{base}/x")).send().await.unwrap()).await;
+    let v = after_reload(&p, &c, "rejected").await;
     assert_eq!(
         data_kid_verified_by(&data(&v), &new, "after a rejected reload"),
         new.kid()

@@ -150,11 +150,7 @@ fn upstream_host(body: &str) -> Option<String> {
 async fn h2_authority_and_a_different_host_field_are_refused() {
     setup();
     let echo = crate::harness::Echo::start().await;
-    let routes = format!(
-        "host = \"www.test\"\n\n[[routes]]\nhost = \"admin.test\"\npath = \"/\"\nupstream = \"{e}\"\non_unauthenticated = \"deny\"\n\n[[routes]]\npath = \"/\"\nupstream = \"{e}\"\non_unauthenticated = \"allow\"\n",
-        e = echo.url()
-    );
-    let p = allow_proxy(&echo.url(), "", &routes).await;
+    let p = crate::harness::host_routes_proxy(&echo.url(), "").await;
     let port = p.port;
     // The attack: routed as www.test (allow), served as admin.test.
     let (status, body) = h2_get(port, "http://www.test/secret", Some("admin.test")).await;
