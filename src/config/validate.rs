@@ -1158,6 +1158,34 @@ upstream = "http://127.0.0.1:3000"
     }
 
     #[test]
+    fn route_hosts_are_canonical_and_headers_opt_out_is_read() {
+        let c = load_str(
+            &format!("{GOOD}host = \"Admin.Example.COM.\"\n[headers]\ninsecure_forward_unverified_email = true\n"),
+            Path::new("t.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.routes[0].host.as_deref(), Some("admin.example.com"));
+        assert_eq!(c.routes[0].name, "admin.example.com/");
+        assert!(c.headers.insecure_forward_unverified_email);
+        let c = load_str(GOOD, Path::new("t.toml")).expect("valid");
+        assert!(!c.headers.insecure_forward_unverified_email);
+        for bad in [
+            "admin.example.com:8443",
+            "admin..example.com",
+            "user@admin",
+            "",
+        ] {
+            let joined = problems(&format!("{GOOD}host = \"{bad}\"\n")).join("\n");
+            assert!(joined.contains("routes[0].host"), "{bad:?}: {joined}");
+        }
+        let joined = problems(&format!(
+            "{GOOD}[headers]\nforward_unverified_email = true\n"
+        ))
+        .join("\n");
+        assert!(joined.contains("forward_unverified_email"), "{joined}");
+    }
+
+    #[test]
     fn accepts_a_minimal_file() {
         let c = load_str(GOOD, Path::new("t.toml")).expect("valid");
         assert_eq!(c.routes[0].providers, vec![0]);
