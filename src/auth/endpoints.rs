@@ -106,7 +106,13 @@ impl Auth {
         };
         let response = match path {
             paths::CALLBACK => get_only(self.callback(query, &parts.headers, request_id).await),
-            paths::START => get_only(self.start(query, request_id).await),
+            paths::START => {
+                let own = parts
+                    .extensions
+                    .get::<RequestHost>()
+                    .and_then(|h| h.host.as_ref());
+                get_only(self.start(query, own, request_id).await)
+            }
             paths::SIGN_OUT => {
                 if parts.method == Method::GET || parts.method == Method::POST {
                     self.sign_out(query, &parts.headers).await
@@ -157,7 +163,12 @@ impl Auth {
 
     /// `/oauth2/start`: validated `rd`; the provider named, or the one of the route `rd` matches;
     /// a chooser page when that route offers several.
-    async fn start(&self, query: Option<&str>, request_id: &str) -> Response<Body> {
+    async fn start(
+        &self,
+        query: Option<&str>,
+        own_host: Option<&Host>,
+        request_id: &str,
+    ) -> Response<Body> {
         let rd = safe_target(
             query_param(query, "rd").as_deref(),
             &self.cfg.public_origin,
@@ -176,10 +187,19 @@ impl Auth {
                 .render(request_id, false);
             }
         };
-        let rd_path = url::Url::parse(&rd)
-            .map(|u| u.path().to_string())
-            .unwrap_or_else(|_| rd.split('?').next().unwrap_or("/").to_string());
-        let route = self.routes.find(None, &rd_path);
+        // The route `rd` names: its host (an absolute `rd`'s, else this request's), canonical
+        // like every host a route is matched on, and its path.
+        let (rd_host, rd_path) = match url::Url::parse(&rd) {
+            Ok(u) => (
+                u.host_str().and_then(|h| Host::parse(h, 0).ok().flatten()),
+                u.path().to_string(),
+            ),
+            Err(_) => (
+                own_host.cloned(),
+                rd.split('?').next().unwrap_or("/").to_string(),
+            ),
+        };
+        let route = self.routes.find(rd_host.as_ref().map(Host::name), &rd_path);
         let candidates: Vec<usize> = match route {
             Some(r) if !r.providers.is_empty() => r.providers.clone(),
             _ => (0..self.providers.len()).collect(),

@@ -257,3 +257,76 @@ async fn forward_auth_uses_one_canonical_host() {
     .await;
     assert_eq!(status, 400, "two X-Forwarded-Host headers");
 }
+
+/// `/oauth2/start` picks the provider of the route `rd` names — its host included, compared
+/// canonically: on `admin.test.` a route that offers one provider starts that provider's sign-in
+/// (no chooser listing the others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_start_uses_the_route_of_the_canonical_host() {
+    setup();
+    let echo = Echo::start().await;
+    let (port, admin) = Proxy::ports();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(
+        serde_json::json!([Idp::client_for(&base, serde_json::json!({}))]),
+        3600,
+    );
+    let provider = |name: &str| {
+        format!(
+            "[providers.{name}]\nissuer = \"{}\"\nclient_id = \"portcullis\"\nclient_secret = \"{CLIENT_SECRET}\"\n",
+            idp.issuer
+        )
+    };
+    let cfg = format!(
+        r#"
+public_url = "{base}"
+[server]
+listen = ["127.0.0.1:{port}"]
+admin_listen = "127.0.0.1:{admin}"
+[session]
+secrets = ["{SECRET}"]
+{corp}{other}
+[[routes]]
+host = "admin.test"
+path = "/"
+upstream = "{echo}"
+provider = "corp"
+
+[[routes]]
+path = "/"
+upstream = "{echo}"
+providers = ["corp", "other"]
+"#,
+        corp = provider("corp"),
+        other = provider("other"),
+        echo = echo.url()
+    );
+    let p = Proxy::start(port, admin, &cfg).await;
+    for host in ["admin.test", "ADMIN.test.", "admin.test:80"] {
+        let (status, text) = raw(
+            p.port,
+            "GET /oauth2/start?rd=/x HTTP/1.1",
+            &format!("Host: {host}\r\n"),
+        )
+        .await;
+        assert_eq!(
+            status, 302,
+            "Host {host:?}: the admin route's one provider: {text}"
+        );
+    }
+    let (status, text) = raw(
+        p.port,
+        "GET /oauth2/start?rd=http://admin.test./x HTTP/1.1",
+        "Host: www.test\r\n",
+    )
+    .await;
+    // `rd` on another origin is replaced by `/`, whose route (on www.test) offers a chooser.
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = raw(
+        p.port,
+        "GET /oauth2/start?rd=/x HTTP/1.1",
+        "Host: www.test\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "the catch-all route offers a chooser: {text}");
+}
