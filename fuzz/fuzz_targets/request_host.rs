@@ -22,12 +22,16 @@ fn check_canonical(h: &Host, port: u16, input: &str) {
     assert_eq!(again.as_str(), s, "{input:?}: not final");
     let name = h.name();
     assert!(s.starts_with(name), "{input:?}: {s:?} / {name:?}");
-    assert!(!name.is_empty() && !name.ends_with('.'), "{input:?} -> {name:?}");
+    assert!(
+        !name.is_empty() && !name.ends_with('.'),
+        "{input:?} -> {name:?}"
+    );
     assert_eq!(name, name.to_ascii_lowercase(), "{input:?} -> {name:?}");
     if !name.starts_with('[') {
         assert!(
             name.split('.').all(|l| !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')),
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')),
             "{input:?} -> {name:?}"
         );
     }
@@ -51,7 +55,11 @@ fn check_canonical(h: &Host, port: u16, input: &str) {
             continue;
         }
         let v = Host::parse(variant, port).ok().flatten();
-        assert_eq!(v.as_ref().map(Host::as_str), Some(s), "{input:?}: {variant:?}");
+        assert_eq!(
+            v.as_ref().map(Host::as_str),
+            Some(s),
+            "{input:?}: {variant:?}"
+        );
     }
 }
 
@@ -88,12 +96,21 @@ fuzz_target!(|data: &[u8]| {
     let tls = sel & 2 != 0;
     match RequestHost::of(&p, tls) {
         Ok(rh) => {
-            let t = p.uri.authority().and_then(|a| Host::parse(a.as_str(), port).ok().flatten());
-            let h = std::str::from_utf8(b).ok().and_then(|b| Host::parse(b, port).ok().flatten());
+            let t = p
+                .uri
+                .authority()
+                .and_then(|a| Host::parse(a.as_str(), port).ok().flatten());
+            let h = std::str::from_utf8(b)
+                .ok()
+                .and_then(|b| Host::parse(b, port).ok().flatten());
             if let (Some(t), Some(h)) = (&t, &h) {
                 assert_eq!(t, h, "served with two authorities");
             }
-            assert_eq!(rh.host, t.or(h), "the authority is the target's, else Host's");
+            assert_eq!(
+                rh.host,
+                t.or(h),
+                "the authority is the target's, else Host's"
+            );
         }
         Err(HostError::Duplicate) => panic!("one Host field reported as two"),
         Err(_) => {}
