@@ -211,6 +211,7 @@ fn signer() -> DataSigner {
         signer: "arn:aws:elasticloadbalancing:local:portcullis".into(),
         forwarded_user: true,
         access_token: true,
+        forward_unverified_email: false,
     }
 }
 

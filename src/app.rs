@@ -1,7 +1,8 @@
 //! The whole service, built once from the configuration. A request passes, outer → inner:
-//! 1. request id and path normalisation (400 for path tricks) — before anything reads the path;
+//! 1. request id, the request's one authority (400 when the target and `Host` disagree) and
+//!    path normalisation (400 for path tricks) — before anything reads the host or the path;
 //! 2. reserved `/oauth2/` paths — answered here, never forwarded;
-//! 3. route match on host + normalised path (404 when none);
+//! 3. route match on the request's one canonical host + normalised path (404 when none);
 //! 4. the auth gate — strips identity headers, decides, injects identity;
 //! 5. the forwarder — streams to the upstream; errors rendered by `error.rs`.
 
@@ -17,6 +18,7 @@ use crate::auth::{Auth, Verdict, append_cookies};
 use crate::config::{Config, SessionSecrets};
 use crate::error::RequestError;
 use crate::http::body::{Body, RequestBody};
+use crate::http::host::{Host, RequestHost};
 use crate::http::negotiate::is_non_navigational;
 use crate::http::normalize::normalize;
 use crate::http::paths;
@@ -55,13 +57,14 @@ pub const MAX_HEADER_FIELDS: usize = 100;
 
 /// What outlives a configuration reload: connections to shared stores, the revocation list,
 /// and the header-signing key (so `x-amzn-oidc-data` keeps its `kid` unless the operator
-/// changes `headers.signing_key_file`).
+/// changes `headers.signing_key_file` or the content of that file — a rotation).
 #[derive(Clone)]
 pub struct Shared {
     pub redis: Option<Arc<Redis>>,
     pub revocations: Arc<Revocations>,
     signing_key: Arc<SigningKey>,
-    signing_key_file: Option<std::path::PathBuf>,
+    /// The key file and the SHA-256 of the content the key was read from.
+    signing_key_source: Option<(std::path::PathBuf, [u8; 32])>,
 }
 
 impl Shared {
@@ -69,28 +72,47 @@ impl Shared {
     pub fn new(cfg: &Config) -> Result<Shared, BuildError> {
         let redis = redis(cfg)?;
         let revocations = revocations(cfg, redis.clone());
-        let signing_key = Arc::new(match &cfg.headers.signing_key_file {
-            Some(f) => SigningKey::load(f)?,
-            None => SigningKey::generate(),
-        });
+        let (signing_key, signing_key_source) = match &cfg.headers.signing_key_file {
+            Some(f) => {
+                let (key, fingerprint) = SigningKey::load_fingerprinted(f)?;
+                (key, Some((f.clone(), fingerprint)))
+            }
+            None => (SigningKey::generate(), None),
+        };
         Ok(Shared {
             redis,
             revocations,
-            signing_key,
-            signing_key_file: cfg.headers.signing_key_file.clone(),
+            signing_key: Arc::new(signing_key),
+            signing_key_source,
         })
     }
 
     /// The shared state for a reloaded configuration: the same stores; the signing key read
-    /// again only when its file setting changed.
+    /// again from `headers.signing_key_file` and replaced when the path or the file's content
+    /// changed (a rotation: the next `x-amzn-oidc-data` is signed by the new key). A file
+    /// that cannot be read or parsed rejects the reload, keeping the running key.
     pub fn for_reload(&self, cfg: &Config) -> Result<Shared, BuildError> {
         let mut next = self.clone();
-        if cfg.headers.signing_key_file != self.signing_key_file {
-            next.signing_key = Arc::new(match &cfg.headers.signing_key_file {
-                Some(f) => SigningKey::load(f)?,
-                None => SigningKey::generate(),
-            });
-            next.signing_key_file = cfg.headers.signing_key_file.clone();
+        match (&cfg.headers.signing_key_file, &self.signing_key_source) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                next.signing_key = Arc::new(SigningKey::generate());
+                next.signing_key_source = None;
+            }
+            (Some(f), old) => {
+                let (key, fingerprint) = SigningKey::load_fingerprinted(f)?;
+                let source = Some((f.clone(), fingerprint));
+                if *old != source {
+                    tracing::info!(
+                        file = %f.display(),
+                        kid = key.kid(),
+                        previous_kid = self.signing_key.kid(),
+                        "header-signing key reloaded"
+                    );
+                    next.signing_key = Arc::new(key);
+                    next.signing_key_source = source;
+                }
+            }
         }
         Ok(next)
     }
@@ -291,6 +313,7 @@ impl App {
             signer: cfg.headers.signer.clone(),
             forwarded_user: cfg.headers.forwarded_user,
             access_token: cfg.headers.access_token,
+            forward_unverified_email: cfg.headers.insecure_forward_unverified_email,
         };
         let mut callback = cfg.public_url.clone();
         callback.set_path(paths::CALLBACK);
@@ -438,6 +461,19 @@ impl App {
         if parts.headers.len() > MAX_HEADER_FIELDS {
             return self.reject(RequestError::HeadersTooLarge, &parts, rid);
         }
+        // One authority per request: the target's (absolute-form, HTTP/2 `:authority`) and
+        // `Host` must agree, canonically; computed once and kept in the request's extensions.
+        // The upstream's `Host` is the canonical host the route is matched on.
+        let request_host = match RequestHost::of(&parts, inbound.tls) {
+            Ok(h) => h,
+            Err(e) => return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid),
+        };
+        if let Some(h) = &request_host.host
+            && let Ok(v) = http::HeaderValue::from_str(h.as_str())
+        {
+            parts.headers.insert(http::header::HOST, v);
+        }
+        parts.extensions.insert(request_host);
         // 1. Normalise once; the normalised path is both matched and forwarded.
         match normalize(parts.uri.path(), self.cfg.encoded_slashes()) {
             Ok(None) => {}
@@ -487,12 +523,11 @@ impl App {
         }
 
         // 3. Route.
-        let host = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
+        let host = parts
+            .extensions
+            .get::<RequestHost>()
+            .and_then(|h| h.host.as_ref())
+            .map(Host::name);
         let Some(route) = self.auth.routes.find(host, parts.uri.path()) else {
             return self.reject(RequestError::NoRoute, &parts, rid);
         };

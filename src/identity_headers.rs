@@ -84,6 +84,9 @@ pub struct DataSigner {
     pub signer: String,
     pub forwarded_user: bool,
     pub access_token: bool,
+    /// `headers.insecure_forward_unverified_email`: send `X-Forwarded-Email` even when the
+    /// IdP said `email_verified: false` (off by default: such an address is not identity).
+    pub forward_unverified_email: bool,
 }
 
 /// Everything injected for one session, built once and reused for every request it makes.
@@ -92,6 +95,8 @@ pub struct Identity {
     access_token: Option<HeaderValue>,
     user: Option<HeaderValue>,
     email: Option<HeaderValue>,
+    /// The IdP said `email_verified: false` (absent counts as not false).
+    email_unverified: bool,
     groups: Option<HeaderValue>,
     preferred_username: Option<HeaderValue>,
     /// Claims for the data JWT (protocol claims removed), serialised once.
@@ -119,6 +124,7 @@ impl Identity {
             access_token: session.access_token.as_deref().and_then(value),
             user: value(&session.sub),
             email: s("email").and_then(value),
+            email_unverified: !session.email_verified_not_false(),
             groups: if groups.is_empty() {
                 None
             } else {
@@ -144,9 +150,14 @@ impl Identity {
         }
         headers.insert(X_AMZN_OIDC_DATA, self.data_header(signer, now));
         if signer.forwarded_user {
+            // An address the IdP says it did not verify is not identity: anyone can hold it.
+            let email = match self.email_unverified && !signer.forward_unverified_email {
+                true => &None,
+                false => &self.email,
+            };
             let pairs = [
                 (X_FORWARDED_USER, &self.user),
-                (X_FORWARDED_EMAIL, &self.email),
+                (X_FORWARDED_EMAIL, email),
                 (X_FORWARDED_GROUPS, &self.groups),
                 (X_FORWARDED_PREFERRED_USERNAME, &self.preferred_username),
             ];
@@ -286,6 +297,7 @@ mod tests {
             signer: "arn:x".into(),
             forwarded_user: true,
             access_token: true,
+            forward_unverified_email: false,
         };
         let mut claims = serde_json::Map::new();
         claims.insert("sub".into(), "alice".into());

@@ -46,16 +46,26 @@ impl SigningKey {
     }
 
     pub fn load(path: &Path) -> Result<SigningKey, SigningKeyError> {
+        Self::load_fingerprinted(path).map(|(k, _)| k)
+    }
+
+    /// Loads a key file and returns, with the key, the SHA-256 of the content it was read
+    /// from (one read), so that a reload can tell a rotated file from an unchanged one.
+    pub fn load_fingerprinted(path: &Path) -> Result<(SigningKey, [u8; 32]), SigningKeyError> {
         let text = std::fs::read_to_string(path).map_err(|source| SigningKeyError::Read {
             path: path.display().to_string(),
             source,
         })?;
+        let mut fingerprint = [0u8; 32];
+        fingerprint
+            .copy_from_slice(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref());
         let der = pem_body(&text, "PRIVATE KEY").ok_or_else(|| SigningKeyError::Format {
             path: path.display().to_string(),
         })?;
-        Self::from_pkcs8(&der).ok_or_else(|| SigningKeyError::Format {
+        let key = Self::from_pkcs8(&der).ok_or_else(|| SigningKeyError::Format {
             path: path.display().to_string(),
-        })
+        })?;
+        Ok((key, fingerprint))
     }
 
     /// Parses a PKCS#8 PEM ("BEGIN PRIVATE KEY"), e.g. one kept in the pool's database.

@@ -1,8 +1,8 @@
 //! The identity headers and the `x-amzn-oidc-data` JWT (src/identity_headers.rs,
 //! src/signing.rs), for any session claims and any client-sent headers.
 //!
-//! Input: a selector byte (JWT format, `forwarded_user`, `access_token`), then header names
-//! separated by `\n` up to a `\0`, then the claims as JSON (anything else is the `sub`).
+//! Input: a selector byte (JWT format, `forwarded_user`, `access_token`,
+//! `forward_unverified_email`), then header names separated by `\n` up to a `\0`, then the claims as JSON (anything else is the `sub`).
 //! Properties: nothing panics; after `strip` then `inject`, every header that is an identity
 //! header in disguise (any case, `_` or `.` for `-`) is gone and the identity headers present
 //! are exactly the ones Portcullis set, with its values; the data JWT is three base64url parts
@@ -94,6 +94,7 @@ fuzz_target!(|data: &[u8]| {
         signer: "arn:aws:elasticloadbalancing:fuzz".into(),
         forwarded_user: sel & 2 != 0,
         access_token: sel & 4 != 0,
+        forward_unverified_email: sel & 16 != 0,
     };
     let session = Session {
         sid: "sid".into(),

@@ -13,6 +13,7 @@ use super::redirect::safe_target;
 use crate::error::{RequestError, html_escape, page};
 use crate::http::body::{self, Body};
 use crate::http::headers::*;
+use crate::http::host::{Host, RequestHost};
 use crate::http::negotiate::is_non_navigational;
 use crate::http::paths;
 use crate::session::now_unix;
@@ -105,7 +106,13 @@ impl Auth {
         };
         let response = match path {
             paths::CALLBACK => get_only(self.callback(query, &parts.headers, request_id).await),
-            paths::START => get_only(self.start(query, request_id).await),
+            paths::START => {
+                let own = parts
+                    .extensions
+                    .get::<RequestHost>()
+                    .and_then(|h| h.host.as_ref());
+                get_only(self.start(query, own, request_id).await)
+            }
             paths::SIGN_OUT => {
                 if parts.method == Method::GET || parts.method == Method::POST {
                     self.sign_out(query, &parts.headers).await
@@ -156,7 +163,12 @@ impl Auth {
 
     /// `/oauth2/start`: validated `rd`; the provider named, or the one of the route `rd` matches;
     /// a chooser page when that route offers several.
-    async fn start(&self, query: Option<&str>, request_id: &str) -> Response<Body> {
+    async fn start(
+        &self,
+        query: Option<&str>,
+        own_host: Option<&Host>,
+        request_id: &str,
+    ) -> Response<Body> {
         let rd = safe_target(
             query_param(query, "rd").as_deref(),
             &self.cfg.public_origin,
@@ -175,10 +187,19 @@ impl Auth {
                 .render(request_id, false);
             }
         };
-        let rd_path = url::Url::parse(&rd)
-            .map(|u| u.path().to_string())
-            .unwrap_or_else(|_| rd.split('?').next().unwrap_or("/").to_string());
-        let route = self.routes.find(None, &rd_path);
+        // The route `rd` names: its host (an absolute `rd`'s, else this request's), canonical
+        // like every host a route is matched on, and its path.
+        let (rd_host, rd_path) = match url::Url::parse(&rd) {
+            Ok(u) => (
+                u.host_str().and_then(|h| Host::parse(h, 0).ok().flatten()),
+                u.path().to_string(),
+            ),
+            Err(_) => (
+                own_host.cloned(),
+                rd.split('?').next().unwrap_or("/").to_string(),
+            ),
+        };
+        let route = self.routes.find(rd_host.as_ref().map(Host::name), &rd_path);
         let candidates: Vec<usize> = match route {
             Some(r) if !r.providers.is_empty() => r.providers.clone(),
             _ => (0..self.providers.len()).collect(),
@@ -261,7 +282,7 @@ impl Auth {
     }
 
     /// `/oauth2/auth` for nginx `auth_request`, Traefik, Envoy, Caddy. The original host and
-    /// URI are believed only from trusted proxies; the path gets the same normalisation and
+    /// URI are believed only from trusted proxies, the host compared canonically; the path gets the same normalisation and
     /// the same encoded-slash rule as the inline path; the decision is [`Auth::decide`]'s.
     async fn forward_auth(
         &self,
@@ -272,18 +293,31 @@ impl Auth {
         use crate::metrics::Decision as M;
         let h = &parts.headers;
         let hv = |n: &http::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let own_host = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| hv(&header::HOST));
+        // The request's own host, canonical (set once in `App::route`); a trusted proxy's
+        // `X-Forwarded-Host` replaces it, made canonical the same way (one value, a valid host;
+        // otherwise 400), with `X-Forwarded-Proto` naming the scheme whose default port goes.
+        let own = parts
+            .extensions
+            .get::<RequestHost>()
+            .cloned()
+            .unwrap_or_default();
         let (host, uri) = if self.is_trusted(peer) {
-            let host = hv(&X_FORWARDED_HOST).or(own_host);
+            let host = match RequestHost::forwarded(h, own.https) {
+                Ok(Some(forwarded)) => Some(forwarded),
+                Ok(None) => own.host,
+                Err(e) => {
+                    return (
+                        RequestError::BadRequest(e.to_string()).render(request_id, true),
+                        None,
+                        M::Internal,
+                    );
+                }
+            };
             let uri = hv(&X_FORWARDED_URI)
                 .or_else(|| hv(&X_ORIGINAL_URL).map(|u| path_of_original_url(&u).to_string()));
             (host, uri.unwrap_or_else(|| "/".into()))
         } else {
-            (own_host, "/".into())
+            (own.host, "/".into())
         };
         let (path_only, query) = match uri.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -306,7 +340,7 @@ impl Auth {
                 );
             }
         };
-        let Some(route) = self.routes.find(host.as_deref(), &path) else {
+        let Some(route) = self.routes.find(host.as_ref().map(Host::name), &path) else {
             return (
                 RequestError::NoRoute.render(request_id, true),
                 None,

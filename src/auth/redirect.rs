@@ -34,7 +34,7 @@ pub fn safe_target(rd: Option<&str>, public_origin: &str, allowed: &[String]) ->
         && u.username().is_empty()
         && u.password().is_none()
     {
-        let origin = u.origin().ascii_serialization();
+        let origin = crate::http::host::canonical_origin(&u);
         if origin == public_origin || allowed.contains(&origin) {
             return u.to_string();
         }
@@ -66,6 +66,12 @@ mod tests {
                 "https://other.example.com/y",
             ),
             (Some("https://other.example.com.evil.com/"), "/"),
+            // The same host in another spelling is the same origin.
+            (
+                Some("https://Other.Example.com.:443/y"),
+                "https://other.example.com./y",
+            ),
+            (Some("https://other.example.com../y"), "/"),
             (Some("https://user@app.example.com/"), "/"),
             (Some("evil.com"), "/"),
             (None, "/"),

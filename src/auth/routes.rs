@@ -1,24 +1,11 @@
 //! The ordered route table: first route whose host (if any) and path prefix match wins.
-//! Built once at start-up; matching allocates nothing.
+//! Built once at start-up; matching allocates nothing. Hosts are compared canonically: the
+//! configured ones were made canonical at load, the request's once when it arrived.
 
 use crate::config::RouteConfig;
 
 pub struct RouteTable {
     routes: Vec<RouteConfig>,
-}
-
-/// The request host without its port, as written (callers compare case-insensitively).
-pub fn host_only(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .find(']')
-            .map(|i| &authority[..=i])
-            .unwrap_or(authority);
-    }
-    authority
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(authority)
 }
 
 impl RouteTable {
@@ -42,14 +29,15 @@ impl RouteTable {
         self.routes.iter()
     }
 
-    /// First matching route for a host (may include a port) and a normalised path.
+    /// First matching route for a request's canonical host name (no port; see
+    /// [`crate::http::host::Host::name`]) and normalised path. Route hosts are canonical since
+    /// load, so the comparison is plain equality.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&RouteConfig> {
-        let host = host.map(host_only);
         self.routes.iter().find(|r| {
             path.starts_with(r.path.as_str())
                 && match (&r.host, host) {
                     (None, _) => true,
-                    (Some(want), Some(h)) => want.eq_ignore_ascii_case(h),
+                    (Some(want), Some(h)) => want == h,
                     (Some(_), None) => false,
                 }
         })
@@ -60,6 +48,7 @@ impl RouteTable {
 mod tests {
     use super::*;
     use crate::config::{Authorization, OnUnauthenticated, Upstream};
+    use crate::http::host::Host;
     use std::time::Duration;
 
     pub fn route(i: usize, path: &str, host: Option<&str>) -> RouteConfig {
@@ -88,13 +77,16 @@ mod tests {
         let cases = [
             (None, "/public/x", Some(0)),
             (Some("admin.example.com:8443"), "/public/x", Some(0)),
-            (Some("ADMIN.example.com"), "/x", Some(1)),
+            (Some("ADMIN.example.com."), "/x", Some(1)),
+            (Some("Admin.Example.com:80"), "/x", Some(1)),
+            (Some("admin.example.com.:8443"), "/x", Some(1)),
             (Some("app.example.com"), "/x", Some(2)),
             (None, "/PUBLIC/x", Some(2)),
         ];
         for (host, path, want) in cases {
-            assert_eq!(t.find(host, path).map(|r| r.index), want, "{host:?} {path}");
+            let canonical = host.map(|h| Host::parse(h, 80).unwrap().unwrap());
+            let name = canonical.as_ref().map(Host::name);
+            assert_eq!(t.find(name, path).map(|r| r.index), want, "{host:?} {path}");
         }
-        assert_eq!(host_only("[::1]:80"), "[::1]");
     }
 }

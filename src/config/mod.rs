@@ -180,6 +180,8 @@ pub struct HeadersConfig {
     pub signing_key_file: Option<PathBuf>,
     pub forwarded_user: bool,
     pub access_token: bool,
+    /// Send `X-Forwarded-Email` even for an address the IdP marked `email_verified: false`.
+    pub insecure_forward_unverified_email: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -46,6 +46,7 @@ pub struct RawHeaders {
     pub signing_key_file: Option<String>,
     pub forwarded_user: Option<bool>,
     pub access_token: Option<bool>,
+    pub insecure_forward_unverified_email: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

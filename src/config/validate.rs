@@ -137,8 +137,9 @@ fn relative_to(base: &Path, path: &str) -> PathBuf {
 }
 
 /// The origin (`scheme://host[:port]`) of a URL, port omitted when it is the default.
+/// Canonical, as redirect targets are compared: one trailing dot removed.
 pub fn origin_of(url: &Url) -> String {
-    url.origin().ascii_serialization()
+    crate::http::host::canonical_origin(url)
 }
 
 fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
@@ -664,6 +665,7 @@ fn build_headers(raw: Option<RawHeaders>, path: &Path, p: &mut Problems) -> Opti
         signing_key_file,
         forwarded_user: raw.forwarded_user.unwrap_or(true),
         access_token: raw.access_token.unwrap_or(true),
+        insecure_forward_unverified_email: raw.insecure_forward_unverified_email.unwrap_or(false),
     })
 }
 
@@ -853,7 +855,16 @@ fn build_route(
             format!("{route_path:?} must start with /"),
         );
     }
-    let host = raw.host.map(|h| h.to_ascii_lowercase());
+    // Canonical at load (lower case, no trailing dot), as every request's host is.
+    let host = raw
+        .host
+        .and_then(|h| match crate::http::host::route_host(&h) {
+            Ok(h) => Some(h),
+            Err(why) => {
+                p.push(format!("{kp}.host"), why);
+                None
+            }
+        });
     let on_unauthenticated = one_of(
         raw.on_unauthenticated.as_deref(),
         OnUnauthenticated::Authenticate,
@@ -1148,6 +1159,34 @@ upstream = "http://127.0.0.1:3000"
         );
         let joined = problems(&format!("{GOOD}allow_scopes = [\"x\"]\n")).join("\n");
         assert!(joined.contains("routes[0].allow_scopes"), "{joined}");
+    }
+
+    #[test]
+    fn route_hosts_are_canonical_and_headers_opt_out_is_read() {
+        let c = load_str(
+            &format!("{GOOD}host = \"Admin.Example.COM.\"\n[headers]\ninsecure_forward_unverified_email = true\n"),
+            Path::new("t.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.routes[0].host.as_deref(), Some("admin.example.com"));
+        assert_eq!(c.routes[0].name, "admin.example.com/");
+        assert!(c.headers.insecure_forward_unverified_email);
+        let c = load_str(GOOD, Path::new("t.toml")).expect("valid");
+        assert!(!c.headers.insecure_forward_unverified_email);
+        for bad in [
+            "admin.example.com:8443",
+            "admin..example.com",
+            "user@admin",
+            "",
+        ] {
+            let joined = problems(&format!("{GOOD}host = \"{bad}\"\n")).join("\n");
+            assert!(joined.contains("routes[0].host"), "{bad:?}: {joined}");
+        }
+        let joined = problems(&format!(
+            "{GOOD}[headers]\nforward_unverified_email = true\n"
+        ))
+        .join("\n");
+        assert!(joined.contains("forward_unverified_email"), "{joined}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! HTTP vocabulary shared by every layer: the response body type, header names and reserved
-//! paths (each declared once), request-path normalisation and content negotiation.
+//! paths (each declared once), request-path normalisation, the request's one canonical host, and content negotiation.
 
 pub mod body;
 pub mod headers;
+pub mod host;
 pub mod negotiate;
 pub mod normalize;
 pub mod paths;

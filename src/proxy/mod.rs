@@ -212,7 +212,8 @@ impl Forwarder {
         let keep_upgrade = upgrade.is_some();
         set_forwarded(&mut parts, inbound, trusted);
 
-        // Preserve the client's Host, as ALB does; the URI only picks the connection.
+        // The client's host, as ALB does — in its canonical spelling, the one the route was
+        // matched on (`App::route` replaced `Host` with it); the URI only picks the connection.
         if !parts.headers.contains_key(header::HOST)
             && let Some(a) = parts.uri.authority()
             && let Ok(v) = HeaderValue::from_str(a.as_str())

@@ -600,14 +600,20 @@ impl Stack {
 /// Sends a request line exactly as written (no client-side path normalisation) and returns
 /// the status and the whole response text.
 pub async fn raw_get(port: u16, path: &str, extra_headers: &str) -> (u16, String) {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/html\r\nConnection: close\r\n{extra_headers}\r\n"
+    );
+    raw_exchange(port, &req).await
+}
+
+/// Writes `request` (a whole request, as bytes on the wire) on a fresh connection and reads
+/// until the server closes it; returns the status and the whole response text.
+pub async fn raw_exchange(port: u16, request: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/html\r\nConnection: close\r\n{extra_headers}\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -673,4 +679,25 @@ on_unauthenticated = "allow"
 "#
     );
     Proxy::start(port, admin, &cfg).await
+}
+
+/// The review's host-routing set-up (HDR-12): `www.test` allows anonymous users, `admin.test`
+/// denies them, everything else is allowed — all to `upstream`, through [`allow_proxy`].
+pub async fn host_routes_proxy(upstream: &str, server_extra: &str) -> Proxy {
+    let routes = format!(
+        r#"host = "www.test"
+
+[[routes]]
+host = "admin.test"
+path = "/"
+upstream = "{upstream}"
+on_unauthenticated = "deny"
+
+[[routes]]
+path = "/"
+upstream = "{upstream}"
+on_unauthenticated = "allow"
+"#
+    );
+    allow_proxy(upstream, server_extra, &routes).await
 }

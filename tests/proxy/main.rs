@@ -5,6 +5,7 @@ mod audit;
 mod flows;
 mod hardening;
 mod harness;
+mod host_authority;
 mod lean_server;
 mod lean_upstream;
 mod listeners;

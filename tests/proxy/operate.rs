@@ -296,3 +296,109 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
         assert!(!all.contains(secret), "{secret} reached the log");
     }
 }
+
+/// The `kid` of an `x-amzn-oidc-data` JWT, after checking its ES256 signature against `key`.
+fn data_kid_verified_by(jwt: &str, key: &portcullis::signing::SigningKey, when: &str) -> String {
+    use base64::Engine;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "{jwt}");
+    let b64 = |s: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .unwrap()
+    };
+    let header: serde_json::Value = serde_json::from_slice(&b64(parts[0])).unwrap();
+    let der = portcullis::signing::pem_body(key.public_pem(), "PUBLIC KEY").unwrap();
+    let point = &der[der.len() - 65..];
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &b64(parts[2]),
+        )
+        .unwrap_or_else(|_| {
+            panic!(
+                "{when}: x-amzn-oidc-data (kid {}) is not signed by key {}",
+                header["kid"],
+                key.kid()
+            )
+        });
+    header["kid"].as_str().unwrap().to_string()
+}
+
+/// SIGHUP, waits for the first reload counted with `result`, then the echo of `GET /x`.
+async fn after_reload(p: &Proxy, c: &reqwest::Client, result: &str) -> serde_json::Value {
+    hup(p);
+    let counted = format!("portcullis_config_reloads_total{{result=\"{result}\"}} 1");
+    wait_for("reload counted", async || {
+        metrics(p).await.contains(&counted)
+    })
+    .await;
+    echoed(c.get(format!("{}/x", p.base)).send().await.unwrap()).await
+}
+
+/// The 2026-12-07 review's F16: rotating the header-signing key is replacing the content of
+/// `headers.signing_key_file` (same path) and sending SIGHUP. The next `x-amzn-oidc-data`
+/// is signed by the new key, and the JWKS and PEM endpoints publish it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_a_rotated_signing_key_file() {
+    setup();
+    let dir = temp_dir("rotate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("signing-key.pem");
+    let old = portcullis::signing::SigningKey::generate();
+    let new = portcullis::signing::SigningKey::generate();
+    std::fs::write(&key_file, old.private_pem()).unwrap();
+
+    let echo = Echo::start().await;
+    let (port, admin) = Proxy::ports();
+    let base = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start(
+        serde_json::json!([Idp::client_for(&base, serde_json::json!({}))]),
+        3600,
+    );
+    let static_dir = temp_dir("static");
+    std::fs::create_dir_all(&static_dir).unwrap();
+    let headers = format!(
+        "\n[headers]\nsigning_key_file = \"{}\"\n",
+        key_file.display()
+    );
+    let cfg = crate::harness::config(port, admin, &idp.issuer, &echo.url(), &headers, &static_dir);
+    let p = Proxy::start(port, admin, &cfg).await;
+    let c = client();
+    login(&c, &p, "/", "alice").await;
+    let data = |v: &serde_json::Value| header(v, "x-amzn-oidc-data").unwrap().to_string();
+    let v = echoed(c.get(format!("{base}/x")).send().await.unwrap()).await;
+    assert_eq!(
+        data_kid_verified_by(&data(&v), &old, "before the rotation"),
+        old.kid()
+    );
+
+    // Rotation: same path, new content; the configuration file itself is unchanged.
+    std::fs::write(&key_file, new.private_pem()).unwrap();
+    let v = after_reload(&p, &c, "ok").await;
+    assert_eq!(
+        data_kid_verified_by(&data(&v), &new, "after SIGHUP"),
+        new.kid(),
+        "after SIGHUP the data header is signed by the rotated key"
+    );
+    let jwks: serde_json::Value = reqwest::get(format!("{base}/oauth2/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], new.kid(), "{jwks}");
+    let pem = reqwest::get(format!("{base}/oauth2/public-keys/{}", new.kid()))
+        .await
+        .unwrap();
+    assert_eq!(pem.status(), 200);
+    assert_eq!(pem.text().await.unwrap(), new.public_pem());
+
+    // A broken key file: the reload is rejected and the running key kept.
+    std::fs::write(&key_file, "not a key").unwrap();
+    let v = after_reload(&p, &c, "rejected").await;
+    assert_eq!(
+        data_kid_verified_by(&data(&v), &new, "after a rejected reload"),
+        new.kid()
+    );
+}

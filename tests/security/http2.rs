@@ -110,3 +110,78 @@ async fn rapid_reset_is_bounded_and_others_are_still_served() {
     let r = c.get(format!("{}/after", p.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// One h2 request on a fresh prior-knowledge connection: `uri` gives `:authority`, `host` an
+/// optional `host` header field. Returns the status and the body.
+async fn h2_get(port: u16, uri: &str, host: Option<&str>) -> (u16, String) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let mut req = http::Request::get(uri);
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    let (resp, _) = client.send_request(req.body(()).unwrap(), true).unwrap();
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn upstream_host(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["headers"]["host"][0].as_str().map(str::to_string)
+}
+
+/// RFC 9113 §8.3.1 and HDR-12 (the 2026-12-07 review's F3, over HTTP/2): an `:authority`
+/// naming one host and a `host` field naming another is malformed — 400, never routed by one
+/// and served as the other. Hosts in any spelling match their route, and the upstream gets the
+/// host the route matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_authority_and_a_different_host_field_are_refused() {
+    setup();
+    let echo = crate::harness::Echo::start().await;
+    let p = crate::harness::host_routes_proxy(&echo.url(), "").await;
+    let port = p.port;
+    // The attack: routed as www.test (allow), served as admin.test.
+    let (status, body) = h2_get(port, "http://www.test/secret", Some("admin.test")).await;
+    assert_eq!(
+        status,
+        400,
+        ":authority www.test with host admin.test; the upstream saw host {:?}",
+        upstream_host(&body)
+    );
+    let (status, _) = h2_get(port, "http://admin.test/secret", Some("www.test")).await;
+    assert_eq!(status, 400);
+    // The same host in two spellings is one authority.
+    let (status, body) = h2_get(port, "http://www.test/x", Some("WWW.test.")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(upstream_host(&body).as_deref(), Some("www.test"));
+    // `:authority` alone (what h2 clients send): matched canonically, forwarded canonically.
+    for (authority, want) in [
+        ("admin.test", 401),
+        ("admin.test.", 401),
+        ("ADMIN.TEST:80", 401),
+        ("www.test.", 200),
+    ] {
+        let (status, body) = h2_get(port, &format!("http://{authority}/x"), None).await;
+        assert_eq!(
+            status,
+            want,
+            ":authority {authority:?}; the upstream saw host {:?}",
+            upstream_host(&body)
+        );
+        if want == 200 {
+            assert_eq!(upstream_host(&body).as_deref(), Some("www.test"));
+        }
+    }
+}

@@ -210,3 +210,64 @@ async fn email_with_two_at_signs_does_not_pass_a_domain_rule() {
     let r = c.get(format!("{base}/corp/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The 2026-12-07 review's F6: an email the IdP says is not verified (`email_verified: false`,
+/// the test IdP's `mallory`) is not identity. `X-Forwarded-Email` — inline and in forward
+/// auth's answer — is left out for it (oauth2-proxy refuses such users by default), and sent
+/// for a verified address; `headers.insecure_forward_unverified_email = true` sends it anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unverified_email_is_not_forwarded_as_identity() {
+    portcullis::install_crypto();
+    let s = Stack::start().await;
+    let base = &s.proxy.base;
+    let mallory = client();
+    login(&mallory, &s.proxy, "/", "mallory").await;
+    let v = echoed(mallory.get(format!("{base}/x")).send().await.unwrap()).await;
+    assert_eq!(header(&v, "x-forwarded-user"), Some("mallory"), "{v}");
+    assert_eq!(
+        header(&v, "x-forwarded-email"),
+        None,
+        "an unverified email reached the upstream as identity: {v}"
+    );
+    let r = mallory
+        .get(format!("{base}/oauth2/auth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-forwarded-user"], "mallory");
+    assert!(
+        r.headers().get("x-forwarded-email").is_none(),
+        "/oauth2/auth answered an unverified email: {:?}",
+        r.headers()
+    );
+    // A verified address is still sent.
+    let alice = client();
+    login(&alice, &s.proxy, "/", "alice").await;
+    let v = echoed(alice.get(format!("{base}/x")).send().await.unwrap()).await;
+    assert_eq!(header(&v, "x-forwarded-email"), Some("alice@example.com"));
+    drop(s);
+
+    // The opt-out.
+    let s = Stack::start_with(
+        3600,
+        "\n[headers]\ninsecure_forward_unverified_email = true\n",
+        serde_json::json!({}),
+    )
+    .await;
+    let mallory = client();
+    login(&mallory, &s.proxy, "/", "mallory").await;
+    let v = echoed(
+        mallory
+            .get(format!("{}/x", s.proxy.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        header(&v, "x-forwarded-email"),
+        Some("mallory@example.com"),
+        "{v}"
+    );
+}
