@@ -93,7 +93,7 @@ pub async fn issue(
             tracing::warn!(
                 target: "portcullis::pool::delivery",
                 delivery = "log",
-                username = %user.username,
+                username = %crate::pool::audit::printable(&user.username),
                 purpose = purpose.as_str(),
                 code = %code,
                 "DEVELOPMENT ONLY one-time code (pool.delivery = \"log\"; use \"smtp\" in production)"
@@ -110,7 +110,7 @@ pub async fn issue(
                 &[("code", &code), ("hours", &hours)],
             );
             smtp::send(smtp_cfg, to, i18n::t(lang, "mail_subject"), &body).await?;
-            tracing::info!(username = %user.username, purpose = purpose.as_str(), "one-time code sent by email");
+            tracing::info!(username = %crate::pool::audit::printable(&user.username), purpose = purpose.as_str(), "one-time code sent by email");
             Ok(())
         }
     }
