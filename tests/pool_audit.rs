@@ -247,3 +247,36 @@ on_both!(
     control_characters,
     control_characters_in_targets_are_escaped
 );
+
+/// The same for C1 controls (U+009B CSI, U+0085 NEL) and bidirectional overrides and isolates
+/// (U+202E, U+2066): neither `pool audit`'s text output nor the server log carries them raw.
+async fn c1_controls_and_bidi_overrides_are_escaped(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    let crafted = "ghost%C2%9B8m%C2%85forged%E2%80%AEdesrever%E2%81%A6x";
+    let (status, _) = api(
+        &s,
+        reqwest::Method::POST,
+        &format!("/pool/users/{crafted}/disable"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (ok, out, err) = s.cli(&["audit"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ghost"), "the entry is listed: {out:?}");
+    let bad = ['\u{9b}', '\u{85}', '\u{202e}', '\u{2066}'];
+    let raw_in_out: Vec<_> = bad.iter().filter(|c| out.contains(**c)).collect();
+    assert!(
+        raw_in_out.is_empty(),
+        "pool audit printed raw {raw_in_out:?}: {out:?}"
+    );
+    assert_eq!(out.lines().count(), 1, "one entry, one line: {out:?}");
+    let log = s.log_text();
+    assert!(log.contains("ghost"), "the event is logged");
+    let raw_in_log: Vec<_> = bad.iter().filter(|c| log.contains(**c)).collect();
+    assert!(
+        raw_in_log.is_empty(),
+        "the server log carries raw {raw_in_log:?}"
+    );
+}
+on_both!(c1_and_bidi, c1_controls_and_bidi_overrides_are_escaped);

@@ -42,8 +42,9 @@ fn more_accounts() -> Value {
         "victim3": {"sub": "victim3", "email": "victim3@corp.example", "email_verified": true},
         "Case-1": {"sub": "Case-1", "email": "upper@case.example", "email_verified": true},
         "case-1": {"sub": "case-1", "email": "lower@case.example", "email_verified": true},
-        // A provider that says how its user signed in.
-        "strong": {"sub": "strong", "email": "strong@corp.example", "email_verified": true, "login_amr": ["hwk", "mfa"]},
+        // A provider that says how its user signed in (with a password there too: the pool's
+        // `amr` never says `pwd` for a federated sign-in).
+        "strong": {"sub": "strong", "email": "strong@corp.example", "email_verified": true, "login_amr": ["pwd", "hwk", "mfa"]},
     })
 }
 
@@ -765,6 +766,7 @@ async fn federated_amr_is_fed(backend: Backend) {
     let r = continue_with(&c, &s, "Continue with Corp SSO", "strong").await;
     let _ = signed_in_as(&c, &s, r).await;
     let claims = session_claims(&c, &s).await;
+    // The provider said `pwd`, `hwk`, `mfa`: its `pwd` is dropped.
     assert_eq!(claims["amr"], json!(["fed", "hwk", "mfa"]), "{claims}");
     // A password sign-in is still `pwd`.
     create_user(&s, "hank", "hank@example.com");

@@ -700,3 +700,58 @@ async fn unverified_addresses_hold_nothing(backend: Backend) {
     assert!(out.contains("UNCONFIRMED"), "{out}");
 }
 on_both!(unverified_addresses, unverified_addresses_hold_nothing);
+
+/// Unauthenticated work is bounded (the red-team's inbox flood): sign-ups under many names
+/// with one victim's address send that address at most 10 codes an hour, whatever the names
+/// (each page answers as usual, so the bound reveals nothing); and one client address gets at
+/// most 30 sign-ups an hour, then 429.
+async fn sign_ups_cannot_flood_an_inbox_or_the_pool(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..14 {
+        let st = sign_up_as(
+            &s,
+            &browser(),
+            &format!("inbox-flood-{i}"),
+            "Inbox-Victim@example.com",
+        )
+        .await;
+        *statuses.entry(st).or_insert(0) += 1;
+    }
+    assert!(
+        statuses.keys().all(|st| *st < 400),
+        "every sign-up answers as usual: {statuses:?}"
+    );
+    // Codes are written as they are sent; give any background send a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let sent: usize = (0..14)
+        .map(|i| s.codes(&format!("inbox-flood-{i}"), "signup").len())
+        .sum();
+    assert!(
+        sent <= 10,
+        "{sent} codes sent to one address by 14 sign-ups ({statuses:?})"
+    );
+    assert!(sent >= 1, "the first sign-ups get their code");
+    // The same client, other addresses: 30 sign-ups an hour, then 429.
+    let mut i = 14;
+    let refused = loop {
+        let st = sign_up_as(
+            &s,
+            &browser(),
+            &format!("many-{i}"),
+            &format!("many-{i}@example.com"),
+        )
+        .await;
+        if st == 429 {
+            break i;
+        }
+        assert!(
+            i < 40,
+            "{} sign-ups from one client address, none refused (last {st})",
+            i + 1
+        );
+        i += 1;
+    };
+    assert_eq!(refused, 30, "the 31st sign-up from one address is refused");
+}
+on_both!(sign_up_flood, sign_ups_cannot_flood_an_inbox_or_the_pool);

@@ -184,6 +184,15 @@ fn times_ok(claims: &Map<String, Value>, now: i64) -> Result<i64, Refused> {
             None => return Err(Refused::Invalid("nbf is not a number")),
         },
     }
+    // A token cannot come from the future: an `iat` beyond the leeway is refused (and one
+    // within it counts as issued now, see `verified_token`), so no `iat` can place a token
+    // after a revocation that it predates.
+    match claims.get("iat") {
+        Some(iat) if iat.as_f64().is_some_and(|i| i > (now + LEEWAY_SECS) as f64) => {
+            return Err(Refused::Invalid("the token is not valid yet (iat)"));
+        }
+        _ => {}
+    }
     Ok(exp)
 }
 
@@ -311,15 +320,15 @@ impl Auth {
             .filter(|s| !s.is_empty())
             .ok_or(Refused::Invalid("sub is missing"))?
             .to_string();
-        // Issued at `iat` (a token without one is as old as can be: every revocation of its
-        // user covers it); made from the IdP session `sid`, or for a Portcullis pool's tokens
+        // Issued at `iat`, or now if that is earlier (a token without one is as old as can
+        // be: every revocation of its user covers it); made from the IdP session `sid`, or for a Portcullis pool's tokens
         // (this one's or another's) the session their token family (`origin_jti`) was issued
         // in. A foreign `origin_jti` (Cognito's) names no session.
         let iat = claims
             .get("iat")
             .and_then(Value::as_i64)
             .unwrap_or(0)
-            .max(0);
+            .clamp(0, now);
         let idp_sid = match claims.get("sid").and_then(Value::as_str) {
             Some(sid) if !sid.is_empty() => Some(sid.to_string()),
             _ => claims

@@ -135,11 +135,11 @@ pub async fn record(
     tracing::event!(
         target: "portcullis::audit",
         tracing::Level::INFO,
-        audit.actor = %actor_s,
+        audit.actor = %printable(&actor_s),
         audit.action = action,
-        audit.target = target,
+        audit.target = %printable(target),
         audit.outcome = outcome.as_str(),
-        audit.reason = outcome.reason(),
+        audit.reason = %printable(outcome.reason()),
         "admin action"
     );
     let row = AuditRow {

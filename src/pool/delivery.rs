@@ -42,11 +42,31 @@ pub enum DeliveryError {
     NoAddress(String),
     #[error("too many codes sent to user {0} in the last hour; not sending another")]
     TooMany(String),
+    #[error(
+        "too many codes sent to the email address of user {0} in the last hour; not sending another"
+    )]
+    TooManyToAddress(String),
 }
 
 /// Codes sent per user per hour, at most (sign-up, resend, forgot password together): a
 /// stranger cannot turn the pool into a mail cannon aimed at someone's inbox.
 pub const SENDS_PER_HOUR: u32 = 10;
+
+/// Codes sent per destination address per hour, at most, whichever users name it (in the
+/// pool's store, so shared by replicas): sign-ups under many names with one victim's address
+/// cannot flood that inbox. Beyond it nothing is sent and the page answers as usual.
+pub const SENDS_PER_ADDRESS_PER_HOUR: u32 = 10;
+
+/// The counter key of a destination address: a digest of the lowercased address, so the
+/// counters table holds no addresses.
+fn address_key(addr: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, addr.trim().to_lowercase().as_bytes());
+    let hex: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sendto:{hex}")
+}
 
 /// Six uniformly random digits (rejection sampling, no modulo bias).
 pub fn generate_code() -> String {
@@ -78,6 +98,14 @@ pub async fn issue(
     if sent > SENDS_PER_HOUR {
         return Err(DeliveryError::TooMany(user.username.clone()));
     }
+    if let Some(to) = user.email() {
+        let sent = store
+            .record_failure(&address_key(to), now_ms, now_ms - 3_600_000)
+            .await?;
+        if sent > SENDS_PER_ADDRESS_PER_HOUR {
+            return Err(DeliveryError::TooManyToAddress(user.username.clone()));
+        }
+    }
     let code = generate_code();
     store
         .put_code(
@@ -93,7 +121,7 @@ pub async fn issue(
             tracing::warn!(
                 target: "portcullis::pool::delivery",
                 delivery = "log",
-                username = %user.username,
+                username = %crate::pool::audit::printable(&user.username),
                 purpose = purpose.as_str(),
                 code = %code,
                 "DEVELOPMENT ONLY one-time code (pool.delivery = \"log\"; use \"smtp\" in production)"
@@ -110,7 +138,7 @@ pub async fn issue(
                 &[("code", &code), ("hours", &hours)],
             );
             smtp::send(smtp_cfg, to, i18n::t(lang, "mail_subject"), &body).await?;
-            tracing::info!(username = %user.username, purpose = purpose.as_str(), "one-time code sent by email");
+            tracing::info!(username = %crate::pool::audit::printable(&user.username), purpose = purpose.as_str(), "one-time code sent by email");
             Ok(())
         }
     }

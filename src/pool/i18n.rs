@@ -199,6 +199,10 @@ const EN: &[(&str, &str)] = &[
         "Too many sign-in attempts from your network. Try again in {s} seconds.",
     ),
     (
+        "signups_throttled",
+        "Too many sign-ups from your network. Try again in an hour.",
+    ),
+    (
         "disabled",
         "This account is disabled. Contact your administrator.",
     ),
@@ -462,6 +466,10 @@ const JA: &[(&str, &str)] = &[
     (
         "throttled",
         "お使いのネットワークからのサインイン試行が多すぎます。{s}秒後に再試行してください。",
+    ),
+    (
+        "signups_throttled",
+        "お使いのネットワークからのサインアップが多すぎます。1時間後に再試行してください。",
     ),
     (
         "disabled",

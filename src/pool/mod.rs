@@ -365,25 +365,50 @@ impl Pool {
 impl Pool {
     /// The client address for throttling: the peer, or — only when the peer is a trusted
     /// proxy — the nearest untrusted address in `X-Forwarded-For` (clients can forge the rest).
+    /// Entries are read from the right; `ip:port` and `[v6]:port` count as their address. An
+    /// entry that is no address stops the walk and the peer is the key (fail closed: skipping
+    /// it would make a forged entry further left the key).
     fn client_ip(&self, parts: &Parts, peer: IpAddr) -> IpAddr {
         let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
         if !trusted(&peer) {
             return peer;
         }
-        let chain: Vec<IpAddr> = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
-            .collect();
-        chain
-            .into_iter()
-            .rev()
-            .find(|ip| !trusted(ip))
-            .unwrap_or(peer)
+        let mut entries: Vec<&str> = Vec::new();
+        for v in parts.headers.get_all("x-forwarded-for") {
+            let Ok(v) = v.to_str() else {
+                return peer;
+            };
+            entries.extend(v.split(','));
+        }
+        for entry in entries.into_iter().rev() {
+            match forwarded_address(entry) {
+                Some(ip) if trusted(&ip) => continue,
+                Some(ip) => return ip,
+                None => return peer,
+            }
+        }
+        peer
     }
+}
+
+/// One `X-Forwarded-For` entry as an address: `ip`, `ip:port` (IPv4) or `[v6]` / `[v6]:port`;
+/// `None` for anything else.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim();
+    if let Ok(ip) = e.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some(rest) = e.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| p.parse::<u16>().is_ok());
+        return port_ok.then(|| v6.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6))?;
+    }
+    e.parse::<std::net::SocketAddrV4>()
+        .ok()
+        .map(|a| IpAddr::V4(*a.ip()))
 }
 
 /// One pool request: parsed query and form, client address, chosen language.

@@ -303,6 +303,65 @@ async fn revoking_a_user_ends_their_bearer_tokens() {
     assert_eq!(get(base, "/api/x", &bob).await.status(), 401);
 }
 
+/// A token's `iat` cannot put it after a revocation: one issued with `iat` ahead of the clock
+/// (within the leeway) is as old as the time it was first seen, so revoking its user ends it;
+/// one whose `iat` is further ahead than the leeway is refused outright.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_iat_does_not_outlive_a_revocation() {
+    let s = idp_stack().await;
+    let (idp, base) = (&s.idp, s.proxy.base.as_str());
+    let t = now();
+    let ahead = idp
+        .sign(
+            json!({}),
+            token_for(idp, "gina", json!({"iat": t + 30, "jti": "gina-ahead"})),
+        )
+        .await;
+    let plain = idp
+        .sign(
+            json!({}),
+            token_for(idp, "gina", json!({"jti": "gina-plain"})),
+        )
+        .await;
+    for tok in [&ahead, &plain] {
+        assert_eq!(get(base, "/api/x", tok).await.status(), 200);
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{}/sessions/revoke", s.proxy.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"provider": "idp", "sub": "gina"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    refused_within_5s(base, "/api/x", &plain, "plain iat").await;
+    refused_within_5s(
+        base,
+        "/api/x",
+        &ahead,
+        "iat 30 s ahead, seen before the revocation",
+    )
+    .await;
+
+    let far = idp
+        .sign(
+            json!({}),
+            token_for(
+                idp,
+                "hank",
+                json!({"iat": t + 3600, "exp": t + 7200, "jti": "hank-far"}),
+            ),
+        )
+        .await;
+    assert_refused(
+        get(base, "/api/x", &far).await,
+        401,
+        "invalid_token",
+        "iat an hour ahead",
+    )
+    .await;
+}
+
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);

@@ -262,3 +262,61 @@ on_both!(
     hashing_limit,
     sign_ins_beyond_the_hashing_limit_get_503_with_retry_after
 );
+
+/// A trusted proxy that appends the client as `ip:port` (Azure Application Gateway does),
+/// `[v6]:port`, or something that is no address at all (the review's F4, red-team variant):
+/// the client's own forged entries to the left never become the throttling key. The entry the
+/// proxy appended (without its port) is the key, and an entry that cannot be read makes the
+/// peer the key — so at most `ip_max_attempts` sign-ins are verified for each spelling.
+async fn forged_forwarded_for_cannot_rotate_the_address_limit(backend: Backend) {
+    let mut s = Server::start(
+        backend,
+        "lockout = { ip_max_attempts = 10, initial = \"10m\" }",
+    )
+    .await;
+    s.kill9();
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let cfg = cfg.replacen(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        1,
+    );
+    std::fs::write(&s.config, cfg).unwrap();
+    s.spawn().await;
+    let c = browser();
+    let login = s.url("/oauth2/pool/login");
+    let page = c.get(&login).send().await.unwrap().text().await.unwrap();
+    let (action, csrf) = form(&page, &s.base, "/login");
+    for appended in ["203.0.113.7:4711", "[2001:db8::7]:4711", "unknown"] {
+        let mut counts = std::collections::BTreeMap::new();
+        for i in 0..20 {
+            let r = c
+                .post(&action)
+                .header("x-forwarded-for", format!("10.9.0.{}, {appended}", i + 1))
+                .form(&[
+                    ("csrf_token", csrf.as_str()),
+                    ("username", &format!("nobody-{i}")),
+                    ("password", "Wrong-Password-1"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            *counts.entry(r.status().as_u16()).or_insert(0) += 1;
+        }
+        let verified = counts.get(&401).copied().unwrap_or(0);
+        assert!(
+            verified <= 10,
+            "proxy appended {appended:?}: {verified} of 20 sign-ins from one client were \
+             verified (ip_max_attempts = 10); the forged entries became the key: {counts:?}"
+        );
+        assert_eq!(
+            counts.get(&429).copied().unwrap_or(0),
+            20 - verified,
+            "proxy appended {appended:?}: {counts:?}"
+        );
+    }
+}
+on_both!(
+    forged_forwarded_for,
+    forged_forwarded_for_cannot_rotate_the_address_limit
+);

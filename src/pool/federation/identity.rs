@@ -48,7 +48,8 @@ pub struct Identity {
 const MAX_AMR: usize = 8;
 
 /// The provider's `amr`: string values that are short RFC 8176-style tokens, once each, in
-/// order; `fed` (the pool's own) and anything else are left out.
+/// order; `fed` (the pool's own), `pwd` (a federated sign-in is never the pool's password
+/// sign-in, whatever the provider did) and anything else are left out.
 fn provider_amr(claims: &Map<String, Value>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let Some(Value::Array(items)) = claims.get("amr") else {
@@ -59,7 +60,7 @@ fn provider_amr(claims: &Map<String, Value>) -> Vec<String> {
             && v.len() <= 32
             && v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if token && v != "fed" && !out.iter().any(|o| o == v) && out.len() < MAX_AMR {
+        if token && v != "fed" && v != "pwd" && !out.iter().any(|o| o == v) && out.len() < MAX_AMR {
             out.push(v.to_string());
         }
     }

@@ -287,7 +287,7 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
                     ok = true;
                 }
                 Err(e) => {
-                    tracing::info!(request_id = req.rid, "pool.event" = "migration_failed", reason = %e, "lazy migration did not create a user");
+                    tracing::info!(request_id = req.rid, "pool.event" = "migration_failed", reason = %crate::pool::audit::printable(&e.to_string()), "lazy migration did not create a user");
                 }
             },
             Ok(Err(_)) => {

@@ -13,6 +13,10 @@ use crate::pool::i18n::{self, Lang, t};
 use crate::pool::store::{CodeCheck, NewUser, StoreError, UserStatus};
 use crate::pool::{Pool, Ready, Req, delivery, now, password, username};
 
+/// Sign-ups per client address per hour, at most (then 429): unauthenticated work — a
+/// password hash, a user row, a code sent — is bounded per client.
+pub const SIGNUPS_PER_ADDRESS_PER_HOUR: u32 = 30;
+
 fn fields(pool: &Pool, req: &Req<'_>, lang: Lang) -> Vec<Field> {
     let mut names: Vec<(&String, bool)> = pool
         .cfg
@@ -174,6 +178,39 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     if attrs.contains_key("phone_number") {
         attrs.insert("phone_number_verified".into(), Value::Bool(false));
     }
+    // At most SIGNUPS_PER_ADDRESS_PER_HOUR sign-ups per client address (counted in the
+    // pool's store, before the password is hashed), then 429.
+    let t_ms = now().saturating_mul(1000);
+    match ready
+        .store
+        .record_failure(&format!("signup:{}", req.ip), t_ms, t_ms - 3_600_000)
+        .await
+    {
+        Ok(n) if n > SIGNUPS_PER_ADDRESS_PER_HOUR => {
+            tracing::warn!(
+                request_id = req.rid,
+                "pool.event" = "sign_up_throttled",
+                "too many sign-ups from one client address"
+            );
+            return form(
+                pool,
+                req,
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![t(req.lang, "signups_throttled").to_string()],
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, request_id = req.rid, "cannot count sign-ups");
+            return pool.pages.message(
+                pool,
+                req,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error_title",
+                "unavailable",
+            );
+        }
+    }
     let hash = match password::hash(req.field("password")).await {
         Ok(h) => h,
         Err(password::HashError::Busy(_)) => return super::login::busy(pool, req),
@@ -238,8 +275,13 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             )
             .await
             {
-                tracing::error!(error = %e, request_id = req.rid, "cannot deliver a confirmation code");
-                notice = "&notice=delivery_failed";
+                if let delivery::DeliveryError::TooManyToAddress(_) = e {
+                    // Answered as usual: the page does not tell what the address was sent.
+                    tracing::warn!(error = %e, request_id = req.rid, "pool.event" = "code_not_sent", "confirmation code not sent");
+                } else {
+                    tracing::error!(error = %e, request_id = req.rid, "cannot deliver a confirmation code");
+                    notice = "&notice=delivery_failed";
+                }
             }
         }
         _ => notice = "&notice=delivery_failed",

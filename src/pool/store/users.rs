@@ -143,7 +143,7 @@ pub(super) async fn migrate_v2(conn: &mut sqlx::AnyConnection) -> Result<(), Sto
         if let Some(k) = &key
             && !holders.insert(k.clone())
         {
-            tracing::warn!(user = ?username, "a second user with the same verified email address: its address is now unverified (the older user keeps it)");
+            tracing::warn!(user = %crate::pool::audit::printable(&username), "a second user with the same verified email address: its address is now unverified (the older user keeps it)");
             attrs.insert("email_verified".into(), Value::Bool(false));
             key = None;
         }
