@@ -522,6 +522,13 @@ impl App {
             };
         }
 
+        // A trusted proxy's `X-Forwarded-Host` goes upstream as it came: it must name the host
+        // the route is matched on (one authority per request), or the request is refused.
+        let trusted = self.auth.is_trusted(peer.ip());
+        if trusted && let Err(e) = forwarded_host_agrees(&parts) {
+            return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid);
+        }
+
         // 3. Route.
         let host = parts
             .extensions
@@ -559,8 +566,7 @@ impl App {
             }
         };
 
-        // 5. Forward. Whether the peer is a trusted proxy is read from the running config.
-        let trusted = self.auth.is_trusted(peer.ip());
+        // 5. Forward (whether the peer is a trusted proxy was read from the running config).
         let json = is_non_navigational(&parts.headers);
         let mut resp = match self.forwarders[route_index]
             .forward(parts, body, inbound, trusted, upgrade, started)
@@ -605,5 +611,19 @@ impl App {
 
     fn reject(&self, e: RequestError, parts: &Parts, rid: &str) -> Response<Body> {
         e.render(rid, is_non_navigational(&parts.headers))
+    }
+}
+
+/// A trusted proxy's `X-Forwarded-Host` (when it sends one) names the request's own host,
+/// compared canonically by name; a malformed one is refused like a malformed `Host`.
+fn forwarded_host_agrees(parts: &http::request::Parts) -> Result<(), crate::http::host::HostError> {
+    let own = parts.extensions.get::<RequestHost>();
+    let https = own.is_some_and(|h| h.https);
+    match RequestHost::forwarded(&parts.headers, https)? {
+        None => Ok(()),
+        Some(f) => match own.and_then(|h| h.host.as_ref()) {
+            Some(h) if h.name() == f.name() => Ok(()),
+            _ => Err(crate::http::host::HostError::ForwardedConflict),
+        },
     }
 }

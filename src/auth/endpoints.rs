@@ -59,6 +59,21 @@ fn path_of_original_url(u: &str) -> &str {
     }
 }
 
+/// The canonical host an absolute `X-Original-URL` names (`None` for a bare path), with its
+/// scheme's default port dropped; a malformed authority is refused.
+fn original_url_host(u: &str) -> Result<Option<Host>, crate::http::host::HostError> {
+    let Some(i) = u.find("://") else {
+        return Ok(None);
+    };
+    let https = u[..i].eq_ignore_ascii_case("https");
+    let rest = &u[i + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match Host::parse(authority, crate::http::host::default_port(https))? {
+        Some(h) => Ok(Some(h)),
+        None => Err(crate::http::host::HostError::Invalid),
+    }
+}
+
 /// Forward auth's 401 for a route that signs users in: the JSON body names the login URL,
 /// and so does `Location`.
 fn sign_in_required(login_url: String, request_id: &str) -> Response<Body> {
@@ -313,8 +328,40 @@ impl Auth {
                     );
                 }
             };
-            let uri = hv(&X_FORWARDED_URI)
-                .or_else(|| hv(&X_ORIGINAL_URL).map(|u| path_of_original_url(&u).to_string()));
+            let mut host = host;
+            let uri = match (hv(&X_FORWARDED_URI), hv(&X_ORIGINAL_URL)) {
+                (Some(u), _) => Some(u),
+                // An absolute `X-Original-URL` names a host too: one authority per request, so
+                // it must be the host decided for (or it supplies one when none was named).
+                (None, Some(u)) => {
+                    match original_url_host(&u) {
+                        Ok(Some(named)) => match &host {
+                            Some(h) if *h != named => {
+                                return (
+                                    RequestError::BadRequest(
+                                        crate::http::host::HostError::Conflict.to_string(),
+                                    )
+                                    .render(request_id, true),
+                                    None,
+                                    M::Internal,
+                                );
+                            }
+                            Some(_) => {}
+                            None => host = Some(named),
+                        },
+                        Ok(None) => {}
+                        Err(e) => {
+                            return (
+                                RequestError::BadRequest(e.to_string()).render(request_id, true),
+                                None,
+                                M::Internal,
+                            );
+                        }
+                    }
+                    Some(path_of_original_url(&u).to_string())
+                }
+                (None, None) => None,
+            };
             (host, uri.unwrap_or_else(|| "/".into()))
         } else {
             (own.host, "/".into())

@@ -71,6 +71,8 @@ pub enum HostError {
     Duplicate,
     #[error("the X-Forwarded-Host header is not one valid host")]
     Forwarded,
+    #[error("the X-Forwarded-Host header names another host than the request's Host")]
+    ForwardedConflict,
 }
 
 fn split(raw: &str) -> Result<(&str, Option<&str>), HostError> {
