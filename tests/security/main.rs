@@ -24,3 +24,4 @@ mod slow_clients;
 mod smuggling;
 mod spoofing;
 mod support;
+mod surface;
