@@ -21,6 +21,8 @@ pub enum Cbor {
 pub struct CborError;
 
 const MAX_DEPTH: usize = 16;
+/// Elements reserved ahead for an array or map; more grow as they are actually decoded.
+const MAX_RESERVE: usize = 64;
 
 impl Cbor {
     /// A map entry by integer key (COSE keys) or text key (attestation objects).
@@ -140,7 +142,9 @@ fn item(input: &[u8], pos: &mut usize, depth: usize) -> Result<Cbor, CborError> 
         ),
         4 => {
             let n = count(arg)?;
-            let mut v = Vec::with_capacity(n);
+            // A declared count is a claim, not an allocation size (nested items each claiming
+            // what is left would reserve many times the input).
+            let mut v = Vec::with_capacity(n.min(MAX_RESERVE));
             for _ in 0..n {
                 v.push(item(input, pos, depth + 1)?);
             }
@@ -148,7 +152,7 @@ fn item(input: &[u8], pos: &mut usize, depth: usize) -> Result<Cbor, CborError> 
         }
         5 => {
             let n = count(arg)?;
-            let mut v = Vec::with_capacity(n);
+            let mut v = Vec::with_capacity(n.min(MAX_RESERVE));
             for _ in 0..n {
                 let k = item(input, pos, depth + 1)?;
                 let val = item(input, pos, depth + 1)?;
@@ -162,8 +166,9 @@ fn item(input: &[u8], pos: &mut usize, depth: usize) -> Result<Cbor, CborError> 
     })
 }
 
-/// Encoding, for tests that build authenticator data and attestation objects.
-#[cfg(test)]
+/// Encoding (shortest form), for tests and the fuzz target that build authenticator data and
+/// attestation objects; the pool itself never encodes.
+#[doc(hidden)]
 pub fn encode(v: &Cbor) -> Vec<u8> {
     fn head(out: &mut Vec<u8>, major: u8, n: u64) {
         let m = major << 5;
@@ -174,9 +179,13 @@ pub fn encode(v: &Cbor) -> Vec<u8> {
                 out.push(m | 25);
                 out.extend((n as u16).to_be_bytes());
             }
-            _ => {
+            0x1_0000..=0xffff_ffff => {
                 out.push(m | 26);
                 out.extend((n as u32).to_be_bytes());
+            }
+            _ => {
+                out.push(m | 27);
+                out.extend(n.to_be_bytes());
             }
         }
     }
@@ -231,6 +240,22 @@ mod tests {
         let used = bytes.len();
         bytes.extend([0xa0]);
         assert_eq!(decode(&bytes).unwrap(), (v, used));
+    }
+
+    #[test]
+    fn integers_beyond_32_bits_round_trip() {
+        // The encoder once wrote every value above 0xffff as 32 bits (found by the `webauthn`
+        // fuzz target's round-trip property).
+        for i in [
+            1i128 << 32,
+            u64::MAX as i128,
+            -1 - u64::MAX as i128,
+            65_536,
+            -65_537,
+        ] {
+            let bytes = encode(&Cbor::Int(i));
+            assert_eq!(decode(&bytes), Ok((Cbor::Int(i), bytes.len())), "{i}");
+        }
     }
 
     #[test]
