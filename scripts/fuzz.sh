@@ -54,9 +54,14 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
 echo "== cargo fuzz build (${san[*]}) ${targets[*]}"
-for t in "${targets[@]}"; do
-  cargo fuzz build --fuzz-dir fuzz "${san[@]}" "$t"
-done
+if [ $# -eq 0 ]; then
+  # Every target in one cargo run: the library is built once and the targets link in parallel.
+  cargo fuzz build --fuzz-dir fuzz "${san[@]}"
+else
+  for t in "${targets[@]}"; do
+    cargo fuzz build --fuzz-dir fuzz "${san[@]}" "$t"
+  done
+fi
 bin_dir="$ROOT/fuzz/target/$host/release"
 
 summary=()

@@ -1,5 +1,5 @@
 //! Portcullis: an authenticating reverse proxy. See README.md for what it does and
-//! `../shared/SPEC.md` for the contract. `main.rs` is a thin shell over [`run`].
+//! SECURITY.md for what it guarantees. `main.rs` is a thin shell over [`run`].
 
 pub mod app;
 pub mod auth;
@@ -16,6 +16,8 @@ pub mod proxy;
 pub mod server;
 pub mod session;
 pub mod signing;
+#[doc(hidden)]
+pub mod surface;
 pub mod worker;
 
 /// Exit code for an invalid configuration (EX_USAGE … EX_DATAERR family; SPEC says 64).

@@ -85,6 +85,24 @@ fn sign_in_required(login_url: String, request_id: &str) -> Response<Body> {
     r
 }
 
+/// Every path of the public listener that Portcullis answers itself, outside the pool: the
+/// arms of [`Auth::endpoint`]'s `match` (kept equal by the unit test below) and the
+/// back-channel logout, which the app answers before it (see `App::route`).
+#[doc(hidden)]
+pub const ROUTES: &[crate::surface::Route] = {
+    use crate::surface::Route as R;
+    &[
+        R::exact("GET", paths::CALLBACK),
+        R::exact("GET", paths::START),
+        R::exact("GET POST", paths::SIGN_OUT),
+        R::exact("GET", paths::USERINFO),
+        R::exact("GET", paths::AUTH),
+        R::exact("GET", paths::JWKS),
+        R::prefix("GET", paths::PUBLIC_KEYS_PREFIX),
+        R::exact("POST", paths::BACKCHANNEL_LOGOUT),
+    ]
+};
+
 /// A reserved path's answer, with what to count it as.
 pub struct Endpoint {
     pub response: Response<Body>,
@@ -452,4 +470,41 @@ impl Auth {
 /// A redirect helper re-exported for callers outside auth.
 pub fn found(location: &str) -> Response<Body> {
     redirect(location, &[])
+}
+
+#[cfg(test)]
+mod route_table {
+    use crate::http::paths;
+    use crate::surface::{arms, declared, token_in};
+
+    #[test]
+    fn routes_name_exactly_the_arms_of_the_dispatchers() {
+        let names = [
+            ("paths::CALLBACK", paths::CALLBACK),
+            ("paths::START", paths::START),
+            ("paths::SIGN_OUT", paths::SIGN_OUT),
+            ("paths::USERINFO", paths::USERINFO),
+            ("paths::AUTH", paths::AUTH),
+            ("paths::JWKS", paths::JWKS),
+            ("paths::PUBLIC_KEYS_PREFIX", paths::PUBLIC_KEYS_PREFIX),
+            ("paths::BACKCHANNEL_LOGOUT", paths::BACKCHANNEL_LOGOUT),
+        ];
+        let token = token_in(&names);
+        // Methods are decided inside the arms (`get_only`), so only the paths are compared.
+        let paths_of = |list: Vec<crate::surface::Arm>| -> Vec<(String, bool)> {
+            list.into_iter().map(|a| (a.token, a.prefix)).collect()
+        };
+        let mut want = paths_of(arms(
+            include_str!("endpoints.rs"),
+            "let response = match path {",
+        ));
+        // The app answers the back-channel logout before the reserved-path dispatcher.
+        let app = include_str!("../app.rs");
+        assert!(app.contains("parts.uri.path() == paths::BACKCHANNEL_LOGOUT"));
+        want.push(("paths::BACKCHANNEL_LOGOUT".into(), false));
+        want.sort();
+        let mut got = paths_of(declared(super::ROUTES, token));
+        got.sort();
+        assert_eq!(got, want);
+    }
 }

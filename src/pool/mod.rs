@@ -17,6 +17,8 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 mod console;
+#[doc(hidden)]
+pub use console::ROUTES as CONSOLE_ROUTES;
 pub mod delivery;
 mod federation;
 pub mod hashing;
@@ -411,6 +413,58 @@ fn forwarded_address(entry: &str) -> Option<IpAddr> {
         .map(|a| IpAddr::V4(*a.ip()))
 }
 
+/// Every route of [`Pool::handle`], relative to the issuer path (kept equal to its `match` by
+/// the unit test below). `/passkeys…` answer only with `pool.passkeys`, `/admin…` only with
+/// `pool.admin_console` (see [`console::ROUTES`]).
+#[doc(hidden)]
+pub const ROUTES: &[crate::surface::Route] = {
+    use crate::surface::Route as R;
+    &[
+        R::exact("GET", "/.well-known/openid-configuration"),
+        R::exact("GET", "/jwks.json"),
+        R::exact("GET POST", "/authorize"),
+        R::exact("POST", "/token"),
+        R::exact("GET POST", "/userinfo"),
+        R::exact("GET POST", "/logout"),
+        R::exact("GET", "/login"),
+        R::exact("POST", "/login"),
+        R::exact("GET", "/signup"),
+        R::exact("POST", "/signup"),
+        R::exact("GET", "/confirm"),
+        R::exact("POST", "/confirm"),
+        R::exact("POST", "/resend-code"),
+        R::exact("GET", "/forgot-password"),
+        R::exact("POST", "/forgot-password"),
+        R::exact("GET", "/reset-password"),
+        R::exact("POST", "/reset-password"),
+        R::exact("GET", "/change-password"),
+        R::exact("POST", "/change-password"),
+        R::exact("GET", "/mfa"),
+        R::exact("POST", "/mfa"),
+        R::exact("GET", "/mfa/setup"),
+        R::exact("POST", "/mfa/setup"),
+        R::exact("POST", "/mfa/manage"),
+        R::exact("POST", "/mfa/continue"),
+        R::exact("GET", "/passkeys"),
+        R::exact("POST", "/passkeys/options"),
+        R::exact("POST", "/passkeys/add"),
+        R::exact("POST", "/passkeys/remove"),
+        R::exact("POST", "/passkeys/login/options"),
+        R::exact("POST", "/passkeys/login"),
+        R::exact("GET", "/assets/passkeys.js"),
+        R::exact("*", "/admin"),
+        R::prefix("*", "/admin/"),
+        R::exact("GET", "/federation/start"),
+        R::exact("GET", "/federation/callback"),
+        R::exact("POST", "/federation/complete"),
+        R::exact("GET", "/assets/pool.css"),
+        R::exact("GET", "/assets/brand.css"),
+        R::exact("GET", "/assets/logo"),
+        R::exact("GET", ""),
+        R::exact("GET", "/"),
+    ]
+};
+
 /// One pool request: parsed query and form, client address, chosen language.
 pub struct Req<'a> {
     pub parts: &'a Parts,
@@ -484,4 +538,15 @@ fn purge_periodically(store: Store) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod route_table {
+    use crate::surface::{arms, declared};
+
+    #[test]
+    fn routes_name_exactly_the_arms_of_the_dispatcher() {
+        let want = arms(include_str!("mod.rs"), "match sub {");
+        assert_eq!(declared(super::ROUTES, str::to_string), want);
+    }
 }

@@ -644,3 +644,36 @@ mod tests {
         assert!(!without.contains("password_hash") && !without.contains("$2b$"));
     }
 }
+
+/// For the fuzz target `csv_import` only: the import's checking of a file, without a database.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::collections::HashSet;
+
+    use super::{PoolConfig, Problem};
+    use crate::pool::store::NewUser;
+
+    /// What [`super::plan`] found: data rows, the users of the valid rows, every problem, and
+    /// the lines of the invalid rows.
+    pub struct Checked {
+        pub rows: usize,
+        pub users: Vec<NewUser>,
+        pub problems: Vec<Problem>,
+        pub invalid_lines: Vec<u64>,
+    }
+
+    pub fn check(
+        data: &[u8],
+        cfg: &PoolConfig,
+        taken_names: &HashSet<String>,
+        taken_emails: &HashSet<String>,
+    ) -> Checked {
+        let p = super::plan(data, cfg, taken_names, taken_emails);
+        Checked {
+            rows: p.rows,
+            users: p.users,
+            problems: p.problems,
+            invalid_lines: p.invalid_lines,
+        }
+    }
+}

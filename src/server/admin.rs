@@ -147,6 +147,21 @@ async fn sessions_api(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// Every route of the admin listener's [`handle`] (kept equal to its `match` by the unit test
+/// below): the probes and metrics answer anyone who can reach the listener; `/sessions/…` and
+/// `/pool/…` need the admin token before anything else is read.
+#[doc(hidden)]
+pub const ROUTES: &[crate::surface::Route] = {
+    use crate::surface::Route as R;
+    &[
+        R::exact("*", paths::HEALTHZ),
+        R::exact("*", paths::READYZ),
+        R::exact("*", paths::METRICS),
+        R::prefix("*", paths::ADMIN_SESSIONS_PREFIX),
+        R::prefix("*", paths::ADMIN_POOL_PREFIX),
+    ]
+};
+
 async fn handle(live: Arc<Live>, mut req: Request<Incoming>) -> Response<Body> {
     let app = live.load();
     let path = req.uri().path().to_string();
@@ -238,5 +253,33 @@ pub async fn serve(live: Arc<Live>, listener: TcpListener) {
             });
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod route_table {
+    use crate::http::paths;
+    use crate::surface::{Arm, arms, declared, token_in};
+
+    #[test]
+    fn routes_name_exactly_the_arms_of_the_dispatcher() {
+        let names = [
+            ("paths::HEALTHZ", paths::HEALTHZ),
+            ("paths::READYZ", paths::READYZ),
+            ("paths::METRICS", paths::METRICS),
+            ("paths::ADMIN_SESSIONS_PREFIX", paths::ADMIN_SESSIONS_PREFIX),
+        ];
+        let token = token_in(&names);
+        let src = include_str!("admin.rs");
+        let mut want = arms(src, "    match path.as_str() {");
+        // The sessions API is answered (behind the token) before the `match`.
+        assert!(src.contains("if path.starts_with(paths::ADMIN_SESSIONS_PREFIX) {"));
+        want.push(Arm {
+            token: "paths::ADMIN_SESSIONS_PREFIX".into(),
+            prefix: true,
+            methods: "*".into(),
+        });
+        want.sort();
+        assert_eq!(declared(super::ROUTES, token), want);
     }
 }

@@ -24,4 +24,5 @@ mod slow_clients;
 mod smuggling;
 mod spoofing;
 mod support;
+mod surface;
 mod variants;

@@ -161,6 +161,29 @@ pub fn time(t: i64) -> String {
     )
 }
 
+/// Every route of the console's [`handle`], relative to `{issuer}/admin` (kept equal to its
+/// `match` by the unit test below). All of them need a signed-in member of `admin_group`.
+#[doc(hidden)]
+pub const ROUTES: &[crate::surface::Route] = {
+    use crate::surface::Route as R;
+    &[
+        R::exact("GET", ""),
+        R::exact("GET", "/"),
+        R::exact("GET", "/users"),
+        R::exact("GET", "/users/new"),
+        R::exact("POST", "/users/new"),
+        R::exact("GET", "/user"),
+        R::exact("GET", "/user/edit"),
+        R::exact("POST", "/user/edit"),
+        R::exact("GET", "/groups"),
+        R::exact("POST", "/groups/new"),
+        R::exact("GET", "/group"),
+        R::exact("GET", "/audit"),
+        R::prefix("POST", "/user/"),
+        R::prefix("POST", "/group/"),
+    ]
+};
+
 /// Everything under `{issuer}/admin`.
 pub async fn handle(pool: &Pool, ready: &Ready, req: &Req<'_>, sub: &str) -> Response<Body> {
     let Some((me, _)) = pool.session_user(ready, req).await else {
@@ -205,5 +228,16 @@ pub async fn handle(pool: &Pool, ready: &Ready, req: &Req<'_>, sub: &str) -> Res
         p if post && p.starts_with("/user/") => users::act(&c, &p["/user/".len()..]).await,
         p if post && p.starts_with("/group/") => groups::act(&c, &p["/group/".len()..]).await,
         _ => crate::error::RequestError::NotFound.render(req.rid, false),
+    }
+}
+
+#[cfg(test)]
+mod route_table {
+    use crate::surface::{arms, declared};
+
+    #[test]
+    fn routes_name_exactly_the_arms_of_the_dispatcher() {
+        let want = arms(include_str!("mod.rs"), "    match path {");
+        assert_eq!(declared(super::ROUTES, str::to_string), want);
     }
 }

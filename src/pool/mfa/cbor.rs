@@ -182,8 +182,9 @@ fn item(input: &[u8], pos: &mut usize, depth: usize) -> Result<Cbor, CborError> 
     })
 }
 
-/// Encoding, for tests that build authenticator data and attestation objects.
-#[cfg(test)]
+/// Encoding (shortest form), for tests and the fuzz target that build authenticator data and
+/// attestation objects; the pool itself never encodes.
+#[doc(hidden)]
 pub fn encode(v: &Cbor) -> Vec<u8> {
     fn head(out: &mut Vec<u8>, major: u8, n: u64) {
         let m = major << 5;
@@ -194,9 +195,13 @@ pub fn encode(v: &Cbor) -> Vec<u8> {
                 out.push(m | 25);
                 out.extend((n as u16).to_be_bytes());
             }
-            _ => {
+            0x1_0000..=0xffff_ffff => {
                 out.push(m | 26);
                 out.extend((n as u32).to_be_bytes());
+            }
+            _ => {
+                out.push(m | 27);
+                out.extend(n.to_be_bytes());
             }
         }
     }
@@ -251,6 +256,22 @@ mod tests {
         let used = bytes.len();
         bytes.extend([0xa0]);
         assert_eq!(decode(&bytes).unwrap(), (v, used));
+    }
+
+    #[test]
+    fn integers_beyond_32_bits_round_trip() {
+        // The encoder once wrote every value above 0xffff as 32 bits (found by the `webauthn`
+        // fuzz target's round-trip property).
+        for i in [
+            1i128 << 32,
+            u64::MAX as i128,
+            -1 - u64::MAX as i128,
+            65_536,
+            -65_537,
+        ] {
+            let bytes = encode(&Cbor::Int(i));
+            assert_eq!(decode(&bytes), Ok((Cbor::Int(i), bytes.len())), "{i}");
+        }
     }
 
     #[test]
