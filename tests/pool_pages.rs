@@ -367,6 +367,9 @@ async fn temporary_password_forces_a_change(backend: Backend) {
         "gina",
         "--attribute",
         "email=gina@example.com",
+        // An address the admin vouches for: only a verified one is forwarded as identity.
+        "--attribute",
+        "email_verified=true",
     ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
