@@ -95,6 +95,17 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         c.as_object_mut().map(|m| m.remove("aud"));
         c["client_id"] = json!("api://other");
     });
+    bad(&|c| c["events"] = json!({"http://schemas.openid.net/event/backchannel-logout": {}}));
+    // An ID token (untyped, `nonce`, `aud` = the client) and a logout token (`typ:
+    // logout+jwt`, `events`), both signed by the provider, are not access tokens.
+    let mut id_token = base();
+    id_token["nonce"] = json!("n");
+    invalid.push(idp.sign(&id_token, Some("JWT")));
+    invalid.push(idp.sign(&id_token, None));
+    let mut logout = base();
+    logout["events"] = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
+    logout["jti"] = json!("logout-1");
+    invalid.push(idp.sign(&logout, Some("logout+jwt")));
     let mut all = valid.clone();
     all.extend(invalid.iter().cloned());
     let f = Fixture { idp, valid, all };
