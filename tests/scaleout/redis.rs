@@ -264,7 +264,18 @@ impl Cluster {
         need("redis-server");
         need("redis-cli");
         let dir = temp_dir("redis-cluster");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        // A cluster node also listens on its port + 10000 (the cluster bus): both must be free.
+        let bus_free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok();
+        let ports: Vec<u16> = (0..3)
+            .map(|_| {
+                loop {
+                    let p = free_port();
+                    if p <= 55_535 && bus_free(p) {
+                        break p;
+                    }
+                }
+            })
+            .collect();
         let mut nodes = Vec::new();
         for p in &ports {
             let child = Command::new("redis-server")
