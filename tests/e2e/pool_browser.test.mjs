@@ -77,7 +77,7 @@ describe("pool browser journeys", () => {
   test("wrong password five times → locked → admin unlock (CLI) → sign in", async () => {
     const pc = await Portcullis.start({ poolExtra: 'lockout = { initial = "5m" }' });
     try {
-      pc.cli("users", "add", "leo", "--password", PASSWORD, "--permanent", "--attribute", "email=leo@example.com");
+      pc.cli("users", "add", "leo", "--password", PASSWORD, "--permanent", "--attribute", "email=leo@example.com", "--attribute", "email_verified=true");
       const page = await newPage();
       await page.goto(pc.url("/"));
       await page.waitForURL(/\/oauth2\/pool\/login/);
@@ -104,7 +104,7 @@ describe("pool browser journeys", () => {
   test("forgot password → reset with the code → sign in", async () => {
     const pc = await Portcullis.start();
     try {
-      pc.cli("users", "add", "mia", "--password", PASSWORD, "--permanent", "--attribute", "email=mia@example.com");
+      pc.cli("users", "add", "mia", "--password", PASSWORD, "--permanent", "--attribute", "email=mia@example.com", "--attribute", "email_verified=true");
       const page = await newPage();
       await page.goto(pc.url("/"));
       await page.waitForURL(/\/oauth2\/pool\/login/);
@@ -131,7 +131,7 @@ describe("pool browser journeys", () => {
   test("admin-created user with a temporary password must change it", async () => {
     const pc = await Portcullis.start();
     try {
-      const created = JSON.parse(pc.cli("users", "add", "noah", "--attribute", "email=noah@example.com", "--group", "staff"));
+      const created = JSON.parse(pc.cli("users", "add", "noah", "--attribute", "email=noah@example.com", "--attribute", "email_verified=true", "--group", "staff"));
       assert.equal(created.status, "FORCE_CHANGE_PASSWORD");
       const page = await newPage();
       await page.goto(pc.url("/reports"));

@@ -21,7 +21,7 @@ lockout = { max_attempts = 3, initial = "60s", max = "15m" }
 `,
   });
   const add = (name, email, ...groups) =>
-    pc.cli("users", "add", name, "--password", PASSWORD, "--permanent", "--attribute", `email=${email}`, "--attribute", "name=Test User", "--attribute", "phone_number=+81 90 1234 5678", ...groups.flatMap((g) => ["--group", g]));
+    pc.cli("users", "add", name, "--password", PASSWORD, "--permanent", "--attribute", `email=${email}`, "--attribute", "email_verified=true", "--attribute", "name=Test User", "--attribute", "phone_number=+81 90 1234 5678", ...groups.flatMap((g) => ["--group", g]));
   add("root", "root@example.com", "admins");
   add("bob", "bob@example.com", "staff");
   add("carol", "carol@example.com");

@@ -124,7 +124,7 @@ describe("Continue with … (federation)", () => {
     assert.equal(shown.attributes.identities[0].userId, "alice");
   });
 
-  test("mallory: an unverified email is not linked, and no second account is made", async () => {
+  test("mallory: an unverified email is never linked, and holds nothing against the local user", async () => {
     const page = await newPage("ja-JP");
     await page.goto(pc.url("/app"));
     await page.waitForURL(/\/oauth2\/pool\/login\?req=/);
@@ -135,9 +135,18 @@ describe("Continue with … (federation)", () => {
     await page.waitForURL(/\/interaction\//);
     await page.fill('input[name="login"]', "mallory");
     await page.click('form[action$="/login"] button[type="submit"]');
+    // The provider gave no name: the attribute page asks for it; mallory becomes her own user.
     await page.waitForURL(/\/oauth2\/pool\/federation\/callback/);
-    assert.match(await page.locator("main").innerText(), /このメールアドレスのアカウントは既にあります/);
-    await shot(page, "federation-mallory-02-refused-ja");
-    assert.doesNotMatch(pc.cli("users", "list"), /corp_mallory/);
+    await shot(page, "federation-mallory-02-complete-ja");
+    await page.fill('input[name="name"]', "Mallory");
+    await page.click('button[type="submit"]');
+    await page.waitForURL(pc.url("/app"));
+    const id = await identity(page);
+    assert.equal(id.user, "corp_mallory");
+    // The provider did not verify the address: it is not forwarded as identity.
+    assert.equal(id.email, "");
+    // The local user with the same (unverified) address was not joined.
+    const mal = JSON.parse(pc.cli("users", "show", "mal"));
+    assert.equal((mal.attributes.identities ?? []).length, 0);
   });
 });

@@ -78,7 +78,7 @@ describe("pool multi-factor journeys", () => {
     const pc = await Portcullis.start({ poolExtra: 'mfa = "optional"' });
     try {
       await addStepUpRoute(pc);
-      pc.cli("users", "add", "mia", "--password", PASSWORD, "--permanent", "--attribute", "email=mia@example.com");
+      pc.cli("users", "add", "mia", "--password", PASSWORD, "--permanent", "--attribute", "email=mia@example.com", "--attribute", "email_verified=true");
       const page = await (await browser.newContext({ locale: "en-US" })).newPage();
       await page.goto(pc.url("/app"));
       await page.waitForURL(/\/oauth2\/pool\/login\?req=/);
@@ -153,7 +153,7 @@ describe("pool multi-factor journeys", () => {
   test("required: set-up right after the password (Japanese), then wrong codes lock the account", async () => {
     const pc = await Portcullis.start({ poolExtra: 'mfa = "required"\nlockout = { max_attempts = 3, initial = "5m" }' });
     try {
-      pc.cli("users", "add", "ken", "--password", PASSWORD, "--permanent", "--attribute", "email=ken@example.com");
+      pc.cli("users", "add", "ken", "--password", PASSWORD, "--permanent", "--attribute", "email=ken@example.com", "--attribute", "email_verified=true");
       const page = await (await browser.newContext({ locale: "ja-JP" })).newPage();
       await page.goto(pc.url("/app"));
       await page.waitForURL(/\/oauth2\/pool\/login\?req=/);
@@ -208,7 +208,7 @@ describe("pool multi-factor journeys", () => {
       const text = fs.readFileSync(pc.config, "utf8");
       fs.writeFileSync(pc.config, text.replace(`public_url = "${pc.base}"`, `public_url = "${origin}"`));
       await pc.spawn();
-      pc.cli("users", "add", "pia", "--password", PASSWORD, "--permanent", "--attribute", "email=pia@example.com");
+      pc.cli("users", "add", "pia", "--password", PASSWORD, "--permanent", "--attribute", "email=pia@example.com", "--attribute", "email_verified=true");
 
       const context = await browser.newContext({ locale: "en-US" });
       const page = await context.newPage();

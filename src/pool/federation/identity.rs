@@ -121,6 +121,11 @@ impl Identity {
     /// Sets (or, with an empty value, removes) an attribute typed on the attribute page; a
     /// typed value is never a verified one.
     pub fn set_attribute(&mut self, name: &str, value: &str) {
+        // The provider's own value sent back unchanged (the page shows it prefilled) is still
+        // the provider's, with the provider's flag; only a different value counts as typed.
+        if !self.typed.iter().any(|t| t == name) && self.attribute(name).as_deref() == Some(value) {
+            return;
+        }
         if !self.typed.iter().any(|t| t == name) {
             self.typed.push(name.to_string());
         }
