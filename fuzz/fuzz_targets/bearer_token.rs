@@ -70,7 +70,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         idp.sign(&base(), Some("at+jwt")),
         idp.sign(&by_client_id, None),
         idp.sign(
-            &json!({"iss": idp.issuer, "sub": "bob", "aud": ["x", AUDIENCE], "exp": t + 60}),
+            &json!({"iss": idp.issuer, "sub": "bob", "aud": ["x", AUDIENCE], "iat": t, "exp": t + 60}),
             Some("JWT"),
         ),
     ];
@@ -90,6 +90,10 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         c.as_object_mut().map(|m| m.remove("exp"));
     });
     bad(&|c| c["token_use"] = json!("id"));
+    // No `iat` (RFC 9068 requires it): a revocation could not be ordered against it.
+    bad(&|c| {
+        c.as_object_mut().map(|m| m.remove("iat"));
+    });
     bad(&|c| c["iss"] = json!("https://not-this-provider.example"));
     bad(&|c| {
         c.as_object_mut().map(|m| m.remove("aud"));
