@@ -200,16 +200,7 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             );
         }
         Ok(_) => {}
-        Err(e) => {
-            tracing::error!(error = %e, request_id = req.rid, "cannot count sign-ups");
-            return pool.pages.message(
-                pool,
-                req,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "error_title",
-                "unavailable",
-            );
-        }
+        Err(e) => return super::password::unavailable(pool, req, &e),
     }
     let hash = match password::hash(req.field("password")).await {
         Ok(h) => h,
@@ -250,16 +241,7 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
                 vec![t(req.lang, "user_exists").to_string()],
             );
         }
-        Err(e) => {
-            tracing::error!(error = %e, request_id = req.rid, "cannot create user");
-            return pool.pages.message(
-                pool,
-                req,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "error_title",
-                "unavailable",
-            );
-        }
+        Err(e) => return super::password::unavailable(pool, req, &e),
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_up", "user signed up");
     let mut notice = "";
@@ -332,16 +314,7 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         .await
     {
         Ok(u) => u,
-        Err(e) => {
-            tracing::error!(error = %e, request_id = req.rid, "pool database error");
-            return pool.pages.message(
-                pool,
-                req,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "error_title",
-                "unavailable",
-            );
-        }
+        Err(e) => return super::password::unavailable(pool, req, &e),
     };
     let bad = |key: &str| {
         confirm_page(
@@ -370,16 +343,7 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         Ok(CodeCheck::Ok) => {}
         Ok(CodeCheck::TooManyAttempts) => return bad("code_attempts"),
         Ok(_) => return bad("bad_code"),
-        Err(e) => {
-            tracing::error!(error = %e, request_id = req.rid, "pool database error");
-            return pool.pages.message(
-                pool,
-                req,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "error_title",
-                "unavailable",
-            );
-        }
+        Err(e) => return super::password::unavailable(pool, req, &e),
     }
     let mut attrs = user.attributes.clone();
     // The code went to the email address, so owning the code proves the address.
