@@ -9,8 +9,6 @@ mod pool_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parking_lot::Mutex;
 use pool_support::*;
 use serde_json::Value;
@@ -162,55 +160,9 @@ backchannel_logout_uri = "{unused_uri}"
     )
 }
 
-fn decode(part: &str) -> Value {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-}
-
 /// Verifies a JWS against the pool's JWKS (RS256 or ES256, by `kid`); returns header and claims.
 async fn verified(s: &Server, jwt: &str) -> (Value, Value) {
-    let jwks: Value = reqwest::get(s.url("/oauth2/pool/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let parts: Vec<&str> = jwt.split('.').collect();
-    assert_eq!(parts.len(), 3, "not a compact JWS: {jwt}");
-    let header = decode(parts[0]);
-    let key = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == header["kid"])
-        .unwrap_or_else(|| panic!("kid {} not in the JWKS", header["kid"]));
-    let b = |v: &Value| URL_SAFE_NO_PAD.decode(v.as_str().unwrap()).unwrap();
-    let input = format!("{}.{}", parts[0], parts[1]);
-    let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-    match header["alg"].as_str().unwrap() {
-        "RS256" => ring::signature::RsaPublicKeyComponents {
-            n: b(&key["n"]),
-            e: b(&key["e"]),
-        }
-        .verify(
-            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            input.as_bytes(),
-            &sig,
-        )
-        .expect("RS256 signature verifies with the JWKS"),
-        "ES256" => {
-            let mut point = vec![4u8];
-            point.extend(b(&key["x"]));
-            point.extend(b(&key["y"]));
-            ring::signature::UnparsedPublicKey::new(
-                &ring::signature::ECDSA_P256_SHA256_FIXED,
-                &point,
-            )
-            .verify(input.as_bytes(), &sig)
-            .expect("ES256 signature verifies with the JWKS")
-        }
-        other => panic!("unexpected alg {other}"),
-    }
-    (header, decode(parts[1]))
+    verified_jws(s, jwt).await
 }
 
 /// Checks a logout token per Back-Channel Logout 1.0 §2.4 for `aud` and `sub`; returns its `sid`.

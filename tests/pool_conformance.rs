@@ -168,38 +168,12 @@ fn decode(part: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
-/// Verifies a JWS against the pool's JWKS by `kid`; returns header and claims.
+/// Verifies a JWS against the pool's JWKS by `kid` (the pool signs RS256); returns header and
+/// claims.
 async fn verified(s: &Server, jwt: &str) -> (Value, Value) {
-    let jwks: Value = reqwest::get(s.url("/oauth2/pool/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let parts: Vec<&str> = jwt.split('.').collect();
-    assert_eq!(parts.len(), 3, "not a compact JWS: {jwt}");
-    let header = decode(parts[0]);
-    let key = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == header["kid"])
-        .unwrap_or_else(|| panic!("kid {} not in the JWKS {jwks}", header["kid"]));
-    let b = |v: &Value| URL_SAFE_NO_PAD.decode(v.as_str().unwrap()).unwrap();
-    let input = format!("{}.{}", parts[0], parts[1]);
-    let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    let (header, claims) = verified_jws(s, jwt).await;
     assert_eq!(header["alg"], "RS256");
-    ring::signature::RsaPublicKeyComponents {
-        n: b(&key["n"]),
-        e: b(&key["e"]),
-    }
-    .verify(
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-        input.as_bytes(),
-        &sig,
-    )
-    .expect("RS256 signature verifies with the JWKS");
-    (header, decode(parts[1]))
+    (header, claims)
 }
 
 /// The ID token checks every module's happy path makes (OIDC Core 3.1.3.7).

@@ -586,3 +586,68 @@ pub fn write(path: &Path, text: &str) {
     let mut f = std::fs::File::create(path).unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
+
+/// Verifies a JWS against the pool's JWKS (RS256 or ES256, by `kid`); returns header and claims.
+pub async fn verified_jws(s: &Server, jwt: &str) -> (serde_json::Value, serde_json::Value) {
+    let jwks: serde_json::Value = reqwest::get(s.url("/oauth2/pool/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    use base64::Engine;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    assert_eq!(parts.len(), 3, "not a compact JWS: {jwt}");
+    let header = jws_part(parts[0]);
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .unwrap_or_else(|| panic!("kid {} not in the JWKS", header["kid"]));
+    let b = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    let input = format!("{}.{}", parts[0], parts[1]);
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[2])
+        .unwrap();
+    match header["alg"].as_str().unwrap() {
+        "RS256" => ring::signature::RsaPublicKeyComponents {
+            n: b(&key["n"]),
+            e: b(&key["e"]),
+        }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            input.as_bytes(),
+            &sig,
+        )
+        .expect("RS256 signature verifies with the JWKS"),
+        "ES256" => {
+            let mut point = vec![4u8];
+            point.extend(b(&key["x"]));
+            point.extend(b(&key["y"]));
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                &point,
+            )
+            .verify(input.as_bytes(), &sig)
+            .expect("ES256 signature verifies with the JWKS")
+        }
+        other => panic!("unexpected alg {other}"),
+    }
+    (header, jws_part(parts[1]))
+}
+
+/// One base64url part of a compact JWS, as JSON.
+pub fn jws_part(part: &str) -> serde_json::Value {
+    use base64::Engine;
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
