@@ -36,7 +36,10 @@ fn configuration_reference_lists_every_key_the_schema_accepts() {
         "keys listed twice in the reference: {twice:?}"
     );
 
-    let schema: BTreeSet<String> = portcullis::config::keys::key_paths().into_iter().collect();
+    let schema: BTreeSet<String> = portcullis::config::keys::key_paths()
+        .unwrap_or_else(|e| panic!("the schema walker stopped at {e}"))
+        .into_iter()
+        .collect();
     let missing: Vec<&String> = schema.difference(&seen).collect();
     let unknown: Vec<&String> = seen.difference(&schema).collect();
     assert!(
