@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzing with cargo-fuzz (libFuzzer); the targets live in fuzz/, see docs/fuzzing.md.
+# Fuzzing with cargo-fuzz (libFuzzer); the targets live in fuzz/, see docs/src/security/fuzzing.md.
 #   scripts/fuzz.sh --smoke              each target for a few seconds (scripts/test.sh runs this)
 #   scripts/fuzz.sh [SECONDS] [TARGET…]  longer runs (default 60 s each, every target)
 # Every run first replays fuzz/regressions/TARGET (inputs that once failed) and then fuzzes
@@ -81,7 +81,7 @@ for t in "${targets[@]}"; do
   if ! "$bin_dir/$t" "fuzz/corpus/$t" "${seeds[@]}" -max_total_time="$secs" -timeout=20 \
       -rss_limit_mb=3072 -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
     tail -60 "$log"
-    banner "FUZZ TARGET FAILED: $t (the input is in fuzz/artifacts/$t/; see docs/fuzzing.md)"
+    banner "FUZZ TARGET FAILED: $t (the input is in fuzz/artifacts/$t/; see docs/src/security/fuzzing.md)"
     failed=1
   fi
   last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)

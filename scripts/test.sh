@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+RUN_START=$(date +%s)   # the leftover check at the end looks for /tmp folders made after this
 log() { printf '\n== %s\n' "$*"; }
 
 # ---------------------------------------------------------------------------- 1. install
@@ -110,7 +111,31 @@ if [ -x scripts/bench.sh ]; then
   scripts/bench.sh --smoke
 fi
 
-log "fuzz smoke run (every cargo-fuzz target for a few seconds; docs/fuzzing.md)"
+log "fuzz smoke run (every cargo-fuzz target for a few seconds; docs/src/security/fuzzing.md)"
 scripts/fuzz.sh --smoke
+
+# ------------------------------------------------------------------ 5. the book, and /tmp
+# The book (docs/, mdBook) must build; its links and the configuration reference are checked by
+# tests/docs.rs above. mdBook comes pinned from crates.io, built from source (`cargo install
+# --locked`: about 4 CPU-minutes), into a cache kept between runs. Only the official source is
+# used: a prebuilt binary from an unofficial package would be code nobody here has checked.
+MDBOOK_VERSION=0.5.4
+MDBOOK_CACHE=${PORTCULLIS_MDBOOK_CACHE:-/var/tmp/portcullis-mdbook-$MDBOOK_VERSION}
+MDBOOK="$MDBOOK_CACHE/bin/mdbook"
+if ! "$MDBOOK" --version 2>/dev/null | grep -qx "mdbook v$MDBOOK_VERSION"; then
+  log "installing mdBook $MDBOOK_VERSION into $MDBOOK_CACHE"
+  rm -rf "$MDBOOK_CACHE"
+  cargo install --quiet --locked mdbook --version "$MDBOOK_VERSION" --root "$MDBOOK_CACHE"
+fi
+log "mdbook build docs"
+"$MDBOOK" build docs --dest-dir "$TMP/book"
+
+# A green run leaves nothing behind: every folder a test made in /tmp is gone by now.
+leftovers=$(find /tmp -maxdepth 1 -newermt "@$RUN_START" \( -name 'portcullis-test-*' -o -name 'pc-*' \) 2>/dev/null | sort)
+if [ -n "$leftovers" ]; then
+  printf '%s\n' "$leftovers" | head -20 >&2
+  echo "LEFTOVERS: the tests left $(printf '%s\n' "$leftovers" | wc -l) folders in /tmp (above, at most 20)" >&2
+  exit 1
+fi
 
 log "all tests passed"

@@ -3,6 +3,8 @@
 //! files it must check but writes nothing; secrets never appear in a message.
 
 pub mod duration;
+#[doc(hidden)]
+pub mod keys;
 pub mod raw;
 pub mod secret;
 mod validate;

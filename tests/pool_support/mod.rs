@@ -55,6 +55,9 @@ macro_rules! on_both {
 mod ports;
 pub use ports::free_port;
 
+#[path = "../common/cleanup.rs"]
+mod cleanup;
+
 fn temp_dir(tag: &str) -> PathBuf {
     let n: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -62,6 +65,7 @@ fn temp_dir(tag: &str) -> PathBuf {
         .as_nanos() as u64;
     let d = std::env::temp_dir().join(format!("pc-pool-{tag}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
+    cleanup::remove_at_test_end(d.clone());
     d
 }
 

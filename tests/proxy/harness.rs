@@ -27,11 +27,16 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 mod ports;
 pub use ports::free_port;
 
+#[path = "../common/cleanup.rs"]
+mod cleanup;
+
+/// A fresh folder under the system temp dir, removed when the calling test ends.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let d = std::env::temp_dir().join(format!("portcullis-test-{}-{tag}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
+    cleanup::remove_at_test_end(d.clone());
     d
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod federation;
-mod raw;
+pub(crate) mod raw;
 pub use federation::IdentityProviderConfig;
 use raw::*;
 use url::Url;

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawPool {
+pub(crate) struct RawPool {
     pub(super) public_url: Option<String>,
     pub(super) database: Option<String>,
     pub(super) self_signup: Option<bool>,

@@ -245,6 +245,18 @@ pub(crate) async fn test_stores(tag: &str) -> Vec<Store> {
     use sqlx::Connection;
     let stamp = format!("{}_{}", std::process::id(), crate::pool::now_ms());
     let dir = std::env::temp_dir().join(format!("pc-store-{tag}-{stamp}"));
+    // Removed when the test ends: the test harness runs each test on a thread of its own, and
+    // a thread's thread-locals are dropped when it exits.
+    struct RemoveAtExit(std::path::PathBuf);
+    impl Drop for RemoveAtExit {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    thread_local! {
+        static DIRS: std::cell::RefCell<Vec<RemoveAtExit>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let _ = DIRS.try_with(|d| d.borrow_mut().push(RemoveAtExit(dir.clone())));
     let mut out = vec![
         Store::open(&format!("sqlite://{}", dir.join("pool.db").display()))
             .await
