@@ -410,6 +410,12 @@ pub fn route_forward(
             None
         }
         (Some(name), None) => {
+            if stickiness.is_some() {
+                p.push(
+                    format!("{kp}.forward_stickiness"),
+                    "only means something with forward = [...] across several groups",
+                );
+            }
             let i = find(&name, format!("{kp}.target_group"), p)?;
             Some(ForwardConfig {
                 groups: vec![(i, 1)],
@@ -440,6 +446,12 @@ pub fn route_forward(
                     out.push((g, w));
                 }
             }
+            if stickiness.is_some() && out.len() < 2 {
+                p.push(
+                    format!("{kp}.forward_stickiness"),
+                    "only means something with forward = [...] across several groups",
+                );
+            }
             if !out.is_empty() && out.iter().all(|(_, w)| *w == 0) {
                 p.push(
                     format!("{kp}.forward"),
@@ -452,6 +464,148 @@ pub fn route_forward(
                 insecure_skip_verify: false,
                 ca_file: None,
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigError, Upstream, load_str};
+
+    const HEAD: &str = r#"
+public_url = "https://app.example.com"
+[session]
+secrets = ["0123456789abcdef0123456789abcdef"]
+"#;
+
+    fn load(rest: &str) -> Result<crate::config::Config, Vec<String>> {
+        match load_str(&format!("{HEAD}{rest}"), std::path::Path::new("t.toml")) {
+            Ok(c) => Ok(c),
+            Err(ConfigError::Invalid { problems, .. }) => {
+                Err(problems.into_iter().map(|p| p.to_string()).collect())
+            }
+            Err(e) => Err(vec![e.to_string()]),
+        }
+    }
+
+    #[test]
+    fn defaults_are_albs() {
+        let c = load(
+            r#"
+[target_groups.app]
+targets = ["http://10.0.0.5:8080", { url = "https://app-2:8443", weight = 3 }]
+[[routes]]
+on_unauthenticated = "allow"
+target_group = "app"
+"#,
+        )
+        .unwrap();
+        let g = &c.target_groups[0];
+        assert_eq!(g.algorithm, Algorithm::RoundRobin);
+        assert_eq!(g.targets[1].weight, 3);
+        assert_eq!(g.targets[0].weight, 1);
+        let hc = &g.health_check;
+        assert_eq!(hc.path, "/");
+        assert_eq!(hc.interval, Duration::from_secs(30));
+        assert_eq!(hc.timeout, Duration::from_secs(5));
+        assert_eq!((hc.healthy_threshold, hc.unhealthy_threshold), (5, 2));
+        assert_eq!(hc.matcher, vec![(200, 200)]);
+        assert_eq!(g.stickiness, None);
+        assert_eq!(g.deregistration_delay, Duration::from_secs(300));
+        match &c.routes[0].upstream {
+            Upstream::Groups(f) => assert_eq!(f.groups, vec![(0, 1)]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn short_intervals_matchers_and_stickiness_are_read() {
+        let c = load(
+            r#"
+[target_groups.app]
+targets = ["http://a:1"]
+algorithm = "least_outstanding_requests"
+health_check = { path = "/health", interval = "200ms", timeout = "150ms", healthy_threshold = 2, unhealthy_threshold = 3, matcher = "200-299, 302" }
+stickiness = { duration = "1d" }
+deregistration_delay = "0s"
+[target_groups.green]
+targets = ["http://b:1"]
+[[routes]]
+on_unauthenticated = "allow"
+forward = [{ target_group = "app", weight = 90 }, { target_group = "green", weight = 10 }]
+forward_stickiness = "1h"
+"#,
+        )
+        .unwrap();
+        let g = &c.target_groups[0];
+        assert_eq!(g.algorithm, Algorithm::LeastOutstandingRequests);
+        assert_eq!(g.health_check.interval, Duration::from_millis(200));
+        assert!(g.health_check.passes(204) && g.health_check.passes(302));
+        assert!(!g.health_check.passes(301));
+        assert_eq!(g.stickiness, Some(Duration::from_secs(86400)));
+        assert_eq!(g.deregistration_delay, Duration::ZERO);
+        match &c.routes[0].upstream {
+            Upstream::Groups(f) => {
+                assert_eq!(f.groups, vec![(0, 90), (1, 10)]);
+                assert_eq!(f.stickiness, Some(Duration::from_secs(3600)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let problems = load(
+            r#"
+[target_groups.app]
+targets = [{ url = "http://a:1", weight = 1000 }, "ftp://b", "http://c:1?x=1"]
+algorithm = "random"
+health_check = { interval = "5s", timeout = "5s", healthy_threshold = 11, matcher = "ok" }
+[target_groups.empty]
+targets = []
+[target_groups."bad name"]
+targets = ["http://d:1"]
+[[routes]]
+on_unauthenticated = "allow"
+upstream = "http://x:1"
+target_group = "app"
+[[routes]]
+on_unauthenticated = "allow"
+target_group = "nope"
+[[routes]]
+on_unauthenticated = "allow"
+forward = [{ target_group = "app", weight = -1 }, { target_group = "missing", weight = 1 }]
+[[routes]]
+on_unauthenticated = "allow"
+target_group = "app"
+forward = [{ target_group = "app" }]
+[[routes]]
+on_unauthenticated = "allow"
+upstream = "http://x:1"
+forward_stickiness = "1h"
+"#,
+        )
+        .unwrap_err();
+        let joined = problems.join("\n");
+        for want in [
+            "target_groups.app.targets[0].weight: 1000 is not a weight from 0 to 999",
+            "target_groups.app.targets[1]: \"ftp://b\"",
+            "target_groups.app.targets[2]: \"http://c:1?x=1\"",
+            "target_groups.app.algorithm: \"random\" is not one of round_robin, least_outstanding_requests",
+            "target_groups.app.health_check.timeout: must be shorter than the interval",
+            "target_groups.app.health_check.healthy_threshold: 11 is not a count from 2 to 10",
+            "target_groups.app.health_check.matcher: \"ok\"",
+            "target_groups.empty.targets: is required",
+            "target_groups.bad name: a group name is",
+            "routes[0].upstream: set upstream (one target) or target_group / forward, not both",
+            "routes[1].target_group: \"nope\" is not a configured [target_groups.NAME]",
+            "routes[2].forward[0].weight: -1 is not a weight from 0 to 999",
+            "routes[2].forward[1].target_group: \"missing\" is not a configured",
+            "routes[3].forward: set target_group or forward, not both",
+            "routes[4].forward_stickiness: only means something with forward",
+        ] {
+            assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
         }
     }
 }

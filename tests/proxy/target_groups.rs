@@ -5,8 +5,6 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -103,6 +101,15 @@ impl Upstream {
     }
 }
 
+/// Three healthy upstreams named a, b and c.
+async fn abc() -> [Upstream; 3] {
+    [
+        Upstream::start("a", 200).await,
+        Upstream::start("b", 200).await,
+        Upstream::start("c", 200).await,
+    ]
+}
+
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.kill();
@@ -146,7 +153,7 @@ fn group(name: &str, targets: &[(String, u32)], extra: &str) -> String {
     format!(
         r#"[target_groups.{name}]
 targets = [{}]
-health_check = {{ path = "/health", interval = "200ms", timeout = "150ms", healthy_threshold = 2, unhealthy_threshold = 2 }}
+health_check = {{ path = "/health", interval = "300ms", timeout = "250ms", healthy_threshold = 2, unhealthy_threshold = 2 }}
 {extra}
 "#,
         list.join(", ")
@@ -353,11 +360,7 @@ fn set_cookie(r: &reqwest::Response, prefix: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn stickiness_pins_a_client_with_a_sealed_cookie_and_a_tampered_one_is_ignored() {
     setup();
-    let ups = [
-        Upstream::start("a", 200).await,
-        Upstream::start("b", 200).await,
-        Upstream::start("c", 200).await,
-    ];
+    let ups = abc().await;
     let targets: Vec<(String, u32)> = ups.iter().map(|u| (u.url(), 1)).collect();
     let groups = group("sticky", &targets, "stickiness = { duration = \"1h\" }");
     let p = start(&groups, &route("/", "target_group = \"sticky\"")).await;
@@ -498,11 +501,7 @@ async fn forward_weighs_groups_and_forward_stickiness_keeps_a_client_on_its_grou
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_removing_a_target_under_load_fails_nothing_and_its_slow_requests_finish() {
     setup();
-    let ups = [
-        Upstream::start("a", 200).await,
-        Upstream::start("b", 200).await,
-        Upstream::start("c", 200).await,
-    ];
+    let ups = abc().await;
     let all: Vec<(String, u32)> = ups.iter().map(|u| (u.url(), 1)).collect();
     let (port, admin) = Proxy::ports();
     let route = route("/", "target_group = \"app\"");
@@ -518,35 +517,27 @@ async fn a_reload_removing_a_target_under_load_fails_nothing_and_its_slow_reques
     )
     .await;
     wait_healthy(&p, "app", "3/3").await;
-    // Slow requests in flight on every target (round robin: three in a row cover them all).
+    // Slow requests in flight on every target: sent until each target has one.
     let mut slow = Vec::new();
-    for _ in 0..3 {
+    let busy = |m: &str, u: &Upstream| {
+        !m.contains(&format!(
+            "portcullis_target_outstanding_requests{{target_group=\"app\",target=\"{}\"}} 0",
+            u.url()
+        ))
+    };
+    while slow.len() < 9 {
         let base = p.base.clone();
         slow.push(tokio::spawn(async move {
             let r = reqwest::get(format!("{base}/slow")).await.unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         }));
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let m = admin_text(&p, "/metrics").await.1;
+        if ups.iter().all(|u| busy(&m, u)) {
+            break;
+        }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut loaders = Vec::new();
-    for _ in 0..3 {
-        let stop = stop.clone();
-        let base = p.base.clone();
-        loaders.push(tokio::spawn(async move {
-            let c = reqwest::Client::new();
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match c.get(format!("{base}/load")).send().await {
-                    Ok(r) if r.status() == 200 => ok += 1,
-                    Ok(r) => failed.push(r.status().to_string()),
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let load = Load::start(3, &format!("{}/load", p.base));
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Reload without target c.
     let cfg_file = p.log_path().parent().unwrap().join("portcullis.toml");
@@ -573,13 +564,7 @@ async fn a_reload_removing_a_target_under_load_fails_nothing_and_its_slow_reques
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut total, mut failures) = (0, Vec::new());
-    for l in loaders {
-        let (ok, failed) = l.await.unwrap();
-        total += ok;
-        failures.extend(failed);
-    }
+    let (total, failures) = load.stop().await;
     assert!(
         failures.is_empty(),
         "{} failed: {:?}",
@@ -595,6 +580,7 @@ async fn a_reload_removing_a_target_under_load_fails_nothing_and_its_slow_reques
         names.push(name);
     }
     names.sort();
+    names.dedup();
     assert_eq!(names, ["a", "b", "c"]);
     // New requests never reach c.
     let seen = tally(&reqwest::Client::new(), &p, "/after", 30).await;

@@ -78,7 +78,7 @@ impl Balanced {
             })
             .collect();
         let weights: Vec<u32> = f.groups.iter().map(|(_, w)| *w).collect();
-        let sticky = f.stickiness.filter(|_| entries.len() > 1).map(|d| {
+        let sticky = f.stickiness.map(|d| {
             let digest = ring::digest::digest(&ring::digest::SHA256, route.name.as_bytes());
             let tag: String = digest.as_ref()[..4]
                 .iter()
