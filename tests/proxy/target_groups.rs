@@ -591,3 +591,50 @@ async fn a_reload_removing_a_target_under_load_fails_nothing_and_its_slow_reques
         p.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_target_s_requests_are_cut_when_its_deregistration_delay_ends() {
+    setup();
+    let a = Upstream::start("a", 200).await;
+    let b = Upstream::start("b", 200).await;
+    let (port, admin) = Proxy::ports();
+    let route = route("/", "target_group = \"app\"");
+    let both = [(a.url(), 1), (b.url(), 1)];
+    let delay = "deregistration_delay = \"500ms\"";
+    let p = Proxy::start(
+        port,
+        admin,
+        &config(port, admin, &group("app", &both, delay), &route),
+    )
+    .await;
+    wait_healthy(&p, "app", "2/2").await;
+    // Two slow requests: one on each target.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let base = p.base.clone();
+        slow.push(tokio::spawn(async move {
+            let r = reqwest::get(format!("{base}/slow")).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cfg_file = p.log_path().parent().unwrap().join("portcullis.toml");
+    std::fs::write(
+        &cfg_file,
+        config(port, admin, &group("app", &both[..1], delay), &route),
+    )
+    .unwrap();
+    let st = Command::new("kill")
+        .args(["-HUP", &p.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut answers = Vec::new();
+    for s in slow {
+        answers.push(s.await.unwrap());
+    }
+    answers.sort();
+    // a's finishes (2 s); b's is cut at 500 ms after the reload: 502, not b's answer.
+    assert_eq!(answers[0], (200, "a".to_string()), "{answers:?}");
+    assert_eq!(answers[1].0, 502, "{answers:?}");
+}

@@ -235,11 +235,12 @@ impl Group {
     /// Chooses a target: never `exclude` when another exists; healthy ones only, unless none
     /// is healthy.
     pub fn pick(&self, exclude: Option<usize>) -> usize {
-        let open = !self.any_healthy();
+        // Whether no target is healthy (fail-open) is only asked when the rotation cannot answer.
+        let open = std::cell::OnceCell::new();
         let usable = |i: usize| {
             Some(i) != exclude
                 && self.targets[i].weight > 0
-                && (open || self.targets[i].state.is_healthy())
+                && (self.targets[i].state.is_healthy() || *open.get_or_init(|| !self.any_healthy()))
         };
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         match self.cfg.algorithm {
