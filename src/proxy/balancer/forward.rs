@@ -33,6 +33,8 @@ pub struct Balanced {
     next: AtomicUsize,
     /// Group stickiness (`forward_stickiness`): `AWSALBTG-<route>` and its duration.
     sticky: Option<(String, Duration)>,
+    /// Whether any stickiness applies (the clock is read only then).
+    any_sticky: bool,
     sealer: Sealer,
 }
 
@@ -87,6 +89,7 @@ impl Balanced {
             (format!("AWSALBTG-{tag}"), d)
         });
         Balanced {
+            any_sticky: sticky.is_some() || entries.iter().any(|e| e.sticky.is_some()),
             entries,
             wheel: super::wheel(&weights),
             next: AtomicUsize::new(0),
@@ -103,7 +106,7 @@ impl Balanced {
         started: Instant,
     ) -> Result<Response<Body>, RequestError> {
         let mut pins: Pins = [None, None];
-        let now = if self.sticky.is_some() || self.entries.iter().any(|e| e.sticky.is_some()) {
+        let now = if self.any_sticky {
             crate::session::now_unix()
         } else {
             0
@@ -186,11 +189,6 @@ impl Balanced {
         let i = g.pick(None);
         pins[1] = self.sealer.set_cookie(name, &g.targets[i].name, *d, now);
         i
-    }
-
-    /// The groups this route forwards to (for tests and diagnostics).
-    pub fn groups(&self) -> impl Iterator<Item = &Group> {
-        self.entries.iter().map(|e| &*e.group)
     }
 }
 
