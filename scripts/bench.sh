@@ -655,8 +655,10 @@ if [ -n "${R[auth.rps]:-}" ] && [ -n "${R[ngx.rps]:-}" ]; then
     v=$(ratio "$v" "$(ratio "${R[auth.rps]}" "${R[ngx.rps]}")")
     printf '%-58s %7s %7s %7s  %s\n' '(4g ÷ 2g) ÷ (4 ÷ 2): the group keeps the one-upstream ratio' "$v" '>= 0.9' '>= 1.0' "$(verdict "$v" '>=' 0.9 1.0)"
   fi
-  v=$(ratio "${R[authr.cpu]:-0}" "${R[auth.cpu]}")
-  printf '%-58s %7s %7s %7s  %s\n' 'redis store CPU µs/req ÷ cookie store (row 4r ÷ row 4)' "$v" '<= 1.25' '<= 1.0' "$(verdict "$v" '<=' 1.25 1.0)"
+  if [ -n "${R[authr.cpu]:-}" ]; then
+    v=$(ratio "${R[authr.cpu]}" "${R[auth.cpu]}")
+    printf '%-58s %7s %7s %7s  %s\n' 'redis store CPU µs/req ÷ cookie store (row 4r ÷ row 4)' "$v" '<= 1.25' '<= 1.0' "$(verdict "$v" '<=' 1.25 1.0)"
+  fi
   v=$(ratio "${R[auth.rps]}" "${R[apache.rps]:-0}")
   printf '%-58s %7s %7s %7s  %s\n' 'authenticated req/s ÷ Apache + mod_auth_openidc req/s' "$v" '>= 4' '>= 6' "$(verdict "$v" '>=' 4 6)"
   v=$(ratio "${R[auth.p99]}" "${R[ngx.p99]}")
