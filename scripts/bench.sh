@@ -16,6 +16,9 @@
 #   scripts/bench.sh --out DIR        keep configs, logs, wrk output and perf data in DIR
 #   scripts/bench.sh --hold N         start everything, sign in, print the URLs and cookies, keep
 #                                     it all running N seconds (for manual wrk/perf), then stop
+#   scripts/bench.sh --rows "ngx auth ngxg group"
+#                                     only these rows (keys: up ngx ngxg allow auth group authr
+#                                     redirect apache login); everything is still started
 #
 # Environment: PORTCULLIS_BIN (default: `cargo build --release`, then target/release/portcullis),
 # WRK_THREADS / WRK_CONNECTIONS (default 2 / 64), LOGIN_CONCURRENCY (default 4).
@@ -36,6 +39,7 @@ SOAK=0
 PERF=0
 OUT=""
 HOLD=0
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
@@ -45,7 +49,8 @@ while [ $# -gt 0 ]; do
     --perf) PERF=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     --hold) HOLD=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --rows) ONLY=" $2 "; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -122,6 +127,9 @@ wait_http() { # URL [what]
 UP_PORT=$(free_port); NGX_PORT=$(free_port); IDP_PORT=$(free_port)
 PC_PORT=$(free_port); PC_ADMIN=$(free_port); AP_PORT=$(free_port)
 PCR_PORT=$(free_port); PCR_ADMIN=$(free_port); REDIS_PORT=$(free_port)
+# A second upstream and a second nginx proxy balancing over both (issue 18): Portcullis's
+# two-target group row must keep the one-upstream row's ratio to nginx.
+UP2_PORT=$(free_port); NGXG_PORT=$(free_port)
 IDP="http://127.0.0.1:$IDP_PORT"
 PC="http://127.0.0.1:$PC_PORT"
 # A second Portcullis with the server-side session store (issue 10): its row must cost at most
@@ -184,11 +192,30 @@ nginx_conf proxy "$NGX_PORT" "
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }" "upstream bench_upstream { server 127.0.0.1:$UP_PORT; keepalive 128; }"
 
+nginx_conf upstream2 "$UP2_PORT" "
+    default_type text/plain;
+    root $TMP;
+    location / {
+      try_files /1k.txt =404;
+    }"
+nginx_conf proxyg "$NGXG_PORT" "
+    location / {
+      proxy_pass http://bench_group;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }" "upstream bench_group { server 127.0.0.1:$UP_PORT; server 127.0.0.1:$UP2_PORT; keepalive 128; }"
+
 say "starting nginx upstream :$UP_PORT and nginx proxy :$NGX_PORT"
 nginx -c "$TMP/upstream/nginx.conf" -e "$TMP/upstream/error.log" 2>>"$TMP/upstream/stderr" &
 UP_PID=$!; PIDS+=("$UP_PID")
 nginx -c "$TMP/proxy/nginx.conf" -e "$TMP/proxy/error.log" 2>>"$TMP/proxy/stderr" &
 NGX_PID=$!; PIDS+=("$NGX_PID")
+say "starting nginx upstream :$UP2_PORT and nginx proxy over both :$NGXG_PORT"
+nginx -c "$TMP/upstream2/nginx.conf" -e "$TMP/upstream2/error.log" 2>>"$TMP/upstream2/stderr" &
+UP2_PID=$!; PIDS+=("$UP2_PID")
+nginx -c "$TMP/proxyg/nginx.conf" -e "$TMP/proxyg/error.log" 2>>"$TMP/proxyg/stderr" &
+NGXG_PID=$!; PIDS+=("$NGXG_PID")
 
 say "starting the test IdP :$IDP_PORT"
 CLIENTS=$(cat <<EOF
@@ -225,10 +252,17 @@ issuer = "$IDP"
 client_id = "portcullis"
 client_secret = "$CLIENT_SECRET"
 
+[target_groups.pair]
+targets = ["http://127.0.0.1:$UP_PORT", "http://127.0.0.1:$UP2_PORT"]
+
 [[routes]]
 path = "/public/"
 upstream = "http://127.0.0.1:$UP_PORT"
 on_unauthenticated = "allow"
+
+[[routes]]
+path = "/group/"
+target_group = "pair"
 
 [[routes]]
 path = "/"
@@ -308,6 +342,8 @@ AP_PID=$!; PIDS+=("$AP_PID")
 
 wait_http "http://127.0.0.1:$UP_PORT/" "nginx upstream"
 wait_http "http://127.0.0.1:$NGX_PORT/" "nginx proxy"
+wait_http "http://127.0.0.1:$UP2_PORT/" "nginx upstream 2"
+wait_http "http://127.0.0.1:$NGXG_PORT/" "nginx proxy over two upstreams"
 wait_http "http://127.0.0.1:$PC_ADMIN/healthz" "Portcullis"
 wait_http "http://127.0.0.1:$PCR_ADMIN/healthz" "Portcullis (redis store)"
 wait_http "$AP/" "Apache"
@@ -351,6 +387,7 @@ ROW_KEYS=()
 # row KEY LABEL SERVER_PID EXPECT URL [HEADER...]
 row() {
   local key=$1
+  if [ -n "$ONLY" ] && [[ "$ONLY" != *" $key "* ]]; then return 0; fi
   ROW_KEYS+=("$key")
   LABEL[$key]=$2 SPID[$key]=$3 EXPECT[$key]=$4 URLOF[$key]=$5
   shift 5
@@ -544,8 +581,10 @@ LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 say "rows: wrk -t$THREADS -c$CONNS, ${DURATION}s each as $ROUNDS interleaved passes of ${PASS}s (+${WARMUP}s warm-up)"
 row up "1 upstream direct (nginx, 1 KB)" "$UP_PID" 200 "http://127.0.0.1:$UP_PORT/" "$HTML_ACCEPT"
 row ngx "2 nginx plain reverse proxy (reference)" "$NGX_PID" 200 "http://127.0.0.1:$NGX_PORT/" "$HTML_ACCEPT"
+row ngxg "2g nginx proxy, upstream block of 2 (rr)" "$NGXG_PID" 200 "http://127.0.0.1:$NGXG_PORT/" "$HTML_ACCEPT"
 row allow "3 Portcullis, allow route" "$PC_PID" 200 "$PC/public/" "$HTML_ACCEPT"
 row auth "4 Portcullis, authenticated + signed headers" "$PC_PID" 200 "$PC/app/" "Cookie: $PC_COOKIE" "$HTML_ACCEPT"
+row group "4g Portcullis, authenticated, 2-target group" "$PC_PID" 200 "$PC/group/" "Cookie: $PC_COOKIE" "$HTML_ACCEPT"
 row authr "4r Portcullis, authenticated, redis store" "$PCR_PID" 200 "$PCR/app/" "Cookie: $PCR_COOKIE" "$HTML_ACCEPT"
 row redirect "5 Portcullis, no session -> 302" "$PC_PID" 302 "$PC/app/" "$HTML_ACCEPT"
 row apache "6 Apache + mod_auth_openidc, session" "$AP_PID" 200 "$AP/protected/app/" "Cookie: $AP_COOKIE" "$HTML_ACCEPT"
@@ -559,6 +598,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 for k in "${ROW_KEYS[@]}"; do finish "$k"; done
 LOGIN_PASS=$(( LOGIN_SECS / ROUNDS > 0 ? LOGIN_SECS / ROUNDS : 1 ))
+if [ -z "$ONLY" ] || [[ "$ONLY" == *" login "* ]]; then
 say "row 7: login loops, $ROUNDS interleaved passes of ${LOGIN_PASS}s each (Portcullis, Apache, …)"
 for ((round = 1; round <= ROUNDS; round++)); do
   login_pass login "$PC_PID" "$PC/app/" "$LOGIN_PASS"
@@ -566,6 +606,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 login_finish login "7 full login flow, Portcullis (c=$LOGIN_CONC)" "$PC_PID"
 login_finish aplogin "7b full login flow, Apache (c=$LOGIN_CONC)" "$AP_PID"
+fi
 
 # ---------------------------------------------------------------------------- perf
 # After the table, so that sampling never perturbs a measured row: the authenticated load again,
@@ -608,8 +649,16 @@ if [ -n "${R[auth.rps]:-}" ] && [ -n "${R[ngx.rps]:-}" ]; then
   printf '%-58s %7s %7s %7s  %s\n' 'authenticated req/s ÷ nginx plain proxy req/s' "$v" '>= 0.8' '>= 1.0' "$(verdict "$v" '>=' 0.8 1.0)"
   v=$(ratio "${R[auth.cpu]}" "${R[ngx.cpu]}")
   printf '%-58s %7s %7s %7s  %s\n' 'authenticated CPU µs/req ÷ nginx plain proxy' "$v" '<= 1.5' '<= 1.0' "$(verdict "$v" '<=' 1.5 1.0)"
-  v=$(ratio "${R[authr.cpu]:-0}" "${R[auth.cpu]}")
-  printf '%-58s %7s %7s %7s  %s\n' 'redis store CPU µs/req ÷ cookie store (row 4r ÷ row 4)' "$v" '<= 1.25' '<= 1.0' "$(verdict "$v" '<=' 1.25 1.0)"
+  if [ -n "${R[group.rps]:-}" ] && [ -n "${R[ngxg.rps]:-}" ]; then
+    v=$(ratio "${R[group.rps]}" "${R[ngxg.rps]}")
+    printf '%-58s %7s %7s %7s  %s\n' 'two-target group req/s ÷ nginx over the same two (4g ÷ 2g)' "$v" '>= 0.8' '>= 1.0' "$(verdict "$v" '>=' 0.8 1.0)"
+    v=$(ratio "$v" "$(ratio "${R[auth.rps]}" "${R[ngx.rps]}")")
+    printf '%-58s %7s %7s %7s  %s\n' '(4g ÷ 2g) ÷ (4 ÷ 2): the group keeps the one-upstream ratio' "$v" '>= 0.9' '>= 1.0' "$(verdict "$v" '>=' 0.9 1.0)"
+  fi
+  if [ -n "${R[authr.cpu]:-}" ]; then
+    v=$(ratio "${R[authr.cpu]}" "${R[auth.cpu]}")
+    printf '%-58s %7s %7s %7s  %s\n' 'redis store CPU µs/req ÷ cookie store (row 4r ÷ row 4)' "$v" '<= 1.25' '<= 1.0' "$(verdict "$v" '<=' 1.25 1.0)"
+  fi
   v=$(ratio "${R[auth.rps]}" "${R[apache.rps]:-0}")
   printf '%-58s %7s %7s %7s  %s\n' 'authenticated req/s ÷ Apache + mod_auth_openidc req/s' "$v" '>= 4' '>= 6' "$(verdict "$v" '>=' 4 6)"
   v=$(ratio "${R[auth.p99]}" "${R[ngx.p99]}")
@@ -617,7 +666,10 @@ if [ -n "${R[auth.rps]:-}" ] && [ -n "${R[ngx.rps]:-}" ]; then
   v=$(ratio "${R[login.ms]:-0}" "${R[aplogin.ms]:-0}")
   printf '%-58s %7s %7s %7s  %s\n' 'Portcullis CPU per full login ÷ Apache' "$v" '<= 0.5' '<= 0.25' "$(verdict "$v" '<=' 0.5 0.25)"
   total=0
-  for k in up ngx allow auth authr redirect apache login aplogin; do total=$((total + ${R[$k.err]:-1})); done
+  for k in up ngx ngxg allow auth group authr redirect apache login aplogin; do
+    if [ -n "$ONLY" ] && [[ "$ONLY" != *" ${k#ap} "* ]] && [[ "$ONLY" != *" $k "* ]]; then continue; fi
+    total=$((total + ${R[$k.err]:-1}))
+  done
   printf '%-58s %7s %7s %7s  %s\n' 'errors, all rows' "$total" 0 0 "$([ "$total" = 0 ] && echo goal || echo MISS)"
 fi
 printf '(RSS after a 5-minute soak: scripts/bench.sh --soak 300)\n'

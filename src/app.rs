@@ -65,6 +65,8 @@ pub struct Shared {
     signing_key: Arc<SigningKey>,
     /// The key file and the SHA-256 of the content the key was read from.
     signing_key_source: Option<(std::path::PathBuf, [u8; 32])>,
+    /// Target health and counters, kept across reloads.
+    pub targets: Arc<crate::proxy::balancer::Registry>,
 }
 
 impl Shared {
@@ -84,6 +86,7 @@ impl Shared {
             revocations,
             signing_key: Arc::new(signing_key),
             signing_key_source,
+            targets: Arc::default(),
         })
     }
 
@@ -124,6 +127,8 @@ pub struct App {
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     forwarders: Vec<Forwarder>,
+    /// The target groups of this configuration (health, counters).
+    pub groups: crate::proxy::balancer::Groups,
     request_ids: RequestIds,
     /// The built-in user pool (SPEC §7), when configured.
     pub pool: Option<Arc<crate::pool::Pool>>,
@@ -332,10 +337,17 @@ impl App {
             .collect();
         let route_names = cfg.routes.iter().map(|r| r.name.clone()).collect();
         let metrics = Arc::new(Metrics::with_workers(route_names, cfg.server.workers));
+        let groups = crate::proxy::balancer::Groups::new(
+            &cfg.target_groups,
+            &shared.targets,
+            cfg.server.workers,
+        );
+        let sealer =
+            crate::proxy::balancer::sticky::Sealer::new(keyring.clone(), cfg.secure_cookies());
         let forwarders = cfg
             .routes
             .iter()
-            .map(|r| Forwarder::new(r, cfg.server.workers))
+            .map(|r| Forwarder::new(r, cfg.server.workers, &groups, &sealer))
             .collect();
         let store = Arc::new(build_store(&cfg, keyring.clone(), &shared));
         let pool = match &cfg.pool {
@@ -367,11 +379,29 @@ impl App {
             auth,
             metrics,
             forwarders,
+            groups,
             request_ids: RequestIds {
                 prefix: u32::from_be_bytes(p),
             },
             pool,
         })
+    }
+
+    /// Starts this configuration's background work: the target groups' health checks (their
+    /// `https://` checks trust what the first route forwarding to the group trusts).
+    pub fn start_health_checks(&self) {
+        self.groups.start(|gi| {
+            let f = self.cfg.routes.iter().find_map(|r| match &r.upstream {
+                crate::config::Upstream::Groups(f) if f.groups.iter().any(|(g, _)| *g == gi) => {
+                    Some(f)
+                }
+                _ => None,
+            });
+            crate::proxy::tls_config(
+                f.is_some_and(|f| f.insecure_skip_verify),
+                f.and_then(|f| f.ca_file.as_deref()),
+            )
+        });
     }
 
     /// Discovers every provider once (readiness); failures are retried on use.

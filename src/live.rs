@@ -93,6 +93,7 @@ pub fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
 
 impl Live {
     pub fn new(app: App, file: PathBuf) -> Arc<Live> {
+        app.start_health_checks();
         Arc::new(Live {
             current: ArcSwap::from_pointee(app),
             file,
@@ -145,8 +146,12 @@ impl Live {
         {
             tracing::warn!(error = %e, "the reloaded pool is not ready yet; it retries on use");
         }
-        self.current.store(Arc::new(app));
+        app.start_health_checks();
+        // The old configuration's health checks stop; targets it listed and the new one does
+        // not are deregistered (no new requests; in-flight ones finish within the delay).
+        let old = self.current.swap(Arc::new(app));
         let fresh = self.load();
+        old.groups.retire(&fresh.groups);
         tokio::spawn(async move {
             fresh.warm_up().await;
         });

@@ -7,6 +7,7 @@ pub mod duration;
 pub mod keys;
 pub mod raw;
 pub mod secret;
+pub mod target_groups;
 mod validate;
 pub(crate) use validate::build_provider;
 
@@ -211,6 +212,8 @@ pub enum Upstream {
     },
     /// `file:///dir`: a static directory.
     File(PathBuf),
+    /// `target_group = "NAME"` or `forward = [...]`: target groups with weights.
+    Groups(target_groups::ForwardConfig),
 }
 
 /// A claim requirement: the claim must equal one of the values (or, for an array claim,
@@ -287,6 +290,8 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<RouteConfig>,
+    /// `[target_groups.NAME]`, by name.
+    pub target_groups: Vec<target_groups::TargetGroupConfig>,
     pub log: LogConfig,
     /// The built-in user pool, when `[pool]` is present.
     pub pool: Option<crate::pool::PoolConfig>,

@@ -85,6 +85,9 @@ pub struct RawRoute {
     pub allow_scopes: Option<Vec<String>>,
     pub insecure_skip_upstream_tls_verify: Option<bool>,
     pub upstream_ca_file: Option<String>,
+    pub target_group: Option<String>,
+    pub forward: Option<Vec<super::target_groups::RawForward>>,
+    pub forward_stickiness: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

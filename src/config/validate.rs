@@ -24,6 +24,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "log",
     "pool",
+    "target_groups",
 ];
 
 /// Reads and validates a configuration file.
@@ -262,6 +263,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         );
     }
 
+    let target_groups = target_groups::build(table.get("target_groups"), p);
     let mut routes = Vec::new();
     match table.get("routes") {
         None => p.push("routes", "at least one [[routes]] entry is required"),
@@ -272,7 +274,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
             for (i, v) in items.iter().enumerate() {
                 let kp = format!("routes[{i}]");
                 if let Some(raw) = typed::<RawRoute>(v.clone(), &kp, p)
-                    && let Some(r) = build_route(i, raw, &providers, path, &kp, p)
+                    && let Some(r) = build_route(i, raw, &providers, &target_groups, path, &kp, p)
                 {
                     routes.push(r);
                 }
@@ -312,6 +314,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         headers: headers?,
         providers,
         routes,
+        target_groups,
         log,
         pool,
     })
@@ -844,6 +847,7 @@ fn build_route(
     index: usize,
     raw: RawRoute,
     providers: &[ProviderConfig],
+    groups: &[target_groups::TargetGroupConfig],
     path: &Path,
     kp: &str,
     p: &mut Problems,
@@ -876,11 +880,43 @@ fn build_route(
         &format!("{kp}.on_unauthenticated"),
         p,
     );
+    let named_groups = raw.target_group.is_some() || raw.forward.is_some();
+    let forward = target_groups::route_forward(
+        raw.target_group,
+        raw.forward,
+        raw.forward_stickiness,
+        groups,
+        kp,
+        p,
+    );
     let upstream = match raw.upstream.as_deref() {
+        Some(_) if named_groups => {
+            p.push(
+                format!("{kp}.upstream"),
+                "set upstream (one target) or target_group / forward, not both",
+            );
+            None
+        }
+        None if named_groups => forward.map(|mut f| {
+            f.insecure_skip_verify = raw.insecure_skip_upstream_tls_verify.unwrap_or(false);
+            f.ca_file = raw
+                .upstream_ca_file
+                .as_deref()
+                .map(|f| relative_to(path, f));
+            if let Some(f) = &f.ca_file
+                && !f.is_file()
+            {
+                p.push(
+                    format!("{kp}.upstream_ca_file"),
+                    format!("{} is not a readable file", f.display()),
+                );
+            }
+            Upstream::Groups(f)
+        }),
         None => {
             p.push(
                 format!("{kp}.upstream"),
-                "is required (http://…, https://… or file:///dir)",
+                "is required (http://…, https://… or file:///dir), or target_group / forward",
             );
             None
         }

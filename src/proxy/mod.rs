@@ -3,6 +3,7 @@
 //! HTTP/1.1) upgrades are spliced through; hop-by-hop headers go; `X-Forwarded-*` are set.
 //! Upstream connect failure → 502, no response headers within the route timeout → 504.
 
+pub mod balancer;
 pub mod h1;
 pub mod hop;
 pub mod static_files;
@@ -21,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::config::{RouteConfig, Upstream};
 use crate::error::RequestError;
-use crate::http::body::{self, Body};
+use crate::http::body::{self, Body, RequestBody};
 use crate::http::headers::*;
 use static_files::StaticDir;
 
@@ -42,6 +43,8 @@ pub struct HttpUpstream {
 pub enum Forwarder {
     Http(Box<HttpUpstream>),
     File(StaticDir),
+    /// `target_group` / `forward`: targets chosen per request.
+    Groups(Box<balancer::Balanced>),
 }
 
 /// Facts about the inbound connection the forwarded headers are derived from, computed once
@@ -65,7 +68,10 @@ impl Inbound {
     }
 }
 
-fn tls_config(insecure: bool, ca_file: Option<&std::path::Path>) -> rustls::ClientConfig {
+pub(crate) fn tls_config(
+    insecure: bool,
+    ca_file: Option<&std::path::Path>,
+) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -133,93 +139,75 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
 }
 
-impl Forwarder {
-    /// `workers`: request worker threads; each gets its own connection pool (index 0 serves
-    /// any other thread), so an upstream connection is only ever driven by one thread.
-    pub fn new(route: &RouteConfig, workers: usize) -> Forwarder {
-        match &route.upstream {
-            Upstream::File(dir) => Forwarder::File(StaticDir::new(dir.clone())),
-            Upstream::Http {
-                base,
-                insecure_skip_verify,
-                ca_file,
-            } => {
-                let tls = tls_config(*insecure_skip_verify, ca_file.as_deref());
-                let clients = (0..=workers)
-                    .map(|_| {
-                        let mut http = HttpConnector::new();
-                        http.enforce_http(false);
-                        http.set_connect_timeout(Some(route.connect_timeout));
-                        http.set_nodelay(true);
-                        let https = hyper_rustls::HttpsConnectorBuilder::new()
-                            .with_tls_config(tls.clone())
-                            .https_or_http()
-                            .enable_http1()
-                            .wrap_connector(http);
-                        Client::builder(TokioExecutor::new())
-                            .pool_idle_timeout(Duration::from_secs(60))
-                            .pool_max_idle_per_host(256)
-                            .build(https)
-                    })
-                    .collect();
-                let scheme = if base.scheme() == "https" {
-                    Scheme::HTTPS
-                } else {
-                    Scheme::HTTP
-                };
-                let host = base.host_str().unwrap_or("localhost");
-                let authority = match base.port() {
-                    Some(p) => format!("{host}:{p}"),
-                    None => host.to_string(),
-                };
-                let authority = Authority::try_from(authority.as_str())
-                    .expect("validated upstream URL has an authority");
-                let lean = (scheme == Scheme::HTTP).then(|| {
-                    Arc::new(h1::H1Pool::new(
-                        host,
-                        base.port_or_known_default().unwrap_or(80),
-                        route.connect_timeout,
-                        workers,
-                    ))
-                });
-                Forwarder::Http(Box::new(HttpUpstream {
-                    clients,
-                    lean,
-                    scheme,
-                    authority,
-                    base_path: base.path().trim_end_matches('/').to_string(),
-                    timeout: route.timeout,
-                }))
-            }
+impl HttpUpstream {
+    /// One upstream base URL (`scheme://authority[/base]`) with its client pools.
+    pub fn new(
+        base: &url::Url,
+        tls: &rustls::ClientConfig,
+        connect_timeout: Duration,
+        timeout: Duration,
+        workers: usize,
+    ) -> HttpUpstream {
+        let clients = (0..=workers)
+            .map(|_| {
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http.set_connect_timeout(Some(connect_timeout));
+                http.set_nodelay(true);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(256)
+                    .build(https)
+            })
+            .collect();
+        let scheme = if base.scheme() == "https" {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        let host = base.host_str().unwrap_or("localhost");
+        let authority = match base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let authority = Authority::try_from(authority.as_str())
+            .expect("validated upstream URL has an authority");
+        let lean = (scheme == Scheme::HTTP).then(|| {
+            Arc::new(h1::H1Pool::new(
+                host,
+                base.port_or_known_default().unwrap_or(80),
+                connect_timeout,
+                workers,
+            ))
+        });
+        HttpUpstream {
+            clients,
+            lean,
+            scheme,
+            authority,
+            base_path: base.path().trim_end_matches('/').to_string(),
+            timeout,
         }
     }
 
-    /// Forwards a request whose headers the auth gate has already prepared.
-    pub async fn forward(
+    /// Sends a prepared request (forwarded headers set). `retry`: the request has no body and
+    /// no upgrade and may be sent again elsewhere: when the connection is refused, the error
+    /// comes back with the request head, `Err((_, Some(parts)))`.
+    pub async fn send(
         &self,
         mut parts: Parts,
-        body: crate::http::body::RequestBody,
-        inbound: &Inbound,
-        trusted: bool,
+        body: RequestBody,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
         started: std::time::Instant,
-    ) -> Result<Response<Body>, RequestError> {
-        let up = match self {
-            Forwarder::File(dir) => return dir.serve(&parts.method, parts.uri.path()).await,
-            Forwarder::Http(up) => up,
-        };
-        // Hop-by-hop headers were removed before the auth gate (`App::route`).
+        retry: bool,
+    ) -> Result<Response<Body>, (RequestError, Option<Parts>)> {
+        let up = self;
         let keep_upgrade = upgrade.is_some();
-        set_forwarded(&mut parts, inbound, trusted);
-
-        // The client's host, as ALB does — in its canonical spelling, the one the route was
-        // matched on (`App::route` replaced `Host` with it); the URI only picks the connection.
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(a) = parts.uri.authority()
-            && let Ok(v) = HeaderValue::from_str(a.as_str())
-        {
-            parts.headers.insert(header::HOST, v);
-        }
         let worker = crate::worker::index();
         if let Some(lean) = &up.lean
             && !keep_upgrade
@@ -235,14 +223,29 @@ impl Forwarder {
             let sent = lean.request(worker, &parts.method, &target, &parts.headers, started);
             let deadline = tokio::time::Instant::from_std(started + up.timeout);
             let resp = match tokio::time::timeout_at(deadline, sent).await {
-                Err(_) => return Err(RequestError::UpstreamTimeout),
-                Ok(Err(e)) => return Err(RequestError::UpstreamUnreachable(e.to_string())),
+                Err(_) => return Err((RequestError::UpstreamTimeout, None)),
+                Ok(Err(e @ h1::H1Error::Connect(_))) if retry => {
+                    return Err((
+                        RequestError::UpstreamUnreachable(e.to_string()),
+                        Some(parts),
+                    ));
+                }
+                Ok(Err(e)) => return Err((RequestError::UpstreamUnreachable(e.to_string()), None)),
                 Ok(Ok(r)) => r,
             };
             let (mut rparts, rbody) = resp.into_parts();
             hop::remove(&mut rparts.headers, false);
             return Ok(Response::from_parts(rparts, body::upstream(rbody)));
         }
+        // Only a request that may go elsewhere keeps a copy of its head (no body, no upgrade).
+        let spare = retry.then(|| {
+            let mut copy = Request::new(()).into_parts().0;
+            copy.method = parts.method.clone();
+            copy.uri = parts.uri.clone();
+            copy.version = parts.version;
+            copy.headers = parts.headers.clone();
+            copy
+        });
         // Without a base path the (already normalised) path-and-query is reused as is: a
         // refcount bump, no copy.
         let pq = match (up.base_path.is_empty(), parts.uri.path_and_query()) {
@@ -250,7 +253,7 @@ impl Forwarder {
             (_, pq) => {
                 let pq = pq.map(|p| p.as_str()).unwrap_or("/");
                 PathAndQuery::try_from(format!("{}{}", up.base_path, pq))
-                    .map_err(|e| RequestError::BadRequest(e.to_string()))?
+                    .map_err(|e| (RequestError::BadRequest(e.to_string()), None))?
             }
         };
         parts.uri = Uri::builder()
@@ -258,29 +261,36 @@ impl Forwarder {
             .authority(up.authority.clone())
             .path_and_query(pq)
             .build()
-            .map_err(|e| RequestError::BadRequest(e.to_string()))?;
+            .map_err(|e| (RequestError::BadRequest(e.to_string()), None))?;
         parts.version = http::Version::HTTP_11;
         let client_body = ClientBody::new(body);
         let client_failed = client_body.failed.clone();
         let req = Request::from_parts(parts, body::stream(client_body));
         let client = &up.clients[crate::worker::index().min(up.clients.len() - 1)];
         let resp = match tokio::time::timeout(up.timeout, client.request(req)).await {
-            Err(_) => return Err(RequestError::UpstreamTimeout),
+            Err(_) => return Err((RequestError::UpstreamTimeout, None)),
             // The client's own body broke (a malformed chunk, a cut connection): its fault,
             // not the upstream's (issue 9, item 5: this was a 502).
             Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
-                return Err(RequestError::BadRequest(
-                    "the request body is malformed or was cut short".into(),
+                return Err((
+                    RequestError::BadRequest(
+                        "the request body is malformed or was cut short".into(),
+                    ),
+                    None,
                 ));
             }
-            Ok(Err(e)) => return Err(RequestError::UpstreamUnreachable(error_chain(&e))),
+            Ok(Err(e)) => {
+                let spare = if e.is_connect() { spare } else { None };
+                return Err((RequestError::UpstreamUnreachable(error_chain(&e)), spare));
+            }
             Ok(Ok(r)) => r,
         };
         let (mut rparts, rbody) = resp.into_parts();
         if rparts.status == http::StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = upgrade else {
-                return Err(RequestError::UpstreamUnreachable(
-                    "unexpected 101 from upstream".into(),
+                return Err((
+                    RequestError::UpstreamUnreachable("unexpected 101 from upstream".into()),
+                    None,
                 ));
             };
             let resp = Response::from_parts(rparts.clone(), rbody);
@@ -299,6 +309,76 @@ impl Forwarder {
         }
         hop::remove(&mut rparts.headers, false);
         Ok(Response::from_parts(rparts, body::stream(rbody)))
+    }
+}
+
+impl Forwarder {
+    /// `workers`: request worker threads; each gets its own connection pool (index 0 serves
+    /// any other thread), so an upstream connection is only ever driven by one thread.
+    /// `groups`: the running target groups (for `target_group` / `forward` routes).
+    pub fn new(
+        route: &RouteConfig,
+        workers: usize,
+        groups: &balancer::Groups,
+        sticky: &balancer::sticky::Sealer,
+    ) -> Forwarder {
+        match &route.upstream {
+            Upstream::File(dir) => Forwarder::File(StaticDir::new(dir.clone())),
+            Upstream::Http {
+                base,
+                insecure_skip_verify,
+                ca_file,
+            } => {
+                let tls = tls_config(*insecure_skip_verify, ca_file.as_deref());
+                Forwarder::Http(Box::new(HttpUpstream::new(
+                    base,
+                    &tls,
+                    route.connect_timeout,
+                    route.timeout,
+                    workers,
+                )))
+            }
+            Upstream::Groups(f) => {
+                let tls = tls_config(f.insecure_skip_verify, f.ca_file.as_deref());
+                Forwarder::Groups(Box::new(balancer::Balanced::new(
+                    route, f, groups, &tls, workers, sticky,
+                )))
+            }
+        }
+    }
+
+    /// Forwards a request whose headers the auth gate has already prepared.
+    pub async fn forward(
+        &self,
+        mut parts: Parts,
+        body: crate::http::body::RequestBody,
+        inbound: &Inbound,
+        trusted: bool,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+        started: std::time::Instant,
+    ) -> Result<Response<Body>, RequestError> {
+        if let Forwarder::File(dir) = self {
+            return dir.serve(&parts.method, parts.uri.path()).await;
+        }
+        // Hop-by-hop headers were removed before the auth gate (`App::route`).
+        set_forwarded(&mut parts, inbound, trusted);
+
+        // The client's host, as ALB does — in its canonical spelling, the one the route was
+        // matched on (`App::route` replaced `Host` with it); the URI only picks the connection.
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(a) = parts.uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        match self {
+            Forwarder::File(_) => Err(RequestError::NotFound),
+            Forwarder::Http(up) => up
+                .send(parts, body, upgrade, started, false)
+                .await
+                .map_err(|(e, _)| e),
+            Forwarder::Groups(b) => b.forward(parts, body, upgrade, started).await,
+        }
     }
 }
 

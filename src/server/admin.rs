@@ -213,6 +213,9 @@ async fn handle(live: Arc<Live>, mut req: Request<Incoming>) -> Response<Body> {
                     if ok { "ok" } else { "unreachable" }
                 ));
             }
+            let (group_lines, groups_ok) = app.groups.readiness();
+            ready &= groups_ok;
+            lines.push_str(&group_lines);
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -223,7 +226,7 @@ async fn handle(live: Arc<Live>, mut req: Request<Incoming>) -> Response<Body> {
         paths::METRICS => plain(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            app.metrics.render() + &live.render_metrics(),
+            app.metrics.render() + &app.groups.render_metrics() + &live.render_metrics(),
         ),
         p if p.starts_with("/pool/") => match &app.pool {
             Some(pool) => pool.admin_api(req).await,

@@ -706,3 +706,48 @@ on_unauthenticated = "allow"
     );
     allow_proxy(upstream, server_extra, &routes).await
 }
+
+/// Clients that keep sending `GET url` (each on its own keep-alive connection) until stopped,
+/// for at most 20 s: the load a reload must not disturb.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    loaders: Vec<tokio::task::JoinHandle<(u32, Vec<String>)>>,
+}
+
+impl Load {
+    pub fn start(clients: usize, url: &str) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let loaders = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                let url = url.to_string();
+                tokio::spawn(async move {
+                    let c = reqwest::Client::new();
+                    let (mut ok, mut failed) = (0u32, Vec::new());
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        match c.get(&url).send().await {
+                            Ok(r) if r.status() == 200 => ok += 1,
+                            Ok(r) => failed.push(r.status().to_string()),
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        Load { stop, loaders }
+    }
+
+    /// Stops the clients: the requests answered 200, and every failure.
+    pub async fn stop(self) -> (u32, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut total, mut failures) = (0, Vec::new());
+        for l in self.loaders {
+            let (ok, failed) = l.await.unwrap();
+            total += ok;
+            failures.extend(failed);
+        }
+        (total, failures)
+    }
+}

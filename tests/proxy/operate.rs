@@ -179,28 +179,7 @@ async fn sighup_under_load_drops_no_request() {
     let (port, admin) = Proxy::ports();
     let p = Proxy::start(port, admin, &config(port, admin, &echo.url(), "", "")).await;
     let cfg_file = p.log_path().parent().unwrap().join("portcullis.toml");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut loaders = Vec::new();
-    for _ in 0..4 {
-        let stop = stop.clone();
-        loaders.push(tokio::spawn(async move {
-            let c = reqwest::Client::new();
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-                match c
-                    .get(format!("http://127.0.0.1:{port}/a/load"))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 200 => ok += 1,
-                    Ok(r) => failed.push(r.status().to_string()),
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let load = Load::start(4, &format!("http://127.0.0.1:{port}/a/load"));
     for i in 0..6 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let routes = format!(
@@ -211,13 +190,7 @@ async fn sighup_under_load_drops_no_request() {
         hup(&p);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut total, mut failures) = (0, Vec::new());
-    for l in loaders {
-        let (ok, failed) = l.await.unwrap();
-        total += ok;
-        failures.extend(failed);
-    }
+    let (total, failures) = load.stop().await;
     assert!(
         failures.is_empty(),
         "{} failed requests: {:?}",
