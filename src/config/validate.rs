@@ -311,6 +311,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         session: session?,
         headers: headers?,
         providers,
+        warnings: crate::routing::shadow::unreachable(&routes),
         routes,
         log,
         pool,
@@ -848,23 +849,6 @@ fn build_route(
     kp: &str,
     p: &mut Problems,
 ) -> Option<RouteConfig> {
-    let route_path = raw.path.unwrap_or_else(|| "/".into());
-    if !route_path.starts_with('/') {
-        p.push(
-            format!("{kp}.path"),
-            format!("{route_path:?} must start with /"),
-        );
-    }
-    // Canonical at load (lower case, no trailing dot), as every request's host is.
-    let host = raw
-        .host
-        .and_then(|h| match crate::http::host::route_host(&h) {
-            Ok(h) => Some(h),
-            Err(why) => {
-                p.push(format!("{kp}.host"), why);
-                None
-            }
-        });
     let on_unauthenticated = one_of(
         raw.on_unauthenticated.as_deref(),
         OnUnauthenticated::Authenticate,
@@ -877,14 +861,8 @@ fn build_route(
         p,
     );
     let upstream = match raw.upstream.as_deref() {
-        None => {
-            p.push(
-                format!("{kp}.upstream"),
-                "is required (http://…, https://… or file:///dir)",
-            );
-            None
-        }
-        Some(u) if u.starts_with("file://") => {
+        None => None,
+        Some(u) if u.starts_with("file://") => Some({
             // `file:///abs/dir`, or `file://./rel/dir` relative to the config file.
             let raw_path = percent_encoding::percent_decode_str(&u[7..])
                 .decode_utf8_lossy()
@@ -899,8 +877,8 @@ fn build_route(
                 );
                 None
             }
-        }
-        Some(u) => match Url::parse(u) {
+        }),
+        Some(u) => Some(match Url::parse(u) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                 if url.query().is_some() || url.fragment().is_some() {
                     p.push(
@@ -933,8 +911,25 @@ fn build_route(
                 );
                 None
             }
-        },
+        }),
     };
+    let (conditions, action, cors_preflight) = rules::build_rule(
+        rules::RawRule {
+            host: raw.host,
+            path: raw.path,
+            path_pattern: raw.path_pattern,
+            methods: raw.methods,
+            headers: raw.headers,
+            query: raw.query,
+            source_ips: raw.source_ips,
+            redirect: raw.redirect,
+            fixed_response: raw.fixed_response,
+            cors_preflight: raw.cors_preflight,
+        },
+        upstream,
+        kp,
+        p,
+    );
     let connect_timeout = duration(
         raw.connect_timeout.as_deref(),
         Duration::from_secs(5),
@@ -1045,14 +1040,21 @@ fn build_route(
             n
         }
         Some(n) => n,
-        None => format!("{}{}", host.as_deref().unwrap_or(""), route_path),
+        None => format!(
+            "{}{}",
+            conditions.hosts.join(","),
+            conditions
+                .path_pattern
+                .as_deref()
+                .unwrap_or(&conditions.path)
+        ),
     };
     Some(RouteConfig {
         index,
         name,
-        path: route_path,
-        host,
-        upstream: upstream?,
+        conditions,
+        action: action?,
+        cors_preflight,
         on_unauthenticated,
         connect_timeout,
         timeout,
@@ -1168,7 +1170,7 @@ upstream = "http://127.0.0.1:3000"
             Path::new("t.toml"),
         )
         .expect("valid");
-        assert_eq!(c.routes[0].host.as_deref(), Some("admin.example.com"));
+        assert_eq!(c.routes[0].conditions.hosts, ["admin.example.com"]);
         assert_eq!(c.routes[0].name, "admin.example.com/");
         assert!(c.headers.insecure_forward_unverified_email);
         let c = load_str(GOOD, Path::new("t.toml")).expect("valid");

@@ -136,8 +136,8 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 impl Forwarder {
     /// `workers`: request worker threads; each gets its own connection pool (index 0 serves
     /// any other thread), so an upstream connection is only ever driven by one thread.
-    pub fn new(route: &RouteConfig, workers: usize) -> Forwarder {
-        match &route.upstream {
+    pub fn new(route: &RouteConfig, upstream: &Upstream, workers: usize) -> Forwarder {
+        match upstream {
             Upstream::File(dir) => Forwarder::File(StaticDir::new(dir.clone())),
             Upstream::Http {
                 base,
