@@ -390,7 +390,7 @@ fn redirect(raw: RawRedirect, kp: &str, p: &mut Problems) -> Option<Redirect> {
         Some(h) => template(h, &[V::Host], |b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
         })
-        .map(|t| lower_text(t))
+        .map(lower_text)
         .map_err(|why| p.push(format!("{kp}.host"), why))
         .ok(),
     };

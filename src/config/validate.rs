@@ -280,8 +280,15 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         }
         Some(_) => p.push("routes", "must be an array of tables ([[routes]])"),
     }
-    for (i, r) in routes.iter().enumerate() {
+    for i in 0..routes.len() {
+        let r = &routes[i];
         if routes[..i].iter().any(|o| o.name == r.name) {
+            // Two unnamed routes that differ only in other conditions (methods, headers, …):
+            // the later one's default name gets its index.
+            if r.name == default_route_name(&r.conditions) {
+                routes[i].name = format!("{}#{}", routes[i].name, routes[i].index);
+                continue;
+            }
             p.push(
                 format!("routes[{}].name", r.index),
                 format!(
@@ -1040,14 +1047,7 @@ fn build_route(
             n
         }
         Some(n) => n,
-        None => format!(
-            "{}{}",
-            conditions.hosts.join(","),
-            conditions
-                .path_pattern
-                .as_deref()
-                .unwrap_or(&conditions.path)
-        ),
+        None => default_route_name(&conditions),
     };
     Some(RouteConfig {
         index,
@@ -1062,6 +1062,15 @@ fn build_route(
         authorization,
         bearer,
     })
+}
+
+/// A route's name when it has none: `{hosts}{path}` (hosts joined with `,`).
+fn default_route_name(c: &crate::config::Conditions) -> String {
+    format!(
+        "{}{}",
+        c.hosts.join(","),
+        c.path_pattern.as_deref().unwrap_or(&c.path)
+    )
 }
 
 /// `accept_bearer`, `bearer_audience`, `allow_scopes` (SPEC §12): the audience is required with

@@ -66,8 +66,7 @@ impl Pattern {
             if pi < p.len() && p[pi] == b'*' {
                 star = Some((pi, ti));
                 pi += 1;
-            } else if pi < p.len() && eq(p[pi], t[ti]) && !(p[pi] == b'?' && !is_char_start(t, ti))
-            {
+            } else if pi < p.len() && (p[pi] != b'?' || is_char_start(t, ti)) && eq(p[pi], t[ti]) {
                 pi += 1;
                 ti += 1;
                 // `?` is one character: step over a multi-byte character's continuation bytes.
