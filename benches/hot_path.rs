@@ -23,11 +23,11 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use serde_json::{Map, Value, json};
 
-use portcullis::auth::routes::RouteTable;
 use portcullis::config::{
-    Authorization, JwtFormat, OnUnauthenticated, RouteConfig, Secret, Upstream,
+    Action, Authorization, Conditions, JwtFormat, OnUnauthenticated, RouteConfig, Secret, Upstream,
 };
 use portcullis::identity_headers::{self, DataSigner, Identity};
+use portcullis::routing::{Request, RouteTable};
 use portcullis::session::Session;
 use portcullis::session::cache::SessionCache;
 use portcullis::session::keyring::KeyRing;
@@ -163,13 +163,13 @@ fn sessions(c: &mut Criterion) {
     g.finish();
 }
 
-fn route(i: usize, path: String) -> RouteConfig {
+fn route(i: usize, conditions: Conditions) -> RouteConfig {
     RouteConfig {
         index: i,
-        name: path.clone(),
-        path,
-        host: None,
-        upstream: Upstream::File("/srv".into()),
+        name: format!("r{i}"),
+        conditions,
+        action: Action::Forward(Upstream::File("/srv".into())),
+        cors_preflight: false,
         on_unauthenticated: OnUnauthenticated::Authenticate,
         connect_timeout: Duration::from_secs(1),
         timeout: Duration::from_secs(30),
@@ -179,26 +179,85 @@ fn route(i: usize, path: String) -> RouteConfig {
     }
 }
 
+fn prefix(path: String) -> Conditions {
+    Conditions {
+        path,
+        ..Conditions::default()
+    }
+}
+
+/// The issue-18 table: hosts × paths, some with conditions, the request matching the last
+/// rule. `n` rules in all.
+fn alb_table(n: usize) -> Vec<RouteConfig> {
+    let mut list: Vec<RouteConfig> = (0..n - 1)
+        .map(|i| {
+            let mut c = Conditions {
+                hosts: vec![format!("app{}.example.com", i % 50)],
+                path: format!("/svc{i}/"),
+                ..Conditions::default()
+            };
+            match i % 10 {
+                0 => c.methods = vec![http::Method::POST],
+                1 => c.headers = vec![(HeaderName::from_static("x-env"), vec!["beta".into()])],
+                2 => c.query = vec![("version".into(), vec!["2".into()])],
+                3 => c.source_ips = vec!["10.0.0.0/8".parse().unwrap()],
+                4 => c.hosts = vec![format!("*.tenant{i}.example.com")],
+                5 => {
+                    c.path_pattern = Some(format!("/svc{i}/*/edit"));
+                }
+                _ => {}
+            }
+            route(i, c)
+        })
+        .collect();
+    list.push(route(
+        n - 1,
+        Conditions {
+            hosts: vec!["app.example.com".into()],
+            path: "/".into(),
+            ..Conditions::default()
+        },
+    ));
+    list
+}
+
 fn routes(c: &mut Criterion) {
     let mut g = c.benchmark_group("routes");
+    let headers = HeaderMap::new();
+    let get = http::Method::GET;
+    let req = |host: &'static str, path: &'static str| Request {
+        host: Some(host),
+        path,
+        query: Some("x=1"),
+        method: &get,
+        headers: &headers,
+        peer: std::net::IpAddr::from([192, 0, 2, 1]),
+    };
     for n in [10usize, 100, 1_000] {
         let mut list: Vec<RouteConfig> = (0..n - 1)
-            .map(|i| route(i, format!("/app{i}/section/")))
+            .map(|i| route(i, prefix(format!("/app{i}/section/"))))
             .collect();
-        list.push(route(n - 1, "/".into()));
-        let t = RouteTable::new(list);
-        // Worst case: only the catch-all matches, after every other prefix was tried.
+        list.push(route(n - 1, prefix("/".into())));
+        let t = RouteTable::new(list, vec![]);
+        // Worst case for a scan: only the catch-all matches, after every other prefix.
         g.bench_with_input(BenchmarkId::new("find_last", n), &t, |b, t| {
-            b.iter(|| {
-                t.find(
-                    black_box(Some("app.example.com:443")),
-                    black_box("/index.html"),
-                )
-            })
+            b.iter(|| t.find(black_box(&req("app.example.com", "/index.html"))))
         });
-        let mid = format!("/app{}/section/page?x=1", n / 2);
+        let mid: &'static str = Box::leak(format!("/app{}/section/page", n / 2).into_boxed_str());
         g.bench_with_input(BenchmarkId::new("find_middle", n), &t, |b, t| {
-            b.iter(|| t.find(black_box(Some("app.example.com")), black_box(mid.as_str())))
+            b.iter(|| t.find(black_box(&req("app.example.com", mid))))
+        });
+    }
+    // Issue 18's target: the last of 1,000 ALB-style rules costs what one rule does.
+    for n in [1usize, 1_000] {
+        let t = RouteTable::new(alb_table(n), vec![]);
+        assert_eq!(
+            t.find(&req("app.example.com", "/index.html"))
+                .map(|r| r.index),
+            Some(n - 1)
+        );
+        g.bench_with_input(BenchmarkId::new("alb_rules_last", n), &t, |b, t| {
+            b.iter(|| t.find(black_box(&req("app.example.com", "/index.html"))))
         });
     }
     g.finish();

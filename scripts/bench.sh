@@ -130,6 +130,7 @@ PCR_PORT=$(free_port); PCR_ADMIN=$(free_port); REDIS_PORT=$(free_port)
 # A second upstream and a second nginx proxy balancing over both (issue 18): Portcullis's
 # two-target group row must keep the one-upstream row's ratio to nginx.
 UP2_PORT=$(free_port); NGXG_PORT=$(free_port)
+PCM_PORT=$(free_port); PCM_ADMIN=$(free_port)
 IDP="http://127.0.0.1:$IDP_PORT"
 PC="http://127.0.0.1:$PC_PORT"
 # A second Portcullis with the server-side session store (issue 10): its row must cost at most
@@ -284,6 +285,36 @@ sed -i "1i data_dir = \"$TMP/redis-data\"" "$TMP/portcullis-redis.toml"
 "$BIN" serve --config "$TMP/portcullis-redis.toml" >"$TMP/portcullis-redis.out" 2>"$TMP/portcullis-redis.err" &
 PCR_PID=$!; PIDS+=("$PCR_PID")
 
+# A third Portcullis with 1,000 listener rules (issue 18): hosts x paths, one in ten with a
+# method, header, query or source-address condition, some with wildcard hosts or path
+# patterns; the row's request matches only the last rule. Its CPU per request must stay within
+# 10 % of row 3's (the same allow route, found as the first rule).
+PCM="http://127.0.0.1:$PCM_PORT"
+say "starting Portcullis with 1,000 listener rules :$PCM_PORT"
+{
+  printf 'public_url = "%s"\n\n[server]\nlisten = ["127.0.0.1:%s"]\nadmin_listen = "127.0.0.1:%s"\n\n' \
+    "$PCM" "$PCM_PORT" "$PCM_ADMIN"
+  printf '[session]\nsecrets = ["%s"]\n\n[log]\nlevel = "warn"\n' "$SESSION_SECRET"
+  for i in $(seq 0 998); do
+    host="\"app$((i % 50)).bench.test\""
+    path="path = \"/svc$i/\""
+    extra=""
+    case $((i % 10)) in
+      0) extra='methods = ["POST"]' ;;
+      1) extra='headers = { "X-Env" = ["beta", "canary-*"] }' ;;
+      2) extra='query = { version = "2" }' ;;
+      3) extra='source_ips = ["10.0.0.0/8"]' ;;
+      4) host="[\"*.tenant$i.bench.test\", \"t$i.bench.test\"]" ;;
+      5) path="path_pattern = \"/svc$i/*/edit\"" ;;
+    esac
+    printf '\n[[routes]]\nhost = %s\n%s\n%s\nupstream = "http://127.0.0.1:%s"\non_unauthenticated = "allow"\n' \
+      "$host" "$path" "$extra" "$UP_PORT"
+  done
+  printf '\n[[routes]]\nhost = "127.0.0.1"\npath = "/"\nupstream = "http://127.0.0.1:%s"\non_unauthenticated = "allow"\n' "$UP_PORT"
+} >"$TMP/portcullis-rules.toml"
+"$BIN" serve --config "$TMP/portcullis-rules.toml" >"$TMP/portcullis-rules.out" 2>"$TMP/portcullis-rules.err" &
+PCM_PID=$!; PIDS+=("$PCM_PID")
+
 say "starting Apache + mod_auth_openidc :$AP_PORT"
 M=/usr/lib/apache2/modules
 APACHE_USER=""
@@ -346,6 +377,7 @@ wait_http "http://127.0.0.1:$UP2_PORT/" "nginx upstream 2"
 wait_http "http://127.0.0.1:$NGXG_PORT/" "nginx proxy over two upstreams"
 wait_http "http://127.0.0.1:$PC_ADMIN/healthz" "Portcullis"
 wait_http "http://127.0.0.1:$PCR_ADMIN/healthz" "Portcullis (redis store)"
+wait_http "http://127.0.0.1:$PCM_ADMIN/healthz" "Portcullis (1,000 rules)"
 wait_http "$AP/" "Apache"
 
 # ---------------------------------------------------------------------------- measurement
@@ -583,6 +615,7 @@ row up "1 upstream direct (nginx, 1 KB)" "$UP_PID" 200 "http://127.0.0.1:$UP_POR
 row ngx "2 nginx plain reverse proxy (reference)" "$NGX_PID" 200 "http://127.0.0.1:$NGX_PORT/" "$HTML_ACCEPT"
 row ngxg "2g nginx proxy, upstream block of 2 (rr)" "$NGXG_PID" 200 "http://127.0.0.1:$NGXG_PORT/" "$HTML_ACCEPT"
 row allow "3 Portcullis, allow route" "$PC_PID" 200 "$PC/public/" "$HTML_ACCEPT"
+row rules "3m Portcullis, allow, last of 1,000 rules" "$PCM_PID" 200 "$PCM/public/" "$HTML_ACCEPT"
 row auth "4 Portcullis, authenticated + signed headers" "$PC_PID" 200 "$PC/app/" "Cookie: $PC_COOKIE" "$HTML_ACCEPT"
 row group "4g Portcullis, authenticated, 2-target group" "$PC_PID" 200 "$PC/group/" "Cookie: $PC_COOKIE" "$HTML_ACCEPT"
 row authr "4r Portcullis, authenticated, redis store" "$PCR_PID" 200 "$PCR/app/" "Cookie: $PCR_COOKIE" "$HTML_ACCEPT"
@@ -659,6 +692,10 @@ if [ -n "${R[auth.rps]:-}" ] && [ -n "${R[ngx.rps]:-}" ]; then
     v=$(ratio "${R[authr.cpu]}" "${R[auth.cpu]}")
     printf '%-58s %7s %7s %7s  %s\n' 'redis store CPU µs/req ÷ cookie store (row 4r ÷ row 4)' "$v" '<= 1.25' '<= 1.0' "$(verdict "$v" '<=' 1.25 1.0)"
   fi
+  if [ -n "${R[rules.cpu]:-}" ]; then
+    v=$(ratio "${R[rules.cpu]}" "${R[allow.cpu]}")
+    printf '%-58s %7s %7s %7s  %s\n' 'last of 1,000 rules CPU µs/req ÷ one rule (row 3m ÷ row 3)' "$v" '<= 1.1' '<= 1.0' "$(verdict "$v" '<=' 1.1 1.0)"
+  fi
   v=$(ratio "${R[auth.rps]}" "${R[apache.rps]:-0}")
   printf '%-58s %7s %7s %7s  %s\n' 'authenticated req/s ÷ Apache + mod_auth_openidc req/s' "$v" '>= 4' '>= 6' "$(verdict "$v" '>=' 4 6)"
   v=$(ratio "${R[auth.p99]}" "${R[ngx.p99]}")
@@ -666,7 +703,7 @@ if [ -n "${R[auth.rps]:-}" ] && [ -n "${R[ngx.rps]:-}" ]; then
   v=$(ratio "${R[login.ms]:-0}" "${R[aplogin.ms]:-0}")
   printf '%-58s %7s %7s %7s  %s\n' 'Portcullis CPU per full login ÷ Apache' "$v" '<= 0.5' '<= 0.25' "$(verdict "$v" '<=' 0.5 0.25)"
   total=0
-  for k in up ngx ngxg allow auth group authr redirect apache login aplogin; do
+  for k in up ngx ngxg allow rules auth group authr redirect apache login aplogin; do
     if [ -n "$ONLY" ] && [[ "$ONLY" != *" ${k#ap} "* ]] && [[ "$ONLY" != *" $k "* ]]; then continue; fi
     total=$((total + ${R[$k.err]:-1}))
   done

@@ -126,7 +126,8 @@ pub struct App {
     pub shared: Shared,
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
-    forwarders: Vec<Forwarder>,
+    /// One per route; `None` for a route that answers by itself (redirect, fixed response).
+    forwarders: Vec<Option<Forwarder>>,
     /// The target groups of this configuration (health, counters).
     pub groups: crate::proxy::balancer::Groups,
     request_ids: RequestIds,
@@ -347,7 +348,12 @@ impl App {
         let forwarders = cfg
             .routes
             .iter()
-            .map(|r| Forwarder::new(r, cfg.server.workers, &groups, &sealer))
+            .map(|r| match &r.action {
+                crate::config::Action::Forward(u) => {
+                    Some(Forwarder::new(r, u, cfg.server.workers, &groups, &sealer))
+                }
+                _ => None,
+            })
             .collect();
         let store = Arc::new(build_store(&cfg, keyring.clone(), &shared));
         let pool = match &cfg.pool {
@@ -391,8 +397,10 @@ impl App {
     /// `https://` checks trust what the first route forwarding to the group trusts).
     pub fn start_health_checks(&self) {
         self.groups.start(|gi| {
-            let f = self.cfg.routes.iter().find_map(|r| match &r.upstream {
-                crate::config::Upstream::Groups(f) if f.groups.iter().any(|(g, _)| *g == gi) => {
+            let f = self.cfg.routes.iter().find_map(|r| match &r.action {
+                crate::config::Action::Forward(crate::config::Upstream::Groups(f))
+                    if f.groups.iter().any(|(g, _)| *g == gi) =>
+                {
                     Some(f)
                 }
                 _ => None,
@@ -560,12 +568,17 @@ impl App {
         }
 
         // 3. Route.
-        let host = parts
-            .extensions
-            .get::<RequestHost>()
-            .and_then(|h| h.host.as_ref())
-            .map(Host::name);
-        let Some(route) = self.auth.routes.find(host, parts.uri.path()) else {
+        let own = parts.extensions.get::<RequestHost>();
+        let host = own.and_then(|h| h.host.as_ref()).map(Host::name);
+        let facts = crate::routing::Request {
+            host,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            method: &parts.method,
+            headers: &parts.headers,
+            peer: peer.ip(),
+        };
+        let Some(route) = self.auth.routes.find(&facts) else {
             return self.reject(RequestError::NoRoute, &parts, rid);
         };
         let route_index = route.index;
@@ -596,17 +609,34 @@ impl App {
             }
         };
 
-        // 5. Forward (whether the peer is a trusted proxy was read from the running config).
+        // 5. The route's action: forward (whether the peer is a trusted proxy was read from
+        // the running config), or its own redirect or fixed response.
         let json = is_non_navigational(&parts.headers);
-        let mut resp = match self.forwarders[route_index]
-            .forward(parts, body, inbound, trusted, upgrade, started)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => e.render(rid, json),
+        let mut resp = match (&route.action, &self.forwarders[route_index]) {
+            (crate::config::Action::Forward(_), Some(forwarder)) => {
+                let resp = match forwarder
+                    .forward(parts, body, inbound, trusted, upgrade, started)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => e.render(rid, json),
+                };
+                self.metrics
+                    .upstream_latency(route_index, started.elapsed());
+                resp
+            }
+            (crate::config::Action::Redirect(r), _) => {
+                match crate::routing::action::redirect(r, &redirect_origin(&parts, &self.auth.cfg))
+                {
+                    Ok(resp) => resp,
+                    Err(e) => e.render(rid, json),
+                }
+            }
+            (crate::config::Action::FixedResponse(f), _) => crate::routing::action::fixed(f),
+            (crate::config::Action::Forward(_), None) => {
+                RequestError::Internal("the route has no forwarder".into()).render(rid, json)
+            }
         };
-        self.metrics
-            .upstream_latency(route_index, started.elapsed());
         append_cookies(&mut resp, &set_cookie);
         resp
     }
@@ -641,6 +671,38 @@ impl App {
 
     fn reject(&self, e: RequestError, parts: &Parts, rid: &str) -> Response<Body> {
         e.render(rid, is_non_navigational(&parts.headers))
+    }
+}
+
+/// The request as a redirect action sees it: its scheme, canonical host (else `public_url`'s),
+/// port, normalised path and query.
+fn redirect_origin<'a>(
+    parts: &'a http::request::Parts,
+    cfg: &'a crate::config::Config,
+) -> crate::routing::action::Origin<'a> {
+    let own = parts.extensions.get::<RequestHost>();
+    let https = own.is_some_and(|h| h.https);
+    let (host, port) = match own.and_then(|h| h.host.as_ref()) {
+        Some(h) => (
+            h.name(),
+            h.as_str()[h.name().len()..]
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(crate::http::host::default_port(https)),
+        ),
+        None => (
+            cfg.public_url.host_str().unwrap_or("localhost"),
+            cfg.public_url
+                .port_or_known_default()
+                .unwrap_or(crate::http::host::default_port(https)),
+        ),
+    };
+    crate::routing::action::Origin {
+        https,
+        host,
+        port,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod live;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
+pub mod routing;
 pub mod server;
 pub mod session;
 pub mod signing;

@@ -94,6 +94,9 @@ fn main() -> ExitCode {
                     c.routes.len(),
                     c.providers.len()
                 );
+                for w in &c.warnings {
+                    println!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -104,6 +107,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_tracing(&cfg);
+            for w in &cfg.warnings {
+                tracing::warn!(key = %w.path, "{}", w.message);
+            }
             // The main runtime runs the admin listener, start-up and background work; requests
             // are served by the per-core workers (`server::spawn_workers`).
             let rt = tokio::runtime::Builder::new_multi_thread()

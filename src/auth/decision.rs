@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Method, header};
 
 use super::{Auth, authorize, bearer, login};
 use crate::config::{OnUnauthenticated, RouteConfig};
@@ -87,14 +87,35 @@ impl Outcome {
 pub struct Decision {
     pub outcome: Outcome,
     /// Why (`auth.reason`): `session`, `no_session`, `no_session_xhr`, `authorization`,
-    /// `session_store`, `bearer`, `bearer_invalid`, `bearer_scope`.
+    /// `session_store`, `bearer`, `bearer_invalid`, `bearer_scope`, `cors_preflight`.
     pub reason: &'static str,
     pub principal: Option<Arc<Principal>>,
     /// Cookies to set whatever happens (a refreshed session, or its removal).
     pub set_cookie: Vec<HeaderValue>,
 }
 
+/// A CORS preflight: `OPTIONS` carrying both `Origin` and `Access-Control-Request-Method`
+/// (the Fetch standard's definition). Anything less is an ordinary request.
+pub fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(header::ORIGIN)
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
 impl Auth {
+    /// The decision for a CORS preflight on a `cors_preflight = "allow"` route: forwarded
+    /// without reading any session (the upstream answers it), and without identity.
+    pub fn preflight(&self, route: &RouteConfig, via: Via) -> Decision {
+        let d = Decision {
+            outcome: Outcome::Public,
+            reason: "cors_preflight",
+            principal: None,
+            set_cookie: Vec::new(),
+        };
+        self.log(route, &d, via);
+        d
+    }
+
     /// The one access decision for `route`, given the request's headers. `rd`: where a
     /// sign-in should return to (the original path and query). Logs the decision once.
     pub async fn decide(

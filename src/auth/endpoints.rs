@@ -144,7 +144,7 @@ impl Auth {
                     .extensions
                     .get::<RequestHost>()
                     .and_then(|h| h.host.as_ref());
-                get_only(self.start(query, own, request_id).await)
+                get_only(self.start(query, own, parts, peer, request_id).await)
             }
             paths::SIGN_OUT => {
                 if parts.method == Method::GET || parts.method == Method::POST {
@@ -200,6 +200,8 @@ impl Auth {
         &self,
         query: Option<&str>,
         own_host: Option<&Host>,
+        parts: &Parts,
+        peer: IpAddr,
         request_id: &str,
     ) -> Response<Body> {
         let rd = safe_target(
@@ -222,17 +224,27 @@ impl Auth {
         };
         // The route `rd` names: its host (an absolute `rd`'s, else this request's), canonical
         // like every host a route is matched on, and its path.
-        let (rd_host, rd_path) = match url::Url::parse(&rd) {
+        let (rd_host, rd_path, rd_query) = match url::Url::parse(&rd) {
             Ok(u) => (
                 u.host_str().and_then(|h| Host::parse(h, 0).ok().flatten()),
                 u.path().to_string(),
+                u.query().map(str::to_string),
             ),
             Err(_) => (
                 own_host.cloned(),
                 rd.split('?').next().unwrap_or("/").to_string(),
+                rd.split_once('?').map(|(_, q)| q.to_string()),
             ),
         };
-        let route = self.routes.find(rd_host.as_ref().map(Host::name), &rd_path);
+        // The page to return to will be fetched with GET by this same client.
+        let route = self.routes.find(&crate::routing::Request {
+            host: rd_host.as_ref().map(Host::name),
+            path: &rd_path,
+            query: rd_query.as_deref(),
+            method: &Method::GET,
+            headers: &parts.headers,
+            peer,
+        });
         let candidates: Vec<usize> = match route {
             Some(r) if !r.providers.is_empty() => r.providers.clone(),
             _ => (0..self.providers.len()).collect(),
@@ -405,7 +417,22 @@ impl Auth {
                 );
             }
         };
-        let Some(route) = self.routes.find(host.as_ref().map(Host::name), &path) else {
+        // The original request's method: a trusted proxy's `X-Forwarded-Method`, else this
+        // request's own.
+        let method = match hv(&X_FORWARDED_METHOD) {
+            Some(m) if self.is_trusted(peer) => {
+                Method::from_bytes(m.as_bytes()).unwrap_or_else(|_| parts.method.clone())
+            }
+            _ => parts.method.clone(),
+        };
+        let Some(route) = self.routes.find(&crate::routing::Request {
+            host: host.as_ref().map(Host::name),
+            path: &path,
+            query,
+            method: &method,
+            headers: h,
+            peer,
+        }) else {
             return (
                 RequestError::NoRoute.render(request_id, true),
                 None,

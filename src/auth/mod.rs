@@ -17,7 +17,6 @@ pub mod jws;
 pub mod login;
 pub mod oidc;
 pub mod redirect;
-pub mod routes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,13 +32,13 @@ use crate::http::body::Body;
 use crate::http::negotiate::is_non_navigational;
 use crate::identity_headers::{self, DataSigner};
 use crate::metrics::Metrics;
+use crate::routing::RouteTable;
 use crate::session::keyring::KeyRing;
 use crate::session::principal::Principal;
 use crate::session::redis::Unavailable;
 use crate::session::store::{Loaded, SessionStore};
 pub use decision::{Decision, Outcome, Via};
 use oidc::OidcProvider;
-use routes::RouteTable;
 
 /// How long a local refresh result is shared with requests that still carry the old cookie.
 const REFRESH_SHARE_SECS: i64 = 60;
@@ -101,7 +100,7 @@ impl Auth {
     ) -> Auth {
         let bearer_cache = bearer::BearerCache::new(cfg.server.workers);
         Auth {
-            routes: RouteTable::new(cfg.routes.clone()),
+            routes: RouteTable::new(cfg.routes.clone(), cfg.server.trusted_proxies.clone()),
             cfg,
             providers,
             keyring,
@@ -263,6 +262,15 @@ impl Auth {
         arrived: std::time::Instant,
     ) -> Verdict {
         identity_headers::strip(&mut parts.headers);
+        if route.cors_preflight && decision::is_cors_preflight(&parts.method, &parts.headers) {
+            let d = self.preflight(route, Via::Proxy);
+            self.store.jar().strip(&mut parts.headers);
+            return Verdict::Forward {
+                principal: None,
+                set_cookie: d.set_cookie,
+                decision: d.outcome.metric(),
+            };
+        }
         let now = crate::session::unix_at(arrived);
         let rd = parts
             .uri

@@ -6,6 +6,7 @@ pub mod duration;
 #[doc(hidden)]
 pub mod keys;
 pub mod raw;
+pub mod rules;
 pub mod secret;
 pub mod target_groups;
 mod validate;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use url::Url;
 
+pub use rules::{Action, Conditions, FixedResponse, Redirect};
 pub use secret::Secret;
 pub use validate::{load, load_str};
 
@@ -246,9 +248,12 @@ pub struct RouteConfig {
     pub index: usize,
     /// Stable name for logs and metrics (`name`, default `{host}{path}`).
     pub name: String,
-    pub path: String,
-    pub host: Option<String>,
-    pub upstream: Upstream,
+    /// When the route is chosen (host, path, and ALB's further conditions).
+    pub conditions: Conditions,
+    /// What it does with a request that passed authentication.
+    pub action: Action,
+    /// `cors_preflight = "allow"`: a CORS preflight goes upstream without a session.
+    pub cors_preflight: bool,
     pub on_unauthenticated: OnUnauthenticated,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -295,6 +300,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The built-in user pool, when `[pool]` is present.
     pub pool: Option<crate::pool::PoolConfig>,
+    /// What is valid but surely not meant (a route an earlier one always takes): printed by
+    /// `check`, logged at start-up.
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {

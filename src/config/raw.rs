@@ -69,7 +69,7 @@ pub struct RawProvider {
 pub struct RawRoute {
     pub name: Option<String>,
     pub path: Option<String>,
-    pub host: Option<String>,
+    pub host: Option<super::rules::OneOrMany>,
     pub upstream: Option<String>,
     pub on_unauthenticated: Option<String>,
     pub connect_timeout: Option<String>,
@@ -88,6 +88,15 @@ pub struct RawRoute {
     pub target_group: Option<String>,
     pub forward: Option<Vec<super::target_groups::RawForward>>,
     pub forward_stickiness: Option<String>,
+    // Listener-rule keys (see `super::rules`).
+    pub path_pattern: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<BTreeMap<String, super::rules::OneOrMany>>,
+    pub query: Option<BTreeMap<String, super::rules::OneOrMany>>,
+    pub source_ips: Option<Vec<String>>,
+    pub redirect: Option<super::rules::RawRedirect>,
+    pub fixed_response: Option<super::rules::RawFixedResponse>,
+    pub cors_preflight: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

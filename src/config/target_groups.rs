@@ -513,8 +513,8 @@ target_group = "app"
         assert_eq!(hc.matcher, vec![(200, 200)]);
         assert_eq!(g.stickiness, None);
         assert_eq!(g.deregistration_delay, Duration::from_secs(300));
-        match &c.routes[0].upstream {
-            Upstream::Groups(f) => assert_eq!(f.groups, vec![(0, 1)]),
+        match &c.routes[0].action {
+            crate::config::Action::Forward(Upstream::Groups(f)) => assert_eq!(f.groups, vec![(0, 1)]),
             other => panic!("{other:?}"),
         }
     }
@@ -545,8 +545,8 @@ forward_stickiness = "1h"
         assert!(!g.health_check.passes(301));
         assert_eq!(g.stickiness, Some(Duration::from_secs(86400)));
         assert_eq!(g.deregistration_delay, Duration::ZERO);
-        match &c.routes[0].upstream {
-            Upstream::Groups(f) => {
+        match &c.routes[0].action {
+            crate::config::Action::Forward(Upstream::Groups(f)) => {
                 assert_eq!(f.groups, vec![(0, 90), (1, 10)]);
                 assert_eq!(f.stickiness, Some(Duration::from_secs(3600)));
             }

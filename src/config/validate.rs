@@ -282,8 +282,15 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         }
         Some(_) => p.push("routes", "must be an array of tables ([[routes]])"),
     }
-    for (i, r) in routes.iter().enumerate() {
+    for i in 0..routes.len() {
+        let r = &routes[i];
         if routes[..i].iter().any(|o| o.name == r.name) {
+            // Two unnamed routes that differ only in other conditions (methods, headers, …):
+            // the later one's default name gets its index.
+            if r.name == default_route_name(&r.conditions) {
+                routes[i].name = format!("{}#{}", routes[i].name, routes[i].index);
+                continue;
+            }
             p.push(
                 format!("routes[{}].name", r.index),
                 format!(
@@ -313,6 +320,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         session: session?,
         headers: headers?,
         providers,
+        warnings: crate::routing::shadow::unreachable(&routes),
         routes,
         target_groups,
         log,
@@ -852,23 +860,6 @@ fn build_route(
     kp: &str,
     p: &mut Problems,
 ) -> Option<RouteConfig> {
-    let route_path = raw.path.unwrap_or_else(|| "/".into());
-    if !route_path.starts_with('/') {
-        p.push(
-            format!("{kp}.path"),
-            format!("{route_path:?} must start with /"),
-        );
-    }
-    // Canonical at load (lower case, no trailing dot), as every request's host is.
-    let host = raw
-        .host
-        .and_then(|h| match crate::http::host::route_host(&h) {
-            Ok(h) => Some(h),
-            Err(why) => {
-                p.push(format!("{kp}.host"), why);
-                None
-            }
-        });
     let on_unauthenticated = one_of(
         raw.on_unauthenticated.as_deref(),
         OnUnauthenticated::Authenticate,
@@ -895,9 +886,9 @@ fn build_route(
                 format!("{kp}.upstream"),
                 "set upstream (one target) or target_group / forward, not both",
             );
-            None
+            Some(None)
         }
-        None if named_groups => forward.map(|mut f| {
+        None if named_groups => Some(forward.map(|mut f| {
             f.insecure_skip_verify = raw.insecure_skip_upstream_tls_verify.unwrap_or(false);
             f.ca_file = raw
                 .upstream_ca_file
@@ -912,15 +903,9 @@ fn build_route(
                 );
             }
             Upstream::Groups(f)
-        }),
-        None => {
-            p.push(
-                format!("{kp}.upstream"),
-                "is required (http://…, https://… or file:///dir), or target_group / forward",
-            );
-            None
-        }
-        Some(u) if u.starts_with("file://") => {
+        })),
+        None => None,
+        Some(u) if u.starts_with("file://") => Some({
             // `file:///abs/dir`, or `file://./rel/dir` relative to the config file.
             let raw_path = percent_encoding::percent_decode_str(&u[7..])
                 .decode_utf8_lossy()
@@ -935,8 +920,8 @@ fn build_route(
                 );
                 None
             }
-        }
-        Some(u) => match Url::parse(u) {
+        }),
+        Some(u) => Some(match Url::parse(u) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
                 if url.query().is_some() || url.fragment().is_some() {
                     p.push(
@@ -969,8 +954,25 @@ fn build_route(
                 );
                 None
             }
-        },
+        }),
     };
+    let (conditions, action, cors_preflight) = rules::build_rule(
+        rules::RawRule {
+            host: raw.host,
+            path: raw.path,
+            path_pattern: raw.path_pattern,
+            methods: raw.methods,
+            headers: raw.headers,
+            query: raw.query,
+            source_ips: raw.source_ips,
+            redirect: raw.redirect,
+            fixed_response: raw.fixed_response,
+            cors_preflight: raw.cors_preflight,
+        },
+        upstream,
+        kp,
+        p,
+    );
     let connect_timeout = duration(
         raw.connect_timeout.as_deref(),
         Duration::from_secs(5),
@@ -1081,14 +1083,14 @@ fn build_route(
             n
         }
         Some(n) => n,
-        None => format!("{}{}", host.as_deref().unwrap_or(""), route_path),
+        None => default_route_name(&conditions),
     };
     Some(RouteConfig {
         index,
         name,
-        path: route_path,
-        host,
-        upstream: upstream?,
+        conditions,
+        action: action?,
+        cors_preflight,
         on_unauthenticated,
         connect_timeout,
         timeout,
@@ -1096,6 +1098,15 @@ fn build_route(
         authorization,
         bearer,
     })
+}
+
+/// A route's name when it has none: `{hosts}{path}` (hosts joined with `,`).
+fn default_route_name(c: &crate::config::Conditions) -> String {
+    format!(
+        "{}{}",
+        c.hosts.join(","),
+        c.path_pattern.as_deref().unwrap_or(&c.path)
+    )
 }
 
 /// `accept_bearer`, `bearer_audience`, `allow_scopes` (SPEC §12): the audience is required with
@@ -1204,7 +1215,7 @@ upstream = "http://127.0.0.1:3000"
             Path::new("t.toml"),
         )
         .expect("valid");
-        assert_eq!(c.routes[0].host.as_deref(), Some("admin.example.com"));
+        assert_eq!(c.routes[0].conditions.hosts, ["admin.example.com"]);
         assert_eq!(c.routes[0].name, "admin.example.com/");
         assert!(c.headers.insecure_forward_unverified_email);
         let c = load_str(GOOD, Path::new("t.toml")).expect("valid");

@@ -2,6 +2,7 @@
 //! paths (each declared once), request-path normalisation, the request's one canonical host, and content negotiation.
 
 pub mod body;
+pub mod client_ip;
 pub mod headers;
 pub mod host;
 pub mod negotiate;

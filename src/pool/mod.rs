@@ -371,46 +371,8 @@ impl Pool {
     /// entry that is no address stops the walk and the peer is the key (fail closed: skipping
     /// it would make a forged entry further left the key).
     fn client_ip(&self, parts: &Parts, peer: IpAddr) -> IpAddr {
-        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
-        if !trusted(&peer) {
-            return peer;
-        }
-        let mut entries: Vec<&str> = Vec::new();
-        for v in parts.headers.get_all("x-forwarded-for") {
-            let Ok(v) = v.to_str() else {
-                return peer;
-            };
-            entries.extend(v.split(','));
-        }
-        for entry in entries.into_iter().rev() {
-            match forwarded_address(entry) {
-                Some(ip) if trusted(&ip) => continue,
-                Some(ip) => return ip,
-                None => return peer,
-            }
-        }
-        peer
+        crate::http::client_ip::client_ip(&parts.headers, peer, &self.trusted_proxies)
     }
-}
-
-/// One `X-Forwarded-For` entry as an address: `ip`, `ip:port` (IPv4) or `[v6]` / `[v6]:port`;
-/// `None` for anything else.
-fn forwarded_address(entry: &str) -> Option<IpAddr> {
-    let e = entry.trim();
-    if let Ok(ip) = e.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Some(rest) = e.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']')?;
-        let port_ok = after.is_empty()
-            || after
-                .strip_prefix(':')
-                .is_some_and(|p| p.parse::<u16>().is_ok());
-        return port_ok.then(|| v6.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6))?;
-    }
-    e.parse::<std::net::SocketAddrV4>()
-        .ok()
-        .map(|a| IpAddr::V4(*a.ip()))
 }
 
 /// Every route of [`Pool::handle`], relative to the issuer path (kept equal to its `match` by

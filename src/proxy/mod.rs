@@ -318,11 +318,12 @@ impl Forwarder {
     /// `groups`: the running target groups (for `target_group` / `forward` routes).
     pub fn new(
         route: &RouteConfig,
+        upstream: &Upstream,
         workers: usize,
         groups: &balancer::Groups,
         sticky: &balancer::sticky::Sealer,
     ) -> Forwarder {
-        match &route.upstream {
+        match upstream {
             Upstream::File(dir) => Forwarder::File(StaticDir::new(dir.clone())),
             Upstream::Http {
                 base,

@@ -11,3 +11,4 @@ mod lean_upstream;
 mod listeners;
 mod operate;
 mod target_groups;
+mod rules;
