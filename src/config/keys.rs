@@ -27,6 +27,7 @@ struct RawTop {
     headers: Option<RawHeaders>,
     providers: Option<BTreeMap<String, RawProvider>>,
     routes: Option<Vec<RawRoute>>,
+    target_groups: Option<BTreeMap<String, super::target_groups::RawTargetGroup>>,
     log: Option<RawLog>,
     pool: Option<crate::pool::config::raw::RawPool>,
 }
