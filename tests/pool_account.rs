@@ -568,3 +568,30 @@ async fn japanese_pages(backend: Backend) {
     }
 }
 on_both!(japanese, japanese_pages);
+
+/// The pool session of a pool whose routes sign in through it lasts as long as the proxy's
+/// session (`session.timeout`, 7 days by default) though `pool.session_timeout` is 1 hour: a
+/// user signed in to the app is still signed in on the account and factor pages.
+async fn the_pool_session_lasts_as_long_as_the_apps(backend: Backend) {
+    let s = Server::start(backend, "session_timeout = \"1h\"\n").await;
+    create_user(&s, "nora", "nora@example.com");
+    let c = browser();
+    let r = sign_in(&c, &s, &s.url("/oauth2/pool/login"), "nora", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("portcullis_pool_session="))
+        .expect("a pool session cookie")
+        .to_string();
+    assert!(cookie.contains("Max-Age=604800"), "{cookie}");
+    let db = s.database().await;
+    let (auth, exp): (i64, i64) = sqlx::query_as("SELECT auth_time, expires_at FROM web_sessions")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(exp - auth, 7 * 86400);
+}
+on_both!(lifetime, the_pool_session_lasts_as_long_as_the_apps);
