@@ -54,6 +54,7 @@ pub use config::PoolConfig;
 use i18n::Lang;
 use jwt::Keys;
 use store::{Store, StoreError};
+use web::Answer;
 
 /// Largest form or JSON body the pool reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -354,13 +355,23 @@ impl Pool {
             "/forgot-password" if post => pages::password::forgot(self, ready, &req).await,
             "/reset-password" if get => pages::password::show_reset(self, &req),
             "/reset-password" if post => pages::password::reset(self, ready, &req).await,
-            "/change-password" if get => pages::password::show_change(self, ready, &req).await,
-            "/change-password" if post => pages::password::change(self, ready, &req).await,
+            "/change-password" if get => pages::password::show_change(self, ready, &req)
+                .await
+                .answer(self, &req),
+            "/change-password" if post => pages::password::change(self, ready, &req)
+                .await
+                .answer(self, &req),
             "/mfa" if get => mfa::pages::show_challenge(self, ready, &req).await,
             "/mfa" if post => mfa::pages::submit_challenge(self, ready, &req).await,
-            "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req).await,
-            "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req).await,
-            "/mfa/manage" if post => mfa::pages::manage(self, ready, &req).await,
+            "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req)
+                .await
+                .answer(self, &req),
+            "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req)
+                .await
+                .answer(self, &req),
+            "/mfa/manage" if post => mfa::pages::manage(self, ready, &req)
+                .await
+                .answer(self, &req),
             "/mfa/continue" if post => mfa::pages::continue_sign_in(self, ready, &req).await,
             "/passkeys" if get && self.cfg.passkeys => mfa::passkeys::show(self, ready, &req).await,
             "/passkeys/options" if post && self.cfg.passkeys => {

@@ -435,13 +435,7 @@ impl Pool {
     }
 
     pub fn csrf_failed(&self, req: &Req<'_>) -> Response<Body> {
-        tracing::info!(
-            request_id = req.rid,
-            "pool.form" = "csrf_rejected",
-            "form rejected: CSRF token missing or wrong"
-        );
-        self.pages
-            .message(self, req, StatusCode::FORBIDDEN, "error_title", "csrf")
+        super::web::PageError::Csrf.render(self, req)
     }
 
     pub fn seal_request(&self, a: &AuthRequest) -> String {

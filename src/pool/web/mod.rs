@@ -34,6 +34,19 @@ pub enum PageError {
     BadRequest(&'static str),
     /// Something the user may not do (another user's session, the last way to sign in): 403.
     Forbidden(&'static str),
+    /// A message page of its own: status, heading key, message key.
+    Message(StatusCode, &'static str, &'static str),
+}
+
+/// Turns a handler's result into the response (an error renders itself).
+pub trait Answer {
+    fn answer(self, pool: &Pool, req: &Req<'_>) -> Response<Body>;
+}
+
+impl Answer for PageResult {
+    fn answer(self, pool: &Pool, req: &Req<'_>) -> Response<Body> {
+        self.unwrap_or_else(|e| e.render(pool, req))
+    }
 }
 
 impl From<StoreError> for PageError {
@@ -43,15 +56,18 @@ impl From<StoreError> for PageError {
 }
 
 impl PageError {
-    fn status_and_key(&self) -> (StatusCode, &'static str) {
-        match self {
+    /// Status, heading key and message key.
+    fn status_and_key(&self) -> (StatusCode, &'static str, &'static str) {
+        let (status, key): (StatusCode, &'static str) = match self {
+            PageError::Message(status, heading, key) => return (*status, heading, key),
             PageError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
             PageError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             PageError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             PageError::SignInRequired { .. } => (StatusCode::UNAUTHORIZED, "sign_in_required"),
-            PageError::BadRequest(k) => (StatusCode::BAD_REQUEST, k),
-            PageError::Forbidden(k) => (StatusCode::FORBIDDEN, k),
-        }
+            PageError::BadRequest(k) => (StatusCode::BAD_REQUEST, *k),
+            PageError::Forbidden(k) => (StatusCode::FORBIDDEN, *k),
+        };
+        (status, "error_title", key)
     }
 
     /// The response: the message page in the request's language with the pages' headers, or
@@ -80,9 +96,9 @@ impl PageError {
                     return redirect(&format!("{}/login", pool.base), &cookies);
                 }
             }
-            PageError::BadRequest(_) | PageError::Forbidden(_) => {}
+            PageError::BadRequest(_) | PageError::Forbidden(_) | PageError::Message(..) => {}
         }
-        let (status, key) = self.status_and_key();
+        let (status, heading, key) = self.status_and_key();
         let mut r = if wants_json(req) {
             json(
                 status,
@@ -93,7 +109,7 @@ impl PageError {
                 }),
             )
         } else {
-            pool.pages.message(pool, req, status, "error_title", key)
+            pool.pages.message(pool, req, status, heading, key)
         };
         if matches!(self, PageError::Busy) {
             super::hashing::retry_later(&mut r);
