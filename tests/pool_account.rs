@@ -110,6 +110,19 @@ async fn token(s: &Server, form: &[(&str, &str)]) -> (u16, Value) {
     (r.status().as_u16(), r.json::<Value>().await.unwrap())
 }
 
+/// Posts the form of `html` whose action contains `part`, confirmed (`confirm=yes`).
+async fn confirmed(
+    c: &reqwest::Client,
+    s: &Server,
+    html: &str,
+    part: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut all = vec![("confirm", "yes")];
+    all.extend_from_slice(fields);
+    submit_form(c, &s.base, html, part, &all).await
+}
+
 fn sub_of(s: &Server, user: &str) -> String {
     let (ok, out, err) = s.cli(&["users", "show", user]);
     assert!(ok, "{err}");
@@ -437,7 +450,7 @@ async fn the_last_way_to_sign_in_cannot_be_unlinked(backend: Backend) {
         &s.base,
         &html,
         "/account/providers/unlink",
-        &[("provider", "other"), ("confirm", "yes")],
+        &[("provider", "other")],
     )
     .await;
     assert_eq!(r.status(), 403);
@@ -448,12 +461,12 @@ async fn the_last_way_to_sign_in_cannot_be_unlinked(backend: Backend) {
         .execute(&db)
         .await
         .unwrap();
-    let r = submit_form(
+    let r = confirmed(
         &c,
-        &s.base,
+        &s,
         &confirm,
         "/account/providers/unlink",
-        &[("provider", "social"), ("confirm", "yes")],
+        &[("provider", "social")],
     )
     .await;
     assert_eq!(r.status(), 409);
@@ -467,7 +480,7 @@ async fn the_last_way_to_sign_in_cannot_be_unlinked(backend: Backend) {
     // Nor may it delete the account without a fresh provider sign-in.
     let html = home(&c, &s).await;
     assert!(html.contains("Sign in again with Social"), "{html}");
-    let r = submit_form(&c, &s.base, &html, "/account/delete", &[("confirm", "yes")]).await;
+    let r = confirmed(&c, &s, &html, "/account/delete", &[]).await;
     assert_eq!(r.status(), 403);
     assert!(s.cli(&["users", "show", "jack"]).0);
 }
@@ -511,23 +524,23 @@ async fn deleting_the_account_ends_every_session_and_token(backend: Backend) {
     assert_eq!(r.status(), 200);
     let confirm = r.text().await.unwrap();
     assert!(confirm.contains("name=\"password\""), "{confirm}");
-    let r = submit_form(
+    let r = confirmed(
         &c,
-        &s.base,
+        &s,
         &confirm,
         "/account/delete",
-        &[("password", "wrong-password-1"), ("confirm", "yes")],
+        &[("password", "wrong-password-1")],
     )
     .await;
     assert_eq!(r.status(), 403);
     assert!(s.cli(&["users", "show", "kate"]).0);
     // With the password: gone.
-    let r = submit_form(
+    let r = confirmed(
         &c,
-        &s.base,
+        &s,
         &confirm,
         "/account/delete",
-        &[("password", PASSWORD), ("confirm", "yes")],
+        &[("password", PASSWORD)],
     )
     .await;
     assert_eq!(r.status(), 200);

@@ -227,6 +227,18 @@ async fn show(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me, top: Notice) -
     show_with(pool, ready, req, me, top, StatusCode::OK, None).await
 }
 
+/// The home page again with one problem on top.
+async fn refuse(
+    pool: &Pool,
+    ready: &Ready,
+    req: &Req<'_>,
+    me: &Me,
+    key: &str,
+    status: StatusCode,
+) -> PageResult {
+    show_with(pool, ready, req, me, Notice::error(req, key), status, None).await
+}
+
 /// The home page; `confirm` asks to confirm one destructive action first.
 async fn show_with(
     pool: &Pool,
@@ -437,14 +449,13 @@ async fn profile(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResu
     if !new_email.is_empty() && !new_email.eq_ignore_ascii_case(current) {
         if ready.store.user_by_email(new_email).await?.is_some() {
             // Held verified by someone else: the code could never be used; say so now.
-            return show_with(
+            return refuse(
                 pool,
                 ready,
                 req,
                 me,
-                Notice::error(req, "acct_email_taken"),
+                "acct_email_taken",
                 StatusCode::CONFLICT,
-                None,
             )
             .await;
         }
@@ -509,28 +520,34 @@ async fn verify_email(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> Pag
     let Some(new_email) = ready.store.pending(&u.sub, "email", t0).await? else {
         return home(pool, "acct_email_expired");
     };
-    let bad = |key| async move {
-        show_with(
-            pool,
-            ready,
-            req,
-            me,
-            Notice::error(req, key),
-            StatusCode::BAD_REQUEST,
-            None,
-        )
-        .await
-    };
     match ready
         .store
         .check_code(&u.sub, EMAIL_PURPOSE, req.field("code"), t0)
         .await?
     {
         CodeCheck::Ok => {}
-        CodeCheck::Wrong => return bad("acct_code_wrong").await,
+        CodeCheck::Wrong => {
+            return refuse(
+                pool,
+                ready,
+                req,
+                me,
+                "acct_code_wrong",
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
         CodeCheck::Missing | CodeCheck::Expired | CodeCheck::TooManyAttempts => {
             ready.store.drop_pending(&u.sub, "email").await?;
-            return bad("acct_email_expired").await;
+            return refuse(
+                pool,
+                ready,
+                req,
+                me,
+                "acct_email_expired",
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
         }
     }
     let mut next = u.attributes.clone();
@@ -540,14 +557,13 @@ async fn verify_email(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> Pag
         Ok(()) => {}
         Err(StoreError::Exists("email")) => {
             ready.store.drop_pending(&u.sub, "email").await?;
-            return show_with(
+            return refuse(
                 pool,
                 ready,
                 req,
                 me,
-                Notice::error(req, "acct_email_taken"),
+                "acct_email_taken",
                 StatusCode::CONFLICT,
-                None,
             )
             .await;
         }
@@ -561,14 +577,13 @@ async fn verify_email(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> Pag
 async fn rename_passkey(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResult {
     let name = req.field("name").trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return show_with(
+        return refuse(
             pool,
             ready,
             req,
             me,
-            Notice::error(req, "acct_passkey_name_bad"),
+            "acct_passkey_name_bad",
             StatusCode::BAD_REQUEST,
-            None,
         )
         .await;
     }
@@ -679,14 +694,13 @@ async fn unlink(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResul
     let other_link = links.iter().any(|(p, _)| p != provider);
     let passkey = pool.cfg.passkeys && !ready.store.passkeys_of(&me.user.sub).await?.is_empty();
     if !has_password(&me.user) && !other_link && !passkey {
-        return show_with(
+        return refuse(
             pool,
             ready,
             req,
             me,
-            Notice::error(req, "acct_last_sign_in"),
+            "acct_last_sign_in",
             StatusCode::CONFLICT,
-            None,
         )
         .await;
     }
@@ -758,14 +772,13 @@ async fn delete(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResul
             Err(_) => return Err(PageError::Busy),
         }
     } else if !reauth_fresh(ready, req, me).await {
-        return show_with(
+        return refuse(
             pool,
             ready,
             req,
             me,
-            Notice::error(req, "acct_reauth_needed"),
+            "acct_reauth_needed",
             StatusCode::FORBIDDEN,
-            None,
         )
         .await;
     }
