@@ -25,6 +25,8 @@ const FORMS: &[&str] = &[
     "/account/sessions/end-others",
     "/account/providers/unlink",
     "/account/delete",
+    "/account/password/code",
+    "/account/password/set",
 ];
 
 /// A browser signed in to the pool as `user` (created with [`PASSWORD`]).
@@ -608,3 +610,82 @@ async fn the_pool_session_lasts_as_long_as_the_apps(backend: Backend) {
     assert_eq!(exp - auth, 7 * 86400);
 }
 on_both!(lifetime, the_pool_session_lasts_as_long_as_the_apps);
+
+/// A user without a password (signed in through a provider) sets one with a code sent to their
+/// verified address — never through "forgot password" — and then signs in with it; a user who
+/// has a password cannot use this way.
+async fn a_password_is_set_only_with_a_code_to_the_verified_address(backend: Backend) {
+    let s = Server::start(backend, EXTRA).await;
+    create_user(&s, "olga", "olga@example.com");
+    create_user(&s, "pete", "pete@example.com");
+    let sub = sub_of(&s, "olga");
+    let c = signed_in(&s, "olga", "test").await;
+    let p = signed_in(&s, "pete", "test").await;
+    let db = s.database().await;
+    sqlx::query("UPDATE users SET password_hash = '' WHERE sub = $1")
+        .bind(&sub)
+        .execute(&db)
+        .await
+        .unwrap();
+    let html = home(&c, &s).await;
+    assert!(html.contains("/account/password/set"), "{html}");
+    // Without a code: refused, no password.
+    let r = submit_form(
+        &c,
+        &s.base,
+        &html,
+        "/account/password/set",
+        &[("code", "123456"), ("new_password", "Another-Horse-8")],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = submit_form(&c, &s.base, &html, "/account/password/code", &[]).await;
+    assert_eq!(r.status(), 302);
+    let code = s.code_for("olga", "set_password");
+    // A weak password: every rule named, the code kept for the next try.
+    let r = submit_form(
+        &c,
+        &s.base,
+        &html,
+        "/account/password/set",
+        &[("code", &code), ("new_password", "short")],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = submit_form(
+        &c,
+        &s.base,
+        &html,
+        "/account/password/set",
+        &[("code", &code), ("new_password", "Another-Horse-8")],
+    )
+    .await;
+    assert_eq!(r.status(), 302);
+    assert!(location(&r).contains("notice=acct_password_set"));
+    let fresh = browser();
+    let r = sign_in(
+        &fresh,
+        &s,
+        &s.url("/oauth2/pool/login"),
+        "olga",
+        "Another-Horse-8",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // Someone with a password cannot set one here (change password asks for the current one).
+    let html = home(&p, &s).await;
+    assert!(!html.contains("/account/password/set"));
+    let (action, csrf) = form(&html, &s.base, "/account/profile");
+    let action = action.replace("/account/profile", "/account/password/code");
+    let r = p
+        .post(action)
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+on_both!(
+    set_password,
+    a_password_is_set_only_with_a_code_to_the_verified_address
+);

@@ -400,6 +400,8 @@ impl Pool {
             "/account/sessions/end-others" if post => account::handle(self, ready, &req, sub).await,
             "/account/providers/unlink" if post => account::handle(self, ready, &req, sub).await,
             "/account/delete" if post => account::handle(self, ready, &req, sub).await,
+            "/account/password/code" if post => account::handle(self, ready, &req, sub).await,
+            "/account/password/set" if post => account::handle(self, ready, &req, sub).await,
             p if self.cfg.admin_console && (p == "/admin" || p.starts_with("/admin/")) => {
                 console::handle(self, ready, &req, p).await
             }
@@ -513,6 +515,8 @@ pub const ROUTES: &[crate::surface::Route] = {
         R::exact("POST", "/account/sessions/end-others"),
         R::exact("POST", "/account/providers/unlink"),
         R::exact("POST", "/account/delete"),
+        R::exact("POST", "/account/password/code"),
+        R::exact("POST", "/account/password/set"),
         R::exact("*", "/admin"),
         R::prefix("*", "/admin/"),
         R::exact("GET", "/federation/start"),

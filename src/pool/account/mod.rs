@@ -28,6 +28,8 @@ const RD_COOKIE: &str = "portcullis_pool_account_rd";
 const EMAIL_CODE_SECS: i64 = 3600;
 /// The purpose of the code that verifies a new email address.
 const EMAIL_PURPOSE: &str = "email_change";
+/// The purpose of the code that lets a user without a password set one.
+const SET_PASSWORD_PURPOSE: &str = "set_password";
 /// How recent a provider sign-in must be to delete an account that has no password.
 const REAUTH_SECS: i64 = 600;
 /// Attributes the account home never lets users write (verification flags, links, ids).
@@ -91,6 +93,8 @@ pub async fn handle(pool: &Pool, ready: &Ready, req: &Req<'_>, path: &str) -> Re
             ("/account/sessions/end-others", true) => end_others(pool, ready, req, &me).await,
             ("/account/providers/unlink", true) => unlink(pool, ready, req, &me).await,
             ("/account/delete", true) => delete(pool, ready, req, &me).await,
+            ("/account/password/code", true) => password_code(pool, ready, req, &me).await,
+            ("/account/password/set", true) => set_password(pool, ready, req, &me).await,
             _ => Ok(crate::error::RequestError::NotFound.render(req.rid, false)),
         }
     }
@@ -183,6 +187,11 @@ fn writable(pool: &Pool) -> Vec<String> {
     out
 }
 
+fn email_verified(u: &User) -> bool {
+    matches!(u.attributes.get("email_verified"), Some(Value::Bool(true)))
+        || matches!(u.attributes.get("email_verified"), Some(Value::String(s)) if s == "true")
+}
+
 fn has_password(u: &User) -> bool {
     !u.password_hash.is_empty()
 }
@@ -264,8 +273,7 @@ async fn show_with(
             })
         })
         .collect();
-    let email_verified = matches!(u.attributes.get("email_verified"), Some(Value::Bool(true)))
-        || matches!(u.attributes.get("email_verified"), Some(Value::String(s)) if s == "true");
+    let email_verified = email_verified(u);
     let pending_email = ready.store.pending(&u.sub, "email", t0).await?;
     let sessions: Vec<Value> = ready
         .store
@@ -325,6 +333,8 @@ async fn show_with(
         "pending_email": pending_email,
         "profile": profile,
         "has_password": has_password(u),
+        "may_set_password": !has_password(u) && email_verified && !email.is_empty(),
+        "password_rules": super::pages::password_rules(pool, lang),
         "totp": totp,
         "recovery_left": recovery_left,
         "passkeys": passkeys,
@@ -463,19 +473,20 @@ async fn profile(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResu
             .store
             .put_pending(&u.sub, "email", new_email, t0 + EMAIL_CODE_SECS)
             .await?;
-        send_email_code(pool, ready, req, u, new_email).await?;
+        send_code(pool, ready, req, u, new_email, EMAIL_PURPOSE).await?;
         return home(pool, "acct_email_code_sent");
     }
     home(pool, "acct_profile_saved")
 }
 
-/// Sends the code that verifies `to` as the user's new address.
-async fn send_email_code(
+/// Sends a one-hour code for `purpose` to `to` (the new address, or the verified one).
+async fn send_code(
     pool: &Pool,
     ready: &Ready,
     req: &Req<'_>,
     u: &User,
     to: &str,
+    purpose: &'static str,
 ) -> Result<(), PageError> {
     let t0 = now();
     let now_ms = t0.saturating_mul(1000);
@@ -489,7 +500,7 @@ async fn send_email_code(
     let code = super::delivery::generate_code();
     ready
         .store
-        .put_code(&u.sub, EMAIL_PURPOSE, &code, t0 + EMAIL_CODE_SECS)
+        .put_code(&u.sub, purpose, &code, t0 + EMAIL_CODE_SECS)
         .await?;
     match &pool.cfg.delivery {
         super::config::Delivery::Log => {
@@ -498,7 +509,7 @@ async fn send_email_code(
                 target: "portcullis::pool::delivery",
                 delivery = "log",
                 username = %super::audit::printable(&u.username),
-                purpose = EMAIL_PURPOSE,
+                purpose,
                 code = %code,
                 "DEVELOPMENT ONLY one-time code (pool.delivery = \"log\"; use \"smtp\" in production)"
             );
@@ -738,6 +749,77 @@ async fn unlink(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResul
     }
     tracing::info!(request_id = req.rid, sub = %me.user.sub, provider, "pool.event" = "provider_unlinked", "identity provider unlinked by its user");
     home(pool, "acct_unlinked")
+}
+
+/// `POST /account/password/code`: a user without a password asks for a code at their verified
+/// address (never through "forgot password", which refuses provider-only users).
+async fn password_code(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResult {
+    let u = &me.user;
+    let Some(to) = u.email().filter(|_| email_verified(u) && !has_password(u)) else {
+        return Err(PageError::Forbidden("acct_set_password_refused"));
+    };
+    send_code(pool, ready, req, u, to, SET_PASSWORD_PURPOSE).await?;
+    home(pool, "acct_password_code_sent")
+}
+
+/// `POST /account/password/set`: the code from the verified address, or a provider sign-in of
+/// the last [`REAUTH_SECS`], lets a user without a password choose one.
+async fn set_password(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResult {
+    let u = &me.user;
+    if has_password(u) {
+        return Err(PageError::Forbidden("acct_set_password_refused"));
+    }
+    let new_pw = req.field("new_password");
+    let rules = password::unmet_rules(new_pw, &pool.cfg.password_policy);
+    if !rules.is_empty() {
+        let top = Notice {
+            notice: String::new(),
+            errors: vec![i18n::password_error(req.lang, &rules)],
+        };
+        return show_with(pool, ready, req, me, top, StatusCode::BAD_REQUEST, None).await;
+    }
+    if !reauth_fresh(ready, req, me).await {
+        match ready
+            .store
+            .check_code(&u.sub, SET_PASSWORD_PURPOSE, req.field("code"), now())
+            .await?
+        {
+            CodeCheck::Ok => {}
+            CodeCheck::Wrong => {
+                return refuse(
+                    pool,
+                    ready,
+                    req,
+                    me,
+                    "acct_code_wrong",
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
+            }
+            _ => {
+                return refuse(
+                    pool,
+                    ready,
+                    req,
+                    me,
+                    "acct_code_expired",
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
+            }
+        }
+    }
+    let hash = match password::hash(new_pw).await {
+        Ok(h) => h,
+        Err(password::HashError::Busy(_)) => return Err(PageError::Busy),
+        Err(_) => return Err(PageError::Unavailable("hashing failed".into())),
+    };
+    ready
+        .store
+        .set_password(&u.sub, &hash, super::store::UserStatus::Confirmed, now())
+        .await?;
+    tracing::info!(request_id = req.rid, sub = %u.sub, "pool.event" = "password_set", "password set by a user who had none");
+    home(pool, "acct_password_set")
 }
 
 /// `POST /account/delete`: after confirmation and re-authentication, the user is gone — pool

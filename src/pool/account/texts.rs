@@ -11,6 +11,8 @@ pub const NOTICES: &[&str] = &[
     "acct_session_ended",
     "acct_others_ended",
     "acct_unlinked",
+    "acct_password_code_sent",
+    "acct_password_set",
 ];
 
 pub const EN: &[(&str, &str)] = &[
@@ -130,6 +132,28 @@ pub const EN: &[(&str, &str)] = &[
         "Your account was deleted and you were signed out everywhere.",
     ),
     ("sign_in_required", "Please sign in first."),
+    (
+        "acct_set_password_help",
+        "You can add a password, to sign in without your provider too. We send a code to your verified address first.",
+    ),
+    ("acct_send_code", "Send me a code"),
+    ("acct_set_password", "Set a password"),
+    (
+        "acct_password_code_sent",
+        "We sent a code to your email address.",
+    ),
+    (
+        "acct_password_set",
+        "Your password was set. You can now sign in with it too.",
+    ),
+    (
+        "acct_code_expired",
+        "That code has expired or was used. Ask for a new one.",
+    ),
+    (
+        "acct_set_password_refused",
+        "A password can be set here only by an account without one and with a verified email address.",
+    ),
 ];
 
 pub const JA: &[(&str, &str)] = &[
@@ -246,4 +270,26 @@ pub const JA: &[(&str, &str)] = &[
         "アカウントを削除し、すべての端末からサインアウトしました。",
     ),
     ("sign_in_required", "先にサインインしてください。"),
+    (
+        "acct_set_password_help",
+        "パスワードを追加すると、プロバイダーを使わずにもサインインできます。先に確認済みのアドレスにコードを送ります。",
+    ),
+    ("acct_send_code", "コードを送信"),
+    ("acct_set_password", "パスワードを設定"),
+    (
+        "acct_password_code_sent",
+        "メールアドレスに確認コードを送信しました。",
+    ),
+    (
+        "acct_password_set",
+        "パスワードを設定しました。今後はパスワードでもサインインできます。",
+    ),
+    (
+        "acct_code_expired",
+        "確認コードの有効期限が切れたか、使用済みです。新しいコードを請求してください。",
+    ),
+    (
+        "acct_set_password_refused",
+        "ここでパスワードを設定できるのは、パスワードがなくメールアドレスが確認済みのアカウントだけです。",
+    ),
 ];

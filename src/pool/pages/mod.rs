@@ -288,7 +288,7 @@ impl Renderer {
     }
 }
 
-fn password_rules(pool: &Pool, lang: Lang) -> String {
+pub(crate) fn password_rules(pool: &Pool, lang: Lang) -> String {
     let p = &pool.cfg.password_policy;
     let mut rules = vec![i18n::fill(
         i18n::t(lang, "rule_min"),
