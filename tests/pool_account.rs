@@ -154,6 +154,21 @@ async fn anonymous_browsers_sign_in_first_and_every_form_needs_csrf(backend: Bac
         assert_eq!(r.status(), 302, "{path}");
         assert!(location(&r).ends_with("/oauth2/pool/login"), "{path}");
     }
+    // A client that asks for JSON gets the error as JSON, with the request id.
+    let r = reqwest::Client::new()
+        .get(s.url("/oauth2/pool/account"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "sign_in_required", "{v}");
+    assert!(
+        v["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{v}"
+    );
     // Signing in from there comes back to the account home.
     let r = sign_in(&anon, &s, &s.url("/oauth2/pool/login"), "dave", PASSWORD).await;
     assert_eq!(r.status(), 302);
