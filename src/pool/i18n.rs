@@ -602,11 +602,22 @@ fn table(lang: Lang) -> &'static [(&'static str, &'static str)] {
 
 /// Tables owned by other areas of the pool, consulted after this one's.
 fn more(lang: Lang) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
-    let (federation, console) = match lang {
-        Lang::En => (super::federation::texts::EN, super::console::texts::EN),
-        Lang::Ja => (super::federation::texts::JA, super::console::texts::JA),
+    let (federation, console, account) = match lang {
+        Lang::En => (
+            super::federation::texts::EN,
+            super::console::texts::EN,
+            super::account::texts::EN,
+        ),
+        Lang::Ja => (
+            super::federation::texts::JA,
+            super::console::texts::JA,
+            super::account::texts::JA,
+        ),
     };
-    federation.iter().chain(console.iter())
+    federation
+        .iter()
+        .chain(console.iter())
+        .chain(account.iter())
 }
 
 /// One string; falls back to English, then to the key itself.

@@ -8,6 +8,7 @@
 //! logged (except the explicitly labelled `delivery = "log"` development line); lockout and
 //! rate-limit counters live in the database so they hold across replicas.
 
+mod account;
 pub mod admin;
 pub mod admin_api;
 pub mod attributes;
@@ -35,6 +36,7 @@ pub mod smtp;
 pub mod store;
 pub mod transfer;
 pub mod username;
+mod web;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -52,6 +54,7 @@ pub use config::PoolConfig;
 use i18n::Lang;
 use jwt::Keys;
 use store::{Store, StoreError};
+use web::Answer;
 
 /// Largest form or JSON body the pool reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -104,6 +107,30 @@ pub struct Pool {
     backchannel: Option<Arc<backchannel::Backchannel>>,
     /// Whether the database answers (pool pages 503 while it does not).
     health: health::DbHealth,
+    /// How long a pool session lasts: `pool.session_timeout`, or the proxy's `session.timeout`
+    /// when a route signs in through the pool and that is longer (see [`session_lifetime`]).
+    pub session_lifetime: std::time::Duration,
+    /// The app's origin (`public_url`'s): where the account home's "back to the app" goes.
+    app_origin: String,
+    /// Other origins a `rd` may name (`allowed_redirect_origins`).
+    allowed_redirect_origins: Vec<String>,
+}
+
+/// How long the pool's own session lasts. A proxy session made through the pool must not
+/// outlive it, or a user visibly signed in to the app would meet "your sign-in has timed out"
+/// on the account and factor pages: when a route signs in through the pool, the pool session
+/// lasts at least the proxy's `session.timeout`.
+pub fn session_lifetime(cfg: &Config, pool: &PoolConfig) -> std::time::Duration {
+    let pool_routes = cfg.routes.iter().any(|r| {
+        r.providers
+            .iter()
+            .any(|&i| cfg.providers.get(i).is_some_and(|p| p.name == "pool"))
+    });
+    if pool_routes {
+        pool.session_timeout.max(cfg.session.timeout)
+    } else {
+        pool.session_timeout
+    }
 }
 
 /// Redacts the database URL's password for messages.
@@ -176,7 +203,11 @@ impl Pool {
         let federation = federation::Federation::new(&pool.identity_providers, &issuer)?;
         let backchannel = backchannel::Backchannel::new(&issuer, &pool);
         let migration = pool.migration.as_ref().map(migration::Hook::new);
+        let session_lifetime = session_lifetime(cfg, &pool);
         Ok(Pool {
+            session_lifetime,
+            app_origin: cfg.public_origin.clone(),
+            allowed_redirect_origins: cfg.allowed_redirect_origins.clone(),
             cfg: Arc::new(pool),
             issuer,
             base,
@@ -324,13 +355,23 @@ impl Pool {
             "/forgot-password" if post => pages::password::forgot(self, ready, &req).await,
             "/reset-password" if get => pages::password::show_reset(self, &req),
             "/reset-password" if post => pages::password::reset(self, ready, &req).await,
-            "/change-password" if get => pages::password::show_change(self, ready, &req).await,
-            "/change-password" if post => pages::password::change(self, ready, &req).await,
+            "/change-password" if get => pages::password::show_change(self, ready, &req)
+                .await
+                .answer(self, &req),
+            "/change-password" if post => pages::password::change(self, ready, &req)
+                .await
+                .answer(self, &req),
             "/mfa" if get => mfa::pages::show_challenge(self, ready, &req).await,
             "/mfa" if post => mfa::pages::submit_challenge(self, ready, &req).await,
-            "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req).await,
-            "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req).await,
-            "/mfa/manage" if post => mfa::pages::manage(self, ready, &req).await,
+            "/mfa/setup" if get => mfa::pages::show_setup(self, ready, &req)
+                .await
+                .answer(self, &req),
+            "/mfa/setup" if post => mfa::pages::submit_setup(self, ready, &req)
+                .await
+                .answer(self, &req),
+            "/mfa/manage" if post => mfa::pages::manage(self, ready, &req)
+                .await
+                .answer(self, &req),
             "/mfa/continue" if post => mfa::pages::continue_sign_in(self, ready, &req).await,
             "/passkeys" if get && self.cfg.passkeys => mfa::passkeys::show(self, ready, &req).await,
             "/passkeys/options" if post && self.cfg.passkeys => {
@@ -349,6 +390,18 @@ impl Pool {
                 mfa::passkeys::sign_in(self, ready, &req).await
             }
             "/assets/passkeys.js" if get && self.cfg.passkeys => self.pages.asset(sub),
+            "/account" if get => account::handle(self, ready, &req, sub).await,
+            "/account/reauth" if get => account::handle(self, ready, &req, sub).await,
+            "/account/profile" if post => account::handle(self, ready, &req, sub).await,
+            "/account/verify-email" if post => account::handle(self, ready, &req, sub).await,
+            "/account/passkeys/rename" if post => account::handle(self, ready, &req, sub).await,
+            "/account/passkeys/remove" if post => account::handle(self, ready, &req, sub).await,
+            "/account/sessions/end" if post => account::handle(self, ready, &req, sub).await,
+            "/account/sessions/end-others" if post => account::handle(self, ready, &req, sub).await,
+            "/account/providers/unlink" if post => account::handle(self, ready, &req, sub).await,
+            "/account/delete" if post => account::handle(self, ready, &req, sub).await,
+            "/account/password/code" if post => account::handle(self, ready, &req, sub).await,
+            "/account/password/set" if post => account::handle(self, ready, &req, sub).await,
             p if self.cfg.admin_console && (p == "/admin" || p.starts_with("/admin/")) => {
                 console::handle(self, ready, &req, p).await
             }
@@ -414,6 +467,18 @@ pub const ROUTES: &[crate::surface::Route] = {
         R::exact("POST", "/passkeys/login/options"),
         R::exact("POST", "/passkeys/login"),
         R::exact("GET", "/assets/passkeys.js"),
+        R::exact("GET", "/account"),
+        R::exact("GET", "/account/reauth"),
+        R::exact("POST", "/account/profile"),
+        R::exact("POST", "/account/verify-email"),
+        R::exact("POST", "/account/passkeys/rename"),
+        R::exact("POST", "/account/passkeys/remove"),
+        R::exact("POST", "/account/sessions/end"),
+        R::exact("POST", "/account/sessions/end-others"),
+        R::exact("POST", "/account/providers/unlink"),
+        R::exact("POST", "/account/delete"),
+        R::exact("POST", "/account/password/code"),
+        R::exact("POST", "/account/password/set"),
         R::exact("*", "/admin"),
         R::prefix("*", "/admin/"),
         R::exact("GET", "/federation/start"),

@@ -16,6 +16,7 @@ use crate::pool::pages::login::{count_address_failure, locked, locked_after, res
 use crate::pool::pages::password::unavailable;
 use crate::pool::pages::{Page, redirect};
 use crate::pool::store::User;
+use crate::pool::web::{PageError, PageResult};
 use crate::pool::{Pool, Ready, Req, now, now_ms};
 
 /// A TOTP secret offered on the set-up page and not yet confirmed, sealed into the form so
@@ -30,14 +31,10 @@ struct Enrolment {
 const ENROLMENT_SECONDS: i64 = 900;
 
 /// "Your sign-in timed out: sign in again", with the link back.
+const EXPIRED: PageError = PageError::Message(StatusCode::UNAUTHORIZED, "mfa_title", "mfa_expired");
+
 fn expired(pool: &Pool, req: &Req<'_>) -> Response<Body> {
-    pool.pages.message(
-        pool,
-        req,
-        StatusCode::UNAUTHORIZED,
-        "mfa_title",
-        "mfa_expired",
-    )
+    EXPIRED.render(pool, req)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -200,11 +197,9 @@ impl Enroller {
 }
 
 /// Who may set up TOTP here; `Err` is the page to show instead (MFA off, or nobody).
-async fn enroller(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Result<Enroller, Response<Body>> {
+async fn enroller(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Result<Enroller, PageError> {
     if pool.cfg.mfa == MfaMode::Off {
-        return Err(pool.pages.message(
-            pool,
-            req,
+        return Err(PageError::Message(
             StatusCode::NOT_FOUND,
             "mfa_setup_title",
             "mfa_off",
@@ -215,7 +210,7 @@ async fn enroller(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Result<Enroller,
     }
     match pool.session_user(ready, req).await {
         Some((u, _)) => Ok(Enroller::SignedIn(u)),
-        None => Err(expired(pool, req)),
+        None => Err(EXPIRED),
     }
 }
 
@@ -279,26 +274,20 @@ fn setup_page(
     )
 }
 
-pub async fn show_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
-    let who = match enroller(pool, ready, req).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+pub async fn show_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
+    let who = enroller(pool, ready, req).await?;
     let user = who.user();
-    match ready.store.totp_secret(&user.sub).await {
-        Err(e) => return unavailable(pool, req, &e),
+    match ready.store.totp_secret(&user.sub).await? {
         // Enrolling a new secret must never stand in for the challenge of the old one.
-        Ok(Some(_)) if matches!(who, Enroller::SigningIn(_)) => {
-            return redirect(&super::carry(pool, req, "/mfa"), &[]);
+        Some(_) if matches!(who, Enroller::SigningIn(_)) => {
+            return Ok(redirect(&super::carry(pool, req, "/mfa"), &[]));
         }
-        Ok(Some(_)) => {
-            return enrolled_page(pool, ready, req, user, StatusCode::OK, Vec::new()).await;
-        }
-        Ok(None) => {}
+        Some(_) => return enrolled_page(pool, ready, req, user, StatusCode::OK, Vec::new()).await,
+        None => {}
     }
     let secret = totp::new_secret();
     let sealed = seal_enrolment(pool, &user.sub, &secret);
-    setup_page(
+    Ok(setup_page(
         pool,
         req,
         &who,
@@ -306,7 +295,7 @@ pub async fn show_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<B
         &sealed,
         StatusCode::OK,
         Vec::new(),
-    )
+    ))
 }
 
 /// The set-up page of a user who has TOTP: how many recovery codes are left, new codes, and
@@ -318,17 +307,14 @@ async fn enrolled_page(
     user: &User,
     status: StatusCode,
     errors: Vec<String>,
-) -> Response<Body> {
-    let left = match ready.store.recovery_codes_left(&user.sub).await {
-        Ok(n) => n,
-        Err(e) => return unavailable(pool, req, &e),
-    };
+) -> PageResult {
+    let left = ready.store.recovery_codes_left(&user.sub).await?;
     let extra = json!({
         "enrolled": true,
         "recovery_left": i18n::fill(t(req.lang, "mfa_recovery_left"), &[("n", &left.to_string())]),
         "may_turn_off": pool.cfg.mfa == MfaMode::Optional,
     });
-    render(
+    Ok(render(
         pool,
         req,
         status,
@@ -337,56 +323,45 @@ async fn enrolled_page(
         errors,
         extra,
         Vec::new(),
-    )
+    ))
 }
 
 /// `POST /mfa/manage`: a signed-in user with TOTP gets new recovery codes (`action=recovery`)
 /// or, when `pool.mfa = "optional"`, turns TOTP off (`action=off`). Both need a current code
 /// (or a recovery code), so a borrowed session alone cannot remove the factor.
-pub async fn manage(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
-    if !pool.csrf_ok(req) {
-        return pool.csrf_failed(req);
-    }
+pub async fn manage(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
+    pool.verified_form(req)?;
     let Some((user, _)) = pool.session_user(ready, req).await else {
-        return expired(pool, req);
+        return Err(EXPIRED);
     };
     let store = &ready.store;
-    match store.totp_secret(&user.sub).await {
-        Ok(Some(_)) if pool.cfg.mfa != MfaMode::Off => {}
-        Ok(_) => return redirect(&format!("{}/mfa/setup", pool.base), &[]),
-        Err(e) => return unavailable(pool, req, &e),
+    match store.totp_secret(&user.sub).await? {
+        Some(_) if pool.cfg.mfa != MfaMode::Off => {}
+        _ => return Ok(redirect(&format!("{}/mfa/setup", pool.base), &[])),
     }
     let action = req.field("action");
     if action == "off" && pool.cfg.mfa != MfaMode::Optional {
         let msg = t(req.lang, "mfa_cannot_turn_off").to_string();
         return enrolled_page(pool, ready, req, &user, StatusCode::FORBIDDEN, vec![msg]).await;
     }
-    match check_under_lockout(pool, ready, req, &user).await {
-        Ok(None) => {}
-        Ok(Some((status, message))) => {
-            return enrolled_page(pool, ready, req, &user, status, vec![message]).await;
-        }
-        Err(e) => return unavailable(pool, req, &e),
+    if let Some((status, message)) = check_under_lockout(pool, ready, req, &user).await? {
+        return enrolled_page(pool, ready, req, &user, status, vec![message]).await;
     }
     if action == "off" {
-        if let Err(e) = store.reset_totp(&user.sub).await {
-            return unavailable(pool, req, &e);
-        }
+        store.reset_totp(&user.sub).await?;
         tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "mfa_turned_off", "TOTP turned off by the user");
-        return pool.pages.message(
+        return Ok(pool.pages.message(
             pool,
             req,
             StatusCode::OK,
             "mfa_setup_title",
             "mfa_turned_off",
-        );
+        ));
     }
     let (codes, hashed) = new_recovery_codes();
-    if let Err(e) = store.replace_recovery_codes(&user.sub, &hashed).await {
-        return unavailable(pool, req, &e);
-    }
+    store.replace_recovery_codes(&user.sub, &hashed).await?;
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "recovery_codes_renewed", "new recovery codes");
-    recovery_page(pool, req, &codes, Vec::new())
+    Ok(recovery_page(pool, req, &codes, Vec::new()))
 }
 
 fn seal_enrolment(pool: &Pool, sub: &str, secret: &[u8]) -> String {
@@ -406,23 +381,16 @@ fn open_enrolment(pool: &Pool, sub: &str, sealed: &str) -> Option<Vec<u8>> {
     (e.exp >= now()).then(|| totp::base32_decode(&e.secret))?
 }
 
-pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
-    if !pool.csrf_ok(req) {
-        return pool.csrf_failed(req);
-    }
-    let who = match enroller(pool, ready, req).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
+    pool.verified_form(req)?;
+    let who = enroller(pool, ready, req).await?;
     if pool.open_request(req).is_err() {
-        return super::invalid_request(pool, req);
+        return Ok(super::invalid_request(pool, req));
     }
     let user = who.user().clone();
     let store = &ready.store;
-    match store.totp_secret(&user.sub).await {
-        Err(e) => return unavailable(pool, req, &e),
-        Ok(Some(_)) => return redirect(&super::carry(pool, req, "/mfa/setup"), &[]),
-        Ok(None) => {}
+    if store.totp_secret(&user.sub).await?.is_some() {
+        return Ok(redirect(&super::carry(pool, req, "/mfa/setup"), &[]));
     }
     let sealed = req.field("enrolment");
     let Some(secret) = open_enrolment(pool, &user.sub, sealed) else {
@@ -430,7 +398,7 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
         let secret = totp::new_secret();
         let sealed = seal_enrolment(pool, &user.sub, &secret);
         let msg = t(req.lang, "mfa_setup_expired").to_string();
-        return setup_page(
+        return Ok(setup_page(
             pool,
             req,
             &who,
@@ -438,11 +406,11 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
             &sealed,
             StatusCode::BAD_REQUEST,
             vec![msg],
-        );
+        ));
     };
     let Some(step) = totp::matching_step(&secret, req.field("code"), now()) else {
         let msg = t(req.lang, "mfa_setup_bad_code").to_string();
-        return setup_page(
+        return Ok(setup_page(
             pool,
             req,
             &who,
@@ -450,10 +418,10 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
             sealed,
             StatusCode::UNPROCESSABLE_ENTITY,
             vec![msg],
-        );
+        ));
     };
     let (codes, hashed) = new_recovery_codes();
-    if let Err(e) = store
+    store
         .enrol_totp(
             &user.sub,
             &pool.seal_totp(&user.sub, &secret),
@@ -461,20 +429,17 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
             &hashed,
             now(),
         )
-        .await
-    {
-        return unavailable(pool, req, &e);
-    }
+        .await?;
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "mfa_enrolled", "TOTP set up");
     let mut cookies = Vec::new();
     if let Enroller::SigningIn(_) = who {
         // The first code was the second factor: the sign-in is complete.
         match pool.create_session(ready, req, &user, &amr(PWD_OTP)).await {
             Ok((c, _)) => cookies.extend([c, pool.clear_pending_cookie()]),
-            Err(r) => return r,
+            Err(r) => return Ok(r),
         }
     }
-    recovery_page(pool, req, &codes, cookies)
+    Ok(recovery_page(pool, req, &codes, cookies))
 }
 
 /// Fresh recovery codes: (as shown once, as stored).

@@ -106,6 +106,7 @@ impl Renderer {
             .iter()
             .chain(super::federation::TEMPLATES)
             .chain(super::console::TEMPLATES)
+            .chain(super::account::TEMPLATES)
         {
             let override_src = ui
                 .templates_dir
@@ -287,7 +288,7 @@ impl Renderer {
     }
 }
 
-fn password_rules(pool: &Pool, lang: Lang) -> String {
+pub(crate) fn password_rules(pool: &Pool, lang: Lang) -> String {
     let p = &pool.cfg.password_policy;
     let mut rules = vec![i18n::fill(
         i18n::t(lang, "rule_min"),
@@ -349,40 +350,7 @@ pub struct Field {
     pub value: String,
 }
 
-pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut r = Response::new(body::full(text));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-pub fn redirect(location: &str, cookies: &[String]) -> Response<Body> {
-    let mut r = Response::new(body::empty());
-    *r.status_mut() = StatusCode::FOUND;
-    match HeaderValue::from_str(location) {
-        Ok(v) => {
-            r.headers_mut().insert(header::LOCATION, v);
-        }
-        Err(_) => return plain(StatusCode::BAD_REQUEST, "invalid redirect\n"),
-    }
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(c) {
-            r.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    r
-}
+pub use super::web::{redirect, text as plain};
 
 pub fn cookie_value<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
     req.parts
@@ -432,11 +400,7 @@ struct Challenge {
 
 impl Pool {
     pub fn cookie(&self, name: &str, value: &str, max_age: i64) -> String {
-        format!(
-            "{name}={value}; Path={}; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-            self.base,
-            if self.secure { "; Secure" } else { "" }
-        )
+        self.build_cookie(name, value, max_age)
     }
 
     fn csrf_token(&self, cookie: &str) -> String {
@@ -471,13 +435,7 @@ impl Pool {
     }
 
     pub fn csrf_failed(&self, req: &Req<'_>) -> Response<Body> {
-        tracing::info!(
-            request_id = req.rid,
-            "pool.form" = "csrf_rejected",
-            "form rejected: CSRF token missing or wrong"
-        );
-        self.pages
-            .message(self, req, StatusCode::FORBIDDEN, "error_title", "csrf")
+        super::web::PageError::Csrf.render(self, req)
     }
 
     pub fn seal_request(&self, a: &AuthRequest) -> String {
@@ -639,7 +597,7 @@ impl Pool {
         let amr = &self.with_first_factor(req, user, amr);
         let id = self.sealer.random_hex(32);
         let t = now();
-        let max_age = self.cfg.session_timeout.as_secs() as i64;
+        let max_age = self.session_lifetime.as_secs() as i64;
         if let Err(e) = ready.store.record_sign_in(&user.sub, t).await {
             tracing::warn!(error = %e, request_id = req.rid, "cannot record the sign-in time");
         }
@@ -661,6 +619,7 @@ impl Pool {
                 "unavailable",
             ));
         }
+        super::account::record_device(ready, req, &id, &user.sub, t).await;
         // Every factor asked for was right: the failure count of the user starts again.
         let _ = ready
             .store
@@ -687,11 +646,17 @@ impl Pool {
             Some(a) => {
                 super::op::issue_code(self, ready, req, &a, user, auth_time, amr, cookies).await
             }
-            // Sent here by the admin console: back to it.
+            // Sent here by the account home (`account`) or the admin console: back to it.
             None if cookie_value(req, super::console::NEXT_COOKIE).is_some() => {
                 let mut cookies = cookies;
                 cookies.push(self.cookie(super::console::NEXT_COOKIE, "", 0));
-                redirect(&format!("{}/admin", self.base), &cookies)
+                let next = cookie_value(req, super::console::NEXT_COOKIE);
+                let to = if next == Some("account") {
+                    "account"
+                } else {
+                    "admin"
+                };
+                redirect(&format!("{}/{to}", self.base), &cookies)
             }
             None => {
                 let page = Page {

@@ -10,6 +10,7 @@ use super::{Page, redirect};
 use crate::http::body::Body;
 use crate::pool::i18n::{self, t};
 use crate::pool::store::{CodeCheck, UserStatus};
+use crate::pool::web::{PageError, PageResult};
 use crate::pool::{Pool, Ready, Req, delivery, now, password, username};
 
 fn page(
@@ -33,14 +34,7 @@ fn page(
 }
 
 pub fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
-    tracing::error!(error = %e, request_id = req.rid, "pool database error");
-    pool.pages.message(
-        pool,
-        req,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "error_title",
-        "unavailable",
-    )
+    PageError::Unavailable(e.to_string()).render(pool, req)
 }
 
 /// A user created by an identity provider that has no password of its own (it signs in only
@@ -213,11 +207,11 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
     to_login_with_notice(pool, req, "password_reset", &user.username)
 }
 
-pub async fn show_change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+pub async fn show_change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
     if pool.session_user(ready, req).await.is_none() {
-        return redirect(&format!("{}/login", pool.base), &[]);
+        return Err(PageError::SignInRequired { next: None });
     }
-    page(
+    Ok(page(
         pool,
         req,
         "change_password.html",
@@ -225,13 +219,11 @@ pub async fn show_change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<
         StatusCode::OK,
         Vec::new(),
         String::new(),
-    )
+    ))
 }
 
-pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
-    if !pool.csrf_ok(req) {
-        return pool.csrf_failed(req);
-    }
+pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
+    pool.verified_form(req)?;
     let challenge = req.field("challenge");
     let new_pw = req.field("new_password");
     let rerender = |errors: Vec<String>| {
@@ -241,48 +233,33 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             req: req.value("req").to_string(),
             ..Page::default()
         };
-        pool.pages.render(
+        Ok(pool.pages.render(
             pool,
             req,
             StatusCode::BAD_REQUEST,
             "change_password.html",
             "change_title",
             p,
-        )
+        ))
     };
     // Who is changing: the holder of a fresh temporary-password challenge, or a signed-in user
     // who proves the current password again.
     let user = if !challenge.is_empty() {
-        let Some(sub) = pool.open_challenge(challenge) else {
-            return pool.pages.message(
-                pool,
-                req,
-                StatusCode::BAD_REQUEST,
-                "error_title",
-                "invalid_request",
-            );
-        };
-        match ready.store.user_by_sub(&sub).await {
-            Ok(Some(u)) if u.status == UserStatus::ForceChangePassword => u,
-            Ok(_) => {
-                return pool.pages.message(
-                    pool,
-                    req,
-                    StatusCode::BAD_REQUEST,
-                    "error_title",
-                    "invalid_request",
-                );
-            }
-            Err(e) => return unavailable(pool, req, &e),
+        let sub = pool
+            .open_challenge(challenge)
+            .ok_or(PageError::BadRequest("invalid_request"))?;
+        match ready.store.user_by_sub(&sub).await? {
+            Some(u) if u.status == UserStatus::ForceChangePassword => u,
+            _ => return Err(PageError::BadRequest("invalid_request")),
         }
     } else {
         let Some((u, _)) = pool.session_user(ready, req).await else {
-            return redirect(&format!("{}/login", pool.base), &[]);
+            return Err(PageError::SignInRequired { next: None });
         };
         match password::verify(req.field("password"), &u.password_hash).await {
             Ok(true) => {}
             Ok(false) => return rerender(vec![t(req.lang, "bad_credentials").to_string()]),
-            Err(_) => return super::login::busy(pool, req),
+            Err(_) => return Err(PageError::Busy),
         }
         u
     };
@@ -297,32 +274,30 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     match password::verify(new_pw, &user.password_hash).await {
         Ok(false) => {}
         Ok(true) => return rerender(vec![t(req.lang, "same_password").to_string()]),
-        Err(_) => return super::login::busy(pool, req),
+        Err(_) => return Err(PageError::Busy),
     }
     let hash = match password::hash(new_pw).await {
         Ok(h) => h,
-        Err(password::HashError::Busy(_)) => return super::login::busy(pool, req),
-        Err(_) => return unavailable(pool, req, &"hashing failed"),
+        Err(password::HashError::Busy(_)) => return Err(PageError::Busy),
+        Err(_) => return Err(PageError::Unavailable("hashing failed".into())),
     };
-    if let Err(e) = ready
+    ready
         .store
         .set_password(&user.sub, &hash, UserStatus::Confirmed, now())
-        .await
-    {
-        return unavailable(pool, req, &e);
-    }
+        .await?;
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "password_changed", "password changed");
     if !challenge.is_empty() {
         let areq = pool.open_request(req).ok().flatten();
         let mut u = user;
         u.status = UserStatus::Confirmed;
-        return pool.finish_sign_in(ready, req, &u, areq).await;
+        return Ok(pool.finish_sign_in(ready, req, &u, areq).await);
     }
     let p = Page {
         message: t(req.lang, "password_changed").to_string(),
         user: user.username,
         ..Page::default()
     };
-    pool.pages
-        .render(pool, req, StatusCode::OK, "message.html", "change_title", p)
+    Ok(pool
+        .pages
+        .render(pool, req, StatusCode::OK, "message.html", "change_title", p))
 }

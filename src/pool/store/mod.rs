@@ -4,6 +4,7 @@
 //! Migrations run on start, idempotently, serialised across replicas on PostgreSQL.
 //! Secrets (codes, tokens, session ids) are stored only as SHA-256 hashes.
 
+mod account;
 mod audit;
 mod console;
 mod federation;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use account::SessionRow;
 pub use audit::AuditRow;
 pub use keys::KeyRow;
 pub use mfa::Passkey;
@@ -168,6 +170,7 @@ impl Store {
             .chain(audit::SCHEMA_AUDIT)
             .chain(console::SCHEMA_CONSOLE)
             .chain(federation::SCHEMA_FEDERATION)
+            .chain(account::SCHEMA_ACCOUNT)
         {
             if let Err(e) = conn.execute(*stmt).await {
                 result = Err(StoreError::Db(e));
