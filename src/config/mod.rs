@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod raw;
 pub mod secret;
+pub mod tracing;
 mod validate;
 pub(crate) use validate::build_provider;
 
@@ -288,6 +289,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The built-in user pool, when `[pool]` is present.
     pub pool: Option<crate::pool::PoolConfig>,
+    /// OTLP span export, when `[tracing]` is present.
+    pub tracing: Option<tracing::TracingConfig>,
 }
 
 impl Config {

@@ -24,6 +24,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "log",
     "pool",
+    "tracing",
 ];
 
 /// Reads and validates a configuration file.
@@ -220,6 +221,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
     let session = build_session(section::<RawSession>(table, "session", p), &data_dir, p);
     let headers = build_headers(section::<RawHeaders>(table, "headers", p), path, p);
     let log = build_log(section::<RawLog>(table, "log", p), p);
+    let tracing = super::tracing::build(table.get("tracing"), p);
 
     let mut providers = Vec::new();
     match table.get("providers") {
@@ -314,6 +316,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         routes,
         log,
         pool,
+        tracing,
     })
 }
 

@@ -2,6 +2,7 @@
 //! paths (each declared once), request-path normalisation, the request's one canonical host, and content negotiation.
 
 pub mod body;
+pub mod context;
 pub mod headers;
 pub mod host;
 pub mod negotiate;
