@@ -351,7 +351,7 @@ impl App {
             metrics,
             forwarders,
             upstream_targets,
-            request_ids: RequestIds::new(),
+            request_ids: RequestIds::random(),
             pool,
         })
     }

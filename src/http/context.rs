@@ -57,7 +57,8 @@ thread_local! {
 }
 
 impl RequestIds {
-    pub fn new() -> RequestIds {
+    /// Ids with a fresh random prefix (one per configuration built).
+    pub fn random() -> RequestIds {
         let mut p = [0u8; 4];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p)
             .expect("system RNG available");
