@@ -644,19 +644,19 @@ fn forwarded_host_agrees(parts: &http::request::Parts) -> Result<(), crate::http
     }
 }
 
-/// A route's upstream as a span names it: `scheme://host:port`, or the directory for `file://`.
+/// A route's upstream as a span names it: `scheme://host:port`, or the directory for `file://`
+/// (`if let`, not `match`: an upstream of another kind is simply not named).
 fn upstream_target(route: &crate::config::RouteConfig) -> Option<String> {
-    match &route.upstream {
-        crate::config::Upstream::Http { base, .. } => Some(format!(
-            "{}://{}",
-            base.scheme(),
-            base.host_str()
-                .map(|h| match base.port() {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h.to_string(),
-                })
-                .unwrap_or_default()
-        )),
-        crate::config::Upstream::File(dir) => Some(format!("file://{}", dir.display())),
+    use crate::config::Upstream;
+    if let Upstream::Http { base, .. } = &route.upstream {
+        let host = base.host_str().unwrap_or_default();
+        return Some(match base.port() {
+            Some(p) => format!("{}://{host}:{p}", base.scheme()),
+            None => format!("{}://{host}", base.scheme()),
+        });
     }
+    if let Upstream::File(dir) = &route.upstream {
+        return Some(format!("file://{}", dir.display()));
+    }
+    None
 }

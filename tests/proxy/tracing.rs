@@ -462,6 +462,18 @@ async fn one_span_per_request_reaches_an_otlp_collector_without_secrets() {
     }
 }
 
+/// Twenty requests, each answered 200.
+async fn twenty_answered(p: &Proxy) {
+    for _ in 0..20 {
+        let r = bare_client()
+            .get(format!("{}/x", p.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_collector_never_affects_a_request() {
     setup();
@@ -476,26 +488,12 @@ async fn an_unreachable_collector_never_affects_a_request() {
         &format!("[tracing]\notlp_endpoint = \"{url}\"\nsample_ratio = 1.0\n"),
     )
     .await;
-    for _ in 0..20 {
-        let r = bare_client()
-            .get(format!("{}/x", p.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    twenty_answered(&p).await;
     wait_for("the export warning", async || {
         p.logs().contains("span export failed")
     })
     .await;
-    for _ in 0..20 {
-        let r = bare_client()
-            .get(format!("{}/x", p.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    twenty_answered(&p).await;
     assert_eq!(
         p.logs().matches("span export failed").count(),
         1,
