@@ -7,7 +7,7 @@
 //! 5. the forwarder — streams to the upstream; errors rendered by `error.rs`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::request::Parts;
 use http::{Request, Response, Uri};
@@ -18,6 +18,7 @@ use crate::auth::{Auth, Verdict, append_cookies};
 use crate::config::{Config, SessionSecrets};
 use crate::error::RequestError;
 use crate::http::body::{Body, RequestBody};
+use crate::http::context::{RequestContext, RequestIds};
 use crate::http::host::{Host, RequestHost};
 use crate::http::negotiate::is_non_navigational;
 use crate::http::normalize::normalize;
@@ -32,6 +33,8 @@ use crate::session::revocation::Revocations;
 use crate::session::shards::CookieJar;
 use crate::session::store::SessionStore;
 use crate::signing::SigningKey;
+use crate::trace::Trace;
+use crate::trace::otlp::{self, RequestSpan};
 
 /// Why the service could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,8 @@ pub enum BuildError {
     Pool(#[from] crate::pool::PoolError),
     #[error("session.redis_url: {0}")]
     Redis(#[from] crate::session::redis::Unavailable),
+    #[error(transparent)]
+    Tracing(#[from] otlp::StartError),
 }
 
 /// Most header fields a request may carry, whatever its HTTP version (hyper's HTTP/1 limit).
@@ -67,6 +72,8 @@ pub struct Shared {
     signing_key_source: Option<(std::path::PathBuf, [u8; 32])>,
     /// Target health and counters, kept across reloads.
     pub targets: Arc<crate::proxy::balancer::Registry>,
+    /// The OTLP span exporter (`[tracing]`), kept across reloads that do not change it.
+    pub otlp: Option<Arc<otlp::Exporter>>,
 }
 
 impl Shared {
@@ -81,12 +88,17 @@ impl Shared {
             }
             None => (SigningKey::generate(), None),
         };
+        let otlp = match &cfg.tracing {
+            Some(t) => Some(Arc::new(otlp::Exporter::start(t)?)),
+            None => None,
+        };
         Ok(Shared {
             redis,
             revocations,
             signing_key: Arc::new(signing_key),
             signing_key_source,
             targets: Arc::default(),
+            otlp,
         })
     }
 
@@ -96,6 +108,12 @@ impl Shared {
     /// that cannot be read or parsed rejects the reload, keeping the running key.
     pub fn for_reload(&self, cfg: &Config) -> Result<Shared, BuildError> {
         let mut next = self.clone();
+        if next.otlp.as_ref().map(|x| &x.config) != cfg.tracing.as_ref() {
+            next.otlp = match &cfg.tracing {
+                Some(t) => Some(Arc::new(otlp::Exporter::start(t)?)),
+                None => None,
+            };
+        }
         match (&cfg.headers.signing_key_file, &self.signing_key_source) {
             (None, None) => {}
             (None, Some(_)) => {
@@ -130,20 +148,24 @@ pub struct App {
     forwarders: Vec<Option<Forwarder>>,
     /// The target groups of this configuration (health, counters).
     pub groups: crate::proxy::balancer::Groups,
+    /// Each route's upstream as a span names it (scheme and authority; no credentials).
+    upstream_targets: Vec<Option<String>>,
     request_ids: RequestIds,
     /// The built-in user pool (SPEC §7), when configured.
     pub pool: Option<Arc<crate::pool::Pool>>,
 }
 
-/// One request's context: created when it arrives, filled in as it passes the layers, read
-/// once at the exit (metrics, access log).
+/// What a request became, filled in as it passes the layers and read once at the exit
+/// (metrics, access log, span); what it was when it arrived is its [`RequestContext`].
 struct Ctx {
-    started: Instant,
     route: Option<usize>,
     decision: Decision,
     principal: Option<Arc<crate::session::principal::Principal>>,
-    /// What the access log needs from the request head (only with `log.access`).
+    /// What the access log and the span need from the request head (only with `log.access`
+    /// or `[tracing]`).
     access: Option<AccessFacts>,
+    /// The request's span (only with `[tracing]`).
+    span: Option<RequestSpan>,
 }
 
 /// The request-head facts of an access-log line: the path without its query string.
@@ -171,43 +193,6 @@ impl AccessFacts {
             host,
             path: parts.uri.path().to_string(),
         }
-    }
-}
-
-/// A request id as ASCII hex.
-struct RequestId([u8; 16]);
-
-impl RequestId {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
-    }
-}
-
-/// Request ids: a random per-process prefix, the worker, and that worker's counter — unique,
-/// cheap (no atomic shared between cores), not secret.
-struct RequestIds {
-    prefix: u32,
-}
-
-thread_local! {
-    static REQUEST_COUNTER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-impl RequestIds {
-    /// 16 hex digits, formatted on the stack: 24 bits of prefix, 8 of worker, 32 of counter.
-    fn next(&self) -> RequestId {
-        let n = REQUEST_COUNTER.with(|c| {
-            let n = c.get();
-            c.set(n.wrapping_add(1));
-            n
-        });
-        let worker = (crate::worker::index() & 0xff) as u64;
-        let v = (u64::from(self.prefix >> 8) << 40) | (worker << 32) | u64::from(n);
-        let mut buf = [0u8; 16];
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = b"0123456789abcdef"[((v >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        RequestId(buf)
     }
 }
 
@@ -376,9 +361,7 @@ impl App {
             signer,
             metrics.clone(),
         );
-        let mut p = [0u8; 4];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut p)
-            .expect("system RNG available");
+        let upstream_targets = cfg.routes.iter().map(|r| upstream_target(&cfg, r)).collect();
         Ok(App {
             cfg,
             shared,
@@ -386,9 +369,8 @@ impl App {
             metrics,
             forwarders,
             groups,
-            request_ids: RequestIds {
-                prefix: u32::from_be_bytes(p),
-            },
+            upstream_targets,
+            request_ids: RequestIds::random(),
             pool,
         })
     }
@@ -430,38 +412,71 @@ impl App {
     }
 
     /// Handles one request from the public listener: one context for the request, one exit
-    /// where it is counted and (with `log.access`) logged.
+    /// where it is counted and (with `log.access`) logged and (with `[tracing]`) its span ended.
     pub async fn handle(&self, req: Request<RequestBody>, inbound: &Inbound) -> Response<Body> {
-        let rid = self.request_ids.next();
         let (parts, body) = req.into_parts();
+        // One clock reading per request: session times and latencies come from it.
+        let started = Instant::now();
+        let wall = SystemTime::now();
+        let client = inbound.peer.ip();
+        let trusted_peer = self.auth.is_trusted(client);
+        let unix = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut trace = Trace::begin(&parts.headers, trusted_peer, unix);
+        let span = self
+            .shared
+            .otlp
+            .as_ref()
+            .map(|x| x.start_span(&mut trace, wall));
+        let rq = RequestContext {
+            id: self.request_ids.next(),
+            client,
+            trusted_peer,
+            json: is_non_navigational(&parts.headers),
+            started,
+            wall,
+            trace,
+        };
         let mut ctx = Ctx {
-            // One clock reading per request: session times and latencies come from it.
-            started: Instant::now(),
             route: None,
             decision: Decision::Internal,
             principal: None,
-            access: self.cfg.log.access.then(|| AccessFacts::of(&parts)),
+            access: (self.cfg.log.access || span.is_some()).then(|| AccessFacts::of(&parts)),
+            span,
         };
         // Responses we generate carry the id (`X-Request-Id`, set by the error renderer);
         // proxied responses are the upstream's own.
-        let resp = self
-            .route(&mut ctx, parts, body, inbound, rid.as_str())
-            .await;
-        self.metrics
-            .request(ctx.route, ctx.decision, resp.status().as_u16());
+        let resp = self.route(&rq, &mut ctx, parts, body, inbound).await;
+        let status = resp.status().as_u16();
+        self.metrics.request(ctx.route, ctx.decision, status);
         if let Some(facts) = &ctx.access {
-            self.access_log(&ctx, facts, inbound, rid.as_str(), &resp);
+            if self.cfg.log.access {
+                self.access_log(&rq, &ctx, facts, &resp);
+            }
+            if let Some(span) = ctx.span.take() {
+                span.end(otlp::Outcome {
+                    method: facts.method.as_str(),
+                    route: ctx.route.map(|i| self.cfg.routes[i].name.as_str()),
+                    host: facts.host.as_deref(),
+                    path: &facts.path,
+                    client: rq.client,
+                    decision: ctx.decision.as_str(),
+                    upstream: ctx.route.and_then(|i| self.upstream_targets[i].as_deref()),
+                    status,
+                    request_id: rq.id(),
+                });
+            }
         }
         resp
     }
 
-    /// One line per request (SPEC §13): never a token, a cookie or the query string.
+    /// One line per request: never a token, a cookie or the query string.
     fn access_log(
         &self,
+        rq: &RequestContext,
         ctx: &Ctx,
         facts: &AccessFacts,
-        inbound: &Inbound,
-        rid: &str,
         resp: &Response<Body>,
     ) {
         let route = ctx.route.map(|i| self.cfg.routes[i].name.as_str());
@@ -469,42 +484,45 @@ impl App {
         let sub = ctx.principal.as_ref().map(|p| p.session.sub.as_str());
         tracing::info!(
             target: "portcullis::access",
-            request_id = rid,
-            client = %inbound.peer.ip(),
+            request_id = rq.id(),
+            client = %rq.client,
             method = %facts.method,
             host = facts.host.as_deref().unwrap_or(""),
             path = %facts.path,
             status = resp.status().as_u16(),
             bytes,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = rq.started.elapsed().as_secs_f64() * 1000.0,
             route,
             "auth.decision" = ctx.decision.as_str(),
             sub,
+            trace_id = rq.trace.amzn_str(),
+            traceparent = rq.trace.traceparent_str(),
             "access"
         );
     }
 
     async fn route(
         &self,
+        rq: &RequestContext,
         ctx: &mut Ctx,
         mut parts: Parts,
         body: RequestBody,
         inbound: &Inbound,
-        rid: &str,
     ) -> Response<Body> {
+        let rid = rq.id();
         let peer = inbound.peer;
-        let started = ctx.started;
+        let started = rq.started;
         // HTTP/1 heads over the limit never get here (hyper answers 431); HTTP/2 and HTTP/3
         // header blocks are bounded in bytes only, so the field count is enforced here.
         if parts.headers.len() > MAX_HEADER_FIELDS {
-            return self.reject(RequestError::HeadersTooLarge, &parts, rid);
+            return rq.render(RequestError::HeadersTooLarge);
         }
         // One authority per request: the target's (absolute-form, HTTP/2 `:authority`) and
         // `Host` must agree, canonically; computed once and kept in the request's extensions.
         // The upstream's `Host` is the canonical host the route is matched on.
         let request_host = match RequestHost::of(&parts, inbound.tls) {
             Ok(h) => h,
-            Err(e) => return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid),
+            Err(e) => return rq.render(RequestError::BadRequest(e.to_string())),
         };
         if let Some(h) = &request_host.host
             && let Ok(v) = http::HeaderValue::from_str(h.as_str())
@@ -525,15 +543,11 @@ impl App {
                 match Uri::from_parts(up) {
                     Ok(u) => parts.uri = u,
                     Err(_) => {
-                        return self.reject(
-                            RequestError::BadRequest("malformed path".into()),
-                            &parts,
-                            rid,
-                        );
+                        return rq.render(RequestError::BadRequest("malformed path".into()));
                     }
                 }
             }
-            Err(e) => return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid),
+            Err(e) => return rq.render(RequestError::BadRequest(e.to_string())),
         }
 
         // 2. Reserved paths; the built-in pool's first (it is an OpenID Provider of its own).
@@ -551,20 +565,24 @@ impl App {
                 .endpoint(&parts, parts.uri.path(), peer.ip(), rid)
                 .await
             {
-                Some(e) => {
+                Some(mut e) => {
                     ctx.route = e.route;
                     ctx.decision = e.decision;
+                    // Forward auth: the proxy in front can pass the trace on to the app.
+                    if parts.uri.path() == paths::AUTH {
+                        rq.trace.on_response(e.response.headers_mut());
+                    }
                     e.response
                 }
-                None => RequestError::NotFound.render(rid, is_non_navigational(&parts.headers)),
+                None => rq.render(RequestError::NotFound),
             };
         }
 
         // A trusted proxy's `X-Forwarded-Host` goes upstream as it came: it must name the host
         // the route is matched on (one authority per request), or the request is refused.
-        let trusted = self.auth.is_trusted(peer.ip());
+        let trusted = rq.trusted_peer;
         if trusted && let Err(e) = forwarded_host_agrees(&parts) {
-            return self.reject(RequestError::BadRequest(e.to_string()), &parts, rid);
+            return rq.render(RequestError::BadRequest(e.to_string()));
         }
 
         // 3. Route.
@@ -579,7 +597,7 @@ impl App {
             peer: peer.ip(),
         };
         let Some(route) = self.auth.routes.find(&facts) else {
-            return self.reject(RequestError::NoRoute, &parts, rid);
+            return rq.render(RequestError::NoRoute);
         };
         let route_index = route.index;
         ctx.route = Some(route_index);
@@ -610,10 +628,12 @@ impl App {
         };
 
         // 5. The route's action: forward (whether the peer is a trusted proxy was read from
-        // the running config), or its own redirect or fixed response.
-        let json = is_non_navigational(&parts.headers);
+        // the running config) with the request's trace headers, whatever the client sent; or
+        // its own redirect or fixed response.
+        let json = rq.json;
         let mut resp = match (&route.action, &self.forwarders[route_index]) {
             (crate::config::Action::Forward(_), Some(forwarder)) => {
+                rq.trace.apply(&mut parts.headers);
                 let resp = match forwarder
                     .forward(parts, body, inbound, trusted, upgrade, started)
                     .await
@@ -668,10 +688,6 @@ impl App {
             .backchannel_logout(&form, crate::session::now_unix())
             .await
     }
-
-    fn reject(&self, e: RequestError, parts: &Parts, rid: &str) -> Response<Body> {
-        e.render(rid, is_non_navigational(&parts.headers))
-    }
 }
 
 /// The request as a redirect action sees it: its scheme, canonical host (else `public_url`'s),
@@ -717,5 +733,34 @@ fn forwarded_host_agrees(parts: &http::request::Parts) -> Result<(), crate::http
             Some(h) if h.name() == f.name() => Ok(()),
             _ => Err(crate::http::host::HostError::ForwardedConflict),
         },
+    }
+}
+
+/// A route's upstream as a span names it: `scheme://host:port`, or the directory for `file://`
+/// (`if let`, not `match`: an upstream of another kind is simply not named).
+fn upstream_target(
+    cfg: &crate::config::Config,
+    route: &crate::config::RouteConfig,
+) -> Option<String> {
+    use crate::config::{Action, Upstream};
+    match &route.action {
+        Action::Forward(Upstream::Http { base, .. }) => {
+            let host = base.host_str().unwrap_or_default();
+            Some(match base.port() {
+                Some(p) => format!("{}://{host}:{p}", base.scheme()),
+                None => format!("{}://{host}", base.scheme()),
+            })
+        }
+        Action::Forward(Upstream::File(dir)) => Some(format!("file://{}", dir.display())),
+        // A span names the group(s); which target of a group served is in the access log.
+        Action::Forward(Upstream::Groups(f)) => Some(
+            f.groups
+                .iter()
+                .filter_map(|(g, _)| cfg.target_groups.get(*g))
+                .map(|g| format!("target_group:{}", g.name))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        Action::Redirect(_) | Action::FixedResponse(_) => None,
     }
 }

@@ -19,6 +19,7 @@ pub mod session;
 pub mod signing;
 #[doc(hidden)]
 pub mod surface;
+pub mod trace;
 pub mod worker;
 
 /// Exit code for an invalid configuration (EX_USAGE … EX_DATAERR family; SPEC says 64).

@@ -55,20 +55,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The `auth.decision` value (and the metric label's vocabulary).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allow",
-            Outcome::Public => "public",
-            Outcome::SignIn => "authenticate",
-            Outcome::Unauthenticated { .. } => "deny",
-            Outcome::Forbidden { .. } | Outcome::StepUp { .. } => "forbid",
-            Outcome::Unavailable(_) => "unavailable",
-            Outcome::InvalidToken(_) => "deny",
-            Outcome::InsufficientScope { .. } => "forbid",
-        }
-    }
-
+    /// The decision in the one vocabulary of the decision log, the access log and the
+    /// metrics (`auth.decision`, the `decision` label): [`metrics::Decision`].
     pub fn metric(&self) -> metrics::Decision {
         match self {
             Outcome::Allowed => metrics::Decision::Allowed,
@@ -246,7 +234,7 @@ impl Auth {
             Outcome::Allowed | Outcome::Public => tracing::debug!(
                 route = %route.name,
                 via = via.as_str(),
-                "auth.decision" = d.outcome.as_str(),
+                "auth.decision" = d.outcome.metric().as_str(),
                 "auth.reason" = d.reason,
                 sub,
                 "Request allowed"
@@ -254,7 +242,7 @@ impl Auth {
             _ => tracing::info!(
                 route = %route.name,
                 via = via.as_str(),
-                "auth.decision" = d.outcome.as_str(),
+                "auth.decision" = d.outcome.metric().as_str(),
                 "auth.reason" = d.reason,
                 sub,
                 "Request denied"

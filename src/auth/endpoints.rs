@@ -406,7 +406,7 @@ impl Auth {
             Err(e) => {
                 tracing::info!(
                     via = "forward_auth",
-                    "auth.decision" = "deny",
+                    "auth.decision" = M::Internal.as_str(),
                     "auth.reason" = "bad_path",
                     "Request denied"
                 );

@@ -9,6 +9,7 @@ pub mod raw;
 pub mod rules;
 pub mod secret;
 pub mod target_groups;
+pub mod tracing;
 mod validate;
 pub(crate) use validate::build_provider;
 
@@ -303,6 +304,8 @@ pub struct Config {
     /// What is valid but surely not meant (a route an earlier one always takes): printed by
     /// `check`, logged at start-up.
     pub warnings: Vec<Problem>,
+    /// OTLP span export, when `[tracing]` is present.
+    pub tracing: Option<tracing::TracingConfig>,
 }
 
 impl Config {

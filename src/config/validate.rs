@@ -25,6 +25,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "pool",
     "target_groups",
+    "tracing",
 ];
 
 /// Reads and validates a configuration file.
@@ -221,6 +222,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
     let session = build_session(section::<RawSession>(table, "session", p), &data_dir, p);
     let headers = build_headers(section::<RawHeaders>(table, "headers", p), path, p);
     let log = build_log(section::<RawLog>(table, "log", p), p);
+    let tracing = super::tracing::build(table.get("tracing"), p);
 
     let mut providers = Vec::new();
     match table.get("providers") {
@@ -325,6 +327,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
         target_groups,
         log,
         pool,
+        tracing,
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod client_ip;
+pub mod context;
 pub mod headers;
 pub mod host;
 pub mod negotiate;

@@ -12,3 +12,4 @@ mod listeners;
 mod operate;
 mod target_groups;
 mod rules;
+mod tracing;

@@ -89,7 +89,7 @@ async fn metrics(p: &Proxy) -> String {
         .unwrap()
 }
 
-async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if f().await {
