@@ -406,9 +406,11 @@ impl App {
         };
         // Responses we generate carry the id (`X-Request-Id`, set by the error renderer);
         // proxied responses are the upstream's own.
-        let resp = self
+        let hint = crate::error::LangHint::of(&parts);
+        let mut resp = self
             .route(&mut ctx, parts, body, inbound, rid.as_str())
             .await;
+        crate::error::localize(&mut resp, &hint, self.cfg.secure_cookies());
         self.metrics
             .request(ctx.route, ctx.decision, resp.status().as_u16());
         if let Some(facts) = &ctx.access {

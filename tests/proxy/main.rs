@@ -10,3 +10,4 @@ mod lean_server;
 mod lean_upstream;
 mod listeners;
 mod operate;
+mod pages;
