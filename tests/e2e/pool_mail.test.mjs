@@ -7,9 +7,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { SMTPServer } from "smtp-server";
-import { Browserless, PASSWORD, Portcullis, formOf, freePort, launchChromium } from "./harness.mjs";
+import { Browserless, PASSWORD, Portcullis, formOf, freePort, identityUpstream, launchChromium } from "./harness.mjs";
 
 const SHOTS = "/tmp/shots/mail";
 let smtp;
@@ -35,8 +36,45 @@ before(async () => {
     },
   });
   await new Promise((r) => smtp.listen(port, "127.0.0.1", r));
-  pc = await Portcullis.start({
-    poolExtra: `delivery = "smtp"
+  // The harness's configuration, with two routes ahead of its catch-all "/" (the first
+  // matching route wins): /staff needs the group "staff" (a 403 for others), /down goes to a
+  // port nothing listens on (a 502).
+  pc = new Portcullis();
+  pc.dir = fs.mkdtempSync(path.join(os.tmpdir(), "pc-e2e-"));
+  pc.upstream = await identityUpstream();
+  pc.port = await freePort();
+  pc.adminPort = await freePort();
+  pc.base = `http://127.0.0.1:${pc.port}`;
+  pc.admin = `http://127.0.0.1:${pc.adminPort}`;
+  pc.config = path.join(pc.dir, "portcullis.toml");
+  pc.log = path.join(pc.dir, "server.log");
+  fs.writeFileSync(
+    pc.config,
+    `public_url = "${pc.base}"
+[server]
+listen = ["127.0.0.1:${pc.port}"]
+admin_listen = "127.0.0.1:${pc.adminPort}"
+[session]
+secrets = ["e2e-secret-e2e-secret-e2e-secret-0000"]
+[log]
+format = "json"
+level = "info"
+[[routes]]
+path = "/staff"
+upstream = "http://127.0.0.1:${pc.upstream.port}"
+provider = "pool"
+allow_groups = ["staff"]
+[[routes]]
+path = "/down"
+upstream = "http://127.0.0.1:${dead}"
+on_unauthenticated = "allow"
+[[routes]]
+path = "/"
+upstream = "http://127.0.0.1:${pc.upstream.port}"
+provider = "pool"
+[pool]
+database = "sqlite://${path.join(pc.dir, "pool.db")}"
+delivery = "smtp"
 admin_console = true
 invitation_ttl = "7d"
 ui = { title = "Example Shop" }
@@ -45,19 +83,9 @@ host = "127.0.0.1"
 port = ${port}
 tls = "none"
 from = "Example Shop <no-reply@example.com>"
-
-[[routes]]
-path = "/staff"
-upstream = "http://127.0.0.1:${dead}"
-provider = "pool"
-allow_groups = ["staff"]
-
-[[routes]]
-path = "/down"
-upstream = "http://127.0.0.1:${dead}"
-on_unauthenticated = "allow"
 `,
-  });
+  );
+  await pc.spawn();
   browser = await launchChromium();
 });
 after(async () => {
