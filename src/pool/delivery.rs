@@ -194,6 +194,19 @@ async fn count_send(
     Ok(())
 }
 
+/// Development only (`pool.delivery = "log"`): the code is deliberately logged.
+fn log_code(user: &User, kind: &str, message: mail::Purpose, code: &str) {
+    tracing::warn!(
+        target: "portcullis::pool::delivery",
+        delivery = "log",
+        username = %crate::pool::audit::printable(&user.username),
+        purpose = kind,
+        message = message.name(),
+        code = %code,
+        "DEVELOPMENT ONLY one-time code (pool.delivery = \"log\"; use \"smtp\" in production)"
+    );
+}
+
 /// Creates a fresh code for (user, purpose), stores it and delivers it.
 pub async fn issue(
     cfg: &PoolConfig,
@@ -215,16 +228,7 @@ pub async fn issue(
         .await?;
     match &cfg.delivery {
         Delivery::Log => {
-            // Development only (pool.delivery = "log"): the code is deliberately logged.
-            tracing::warn!(
-                target: "portcullis::pool::delivery",
-                delivery = "log",
-                username = %crate::pool::audit::printable(&user.username),
-                purpose = purpose.as_str(),
-                message = purpose.mail().name(),
-                code = %code,
-                "DEVELOPMENT ONLY one-time code (pool.delivery = \"log\"; use \"smtp\" in production)"
-            );
+            log_code(user, purpose.as_str(), purpose.mail(), &code);
             Ok(())
         }
         Delivery::Smtp(smtp_cfg) => {
@@ -258,14 +262,7 @@ pub async fn issue_email_change(
         .await?;
     match &cfg.delivery {
         Delivery::Log => {
-            tracing::warn!(
-                target: "portcullis::pool::delivery",
-                delivery = "log",
-                username = %crate::pool::audit::printable(&user.username),
-                purpose = "email_change",
-                code = %code,
-                "DEVELOPMENT ONLY one-time code (pool.delivery = \"log\"; use \"smtp\" in production)"
-            );
+            log_code(user, "email_change", mail::Purpose::EmailChange, &code);
             Ok(())
         }
         Delivery::Smtp(smtp_cfg) => {
@@ -460,6 +457,92 @@ pub fn issue_in_background(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pool_config() -> PoolConfig {
+        let v = toml::Value::Table(toml::from_str("database = \"sqlite://x.db\"").unwrap());
+        let mut p = crate::config::Problems::default();
+        let mut c = crate::pool::config::build(
+            &v,
+            std::path::Path::new("/etc/p/portcullis.toml"),
+            std::path::Path::new("/var/lib/p"),
+            &mut p,
+        )
+        .unwrap();
+        let url = url::Url::parse("https://login.example.com/").unwrap();
+        crate::pool::config::finish(&mut c, &url, &mut p);
+        c
+    }
+
+    fn user(store_sub: &str) -> User {
+        User {
+            sub: store_sub.into(),
+            username: "alice".into(),
+            status: crate::pool::store::UserStatus::Confirmed,
+            password_hash: String::new(),
+            attributes: serde_json::Map::from_iter([(
+                "email".to_string(),
+                serde_json::Value::String("alice@example.com".into()),
+            )]),
+            groups: Vec::new(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_device_is_noticed_once_and_never_on_the_first_sign_in() {
+        let cfg = pool_config();
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+        let home: IpAddr = "192.0.2.10".parse().unwrap();
+        for store in crate::pool::store::test_stores("devices").await {
+            let u = user("sub-devices");
+            let seen = |ua: &'static str, ip: IpAddr, t: i64| {
+                let (cfg, store, u) = (&cfg, &store, &u);
+                async move {
+                    sign_in_seen(cfg, store, u, ua, ip, Lang::En, t)
+                        .await
+                        .unwrap()
+                }
+            };
+            assert!(!seen(firefox, home, 1_000).await, "the first sign-in ever");
+            assert!(
+                !seen(firefox, "192.0.2.99".parse().unwrap(), 2_000).await,
+                "same /24"
+            );
+            assert!(seen(chrome, home, 3_000).await, "another browser");
+            assert!(!seen(chrome, home, 4_000).await, "known now");
+            assert!(
+                seen(firefox, "198.51.100.1".parse().unwrap(), 5_000).await,
+                "another network"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_email_change_stores_its_own_kind_of_code_and_notices_render() {
+        let cfg = pool_config();
+        for store in crate::pool::store::test_stores("emailchange").await {
+            let u = user("sub-email");
+            issue_email_change(&cfg, &store, &u, "new@example.com", Lang::Ja, 1_000)
+                .await
+                .unwrap();
+            // A code of kind email_change exists (a wrong guess is "wrong", not "missing").
+            let c = store
+                .check_code(&u.sub, "email_change", "000000x", 1_001)
+                .await
+                .unwrap();
+            assert!(matches!(c, crate::pool::store::CodeCheck::Wrong), "{c:?}");
+            notify_mfa_changed(&cfg, &u, "TOTP turned on", Lang::En, 1_002)
+                .await
+                .unwrap();
+        }
+        let l = link(&cfg, "/confirm", &[("username", "a&b"), ("code", "1")]).unwrap();
+        assert_eq!(
+            l,
+            "https://login.example.com/oauth2/pool/confirm?username=a%26b&code=1"
+        );
+    }
 
     #[test]
     fn devices_are_named_by_browser_and_system() {

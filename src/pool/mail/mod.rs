@@ -225,6 +225,20 @@ impl Mailer {
             })
     }
 
+    /// Renders a message template with its context (the keys name what it may use).
+    fn render_with(
+        &self,
+        name: &str,
+        ctx: &std::collections::BTreeMap<String, String>,
+    ) -> Result<String, String> {
+        let keys = ctx
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.render(name, &keys, minijinja::Value::from_serialize(ctx))
+    }
+
     fn context(
         purpose: Purpose,
         lang: Lang,
@@ -254,12 +268,7 @@ impl Mailer {
     ) -> Result<Mail, String> {
         let name = format!("mail_{}.{}.txt", purpose.name(), lang.code());
         let ctx = Self::context(purpose, lang, title, username, vars);
-        let keys = ctx
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rendered = self.render(&name, &keys, minijinja::Value::from_serialize(&ctx))?;
+        let rendered = self.render_with(&name, &ctx)?;
         let (first, body) = rendered.split_once('\n').unwrap_or((&rendered, ""));
         let subject = first
             .strip_prefix("Subject:")
@@ -303,15 +312,7 @@ impl Mailer {
     ) -> Result<String, String> {
         let name = format!("sms_{}.{}.txt", purpose.name(), lang.code());
         let ctx = Self::context(purpose, lang, title, username, vars);
-        let keys = ctx
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        Ok(self
-            .render(&name, &keys, minijinja::Value::from_serialize(&ctx))?
-            .trim()
-            .to_string())
+        Ok(self.render_with(&name, &ctx)?.trim().to_string())
     }
 }
 
