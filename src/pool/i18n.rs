@@ -628,23 +628,8 @@ pub fn duration_words(lang: Lang, secs: i64) -> String {
 
 /// A moment as a person reads it, with the zone named: `2026-12-08 01:02 UTC`.
 pub fn time_words(unix_secs: i64) -> String {
-    let days = unix_secs.div_euclid(86_400);
-    let rem = unix_secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    let full = super::audit::rfc3339_us(unix_secs.saturating_mul(1_000_000));
+    format!("{} {} UTC", &full[..10], &full[11..16])
 }
 
 /// Fills `{name}` placeholders.
