@@ -447,7 +447,9 @@ impl App {
         };
         // Responses we generate carry the id (`X-Request-Id`, set by the error renderer);
         // proxied responses are the upstream's own.
-        let resp = self.route(&rq, &mut ctx, parts, body, inbound).await;
+        let hint = crate::error::LangHint::of(&parts);
+        let mut resp = self.route(&rq, &mut ctx, parts, body, inbound).await;
+        crate::error::localize(&mut resp, &hint, self.cfg.secure_cookies());
         let status = resp.status().as_u16();
         self.metrics.request(ctx.route, ctx.decision, status);
         if let Some(facts) = &ctx.access {

@@ -6,8 +6,9 @@
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::http::body::{self, Body};
+use crate::lang::Lang;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RequestError {
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -87,7 +88,14 @@ pub fn sanitize_code(code: &str) -> String {
 
 impl RequestError {
     fn shown(&self) -> Shown {
+        self.shown_in(Lang::En)
+    }
+
+    /// What the page says, in `lang`.
+    fn shown_in(&self, lang: Lang) -> Shown {
         use RequestError::*;
+        let ja = lang == Lang::Ja;
+        let tr = |en: &'static str, j: &'static str| if ja { j } else { en };
         let s = |status, title, message: &str, code| Shown {
             status,
             title,
@@ -95,53 +103,66 @@ impl RequestError {
             link: None,
             code,
         };
+        let link = |url: &String, en, j| Some((url.clone(), tr(en, j)));
         match self {
-            BadRequest(why) => s(StatusCode::BAD_REQUEST, "Bad request", why, "bad_request"),
-            NoRoute | NotFound => s(StatusCode::NOT_FOUND, "Not found", "Nothing is served at this address.", "not_found"),
-            MethodNotAllowed => s(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "This method is not allowed here.", "method_not_allowed"),
+            BadRequest(why) => s(StatusCode::BAD_REQUEST, tr("Bad request", "不正なリクエスト"), why, "bad_request"),
+            NoRoute | NotFound => s(StatusCode::NOT_FOUND, tr("Not found", "見つかりません"), tr("Nothing is served at this address.", "このアドレスには何もありません。"), "not_found"),
+            MethodNotAllowed => s(StatusCode::METHOD_NOT_ALLOWED, tr("Method not allowed", "許可されていないメソッド"), tr("This method is not allowed here.", "ここではこのメソッドは使えません。"), "method_not_allowed"),
             Unauthenticated { login_url } => Shown {
                 status: StatusCode::UNAUTHORIZED,
-                title: "Sign-in required",
-                message: "You need to sign in to see this page.".into(),
-                link: Some((login_url.clone(), "Sign in")),
+                title: tr("Sign-in required", "サインインが必要です"),
+                message: tr("You need to sign in to see this page.", "このページを見るにはサインインしてください。").into(),
+                link: link(login_url, "Sign in", "サインイン"),
                 code: "unauthenticated",
             },
-            Denied => s(StatusCode::UNAUTHORIZED, "Sign-in required", "This address needs a signed-in session.", "unauthenticated"),
+            Denied => s(StatusCode::UNAUTHORIZED, tr("Sign-in required", "サインインが必要です"), tr("This address needs a signed-in session.", "このアドレスにはサインインが必要です。"), "unauthenticated"),
             Forbidden { required } => Shown {
                 status: StatusCode::FORBIDDEN,
-                title: "Access denied",
-                message: format!("You are signed in, but this page requires {required}."),
+                title: tr("Access denied", "アクセスできません"),
+                message: if ja {
+                    format!("サインイン済みですが、このページには {required} が必要です。")
+                } else {
+                    format!("You are signed in, but this page requires {required}.")
+                },
                 link: None,
                 code: "forbidden",
             },
             StepUp { required, login_url } => Shown {
                 status: StatusCode::FORBIDDEN,
-                title: "Stronger sign-in required",
-                message: format!("You are signed in, but this page requires {required}. Sign in again with a second factor (set one up in your account first if you have none)."),
-                link: Some((login_url.clone(), "Sign in again")),
+                title: tr("Stronger sign-in required", "より強いサインインが必要です"),
+                message: if ja {
+                    format!("サインイン済みですが、このページには {required} が必要です。二要素認証でもう一度サインインしてください（まだ設定していない場合は、先にアカウントで設定してください）。")
+                } else {
+                    format!("You are signed in, but this page requires {required}. Sign in again with a second factor (set one up in your account first if you have none).")
+                },
+                link: link(login_url, "Sign in again", "もう一度サインイン"),
                 code: "step_up_required",
             },
             LoginExpired { restart } => Shown {
                 status: StatusCode::UNAUTHORIZED,
-                title: "Sign-in expired",
-                message: "This sign-in took too long, or was not started from this browser. Please start again.".into(),
-                link: Some((restart.clone(), "Start again")),
+                title: tr("Sign-in expired", "サインインの期限切れ"),
+                message: tr("This sign-in took too long, or was not started from this browser. Please start again.", "サインインに時間がかかりすぎたか、このブラウザーで開始されたものではありません。もう一度やり直してください。").into(),
+                link: link(restart, "Start again", "やり直す"),
                 code: "login_expired",
             },
             IdpError { code, restart } => Shown {
                 status: StatusCode::from_u16(IDP_ERROR_STATUS).expect("561 is a valid status code"),
-                title: "Sign-in failed",
-                message: format!("The identity provider answered with the error \u{201c}{}\u{201d}.", sanitize_code(code)),
-                link: Some((restart.clone(), "Start again")),
+                title: tr("Sign-in failed", "サインインに失敗しました"),
+                message: if ja {
+                    format!("ID プロバイダーがエラー「{}」を返しました。", sanitize_code(code))
+                } else {
+                    format!("The identity provider answered with the error \u{201c}{}\u{201d}.", sanitize_code(code))
+                },
+                link: link(restart, "Start again", "やり直す"),
                 code: "idp_error",
             },
-            IdpUnavailable(_) => s(StatusCode::BAD_GATEWAY, "Sign-in unavailable", "The identity provider could not be reached or gave an invalid answer. Please try again later.", "idp_unavailable"),
-            SessionTooLarge => s(StatusCode::INTERNAL_SERVER_ERROR, "Session too large", "Your identity (claims and tokens) is larger than four 4 KB cookies can hold, so the session could not be stored. Ask the administrator to reduce the claims or scopes requested, or to use the server-side session store (session.store = \"redis\").", "session_too_large"),
-            UpstreamUnreachable(_) => s(StatusCode::BAD_GATEWAY, "Bad gateway", "The application behind this proxy could not be reached.", "upstream_unreachable"),
-            UpstreamTimeout => s(StatusCode::GATEWAY_TIMEOUT, "Gateway timeout", "The application behind this proxy did not answer in time.", "upstream_timeout"),
-            HeadersTooLarge => s(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large", "The request carries too many or too large header fields.", "headers_too_large"),
-            SessionStoreUnavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", "Sessions cannot be checked right now. Please try again in a moment.", "session_store_unavailable"),
-            Internal(_) => s(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", "Something went wrong on our side.", "internal"),
+            IdpUnavailable(_) => s(StatusCode::BAD_GATEWAY, tr("Sign-in unavailable", "サインインできません"), tr("The identity provider could not be reached or gave an invalid answer. Please try again later.", "ID プロバイダーに接続できないか、不正な応答がありました。しばらくしてからもう一度お試しください。"), "idp_unavailable"),
+            SessionTooLarge => s(StatusCode::INTERNAL_SERVER_ERROR, tr("Session too large", "セッションが大きすぎます"), tr("Your identity (claims and tokens) is larger than four 4 KB cookies can hold, so the session could not be stored. Ask the administrator to reduce the claims or scopes requested, or to use the server-side session store (session.store = \"redis\").", "ID 情報（クレームとトークン）が 4 KB のクッキー 4 個に収まらないため、セッションを保存できませんでした。要求するクレームやスコープを減らすか、サーバー側のセッションストア（session.store = \"redis\"）を使うよう管理者に依頼してください。"), "session_too_large"),
+            UpstreamUnreachable(_) => s(StatusCode::BAD_GATEWAY, tr("Bad gateway", "アプリケーションに接続できません"), tr("The application behind this proxy could not be reached.", "このプロキシの背後にあるアプリケーションに接続できませんでした。"), "upstream_unreachable"),
+            UpstreamTimeout => s(StatusCode::GATEWAY_TIMEOUT, tr("Gateway timeout", "アプリケーションが応答しません"), tr("The application behind this proxy did not answer in time.", "このプロキシの背後にあるアプリケーションが時間内に応答しませんでした。"), "upstream_timeout"),
+            HeadersTooLarge => s(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, tr("Request headers too large", "リクエストヘッダーが大きすぎます"), tr("The request carries too many or too large header fields.", "リクエストのヘッダーが多すぎるか大きすぎます。"), "headers_too_large"),
+            SessionStoreUnavailable(_) => s(StatusCode::SERVICE_UNAVAILABLE, tr("Service unavailable", "サービスを利用できません"), tr("Sessions cannot be checked right now. Please try again in a moment.", "現在セッションを確認できません。少し待ってからもう一度お試しください。"), "session_store_unavailable"),
+            Internal(_) => s(StatusCode::INTERNAL_SERVER_ERROR, tr("Internal error", "内部エラー"), tr("Something went wrong on our side.", "こちら側で問題が発生しました。"), "internal"),
             InvalidToken(why) => s(StatusCode::UNAUTHORIZED, "Invalid access token", &format!("The access token is not valid here: {why}."), "invalid_token"),
             InsufficientScope { scope } => s(StatusCode::FORBIDDEN, "Insufficient scope", &format!("The access token must grant the scopes: {scope}."), "insufficient_scope"),
         }
@@ -184,21 +205,9 @@ impl RequestError {
             }
             ("application/json", v.to_string())
         } else {
-            let link = shown
-                .link
-                .as_ref()
-                .map(|(u, t)| format!("<p><a href=\"{}\">{}</a></p>", escape(u), t))
-                .unwrap_or_default();
             (
                 "text/html; charset=utf-8",
-                page(
-                    shown.title,
-                    &format!(
-                        "<p>{}</p>{link}<p class=\"rid\">Request id: {}</p>",
-                        escape(&shown.message),
-                        escape(request_id)
-                    ),
-                ),
+                self.html(Lang::En, request_id, None),
             )
         };
         let mut resp = Response::new(body::full(body));
@@ -216,7 +225,138 @@ impl RequestError {
         {
             h.insert(header::WWW_AUTHENTICATE, v);
         }
+        if !json {
+            // Redrawn in the reader's language, with the switch, by [`localize`].
+            resp.extensions_mut().insert(ErrorPage {
+                error: self.clone(),
+                request_id: request_id.to_string(),
+            });
+        }
         resp
+    }
+
+    /// The HTML page in `lang`; `path` (the request's path and query) gives the switch.
+    fn html(&self, lang: Lang, request_id: &str, path: Option<&str>) -> String {
+        let shown = self.shown_in(lang);
+        let link = shown
+            .link
+            .as_ref()
+            .map(|(u, t)| {
+                format!(
+                    "<p><a class=\"button\" href=\"{}\">{}</a></p>",
+                    escape(u),
+                    t
+                )
+            })
+            .unwrap_or_default();
+        let switch = path
+            .map(|p| {
+                let (path, query) = p.split_once('?').map_or((p, None), |(a, b)| (a, Some(b)));
+                let links: Vec<String> = crate::lang::switch_links(path, query, lang)
+                    .into_iter()
+                    .map(|l| {
+                        if l.current {
+                            format!(
+                                "<span lang=\"{}\" aria-current=\"true\">{}</span>",
+                                l.code, l.label
+                            )
+                        } else {
+                            format!(
+                                "<a href=\"{}\" lang=\"{}\" hreflang=\"{}\">{}</a>",
+                                escape(&l.href),
+                                l.code,
+                                l.code,
+                                l.label
+                            )
+                        }
+                    })
+                    .collect();
+                format!(
+                    "<nav class=\"lang-switch\" aria-label=\"Language / 言語\">{}</nav>",
+                    links.join(" · ")
+                )
+            })
+            .unwrap_or_default();
+        let rid = if lang == Lang::Ja {
+            "リクエスト ID"
+        } else {
+            "Request id"
+        };
+        page_in(
+            lang,
+            shown.title,
+            &format!(
+                "<p>{}</p>{link}<p class=\"rid\">{rid}: {}</p>{switch}",
+                escape(&shown.message),
+                escape(request_id)
+            ),
+        )
+    }
+}
+
+/// An HTML error page waiting for its language (an extension of the response, taken off by
+/// [`localize`]); JSON answers never carry one.
+#[derive(Clone)]
+struct ErrorPage {
+    error: RequestError,
+    request_id: String,
+}
+
+/// `Cookie` fields looked at for the language cookie (HTTP/2 may send one field per cookie).
+const HINT_COOKIE_FIELDS: usize = 8;
+
+/// What a request says about its reader's language, kept by the app before routing (cheap
+/// reference-counted clones of a few header values, no allocation; nothing is parsed unless
+/// an error page is drawn).
+#[derive(Default)]
+pub struct LangHint {
+    path_and_query: Option<http::uri::PathAndQuery>,
+    cookies: [Option<HeaderValue>; HINT_COOKIE_FIELDS],
+    accept_language: Option<HeaderValue>,
+}
+
+impl LangHint {
+    pub fn of(parts: &http::request::Parts) -> LangHint {
+        LangHint {
+            path_and_query: parts.uri.path_and_query().cloned(),
+            cookies: {
+                let mut c: [Option<HeaderValue>; HINT_COOKIE_FIELDS] = Default::default();
+                for (slot, v) in c.iter_mut().zip(parts.headers.get_all(header::COOKIE)) {
+                    *slot = Some(v.clone());
+                }
+                c
+            },
+            accept_language: parts.headers.get(header::ACCEPT_LANGUAGE).cloned(),
+        }
+    }
+}
+
+/// Redraws an error page in the reader's language (the switch `?lang=`, its cookie, else
+/// `Accept-Language`), with the language switch; a switch sets the cookie. Other responses
+/// pass untouched.
+pub fn localize(resp: &mut Response<Body>, hint: &LangHint, secure: bool) {
+    let Some(p) = resp.extensions_mut().remove::<ErrorPage>() else {
+        return;
+    };
+    let pq = hint.path_and_query.as_ref();
+    let query = pq.and_then(|p| p.query());
+    let lang = Lang::choose(
+        query,
+        hint.cookies
+            .iter()
+            .flatten()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(Lang::in_cookie_header),
+        hint.accept_language.as_ref().and_then(|v| v.to_str().ok()),
+    );
+    let html = p.error.html(lang, &p.request_id, pq.map(|p| p.as_str()));
+    *resp.body_mut() = body::full(html);
+    let h = resp.headers_mut();
+    h.remove(header::CONTENT_LENGTH);
+    if let Some(l) = Lang::in_query(query)
+        && let Ok(v) = HeaderValue::from_str(&crate::lang::lang_cookie(l, secure))
+    {
+        h.append(header::SET_COOKIE, v);
     }
 }
 
@@ -236,10 +376,20 @@ pub fn security_headers(h: &mut http::HeaderMap) {
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
-/// The small page frame shared by our own pages.
+/// The pool's style sheet: the proxy's own pages look like the pool's (inline, as the
+/// pages' policy allows only inline style).
+const POOL_CSS: &str = include_str!("pool/templates/pool.css");
+
+/// The page frame shared by our own pages (the pool's card and style), in English.
 pub fn page(title: &str, inner: &str) -> String {
+    page_in(Lang::En, title, inner)
+}
+
+/// The page frame in `lang`.
+pub fn page_in(lang: Lang, title: &str, inner: &str) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}.rid{{color:#777;font-size:.85em}}</style></head><body><h1>{t}</h1>{inner}</body></html>",
+        "<!doctype html><html lang=\"{l}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"referrer\" content=\"no-referrer\"><title>{t}</title><style>{POOL_CSS}.rid{{color:#777;font-size:.85em}}a.button{{display:block;text-align:center;margin-top:1.2rem;padding:.7rem;border-radius:6px;background:var(--accent);color:#fff;text-decoration:none;font-weight:600}}</style></head><body class=\"page-error\"><main class=\"card\"><h1>{t}</h1>{inner}</main></body></html>",
+        l = lang.code(),
         t = escape(title)
     )
 }

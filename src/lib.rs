@@ -9,6 +9,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod http;
 pub mod identity_headers;
+pub mod lang;
 pub mod live;
 pub mod metrics;
 pub mod pool;

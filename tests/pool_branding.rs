@@ -108,7 +108,7 @@ async fn one_address_is_throttled_across_user_names(backend: Backend) {
         r.text()
             .await
             .unwrap()
-            .contains("Too many sign-in attempts from your network. Try again in 60 seconds.")
+            .contains("Too many sign-in attempts from your network. Try again in 1 minute.")
     );
 }
 on_both!(ip_throttle, one_address_is_throttled_across_user_names);

@@ -329,7 +329,7 @@ async fn lockout_is_shared_by_name_variants_and_admin_unlock_lifts_it(backend: B
         } else {
             assert_eq!(status, 429, "the fifth failure locks");
             assert!(
-                html.contains("Too many failed sign-in attempts. Try again in 60 seconds."),
+                html.contains("Too many failed sign-in attempts. Try again in 1 minute."),
                 "{html}"
             );
         }

@@ -28,6 +28,7 @@ struct RawTop {
     providers: Option<BTreeMap<String, RawProvider>>,
     routes: Option<Vec<RawRoute>>,
     target_groups: Option<BTreeMap<String, super::target_groups::RawTargetGroup>>,
+    tracing: Option<super::tracing::RawTracing>,
     log: Option<RawLog>,
     pool: Option<crate::pool::config::raw::RawPool>,
 }

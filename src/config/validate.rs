@@ -244,7 +244,10 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
     }
 
     let pool_raw = table.get("pool");
-    let pool = pool_raw.and_then(|v| crate::pool::config::build(v, path, &data_dir, p));
+    let mut pool = pool_raw.and_then(|v| crate::pool::config::build(v, path, &data_dir, p));
+    if let (Some(pc), Some(url)) = (pool.as_mut(), &public_url) {
+        crate::pool::config::finish(pc, url, p);
+    }
     if pool_raw.is_some()
         && !providers
             .iter()

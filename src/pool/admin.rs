@@ -317,26 +317,34 @@ impl Admin<'_> {
 
     /// The user must choose a new password with a code, which is sent now.
     pub async fn reset_password(&self, name: &str) -> Result<User, AdminError> {
-        let r = self.reset_password_unaudited(name).await;
+        let r = self
+            .reset_password_unaudited(name, delivery::Purpose::Reset)
+            .await;
         self.audited("reset_password", &Self::target(name), r).await
     }
 
-    async fn reset_password_unaudited(&self, name: &str) -> Result<User, AdminError> {
+    /// An invitation: like a reset, but the email is the invitation and the code stays valid
+    /// for `pool.invitation_ttl` (7 days by default).
+    pub async fn invite(&self, name: &str) -> Result<User, AdminError> {
+        let r = self
+            .reset_password_unaudited(name, delivery::Purpose::Invitation)
+            .await;
+        self.audited("reset_password", &Self::target(name), r).await
+    }
+
+    async fn reset_password_unaudited(
+        &self,
+        name: &str,
+        purpose: delivery::Purpose,
+    ) -> Result<User, AdminError> {
         let u = self.find(name).await?;
         self.store
             .set_status(&u.sub, UserStatus::ResetRequired, now())
             .await?;
         self.store.sign_out_everywhere(&u.sub).await?;
-        delivery::issue(
-            self.cfg,
-            self.store,
-            &u,
-            delivery::Purpose::Reset,
-            Lang::En,
-            now(),
-        )
-        .await
-        .map_err(|e| AdminError::Delivery(e.to_string()))?;
+        delivery::issue(self.cfg, self.store, &u, purpose, Lang::En, now())
+            .await
+            .map_err(|e| AdminError::Delivery(e.to_string()))?;
         self.find(name).await
     }
 

@@ -7,47 +7,7 @@ use std::collections::BTreeMap;
 use super::attributes::{AttributeError, AttributeProblem};
 use super::password::Rule;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    Ja,
-}
-
-impl Lang {
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Ja => "ja",
-        }
-    }
-
-    /// Picks from an `Accept-Language` header (RFC 9110 §12.5.4).
-    pub fn negotiate(header: Option<&str>) -> Lang {
-        let Some(h) = header else { return Lang::En };
-        let mut best = (Lang::En, 0.0f32);
-        for item in h.split(',') {
-            let mut parts = item.trim().split(';');
-            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|v| v.trim().parse::<f32>().ok())
-                })
-                .unwrap_or(1.0);
-            let lang = match tag.split('-').next().unwrap_or("") {
-                "ja" => Lang::Ja,
-                "en" => Lang::En,
-                _ => continue,
-            };
-            // Strictly greater: among equal q-values the first listed wins.
-            if q > best.1 {
-                best = (lang, q);
-            }
-        }
-        best.0
-    }
-}
+pub use crate::lang::{LANG_COOKIE, Lang, SwitchLink, lang_cookie, switch_links};
 
 const EN: &[(&str, &str)] = &[
     ("sign_in", "Sign in"),
@@ -192,11 +152,11 @@ const EN: &[(&str, &str)] = &[
     ("bad_credentials", "Incorrect user name or password."),
     (
         "locked",
-        "Too many failed sign-in attempts. Try again in {s} seconds.",
+        "Too many failed sign-in attempts. Try again in {s}.",
     ),
     (
         "throttled",
-        "Too many sign-in attempts from your network. Try again in {s} seconds.",
+        "Too many sign-in attempts from your network. Try again in {s}.",
     ),
     (
         "signups_throttled",
@@ -226,6 +186,10 @@ const EN: &[(&str, &str)] = &[
         "Your password has been reset. Please sign in.",
     ),
     ("password_changed", "Your password has been changed."),
+    (
+        "password_set",
+        "Your password has been set. Please sign in.",
+    ),
     (
         "must_reset",
         "Your password must be reset. We sent a code to your email address.",
@@ -461,11 +425,11 @@ const JA: &[(&str, &str)] = &[
     ),
     (
         "locked",
-        "サインインの失敗が多すぎます。{s}秒後に再試行してください。",
+        "サインインの失敗が多すぎます。{s}後に再試行してください。",
     ),
     (
         "throttled",
-        "お使いのネットワークからのサインイン試行が多すぎます。{s}秒後に再試行してください。",
+        "お使いのネットワークからのサインイン試行が多すぎます。{s}後に再試行してください。",
     ),
     (
         "signups_throttled",
@@ -501,6 +465,10 @@ const JA: &[(&str, &str)] = &[
         "パスワードを再設定しました。サインインしてください。",
     ),
     ("password_changed", "パスワードを変更しました。"),
+    (
+        "password_set",
+        "パスワードを設定しました。サインインしてください。",
+    ),
     (
         "must_reset",
         "パスワードの再設定が必要です。メールアドレスにコードを送信しました。",
@@ -644,6 +612,37 @@ pub fn all(lang: Lang) -> BTreeMap<&'static str, &'static str> {
     m
 }
 
+/// A duration in words with singular and plural right ("1 second", "2 minutes", "7 days";
+/// 「1秒」「7日」): under a minute in seconds, under a day in minutes or hours, then in days
+/// or hours. A duration that is not a whole number of the unit is rounded up, so a person
+/// told to wait is never told too short a time.
+pub fn duration_words(lang: Lang, secs: i64) -> String {
+    let secs = secs.max(1);
+    let ceil = |unit: i64| (secs + unit - 1) / unit;
+    let (n, unit) = if secs < 60 {
+        (secs, 0)
+    } else if secs < 3600 || (secs < 2 * 3600 && secs % 3600 != 0) {
+        (ceil(60), 1)
+    } else if secs < 86_400 || secs % 86_400 != 0 {
+        (ceil(3600), 2)
+    } else {
+        (secs / 86_400, 3)
+    };
+    match lang {
+        Lang::Ja => format!("{n}{}", ["秒", "分", "時間", "日"][unit]),
+        Lang::En => {
+            let word = ["second", "minute", "hour", "day"][unit];
+            format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+        }
+    }
+}
+
+/// A moment as a person reads it, with the zone named: `2026-12-08 01:02 UTC`.
+pub fn time_words(unix_secs: i64) -> String {
+    let full = super::audit::rfc3339_us(unix_secs.saturating_mul(1_000_000));
+    format!("{} {} UTC", &full[..10], &full[11..16])
+}
+
 /// Fills `{name}` placeholders.
 pub fn fill(template: &str, vars: &[(&str, &str)]) -> String {
     let mut s = template.to_string();
@@ -714,6 +713,76 @@ pub fn password_error(lang: Lang, rules: &[Rule]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_switch_beats_the_cookie_which_beats_accept_language_and_junk_is_ignored() {
+        let h = |cookie: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::ACCEPT_LANGUAGE, "ja".parse().unwrap());
+            if !cookie.is_empty() {
+                m.insert(http::header::COOKIE, cookie.parse().unwrap());
+            }
+            m
+        };
+        assert_eq!(Lang::of_request(&h(""), None), Lang::Ja);
+        assert_eq!(
+            Lang::of_request(&h("a=1; portcullis_lang=en"), None),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::of_request(&h("portcullis_lang=en"), Some("lang=ja")),
+            Lang::Ja
+        );
+        for junk in [
+            "portcullis_lang=xx",
+            "portcullis_lang=<script>",
+            "portcullis_lang=EN-gb",
+        ] {
+            assert_eq!(
+                Lang::of_request(&h(junk), Some("lang=de")),
+                Lang::Ja,
+                "{junk}"
+            );
+        }
+        let links = switch_links("/oauth2/pool/login", Some("req=a%26b&lang=en"), Lang::En);
+        assert_eq!(links[1].href, "/oauth2/pool/login?req=a%26b&lang=ja");
+        assert!(links[0].current && !links[1].current);
+    }
+
+    #[test]
+    fn durations_in_words_have_the_right_number() {
+        let cases = [
+            (1, "1 second", "1秒"),
+            (2, "2 seconds", "2秒"),
+            (59, "59 seconds", "59秒"),
+            (60, "1 minute", "1分"),
+            (61, "2 minutes", "2分"),
+            (900, "15 minutes", "15分"),
+            (3600, "1 hour", "1時間"),
+            (5400, "90 minutes", "90分"),
+            (7200, "2 hours", "2時間"),
+            (86_400, "1 day", "1日"),
+            (7 * 86_400, "7 days", "7日"),
+            (90_000, "25 hours", "25時間"),
+            (0, "1 second", "1秒"),
+        ];
+        for (s, en, ja) in cases {
+            assert_eq!(duration_words(Lang::En, s), en, "{s}");
+            assert_eq!(duration_words(Lang::Ja, s), ja, "{s}");
+        }
+        let msg = fill(
+            t(Lang::En, "locked"),
+            &[("s", &duration_words(Lang::En, 1))],
+        );
+        assert!(msg.ends_with("Try again in 1 second."), "{msg}");
+    }
+
+    #[test]
+    fn times_name_their_zone() {
+        assert_eq!(time_words(0), "1970-01-01 00:00 UTC");
+        assert_eq!(time_words(1_796_691_720), "2026-12-08 01:02 UTC");
+        assert_eq!(time_words(951_782_400), "2000-02-29 00:00 UTC");
+    }
 
     #[test]
     fn negotiates_by_q_value() {

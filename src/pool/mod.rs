@@ -27,6 +27,7 @@ mod health;
 pub mod i18n;
 pub mod jwt;
 pub mod lockout;
+pub mod mail;
 pub mod mfa;
 pub mod migration;
 mod op;
@@ -280,12 +281,7 @@ impl Pool {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let lang = Lang::negotiate(
-            parts
-                .headers
-                .get(http::header::ACCEPT_LANGUAGE)
-                .and_then(|v| v.to_str().ok()),
-        );
+        let lang = Lang::of_request(&parts.headers, parts.uri.query());
         let form = if parts.method == Method::POST {
             match read_body(body).await {
                 Ok(b) => {

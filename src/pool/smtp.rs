@@ -1,170 +1,111 @@
-//! A small SMTP client (RFC 5321) for one-time codes: EHLO, optional STARTTLS or implicit TLS
-//! (rustls, webpki roots), AUTH PLAIN, one message. Every step has a timeout; replies are
-//! checked by code. Neither the password nor the message body is ever logged.
+//! Email through `lettre`: one SMTP connection per message, with STARTTLS, implicit TLS or
+//! none (rustls, webpki roots), optional authentication, and a timeout on every step. The
+//! message is `multipart/alternative` (plain text and HTML). Neither the password nor the
+//! message body is ever logged.
+//!
+//! The sender address (`pool.smtp.from`) is parsed by [`sender`] — the same function at
+//! `portcullis check` and when sending — so a `from` that check accepts is one that sends.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::config::{SmtpConfig, SmtpTls};
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
-    #[error("SMTP connection to {0} failed: {1}")]
-    Connect(String, std::io::Error),
-    #[error("SMTP I/O: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("SMTP server answered {code} to {step}")]
-    Rejected { step: &'static str, code: u16 },
-    #[error("SMTP timed out during {0}")]
-    Timeout(&'static str),
-    #[error("invalid address or server name for SMTP")]
-    BadAddress,
+    #[error("SMTP: {0}")]
+    Transport(#[from] lettre::transport::smtp::Error),
+    #[error("cannot build the message: {0}")]
+    Message(#[from] lettre::error::Error),
+    #[error("{0}")]
+    BadAddress(String),
 }
 
+/// How long each SMTP step (connect, every reply) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
-struct Conn {
-    io: BufReader<Box<dyn Stream>>,
+/// One email: subject, plain text, and the same content in HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
 }
 
-impl Conn {
-    async fn reply(&mut self, step: &'static str) -> Result<u16, SmtpError> {
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(STEP_TIMEOUT, self.io.read_line(&mut line))
-                .await
-                .map_err(|_| SmtpError::Timeout(step))??;
-            if n == 0 || line.len() < 3 {
-                return Err(SmtpError::Rejected { step, code: 0 });
-            }
-            let code: u16 = line[..3].parse().unwrap_or(0);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(code);
-            }
-            if code == 0 {
-                return Ok(code);
-            }
-        }
+/// Parses `pool.smtp.from`: `no-reply@example.com` or `Example <no-reply@example.com>`.
+/// The error names the fix.
+pub fn sender(from: &str) -> Result<Mailbox, String> {
+    if from.chars().any(char::is_control) {
+        return Err(format!(
+            "{from:?} contains a control character; write an address like \
+             no-reply@example.com or \"Example <no-reply@example.com>\""
+        ));
     }
-
-    async fn command(
-        &mut self,
-        line: &str,
-        step: &'static str,
-        ok: &[u16],
-    ) -> Result<(), SmtpError> {
-        let w = self.io.get_mut();
-        tokio::time::timeout(STEP_TIMEOUT, async {
-            w.write_all(line.as_bytes()).await?;
-            w.write_all(b"\r\n").await?;
-            w.flush().await
-        })
-        .await
-        .map_err(|_| SmtpError::Timeout(step))??;
-        let code = self.reply(step).await?;
-        if ok.contains(&code) {
-            Ok(())
-        } else {
-            Err(SmtpError::Rejected { step, code })
-        }
-    }
+    from.parse::<Mailbox>().map_err(|e| {
+        format!(
+            "{from:?} is not a sender address that can be sent from ({e}); write an address \
+             like no-reply@example.com or \"Example <no-reply@example.com>\" (a display name \
+             with a comma or other special characters must be in double quotes)"
+        )
+    })
 }
 
-async fn tls(stream: Box<dyn Stream>, host: &str) -> Result<Box<dyn Stream>, SmtpError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(host.to_string())
-        .map_err(|_| SmtpError::BadAddress)?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let s = tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, stream))
-        .await
-        .map_err(|_| SmtpError::Timeout("TLS"))??;
-    Ok(Box::new(s))
+/// A recipient: a bare address (a user's stored email). Control characters, angle brackets
+/// and anything else that is not one address are refused.
+fn recipient(to: &str) -> Result<Mailbox, SmtpError> {
+    if to
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '<' | '>' | ','))
+    {
+        return Err(SmtpError::BadAddress(
+            "the recipient is not a single email address".into(),
+        ));
+    }
+    to.parse::<lettre::Address>()
+        .map(|a| Mailbox::new(None, a))
+        .map_err(|_| SmtpError::BadAddress("the recipient is not an email address".into()))
 }
 
-/// RFC 2047 encoded-word for a non-ASCII header value.
-fn header_text(s: &str) -> String {
-    if s.is_ascii() {
-        s.to_string()
-    } else {
-        format!("=?UTF-8?B?{}?=", STANDARD.encode(s))
-    }
+/// The message as sent (headers encoded by lettre: a subject or name with CR/LF or non-ASCII
+/// text is encoded, never copied raw into the header block).
+pub fn message(from: &Mailbox, to: &str, mail: &Mail) -> Result<Message, SmtpError> {
+    Ok(Message::builder()
+        .from(from.clone())
+        .to(recipient(to)?)
+        .subject(mail.subject.as_str())
+        .multipart(MultiPart::alternative_plain_html(
+            mail.text.clone(),
+            mail.html.clone(),
+        ))?)
 }
 
-/// The message: headers, then the body base64-encoded (UTF-8 safe, no dot-stuffing needed).
-pub fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
-    let encoded = STANDARD.encode(body.as_bytes());
-    let mut lines = String::new();
-    for chunk in encoded.as_bytes().chunks(76) {
-        lines.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        lines.push_str("\r\n");
+fn transport(cfg: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, SmtpError> {
+    let tls = match cfg.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::StartTls => Tls::Required(TlsParameters::new(cfg.host.clone())?),
+        SmtpTls::Implicit => Tls::Wrapper(TlsParameters::new(cfg.host.clone())?),
+    };
+    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str())
+        .port(cfg.port)
+        .tls(tls)
+        .hello_name(ClientId::Domain("portcullis".into()))
+        .timeout(Some(STEP_TIMEOUT));
+    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+        b = b.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
     }
-    format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: {}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: base64\r\n\r\n{lines}",
-        header_text(subject)
-    )
+    Ok(b.build())
 }
 
 /// Sends one message.
-pub async fn send(cfg: &SmtpConfig, to: &str, subject: &str, body: &str) -> Result<(), SmtpError> {
-    if [to, &cfg.from]
-        .iter()
-        .any(|a| a.contains(['\r', '\n', '<', '>']))
-    {
-        return Err(SmtpError::BadAddress);
-    }
-    let addr = format!("{}:{}", cfg.host, cfg.port);
-    let tcp = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| SmtpError::Timeout("connect"))?
-        .map_err(|e| SmtpError::Connect(addr.clone(), e))?;
-    let mut stream: Box<dyn Stream> = Box::new(tcp);
-    if cfg.tls == SmtpTls::Implicit {
-        stream = tls(stream, &cfg.host).await?;
-    }
-    let mut c = Conn {
-        io: BufReader::new(stream),
-    };
-    if c.reply("greeting").await? != 220 {
-        return Err(SmtpError::Rejected {
-            step: "greeting",
-            code: 0,
-        });
-    }
-    c.command("EHLO portcullis", "EHLO", &[250]).await?;
-    if cfg.tls == SmtpTls::StartTls {
-        c.command("STARTTLS", "STARTTLS", &[220]).await?;
-        let inner = c.io.into_inner();
-        c = Conn {
-            io: BufReader::new(tls(inner, &cfg.host).await?),
-        };
-        c.command("EHLO portcullis", "EHLO", &[250]).await?;
-    }
-    if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
-        let token = STANDARD.encode(format!("\0{user}\0{}", pass.expose()));
-        c.command(&format!("AUTH PLAIN {token}"), "AUTH", &[235])
-            .await?;
-    }
-    c.command(&format!("MAIL FROM:<{}>", cfg.from), "MAIL FROM", &[250])
-        .await?;
-    c.command(&format!("RCPT TO:<{to}>"), "RCPT TO", &[250, 251])
-        .await?;
-    c.command("DATA", "DATA", &[354]).await?;
-    let msg = message(&cfg.from, to, subject, body);
-    c.command(&format!("{msg}."), "message", &[250]).await?;
-    let _ = c.command("QUIT", "QUIT", &[221]).await;
+pub async fn send(cfg: &SmtpConfig, to: &str, mail: &Mail) -> Result<(), SmtpError> {
+    let from = sender(&cfg.from).map_err(SmtpError::BadAddress)?;
+    let msg = message(&from, to, mail)?;
+    transport(cfg)?.send(msg).await?;
     Ok(())
 }
 
@@ -172,19 +113,52 @@ pub async fn send(cfg: &SmtpConfig, to: &str, subject: &str, body: &str) -> Resu
 mod tests {
     use super::*;
 
+    fn mail(subject: &str) -> Mail {
+        Mail {
+            subject: subject.into(),
+            text: "コード: 123456\n.\n".into(),
+            html: "<p>コード: 123456</p>".into(),
+        }
+    }
+
     #[test]
-    fn message_encodes_non_ascii_safely() {
-        let m = message(
-            "a@example.com",
-            "b@example.com",
-            "確認コード",
-            "コード: 123456\n.\n",
-        );
-        assert!(m.contains("Subject: =?UTF-8?B?"));
-        assert!(
-            !m.contains("\r\n.\r\n"),
-            "a lone dot line would end DATA early"
-        );
-        assert!(m.ends_with("\r\n"));
+    fn a_display_name_sender_parses_and_a_broken_one_names_the_fix() {
+        let m = sender("Example Shop <no-reply@example.com>").unwrap();
+        assert_eq!(m.email.to_string(), "no-reply@example.com");
+        assert_eq!(m.name.as_deref(), Some("Example Shop"));
+        assert!(sender("no-reply@example.com").is_ok());
+        for bad in [
+            "Example Shop no-reply@example.com",
+            "Shop, Inc. <no-reply@example.com>",
+            "no-reply",
+            "Ex <a@b.com>\r\nBcc: x@evil.test",
+        ] {
+            let e = sender(bad).unwrap_err();
+            assert!(e.contains("no-reply@example.com"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn header_injection_in_subject_or_recipient_stays_out_of_the_headers() {
+        let from = sender("Shop <no-reply@example.com>").unwrap();
+        let m = message(&from, "b@example.com", &mail("Hi\r\nBcc: x@evil.test")).unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        assert!(!raw.contains("\r\nBcc:"), "{raw}");
+        assert!(raw.contains("multipart/alternative"));
+        for to in [
+            "b@example.com\r\nBcc: x@evil.test",
+            "a@example.com, x@evil.test",
+            "Eve <x@evil.test>",
+        ] {
+            assert!(message(&from, to, &mail("s")).is_err(), "{to:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_subject_is_encoded() {
+        let from = sender("no-reply@example.com").unwrap();
+        let m = message(&from, "b@example.com", &mail("確認コード")).unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        assert!(raw.contains("Subject: =?utf-8?"), "{raw}");
     }
 }

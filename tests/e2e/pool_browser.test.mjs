@@ -86,7 +86,7 @@ describe("pool browser journeys", () => {
         await page.waitForSelector(".errors");
         const text = await page.locator(".errors").innerText();
         if (i < 5) assert.equal(text.trim(), "Incorrect user name or password.");
-        else assert.match(text, /Too many failed sign-in attempts\. Try again in 300 seconds\./);
+        else assert.match(text, /Too many failed sign-in attempts\. Try again in 5 minutes\./);
       }
       await shot(page, "lockout-01-locked");
       await signIn(page, "leo", PASSWORD);

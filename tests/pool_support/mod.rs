@@ -181,8 +181,15 @@ impl Server {
             (format!("\"127.0.0.1:{port}\""), String::new())
         };
         let config = dir.join("portcullis.toml");
+        // Passkeys need a domain name (WebAuthn refuses IP addresses, and so does `check`):
+        // the same listener, named localhost.
+        let public = if pool_extra.contains("passkeys = true") {
+            base.replace("127.0.0.1", "localhost")
+        } else {
+            base.clone()
+        };
         let text = format!(
-            "public_url = \"{base}\"\n[server]\nlisten = [{listen}]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
+            "public_url = \"{public}\"\n[server]\nlisten = [{listen}]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\
              [session]\nsecrets = [\"test-secret-test-secret-test-secret-0\"]\n[log]\nformat = \"json\"\nlevel = \"info\"\n\
              [[routes]]\npath = \"/\"\nupstream = \"http://{upstream}\"\nprovider = \"pool\"\n\
              [pool]\n{pool_url}database = \"{database}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n{pool_extra}\n"

@@ -13,3 +13,4 @@ mod operate;
 mod target_groups;
 mod rules;
 mod tracing;
+mod pages;

@@ -331,6 +331,9 @@ async fn show_with(
         "email_verified": email_verified,
         "email_writable": writable(pool).iter().any(|a| a == "email") || !email.is_empty(),
         "pending_email": pending_email,
+        // A code from an emailed link, filled in (only the form's POST uses it).
+        "code": digits(req.param("code")),
+        "set_code": digits(req.param("set_code")),
         "profile": profile,
         "has_password": has_password(u),
         "may_set_password": !has_password(u) && email_verified && !email.is_empty(),
@@ -515,8 +518,34 @@ async fn send_code(
             );
         }
         super::config::Delivery::Smtp(smtp_cfg) => {
-            let body = i18n::fill(t(req.lang, "mail_body"), &[("code", &code), ("hours", "1")]);
-            super::smtp::send(smtp_cfg, to, t(req.lang, "mail_subject"), &body)
+            // The purpose's email (title, link, code, expiry in words); the link opens the
+            // account home with the code filled in, and only the form's POST uses it.
+            let (kind, anchor) = if purpose == EMAIL_PURPOSE {
+                (super::mail::Purpose::EmailChange, "code")
+            } else {
+                (super::mail::Purpose::Reset, "set_code")
+            };
+            let link = super::delivery::link(&pool.cfg, "/account", &[(anchor, &code)])
+                .map_err(|e| PageError::Unavailable(e.to_string()))?;
+            let expiry = i18n::duration_words(req.lang, EMAIL_CODE_SECS);
+            let mail = pool
+                .cfg
+                .ui
+                .mail
+                .email(
+                    kind,
+                    req.lang,
+                    &pool.cfg.ui.title,
+                    &u.username,
+                    &[
+                        ("code", &code),
+                        ("link", &link),
+                        ("expiry", &expiry),
+                        ("email", to),
+                    ],
+                )
+                .map_err(PageError::Unavailable)?;
+            super::smtp::send(smtp_cfg, to, &mail)
                 .await
                 .map_err(|e| PageError::Unavailable(e.to_string()))?;
         }
@@ -905,5 +934,14 @@ mod tests {
         );
         assert_eq!(device(""), "");
         assert_eq!(device("reqwest"), "reqwest");
+    }
+}
+
+/// A code from a link's query, kept only when it is six digits.
+fn digits(v: &str) -> &str {
+    if v.len() == 6 && v.bytes().all(|b| b.is_ascii_digit()) {
+        v
+    } else {
+        ""
     }
 }

@@ -98,6 +98,8 @@ pub struct UiConfig {
     pub logo: Option<PathBuf>,
     pub css: Option<PathBuf>,
     pub templates_dir: Option<PathBuf>,
+    /// The emails and SMS texts (built-in, or overridden from `templates_dir`).
+    pub mail: std::sync::Arc<crate::pool::mail::Mailer>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +275,41 @@ pub struct PoolConfig {
     pub passkeys: bool,
     /// How ID and access tokens are signed (`pool.signing_alg`, RS256 by default).
     pub signing_alg: crate::pool::jwt::SigningAlg,
+    /// How long an invitation (the code sent to a user an administrator created) stays valid
+    /// (`pool.invitation_ttl`, 7 days by default).
+    pub invitation_ttl: Duration,
+    /// The origin the links in emails are built on: `pool.public_url`, else the top-level
+    /// `public_url` (filled in by [`finish`]); never a request's `Host`.
+    pub origin: Option<Url>,
+}
+
+/// Rules that need the whole file: fills in the origin of emailed links, and refuses
+/// passkeys on an IP address (WebAuthn needs a domain name as the relying party id).
+pub fn finish(pool: &mut PoolConfig, public_url: &Url, p: &mut Problems) {
+    let origin = pool
+        .public_url
+        .clone()
+        .unwrap_or_else(|| public_url.clone());
+    if pool.passkeys && matches!(origin.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))) {
+        let key = if pool.public_url.is_some() {
+            "pool.public_url"
+        } else {
+            "public_url"
+        };
+        let mut fix = origin.clone();
+        let _ = fix.set_host(Some("localhost"));
+        p.push(
+            "pool.passkeys",
+            format!(
+                "passkeys need a domain name, but {key} ({}) has an IP address as its host and \
+                 browsers refuse WebAuthn there; use a domain name or {} in {key}, or set \
+                 pool.passkeys = false",
+                origin.as_str().trim_end_matches('/'),
+                fix.as_str().trim_end_matches('/'),
+            ),
+        );
+    }
+    pool.origin = Some(origin);
 }
 
 fn dur(text: Option<&str>, default: Duration, path: &str, p: &mut Problems) -> Duration {
@@ -506,11 +543,8 @@ pub fn build(
                     p.push("pool.smtp.host", "is required");
                 }
                 let from = s.from.unwrap_or_default();
-                if !email_address::EmailAddress::is_valid(&from) {
-                    p.push(
-                        "pool.smtp.from",
-                        format!("{from:?} is not an email address"),
-                    );
+                if let Err(e) = crate::pool::smtp::sender(&from) {
+                    p.push("pool.smtp.from", e);
                 }
                 let tls = match s.tls.as_deref().unwrap_or("starttls") {
                     "none" => SmtpTls::None,
@@ -630,11 +664,12 @@ pub fn build(
         }
     };
     let u = raw.ui.unwrap_or_default();
-    let ui = UiConfig {
+    let mut ui = UiConfig {
         title: u.title.unwrap_or_else(|| "Portcullis".into()),
         logo: u.logo.map(|l| relative_to(config_file, &l)),
         css: u.css.map(|c| relative_to(config_file, &c)),
         templates_dir: u.templates_dir.map(|t| relative_to(config_file, &t)),
+        mail: Default::default(),
     };
     for (key, f) in [("pool.ui.logo", &ui.logo), ("pool.ui.css", &ui.css)] {
         if let Some(f) = f
@@ -643,13 +678,18 @@ pub fn build(
             p.push(key, format!("{} is not a readable file", f.display()));
         }
     }
-    if let Some(dir) = &ui.templates_dir
-        && !dir.is_dir()
-    {
-        p.push(
-            "pool.ui.templates_dir",
-            format!("{} is not a directory", dir.display()),
-        );
+    if let Some(dir) = &ui.templates_dir {
+        if !dir.is_dir() {
+            p.push(
+                "pool.ui.templates_dir",
+                format!("{} is not a directory", dir.display()),
+            );
+        } else {
+            match crate::pool::mail::Mailer::load(Some(dir)) {
+                Ok(m) => ui.mail = std::sync::Arc::new(m),
+                Err(e) => p.push("pool.ui.templates_dir", e),
+            }
+        }
     }
     let admin_token = resolve_secret(
         raw.admin_token.as_deref(),
@@ -736,7 +776,7 @@ pub fn build(
     Some(PoolConfig {
         mfa,
         passkeys: raw.passkeys.unwrap_or(false),
-        public_url,
+        public_url: public_url.clone(),
         database,
         self_signup: raw.self_signup.unwrap_or(true),
         required_attributes,
@@ -755,6 +795,13 @@ pub fn build(
         admin_group: admin_group(raw.admin_group, p),
         migration,
         signing_alg,
+        invitation_ttl: dur(
+            raw.invitation_ttl.as_deref(),
+            Duration::from_secs(7 * 86_400),
+            "pool.invitation_ttl",
+            p,
+        ),
+        origin: public_url.clone(),
     })
 }
 

@@ -29,6 +29,7 @@ pub(crate) struct RawPool {
     pub(super) mfa: Option<String>,
     pub(super) passkeys: Option<bool>,
     pub(super) signing_alg: Option<String>,
+    pub(super) invitation_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -259,7 +259,7 @@ pub async fn create(c: &Console<'_>) -> Response<Body> {
     let lang = c.req.lang;
     let notice = if invitation {
         // The user chooses a password with the code sent now (as after a reset).
-        if let Err(e) = ops.reset_password(&user.username).await {
+        if let Err(e) = ops.invite(&user.username).await {
             return c.failed(e);
         }
         t(lang, "console_created_invited").to_string()

@@ -26,7 +26,9 @@ pub fn show(pool: &Pool, req: &Req<'_>, errors: Option<Vec<String>>) -> Response
         );
     }
     let notice = match req.param("notice") {
-        n @ ("confirmed" | "password_reset" | "password_changed") => t(req.lang, n).to_string(),
+        n @ ("confirmed" | "password_reset" | "password_set" | "password_changed") => {
+            t(req.lang, n).to_string()
+        }
         _ => String::new(),
     };
     let mut page = Page {
@@ -119,9 +121,12 @@ pub async fn count_address_failure(
     }
 }
 
-/// "Too many failed sign-in attempts. Try again in {s} seconds."
+/// "Too many failed sign-in attempts. Try again in 1 second." (or minutes, hours)
 pub fn locked(req: &Req<'_>, seconds: i64) -> String {
-    i18n::fill(t(req.lang, "locked"), &[("s", &seconds.to_string())])
+    i18n::fill(
+        t(req.lang, "locked"),
+        &[("s", &i18n::duration_words(req.lang, seconds))],
+    )
 }
 
 /// 503 with `Retry-After`: the process-wide password-hashing limit is full.
@@ -220,7 +225,10 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
                     pool,
                     req,
                     StatusCode::TOO_MANY_REQUESTS,
-                    i18n::fill(t(req.lang, "throttled"), &[("s", &s.to_string())]),
+                    i18n::fill(
+                        t(req.lang, "throttled"),
+                        &[("s", &i18n::duration_words(req.lang, s))],
+                    ),
                 );
             }
             Err(e) => return unavailable(&e),

@@ -204,6 +204,9 @@ impl Renderer {
         if let Some(c) = set_cookie {
             page.cookies.push(c);
         }
+        if let Some(l) = Lang::parse(req.param("lang")) {
+            page.cookies.push(i18n::lang_cookie(l, pool.secure));
+        }
         let ctx = minijinja::context! {
             t => i18n::all(req.lang),
             lang => req.lang.code(),
@@ -229,6 +232,7 @@ impl Renderer {
             extra => &page.extra,
             federated => pool.federation.buttons(&pool.base, &page.req, req.lang),
             data => &page.data,
+            lang_links => i18n::switch_links(req.parts.uri.path(), req.parts.uri.query(), req.lang),
         };
         let html = match self.env.get_template(template).and_then(|t| t.render(ctx)) {
             Ok(h) => h,

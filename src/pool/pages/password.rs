@@ -30,6 +30,8 @@ fn page(
     };
     p.values
         .insert("username".into(), req.value("username").to_string());
+    p.values
+        .insert("code".into(), req.value("code").to_string());
     pool.pages.render(pool, req, status, template, heading, p)
 }
 
@@ -204,7 +206,13 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         return unavailable(pool, req, &e);
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "password_reset", "password reset with a code");
-    to_login_with_notice(pool, req, "password_reset", &user.username)
+    // Asked by an administrator (an invitation, or an admin reset): the password is "set".
+    let done = if user.status == UserStatus::ResetRequired {
+        "password_set"
+    } else {
+        "password_reset"
+    };
+    to_login_with_notice(pool, req, done, &user.username)
 }
 
 pub async fn show_change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {

@@ -291,6 +291,8 @@ fn confirm_page(
     };
     page.values
         .insert("username".into(), req.value("username").to_string());
+    page.values
+        .insert("code".into(), req.value("code").to_string());
     pool.pages
         .render(pool, req, status, "confirm.html", "confirm_title", page)
 }
