@@ -46,7 +46,9 @@ async fn sign_up_confirm_sign_in_sign_out(backend: Backend) {
         confirm_url.contains("/oauth2/pool/confirm?username=alice"),
         "{confirm_url}"
     );
-    let login_url = confirm(&c, &s, &confirm_url, "alice").await;
+    // Confirmed on another device (the code typed elsewhere): that browser did not choose
+    // the password, so it is sent to sign in, still carrying the app's request.
+    let login_url = confirm(&browser(), &s, &confirm_url, "alice").await;
     assert!(
         login_url.contains("notice=confirmed") && login_url.contains("req="),
         "{login_url}"
@@ -208,3 +210,95 @@ async fn pool_on_its_own_host_name(backend: Backend) {
     assert_eq!(echo["headers"]["x-forwarded-email"], "sam@example.com");
 }
 on_both!(own_host, pool_on_its_own_host_name);
+
+/// Sign-up → confirmation in the same browser → signed in on the app it came from, with no
+/// extra step (no second password); with `mfa = "required"` through the set-up first. The
+/// browser that signed up is the one that chose the password: only it is signed in this way.
+async fn confirming_in_the_same_browser_lands_on_the_app(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    let c = browser();
+    let (r, _) = follow(&c, &s.base, s.url("/hello?from=signup")).await;
+    let login_html = r.text().await.unwrap();
+    let confirm_url = sign_up(&c, &s, &login_html, "mia", "mia@example.com").await;
+    let page = c
+        .get(&confirm_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (action, csrf) = form(&page, &s.base, "/confirm");
+    let code = s.code_for("mia", "signup");
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "mia"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&s.url("/oauth2/idpresponse?code=")),
+        "confirmed in the browser that signed up: straight back to the app, got {to}"
+    );
+    let (r, hops) = follow(&c, &s.base, to).await;
+    assert_eq!(
+        hops.last().unwrap(),
+        &s.url("/hello?from=signup"),
+        "{hops:?}"
+    );
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        echo["headers"]["x-amzn-oidc-identity"].as_str().is_some(),
+        "{echo}"
+    );
+}
+on_both!(
+    confirm_signs_in,
+    confirming_in_the_same_browser_lands_on_the_app
+);
+
+/// `mfa = "required"`: the confirmation leads through the second factor's set-up, still
+/// carrying the app's request.
+async fn confirming_with_required_mfa_sets_up_the_factor_first(backend: Backend) {
+    let s = Server::start(backend, "mfa = \"required\"").await;
+    let c = browser();
+    let (r, _) = follow(&c, &s.base, s.url("/hello")).await;
+    let login_html = r.text().await.unwrap();
+    let confirm_url = sign_up(&c, &s, &login_html, "noa", "noa@example.com").await;
+    let page = c
+        .get(&confirm_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (action, csrf) = form(&page, &s.base, "/confirm");
+    let code = s.code_for("noa", "signup");
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "noa"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let to = location(&r);
+    assert!(
+        to.contains("/oauth2/pool/mfa/setup?req="),
+        "set-up first, carrying the request: {to}"
+    );
+}
+on_both!(
+    confirm_required_mfa,
+    confirming_with_required_mfa_sets_up_the_factor_first
+);

@@ -220,6 +220,18 @@ impl Auth {
                 .render(request_id, false);
             }
         };
+        // `acr_values=mfa` (a step-up that needs a second factor) is the only value passed on.
+        let acr = match query_param(query, "acr_values").as_deref() {
+            None => None,
+            Some("mfa") => Some("mfa"),
+            Some(other) => {
+                return RequestError::BadRequest(format!(
+                    "acr_values {:?} is not supported (only \"mfa\")",
+                    crate::error::sanitize_code(other)
+                ))
+                .render(request_id, false);
+            }
+        };
         // The route `rd` names: its host (an absolute `rd`'s, else this request's), canonical
         // like every host a route is matched on, and its path.
         let (rd_host, rd_path) = match url::Url::parse(&rd) {
@@ -253,7 +265,7 @@ impl Auth {
         };
         match chosen {
             Some(i) => self
-                .start_login_prompt(i, &rd, prompt)
+                .start_login_prompt(i, &rd, prompt, acr)
                 .await
                 .unwrap_or_else(|e| e.render(request_id, false)),
             None if candidates.is_empty() => RequestError::NotFound.render(request_id, false),
