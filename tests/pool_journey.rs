@@ -211,35 +211,37 @@ async fn pool_on_its_own_host_name(backend: Backend) {
 }
 on_both!(own_host, pool_on_its_own_host_name);
 
+/// From the app's `path`, signs `name` up and types the logged code on the confirm page, in
+/// the same browser; the answer to the confirmation.
+async fn sign_up_and_confirm_here(
+    c: &reqwest::Client,
+    s: &Server,
+    path: &str,
+    name: &str,
+) -> reqwest::Response {
+    let (r, _) = follow(c, &s.base, s.url(path)).await;
+    let login_html = r.text().await.unwrap();
+    let email = format!("{name}@example.com");
+    let confirm_url = sign_up(c, s, &login_html, name, &email).await;
+    let (_, page) = get_page(c, &confirm_url).await;
+    let code = s.code_for(name, "signup");
+    submit_form(
+        c,
+        &s.base,
+        &page,
+        "/confirm",
+        &[("username", name), ("code", code.as_str())],
+    )
+    .await
+}
+
 /// Sign-up → confirmation in the same browser → signed in on the app it came from, with no
-/// extra step (no second password); with `mfa = "required"` through the set-up first. The
-/// browser that signed up is the one that chose the password: only it is signed in this way.
+/// extra step (no second password). The browser that signed up is the one that chose the
+/// password: only it is signed in this way (another browser: `sign_up_confirm_sign_in_sign_out`).
 async fn confirming_in_the_same_browser_lands_on_the_app(backend: Backend) {
     let s = Server::start(backend, "").await;
     let c = browser();
-    let (r, _) = follow(&c, &s.base, s.url("/hello?from=signup")).await;
-    let login_html = r.text().await.unwrap();
-    let confirm_url = sign_up(&c, &s, &login_html, "mia", "mia@example.com").await;
-    let page = c
-        .get(&confirm_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (action, csrf) = form(&page, &s.base, "/confirm");
-    let code = s.code_for("mia", "signup");
-    let r = c
-        .post(action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("username", "mia"),
-            ("code", code.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = sign_up_and_confirm_here(&c, &s, "/hello?from=signup", "mia").await;
     assert_eq!(r.status(), 302);
     let to = location(&r);
     assert!(
@@ -268,30 +270,7 @@ on_both!(
 /// carrying the app's request.
 async fn confirming_with_required_mfa_sets_up_the_factor_first(backend: Backend) {
     let s = Server::start(backend, "mfa = \"required\"").await;
-    let c = browser();
-    let (r, _) = follow(&c, &s.base, s.url("/hello")).await;
-    let login_html = r.text().await.unwrap();
-    let confirm_url = sign_up(&c, &s, &login_html, "noa", "noa@example.com").await;
-    let page = c
-        .get(&confirm_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (action, csrf) = form(&page, &s.base, "/confirm");
-    let code = s.code_for("noa", "signup");
-    let r = c
-        .post(action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("username", "noa"),
-            ("code", code.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = sign_up_and_confirm_here(&browser(), &s, "/hello", "noa").await;
     let to = location(&r);
     assert!(
         to.contains("/oauth2/pool/mfa/setup?req="),

@@ -767,6 +767,15 @@ async fn sign_ups_cannot_flood_an_inbox_or_the_pool(backend: Backend) {
 }
 on_both!(sign_up_flood, sign_ups_cannot_flood_an_inbox_or_the_pool);
 
+/// A browser signed in (through the app) as `name`, with [`PASSWORD`].
+async fn signed_in(s: &Server, name: &str) -> reqwest::Client {
+    let c = browser();
+    let (r, _) = follow(&c, &s.base, s.url("/hello")).await;
+    let r = sign_in(&c, s, r.url().as_str(), name, PASSWORD).await;
+    follow(&c, &s.base, location(&r)).await;
+    c
+}
+
 /// Sign-up with every field wrong: every problem at once, next to its field (`aria-invalid`,
 /// the message under the input), named by the field's label in the page's language, never by
 /// the form key; the form does not leave validation to the browser (`novalidate`).
@@ -790,42 +799,29 @@ async fn sign_up_problems_sit_at_their_fields_by_label(backend: Backend) {
         ),
     ] {
         let c = browser_lang(lang);
-        let page = c
-            .get(s.url("/oauth2/pool/signup"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, page) = get_page(&c, &s.url("/oauth2/pool/signup")).await;
         assert!(
             page.contains("/signup\" novalidate>"),
             "the sign-up form leaves validation to the server: {page}"
         );
-        let (action, csrf) = form(&page, &s.base, "/signup");
-        let r = c
-            .post(&action)
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("username", "taken"),
-                ("email", "not-an-email"),
-                ("phone_number", "12345"),
-                ("password", "weak"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let fields = [
+            ("username", "taken"),
+            ("email", "not-an-email"),
+            ("phone_number", "12345"),
+            ("password", "weak"),
+        ];
+        let r = submit_form(&c, &s.base, &page, "/signup", &fields).await;
         assert_eq!(r.status(), 400, "{lang}");
         let html = r.text().await.unwrap();
         let text = visible_text(&html);
-        for key in ["username:", "phone_number:", "password:", "email:"] {
+        for (key, _) in fields {
             assert!(
-                !text.contains(key),
+                !text.contains(&format!("{key}:")),
                 "{lang}: internal key {key} shown: {text}"
             );
         }
         // The list at the top: one line per field, by label, in form order; the user name
-        // and the email already taken are reported in the same round as the rest.
+        // already taken is reported in the same round as the rest.
         let list = html
             .split("<div class=\"errors\" role=\"alert\">")
             .nth(1)
@@ -841,7 +837,7 @@ async fn sign_up_problems_sit_at_their_fields_by_label(backend: Backend) {
         }
         assert!(list.contains(region), "{lang}: region named: {list}");
         // Next to each field: marked invalid, with its message right under it.
-        for f in ["username", "email", "phone_number", "password"] {
+        for (f, _) in fields {
             assert!(
                 html.contains(&format!("aria-describedby=\"{f}-error\"")),
                 "{lang}: {f} not marked"
@@ -864,34 +860,24 @@ on_both!(
 );
 
 /// Change password: a wrong current password is called that (not "incorrect user name or
-/// password"), at the current-password field; a weak new one at the new-password field.
-/// Reset: a password-rule error keeps the code typed.
+/// password"), at the current-password field. Reset: a password-rule error keeps the code
+/// typed, and names the new-password field by its label.
 async fn password_pages_name_their_fields(backend: Backend) {
     let s = Server::start(backend, "").await;
     create_user(&s, "carol", "carol@example.com");
-    let c = browser();
-    let (r, _) = follow(&c, &s.base, s.url("/hello")).await;
-    let r = sign_in(&c, &s, r.url().as_str(), "carol", PASSWORD).await;
-    follow(&c, &s.base, location(&r)).await;
-    let page = c
-        .get(s.url("/oauth2/pool/change-password"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (action, csrf) = form(&page, &s.base, "/change-password");
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let c = signed_in(&s, "carol").await;
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/change-password")).await;
+    let r = submit_form(
+        &c,
+        &s.base,
+        &page,
+        "/change-password",
+        &[
             ("password", "Not-The-Password-1"),
             ("new_password", "Another-Pass-9"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     let text = visible_text(&r.text().await.unwrap());
     assert!(
         text.contains("Current password: Incorrect current password."),
@@ -899,43 +885,29 @@ async fn password_pages_name_their_fields(backend: Backend) {
     );
     assert!(!text.contains("Incorrect user name or password"), "{text}");
 
-    let page = c
-        .get(s.url("/oauth2/pool/forgot-password"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (action, csrf) = form(&page, &s.base, "/forgot-password");
-    let r = c
-        .post(&action)
-        .form(&[("csrf_token", csrf.as_str()), ("username", "carol")])
-        .send()
-        .await
-        .unwrap();
-    let reset_url = absolute(&s.base, &location(&r));
-    let page = c
-        .get(&reset_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let (action, csrf) = form(&page, &s.base, "/reset-password");
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/forgot-password")).await;
+    let r = submit_form(
+        &c,
+        &s.base,
+        &page,
+        "/forgot-password",
+        &[("username", "carol")],
+    )
+    .await;
+    let (_, page) = get_page(&c, &absolute(&s.base, &location(&r))).await;
     let code = s.code_for("carol", "reset");
-    let r = c
-        .post(&action)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
+    let r = submit_form(
+        &c,
+        &s.base,
+        &page,
+        "/reset-password",
+        &[
             ("username", "carol"),
             ("code", code.as_str()),
             ("new_password", "weak"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let html = r.text().await.unwrap();
     assert!(
@@ -956,37 +928,18 @@ on_both!(password_fields, password_pages_name_their_fields);
 async fn signed_in_login_offers_continue_and_switch(backend: Backend) {
     let s = Server::start(backend, "").await;
     create_user(&s, "dora", "dora@example.com");
-    let c = browser();
-    let (r, _) = follow(&c, &s.base, s.url("/hello")).await;
-    let r = sign_in(&c, &s, r.url().as_str(), "dora", PASSWORD).await;
-    follow(&c, &s.base, location(&r)).await;
-    let html = c
-        .get(s.url("/oauth2/pool/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let c = signed_in(&s, "dora").await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/login")).await;
     let text = visible_text(&html);
     assert!(text.contains("You are signed in as dora"), "{text}");
+    let html = unescape(&html);
     assert!(
-        unescape(&html).contains(&format!("href=\"{}/\"", s.base)),
+        html.contains(&format!("href=\"{}/\"", s.base)),
         "continue to the app: {html}"
     );
-    assert!(
-        unescape(&html).contains("/oauth2/pool/login?switch=1"),
-        "{html}"
-    );
+    assert!(html.contains("/oauth2/pool/login?switch=1"), "{html}");
     assert!(!html.contains("name=\"password\""), "{html}");
-    let switch = c
-        .get(s.url("/oauth2/pool/login?switch=1"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, switch) = get_page(&c, &s.url("/oauth2/pool/login?switch=1")).await;
     assert!(switch.contains("name=\"password\""), "{switch}");
 }
 on_both!(signed_in_login, signed_in_login_offers_continue_and_switch);

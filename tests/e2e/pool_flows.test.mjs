@@ -5,11 +5,10 @@
 // English and Japanese. Screenshots (desktop and phone) go to /tmp/shots/flows/.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { PASSWORD, Portcullis, ROOT, freePort, launchChromium } from "./harness.mjs";
+import { PASSWORD, Portcullis, base32Decode, freePort, launchChromium, startIdp } from "./harness.mjs";
 
 const SHOTS = "/tmp/shots/flows";
 fs.mkdirSync(SHOTS, { recursive: true });
@@ -31,22 +30,6 @@ async function newPage(locale = "en-US", viewport = undefined) {
 
 async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-function base32Decode(s) {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0;
-  let value = 0;
-  const out = [];
-  for (const c of s.replace(/\s+/g, "").toUpperCase()) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push((value >>> bits) & 0xff);
-    }
-  }
-  return Buffer.from(out);
 }
 
 /** RFC 6238 TOTP (SHA-1, 6 digits) for the current 30-second step. */
@@ -74,32 +57,6 @@ async function identity(page) {
     path: new URL(page.url()).pathname + new URL(page.url()).search,
     user: await page.locator("#x-forwarded-preferred-username").innerText(),
   };
-}
-
-/** The test IdP with one client returning to `callback`; resolves once it listens. */
-async function startIdp(callback) {
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const child = spawn("node", [path.join(ROOT, "tests/idp/server.mjs")], {
-    env: {
-      ...process.env,
-      IDP_PORT: String(port),
-      IDP_ISSUER: issuer,
-      IDP_CLIENTS: JSON.stringify([{ client_id: "pool", client_secret: SECRET, redirect_uris: [callback], grant_types: ["authorization_code"], response_types: ["code"] }]),
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("test IdP did not start")), 60_000);
-    child.stdout.on("data", (d) => {
-      if (String(d).includes("IDP_READY")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`test IdP exited ${code}`)));
-  });
-  return { child, issuer };
 }
 
 describe("every flow ends on the app it started from", () => {
@@ -211,7 +168,7 @@ describe("federation with mfa = required ends on the app", () => {
   let idp;
   before(async () => {
     const port = await freePort();
-    idp = await startIdp(`http://127.0.0.1:${port}/oauth2/pool/federation/callback`);
+    idp = await startIdp(`http://127.0.0.1:${port}/oauth2/pool/federation/callback`, SECRET);
     pc = await Portcullis.start({
       port,
       poolExtra: `mfa = "required"
