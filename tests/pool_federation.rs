@@ -852,3 +852,24 @@ on_both!(
     stale_unconfirmed_link,
     a_link_to_an_unconfirmed_sign_up_is_dropped
 );
+
+/// The federation conflict page is titled for what it is (not "Something went wrong"), and
+/// its "Sign in" link keeps the app's request: signing in there ends on the app.
+async fn conflict_page_keeps_the_way_back_to_the_app(backend: Backend) {
+    let Setup { idp: _idp, s } = setup(backend, "").await;
+    create_user(&s, "mal-local", "mallory@example.com");
+    let c = browser();
+    let r = continue_with(&c, &s, "Continue with Corp SSO", "mallory").await;
+    assert_eq!(r.status(), 409);
+    let html = r.text().await.unwrap();
+    let text = visible_text(&html);
+    assert!(text.contains("You already have an account"), "{text}");
+    assert!(!text.contains("Something went wrong"), "{text}");
+    let login = absolute(&s.base, &href_of(&html, ">Sign in<"));
+    assert!(login.contains("/oauth2/pool/login?req="), "{login}");
+    let r = sign_in(&c, &s, &login, "mal-local", PASSWORD).await;
+    let (r, hops) = follow(&c, &s.base, absolute(&s.base, &location(&r))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(hops.last().unwrap(), &s.url("/app"), "{hops:?}");
+}
+on_both!(conflict_page, conflict_page_keeps_the_way_back_to_the_app);

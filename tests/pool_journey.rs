@@ -46,7 +46,9 @@ async fn sign_up_confirm_sign_in_sign_out(backend: Backend) {
         confirm_url.contains("/oauth2/pool/confirm?username=alice"),
         "{confirm_url}"
     );
-    let login_url = confirm(&c, &s, &confirm_url, "alice").await;
+    // Confirmed on another device (the code typed elsewhere): that browser did not choose
+    // the password, so it is sent to sign in, still carrying the app's request.
+    let login_url = confirm(&browser(), &s, &confirm_url, "alice").await;
     assert!(
         login_url.contains("notice=confirmed") && login_url.contains("req="),
         "{login_url}"
@@ -208,3 +210,74 @@ async fn pool_on_its_own_host_name(backend: Backend) {
     assert_eq!(echo["headers"]["x-forwarded-email"], "sam@example.com");
 }
 on_both!(own_host, pool_on_its_own_host_name);
+
+/// From the app's `path`, signs `name` up and types the logged code on the confirm page, in
+/// the same browser; the answer to the confirmation.
+async fn sign_up_and_confirm_here(
+    c: &reqwest::Client,
+    s: &Server,
+    path: &str,
+    name: &str,
+) -> reqwest::Response {
+    let (r, _) = follow(c, &s.base, s.url(path)).await;
+    let login_html = r.text().await.unwrap();
+    let email = format!("{name}@example.com");
+    let confirm_url = sign_up(c, s, &login_html, name, &email).await;
+    let (_, page) = get_page(c, &confirm_url).await;
+    let code = s.code_for(name, "signup");
+    submit_form(
+        c,
+        &s.base,
+        &page,
+        "/confirm",
+        &[("username", name), ("code", code.as_str())],
+    )
+    .await
+}
+
+/// Sign-up → confirmation in the same browser → signed in on the app it came from, with no
+/// extra step (no second password). The browser that signed up is the one that chose the
+/// password: only it is signed in this way (another browser: `sign_up_confirm_sign_in_sign_out`).
+async fn confirming_in_the_same_browser_lands_on_the_app(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    let c = browser();
+    let r = sign_up_and_confirm_here(&c, &s, "/hello?from=signup", "mia").await;
+    assert_eq!(r.status(), 302);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&s.url("/oauth2/idpresponse?code=")),
+        "confirmed in the browser that signed up: straight back to the app, got {to}"
+    );
+    let (r, hops) = follow(&c, &s.base, to).await;
+    assert_eq!(
+        hops.last().unwrap(),
+        &s.url("/hello?from=signup"),
+        "{hops:?}"
+    );
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        echo["headers"]["x-amzn-oidc-identity"].as_str().is_some(),
+        "{echo}"
+    );
+}
+on_both!(
+    confirm_signs_in,
+    confirming_in_the_same_browser_lands_on_the_app
+);
+
+/// `mfa = "required"`: the confirmation leads through the second factor's set-up, still
+/// carrying the app's request.
+async fn confirming_with_required_mfa_sets_up_the_factor_first(backend: Backend) {
+    let s = Server::start(backend, "mfa = \"required\"").await;
+    let r = sign_up_and_confirm_here(&browser(), &s, "/hello", "noa").await;
+    let to = location(&r);
+    assert!(
+        to.contains("/oauth2/pool/mfa/setup?req="),
+        "set-up first, carrying the request: {to}"
+    );
+}
+on_both!(
+    confirm_required_mfa,
+    confirming_with_required_mfa_sets_up_the_factor_first
+);

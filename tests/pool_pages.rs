@@ -186,18 +186,24 @@ async fn every_attribute_and_phone_problem_is_reported_by_name(backend: Backend)
         .unwrap();
     assert_eq!(r.status(), 400);
     let html = unescape(&r.text().await.unwrap());
+    // Each problem by the field's label (custom attributes by their name), in form order.
     let expected = [
-        "username: may not contain spaces or control characters.",
-        "password: does not meet these rules: at least 8 characters; an uppercase letter; a digit.",
-        "email: “not-an-email” is not an email address like name@example.com.",
-        "phone_number: “12345” is not a valid phone number. Enter it like +81 90 1234 5678, or 090-1234-5678 for a number in JP.",
-        "birthdate: “23/04/1990” is not a date in the form YYYY-MM-DD, like 1990-04-23.",
+        "User name: May not contain spaces or control characters.",
+        "Email: “not-an-email” is not an email address like name@example.com.",
+        "Phone number: “12345” is not a valid phone number. Enter it like +81 90 1234 5678, or 090-1234-5678 for a number in Japan.",
+        "Full name: Required.",
+        "custom:team: Required.",
+        "Date of birth (YYYY-MM-DD): “23/04/1990” is not a date in the form YYYY-MM-DD, like 1990-04-23.",
         "website: “javascript:alert(1)” is not a web address starting with https://.",
-        "name: required.",
-        "custom:team: required.",
+        "Password: Does not meet these rules: at least 8 characters; an uppercase letter; a digit.",
     ];
+    let text = visible_text(&html);
+    let mut at = 0;
     for e in expected {
-        assert!(html.contains(e), "missing message {e:?} in\n{html}");
+        let found = text[at..]
+            .find(e)
+            .unwrap_or_else(|| panic!("missing (or out of form order) {e:?} in\n{text}"));
+        at += found + e.len();
     }
     // A national-form number is accepted and stored as E.164.
     let (action, csrf) = form(&html, &s.base, "/signup");
@@ -405,7 +411,9 @@ async fn temporary_password_forces_a_change(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert!(unescape(&r.text().await.unwrap()).contains("new_password: does not meet these rules"));
+    assert!(
+        visible_text(&r.text().await.unwrap()).contains("New password: Does not meet these rules")
+    );
     let r = c
         .post(&action)
         .form(&[
@@ -758,3 +766,180 @@ async fn sign_ups_cannot_flood_an_inbox_or_the_pool(backend: Backend) {
     assert_eq!(refused, 30, "the 31st sign-up from one address is refused");
 }
 on_both!(sign_up_flood, sign_ups_cannot_flood_an_inbox_or_the_pool);
+
+/// A browser signed in (through the app) as `name`, with [`PASSWORD`].
+async fn signed_in(s: &Server, name: &str) -> reqwest::Client {
+    let c = browser();
+    let (r, _) = follow(&c, &s.base, s.url("/hello")).await;
+    let r = sign_in(&c, s, r.url().as_str(), name, PASSWORD).await;
+    follow(&c, &s.base, location(&r)).await;
+    c
+}
+
+/// Sign-up with every field wrong: every problem at once, next to its field (`aria-invalid`,
+/// the message under the input), named by the field's label in the page's language, never by
+/// the form key; the form does not leave validation to the browser (`novalidate`).
+async fn sign_up_problems_sit_at_their_fields_by_label(backend: Backend) {
+    let s = Server::start(
+        backend,
+        "required_attributes = [\"email\"]\nsignup_attributes = [\"name\", \"phone_number\"]\ndefault_phone_region = \"JP\"",
+    )
+    .await;
+    create_user(&s, "taken", "taken@example.com");
+    for (lang, labels, region) in [
+        (
+            "en",
+            ["User name", "Email", "Phone number", "Password"],
+            "Japan",
+        ),
+        (
+            "ja",
+            ["ユーザー名", "メールアドレス", "電話番号", "パスワード"],
+            "日本",
+        ),
+    ] {
+        let c = browser_lang(lang);
+        let (_, page) = get_page(&c, &s.url("/oauth2/pool/signup")).await;
+        assert!(
+            page.contains("/signup\" novalidate>"),
+            "the sign-up form leaves validation to the server: {page}"
+        );
+        let fields = [
+            ("username", "taken"),
+            ("email", "not-an-email"),
+            ("phone_number", "12345"),
+            ("password", "weak"),
+        ];
+        let r = submit_form(&c, &s.base, &page, "/signup", &fields).await;
+        assert_eq!(r.status(), 400, "{lang}");
+        let html = r.text().await.unwrap();
+        let text = visible_text(&html);
+        for (key, _) in fields {
+            assert!(
+                !text.contains(&format!("{key}:")),
+                "{lang}: internal key {key} shown: {text}"
+            );
+        }
+        // The list at the top: one line per field, by label, in form order; the user name
+        // already taken is reported in the same round as the rest.
+        let list = html
+            .split("<div class=\"errors\" role=\"alert\">")
+            .nth(1)
+            .and_then(|l| l.split("</div>").next())
+            .unwrap_or_else(|| panic!("{lang}: no error list: {html}"));
+        let list = visible_text(list);
+        let mut at = 0;
+        for l in labels {
+            let found = list[at..]
+                .find(l)
+                .unwrap_or_else(|| panic!("{lang}: {l} missing or out of order in {list}"));
+            at += found + l.len();
+        }
+        assert!(list.contains(region), "{lang}: region named: {list}");
+        // Next to each field: marked invalid, with its message right under it.
+        for (f, _) in fields {
+            assert!(
+                html.contains(&format!("aria-describedby=\"{f}-error\"")),
+                "{lang}: {f} not marked"
+            );
+            let after_input = html
+                .split(&format!("id=\"{f}\""))
+                .nth(1)
+                .and_then(|rest| rest.split("<label").next())
+                .unwrap();
+            assert!(
+                after_input.contains(&format!("class=\"field-error\" id=\"{f}-error\"")),
+                "{lang}: {f}'s message is not next to it: {after_input}"
+            );
+        }
+    }
+}
+on_both!(
+    field_messages,
+    sign_up_problems_sit_at_their_fields_by_label
+);
+
+/// Change password: a wrong current password is called that (not "incorrect user name or
+/// password"), at the current-password field. Reset: a password-rule error keeps the code
+/// typed, and names the new-password field by its label.
+async fn password_pages_name_their_fields(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    create_user(&s, "carol", "carol@example.com");
+    let c = signed_in(&s, "carol").await;
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/change-password")).await;
+    let r = submit_form(
+        &c,
+        &s.base,
+        &page,
+        "/change-password",
+        &[
+            ("password", "Not-The-Password-1"),
+            ("new_password", "Another-Pass-9"),
+        ],
+    )
+    .await;
+    let text = visible_text(&r.text().await.unwrap());
+    assert!(
+        text.contains("Current password: Incorrect current password."),
+        "{text}"
+    );
+    assert!(!text.contains("Incorrect user name or password"), "{text}");
+
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/forgot-password")).await;
+    let r = submit_form(
+        &c,
+        &s.base,
+        &page,
+        "/forgot-password",
+        &[("username", "carol")],
+    )
+    .await;
+    let (_, page) = get_page(&c, &absolute(&s.base, &location(&r))).await;
+    let code = s.code_for("carol", "reset");
+    let r = submit_form(
+        &c,
+        &s.base,
+        &page,
+        "/reset-password",
+        &[
+            ("username", "carol"),
+            ("code", code.as_str()),
+            ("new_password", "weak"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains(&format!("value=\"{code}\"")),
+        "the code typed is kept after a password-rule error: {html}"
+    );
+    let text = visible_text(&html);
+    assert!(
+        text.contains("New password: Does not meet these rules"),
+        "{text}"
+    );
+    assert!(!text.contains("new_password:"), "{text}");
+}
+on_both!(password_fields, password_pages_name_their_fields);
+
+/// A signed-in browser that opens /login sees who it is, with "continue" (to the app) and
+/// "switch account" (the form).
+async fn signed_in_login_offers_continue_and_switch(backend: Backend) {
+    let s = Server::start(backend, "").await;
+    create_user(&s, "dora", "dora@example.com");
+    let c = signed_in(&s, "dora").await;
+    let (_, html) = get_page(&c, &s.url("/oauth2/pool/login")).await;
+    let text = visible_text(&html);
+    assert!(text.contains("You are signed in as dora"), "{text}");
+    let html = unescape(&html);
+    assert!(
+        html.contains(&format!("href=\"{}/\"", s.base)),
+        "continue to the app: {html}"
+    );
+    assert!(html.contains("/oauth2/pool/login?switch=1"), "{html}");
+    assert!(!html.contains("name=\"password\""), "{html}");
+    let (_, switch) = get_page(&c, &s.url("/oauth2/pool/login?switch=1")).await;
+    assert!(switch.contains("name=\"password\""), "{switch}");
+}
+on_both!(signed_in_login, signed_in_login_offers_continue_and_switch);

@@ -208,7 +208,20 @@ impl Auth {
             // requires "mfa"): signing in again may satisfy it, so offer that.
             Err(required) if route.authorization.claims.iter().any(|c| c.claim == "amr") => {
                 let provider = self.providers[principal.provider].name();
-                let login_url = format!("{}&prompt=login", login::start_url(rd, Some(provider)));
+                // A second factor satisfies the rule: the provider is asked for one
+                // (`acr_values=mfa`), so a user who has none is offered to set one up on the
+                // way instead of coming back to this page without it.
+                let mfa = route.authorization.claims.iter().any(|c| {
+                    c.claim == "amr"
+                        && c.any_of
+                            .iter()
+                            .any(|v| matches!(v.as_str(), Some("mfa" | "otp" | "hwk" | "swk")))
+                });
+                let login_url = format!(
+                    "{}&prompt=login{}",
+                    login::start_url(rd, Some(provider)),
+                    if mfa { "&acr_values=mfa" } else { "" }
+                );
                 decision(
                     Outcome::StepUp {
                         required,

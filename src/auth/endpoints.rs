@@ -210,17 +210,14 @@ impl Auth {
             &self.cfg.allowed_redirect_origins,
         );
         // `prompt=login` (a step-up: sign in again, not single sign-on) is the only prompt
-        // passed on to the IdP.
-        let prompt = match query_param(query, "prompt").as_deref() {
-            None => None,
-            Some("login") => Some("login"),
-            Some(other) => {
-                return RequestError::BadRequest(format!(
-                    "prompt {:?} is not supported (only \"login\")",
-                    crate::error::sanitize_code(other)
-                ))
-                .render(request_id, false);
-            }
+        // passed on to the IdP; `acr_values=mfa` (a step-up that needs a second factor) the
+        // only `acr_values`.
+        let (prompt, acr) = match (
+            only_value(query, "prompt", "login"),
+            only_value(query, "acr_values", "mfa"),
+        ) {
+            (Ok(p), Ok(a)) => (p, a),
+            (Err(e), _) | (_, Err(e)) => return e.render(request_id, false),
         };
         // The route `rd` names: its host (an absolute `rd`'s, else this request's), canonical
         // like every host a route is matched on, and its path.
@@ -265,7 +262,7 @@ impl Auth {
         };
         match chosen {
             Some(i) => self
-                .start_login_prompt(i, &rd, prompt)
+                .start_login_prompt(i, &rd, prompt, acr)
                 .await
                 .unwrap_or_else(|e| e.render(request_id, false)),
             None if candidates.is_empty() => RequestError::NotFound.render(request_id, false),
@@ -497,6 +494,23 @@ impl Auth {
 /// A redirect helper re-exported for callers outside auth.
 pub fn found(location: &str) -> Response<Body> {
     redirect(location, &[])
+}
+
+/// The query parameter `name`, which may only be `allowed` (absent: `None`); anything else is a
+/// 400 that names it.
+fn only_value(
+    query: Option<&str>,
+    name: &str,
+    allowed: &'static str,
+) -> Result<Option<&'static str>, RequestError> {
+    match query_param(query, name).as_deref() {
+        None => Ok(None),
+        Some(v) if v == allowed => Ok(Some(allowed)),
+        Some(other) => Err(RequestError::BadRequest(format!(
+            "{name} {:?} is not supported (only \"{allowed}\")",
+            crate::error::sanitize_code(other)
+        ))),
+    }
 }
 
 #[cfg(test)]

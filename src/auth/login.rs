@@ -116,15 +116,17 @@ impl Auth {
         index: usize,
         rd: &str,
     ) -> Result<Response<Body>, RequestError> {
-        self.start_login_prompt(index, rd, None).await
+        self.start_login_prompt(index, rd, None, None).await
     }
 
-    /// [`Self::start_login`], optionally with `prompt` for the IdP (`login`: a step-up).
+    /// [`Self::start_login`], optionally with `prompt` for the IdP (`login`: a step-up) and
+    /// `acr_values` (`mfa`: the step-up needs a second factor).
     pub async fn start_login_prompt(
         &self,
         index: usize,
         rd: &str,
         prompt: Option<&str>,
+        acr: Option<&str>,
     ) -> Result<Response<Body>, RequestError> {
         let provider = &self.providers[index];
         let state = self.keyring.random_hex(16);
@@ -144,6 +146,9 @@ impl Auth {
                 .clear()
                 .extend_pairs(others)
                 .append_pair("prompt", p);
+        }
+        if let Some(a) = acr {
+            url.query_pairs_mut().append_pair("acr_values", a);
         }
         let now = now_unix();
         let pending = PendingLogin {

@@ -582,11 +582,139 @@ fn more(lang: Lang) -> impl Iterator<Item = &'static (&'static str, &'static str
             super::account::texts::JA,
         ),
     };
+    let flows = match lang {
+        Lang::En => FLOWS_EN,
+        Lang::Ja => FLOWS_JA,
+    };
     federation
         .iter()
         .chain(console.iter())
         .chain(account.iter())
+        .chain(flows.iter())
 }
+
+// Flows and form messages: where each flow ends, and problems shown next to their fields
+// (the field's label names them, so the messages carry no name).
+const FLOWS_EN: &[(&str, &str)] = &[
+    ("fl_required", "Required."),
+    (
+        "fl_email",
+        "“{value}” is not an email address like name@example.com.",
+    ),
+    (
+        "fl_phone",
+        "“{value}” is not a valid phone number. Enter it like {international}, or {national} for a number in {region}.",
+    ),
+    (
+        "fl_date",
+        "“{value}” is not a date in the form YYYY-MM-DD, like 1990-04-23.",
+    ),
+    (
+        "fl_url",
+        "“{value}” is not a web address starting with https://.",
+    ),
+    ("fl_long", "Too long, or contains control characters."),
+    ("fl_unknown", "This cannot be set."),
+    ("fl_username_long", "Longer than 128 characters."),
+    (
+        "fl_username_char",
+        "May not contain spaces or control characters.",
+    ),
+    (
+        "fl_username_reserved",
+        "Names starting with a sign-in provider's name and “_” are reserved for that provider's users.",
+    ),
+    ("fl_password", "Does not meet these rules: {rules}."),
+    ("fl_bad_current", "Incorrect current password."),
+    ("fl_sep", ": "),
+    ("fl_region_JP", "Japan"),
+    ("fl_region_US", "the United States"),
+    ("fl_region_GB", "the United Kingdom"),
+    ("fl_continue_app", "Continue to the application"),
+    ("fl_switch_account", "Switch account"),
+    (
+        "fl_signed_in_again",
+        "You are signed in as {user}. Sign in again to continue.",
+    ),
+    ("fl_step_up_title", "Two-step verification needed"),
+    (
+        "fl_step_up_unavailable",
+        "This page needs a sign-in with two-step verification, which this site does not offer. Ask your administrator.",
+    ),
+    (
+        "fl_step_up_setup",
+        "This page needs two-step verification. Set it up now to continue; it takes a minute.",
+    ),
+    ("fl_fed_conflict_title", "You already have an account"),
+    ("fl_fed_cancel_title", "Sign-in cancelled"),
+    (
+        "fl_fed_error_title",
+        "The sign-in provider did not sign you in",
+    ),
+    (
+        "fl_fed_cancelled",
+        "Signing in with your provider was cancelled ({code}). Sign in another way, or try again.",
+    ),
+];
+
+const FLOWS_JA: &[(&str, &str)] = &[
+    ("fl_required", "入力してください。"),
+    (
+        "fl_email",
+        "「{value}」は name@example.com のようなメールアドレスではありません。",
+    ),
+    (
+        "fl_phone",
+        "「{value}」は有効な電話番号ではありません。{international} の形式、または{region}の番号なら {national} の形式で入力してください。",
+    ),
+    (
+        "fl_date",
+        "「{value}」は 1990-04-23 のような YYYY-MM-DD 形式の日付ではありません。",
+    ),
+    (
+        "fl_url",
+        "「{value}」は https:// で始まるアドレスではありません。",
+    ),
+    ("fl_long", "長すぎるか、制御文字を含んでいます。"),
+    ("fl_unknown", "この項目は設定できません。"),
+    ("fl_username_long", "128文字を超えています。"),
+    ("fl_username_char", "空白や制御文字は使えません。"),
+    (
+        "fl_username_reserved",
+        "サインインプロバイダー名と「_」で始まる名前は、そのプロバイダーのユーザー用に予約されています。",
+    ),
+    ("fl_password", "次の条件を満たしていません: {rules}。"),
+    ("fl_bad_current", "現在のパスワードが正しくありません。"),
+    ("fl_sep", "："),
+    ("fl_region_JP", "日本"),
+    ("fl_region_US", "アメリカ"),
+    ("fl_region_GB", "イギリス"),
+    ("fl_continue_app", "アプリケーションに進む"),
+    ("fl_switch_account", "別のアカウントに切り替える"),
+    (
+        "fl_signed_in_again",
+        "{user} としてサインインしています。続けるにはもう一度サインインしてください。",
+    ),
+    ("fl_step_up_title", "2段階認証が必要です"),
+    (
+        "fl_step_up_unavailable",
+        "このページには2段階認証でのサインインが必要ですが、このサイトでは2段階認証を利用できません。管理者にお問い合わせください。",
+    ),
+    (
+        "fl_step_up_setup",
+        "このページには2段階認証が必要です。今すぐ設定して続けてください (1分ほどで終わります)。",
+    ),
+    ("fl_fed_conflict_title", "アカウントは既にあります"),
+    ("fl_fed_cancel_title", "サインインをキャンセルしました"),
+    (
+        "fl_fed_error_title",
+        "サインインプロバイダーでサインインできませんでした",
+    ),
+    (
+        "fl_fed_cancelled",
+        "プロバイダーでのサインインがキャンセルされました ({code})。別の方法でサインインするか、もう一度お試しください。",
+    ),
+];
 
 /// One string; falls back to English, then to the key itself.
 pub fn t(lang: Lang, key: &str) -> &'static str {
@@ -695,6 +823,14 @@ pub fn attribute_error(lang: Lang, e: &AttributeError) -> String {
 }
 
 pub fn password_error(lang: Lang, rules: &[Rule]) -> String {
+    fill(
+        t(lang, "err_password"),
+        &[("rules", &rule_list(lang, rules))],
+    )
+}
+
+/// The unmet password rules as one list in `lang`.
+pub fn rule_list(lang: Lang, rules: &[Rule]) -> String {
     let sep = if lang == Lang::Ja { "、" } else { "; " };
     let list: Vec<String> = rules
         .iter()
@@ -707,7 +843,7 @@ pub fn password_error(lang: Lang, rules: &[Rule]) -> String {
             Rule::Symbol => t(lang, "rule_symbol").to_string(),
         })
         .collect();
-    fill(t(lang, "err_password"), &[("rules", &list.join(sep))])
+    list.join(sep)
 }
 
 #[cfg(test)]

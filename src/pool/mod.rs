@@ -340,7 +340,7 @@ impl Pool {
             "/token" if post => op::token(self, ready, &req).await,
             "/userinfo" if get || post => op::userinfo(self, ready, &req).await,
             "/logout" if get || post => op::end_session(self, ready, &req).await,
-            "/login" if get => pages::login::show(self, &req, None),
+            "/login" if get => pages::login::open(self, ready, &req).await,
             "/login" if post => pages::login::submit(self, ready, &req).await,
             "/signup" if get => pages::signup::show(self, &req),
             "/signup" if post => pages::signup::submit(self, ready, &req).await,

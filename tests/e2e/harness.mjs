@@ -207,3 +207,48 @@ export async function launchChromium() {
 export async function shot(page, name) {
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
+
+/** Base32 (RFC 4648) as TOTP set-up pages show secrets (spaces ignored). */
+export function base32Decode(s) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of s.replace(/\s+/g, "").toUpperCase()) {
+    value = (value << 5) | alphabet.indexOf(c);
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The test IdP (tests/idp) with one client `pool` (secret `secret`) returning to
+ *  `callback`; resolves once it listens. */
+export async function startIdp(callback, secret) {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const child = spawn("node", [path.join(ROOT, "tests/idp/server.mjs")], {
+    env: {
+      ...process.env,
+      IDP_PORT: String(port),
+      IDP_ISSUER: issuer,
+      IDP_CLIENTS: JSON.stringify([{ client_id: "pool", client_secret: secret, redirect_uris: [callback], grant_types: ["authorization_code"], response_types: ["code"] }]),
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("test IdP did not start")), 60_000);
+    child.stdout.on("data", (d) => {
+      if (String(d).includes("IDP_READY")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`test IdP exited ${code}`)));
+  });
+  return { child, issuer };
+}
+

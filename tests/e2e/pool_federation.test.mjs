@@ -4,45 +4,17 @@
 // is saved as a screenshot under test-output/screenshots/.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import path from "node:path";
-import { PASSWORD, Portcullis, ROOT, freePort, launchChromium, shot } from "./harness.mjs";
+import { PASSWORD, Portcullis, freePort, launchChromium, shot, startIdp } from "./harness.mjs";
 
 const SECRET = "federation-client-secret-0123";
 let browser;
 let idp;
 let pc;
 
-/** The test IdP with one client that returns to `callback`; resolves once it is listening. */
-async function startIdp(callback) {
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const child = spawn("node", [path.join(ROOT, "tests/idp/server.mjs")], {
-    env: {
-      ...process.env,
-      IDP_PORT: String(port),
-      IDP_ISSUER: issuer,
-      IDP_CLIENTS: JSON.stringify([{ client_id: "pool", client_secret: SECRET, redirect_uris: [callback], grant_types: ["authorization_code"], response_types: ["code"] }]),
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("test IdP did not start")), 60_000);
-    child.stdout.on("data", (d) => {
-      if (String(d).includes("IDP_READY")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`test IdP exited ${code}`)));
-  });
-  return { child, issuer };
-}
-
 before(async () => {
   browser = await launchChromium();
   const port = await freePort();
-  idp = await startIdp(`http://127.0.0.1:${port}/oauth2/pool/federation/callback`);
+  idp = await startIdp(`http://127.0.0.1:${port}/oauth2/pool/federation/callback`, SECRET);
   pc = await Portcullis.start({
     port,
     poolExtra: `required_attributes = ["email", "name"]

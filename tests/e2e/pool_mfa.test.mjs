@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import { PASSWORD, Portcullis, launchChromium, shot } from "./harness.mjs";
+import { PASSWORD, Portcullis, base32Decode, launchChromium, shot } from "./harness.mjs";
 
 let browser;
 before(async () => {
@@ -18,22 +18,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-function base32Decode(s) {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0;
-  let value = 0;
-  const out = [];
-  for (const c of s.replace(/\s+/g, "").toUpperCase()) {
-    value = (value << 5) | alphabet.indexOf(c);
-    bits += 5;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push((value >>> bits) & 0xff);
-    }
-  }
-  return Buffer.from(out);
-}
 
 /** RFC 6238 TOTP (SHA-1, 6 digits) for a 30-second step. */
 function totp(secret, step) {

@@ -77,7 +77,8 @@ describe("SMTP delivery", () => {
     const confirm = formOf(await r.text(), pc.base, "/confirm");
     r = await b.post(confirm.action, { csrf_token: confirm.csrf, username: "pablo", code });
     assert.equal(r.status, 302);
-    assert.match(r.headers.get("location"), /notice=confirmed/);
+    // Confirmed by the browser that signed up (no app waiting): signed in, on to the app's root.
+    assert.equal(r.headers.get("location"), `${pc.base}/`);
     assert.match(pc.cli("users", "show", "pablo"), /"status": "CONFIRMED"/);
     // With SMTP delivery the code never reaches the log.
     assert.ok(!pc.logLines().some((l) => JSON.stringify(l).includes(code)), "code found in the server log");

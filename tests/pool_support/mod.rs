@@ -662,3 +662,21 @@ pub fn jws_part(part: &str) -> serde_json::Value {
     )
     .unwrap()
 }
+
+/// A page's text as a person reads it: tags removed, entities decoded, spaces collapsed.
+pub fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for ch in html.chars() {
+        match ch {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    unescape(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}

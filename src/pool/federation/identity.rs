@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::{Upstream, ask_for_attributes, claim_text};
 use crate::http::body::Body;
 use crate::pool::attributes::{self, AttributeProblem};
-use crate::pool::i18n::{self, t};
+use crate::pool::i18n::t;
 use crate::pool::store::{NewUser, StoreError, User, UserStatus};
 use crate::pool::{Pool, Ready, Req, now, now_ms, username};
 
@@ -293,10 +293,12 @@ async fn existing(
             );
         }
         _ => {
-            return pool.federation_message(
+            return pool.federation_page(
                 req,
                 StatusCode::FORBIDDEN,
+                "fl_fed_conflict_title",
                 t(req.lang, "fed_account_not_ready").to_string(),
+                req_raw,
                 cookies,
             );
         }
@@ -338,7 +340,9 @@ async fn existing(
         match store.set_attributes(&user.sub, &attrs, now()).await {
             Ok(()) => {}
             // Another user verified this address meanwhile: it stays theirs.
-            Err(StoreError::Exists("email")) => return email_exists(pool, req, id, cookies),
+            Err(StoreError::Exists("email")) => {
+                return email_exists(pool, req, id, req_raw, cookies);
+            }
             Err(e) => return unavailable(pool, req, &e, cookies),
         }
     }
@@ -438,12 +442,20 @@ fn set_flags(
     }
 }
 
-fn email_exists(pool: &Pool, req: &Req<'_>, id: &Identity, cookies: Vec<String>) -> Response<Body> {
+fn email_exists(
+    pool: &Pool,
+    req: &Req<'_>,
+    id: &Identity,
+    req_raw: &str,
+    cookies: Vec<String>,
+) -> Response<Body> {
     tracing::info!(provider = %id.provider, request_id = req.rid, "pool.event" = "federation_conflict", "federated user not created: another user has this email (not linked)");
-    pool.federation_message(
+    pool.federation_page(
         req,
         StatusCode::CONFLICT,
+        "fl_fed_conflict_title",
         t(req.lang, "fed_email_exists").to_string(),
+        req_raw,
         cookies,
     )
 }
@@ -463,7 +475,7 @@ async fn create(
     // (an unconfirmed sign-up's, say) holds nothing.
     if let Some(email) = id.attribute("email") {
         match ready.store.user_by_email(&email).await {
-            Ok(Some(_)) => return email_exists(pool, req, &id, cookies),
+            Ok(Some(_)) => return email_exists(pool, req, &id, req_raw, cookies),
             Ok(None) => {}
             Err(e) => return unavailable(pool, req, &e, cookies),
         }
@@ -481,11 +493,14 @@ async fn create(
                     }
                 }
                 let first = req.field("challenge").is_empty();
-                let errors = problems
+                let mut errors = crate::pool::pages::form::FormErrors::default();
+                for p in problems
                     .iter()
                     .filter(|p| !(first && p.problem == AttributeProblem::Missing))
-                    .map(|p| i18n::attribute_error(req.lang, p))
-                    .collect();
+                {
+                    let message = crate::pool::pages::form::attribute_message(req.lang, p);
+                    errors.push(req.lang, &p.name, message);
+                }
                 return ask_for_attributes(pool, req, id, ask, req_raw, errors);
             }
         };
@@ -514,7 +529,7 @@ async fn create(
     let store = &ready.store;
     match store.create_user(&new, now()).await {
         Ok(()) => {}
-        Err(StoreError::Exists("email")) => return email_exists(pool, req, &id, cookies),
+        Err(StoreError::Exists("email")) => return email_exists(pool, req, &id, req_raw, cookies),
         Err(StoreError::Exists(_)) => {
             tracing::info!(provider = %id.provider, request_id = req.rid, "pool.event" = "federation_conflict", "federated user not created: the user name is taken");
             return pool.federation_message(

@@ -162,13 +162,29 @@ impl Pool {
         message: String,
         cookies: Vec<String>,
     ) -> Response<Body> {
+        self.federation_page(req, status, "error_title", message, "", cookies)
+    }
+
+    /// [`Pool::federation_message`] titled `heading`, whose "Sign in" link carries the
+    /// waiting authorization request (`req_raw`), so that signing in another way still ends
+    /// on the app that sent the user.
+    fn federation_page(
+        &self,
+        req: &Req<'_>,
+        status: StatusCode,
+        heading: &str,
+        message: String,
+        req_raw: &str,
+        cookies: Vec<String>,
+    ) -> Response<Body> {
         let page = Page {
             message,
             cookies,
+            req: req_raw.to_string(),
             ..Page::default()
         };
         self.pages
-            .render(self, req, status, "message.html", "error_title", page)
+            .render(self, req, status, "message.html", heading, page)
     }
 }
 
@@ -280,12 +296,23 @@ pub async fn callback(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .take(64)
             .collect();
-        return pool.federation_message(
-            req,
-            status,
-            i18n::fill(t(req.lang, "fed_idp_error"), &[("code", &code)]),
-            clear,
-        );
+        // Cancelled by the user (OIDC Core 3.1.2.6 `access_denied`): said so, with the way
+        // back to the sign-in page of the same request.
+        let (heading, message) = if code == "access_denied" {
+            (
+                "fl_fed_cancel_title",
+                i18n::fill(t(req.lang, "fl_fed_cancelled"), &[("code", &code)]),
+            )
+        } else {
+            (
+                "fl_fed_error_title",
+                i18n::fill(t(req.lang, "fed_idp_error"), &[("code", &code)]),
+            )
+        };
+        let req_raw = pool
+            .open_request_raw(&pending.req)
+            .map_or("", |_| &pending.req);
+        return pool.federation_page(req, status, heading, message, req_raw, clear);
     }
     let code = req.param("code");
     if code.is_empty() {
@@ -347,7 +374,7 @@ fn complete_form(
     req: &Req<'_>,
     status: StatusCode,
     inc: &Incomplete,
-    errors: Vec<String>,
+    errors: super::pages::form::FormErrors,
     cookies: Vec<String>,
 ) -> Response<Body> {
     let fields = inc
@@ -369,11 +396,12 @@ fn complete_form(
             f
         })
         .collect::<Vec<Field>>();
+    let order: Vec<&str> = inc.ask.iter().map(String::as_str).collect();
     let mut page = Page {
-        errors,
+        form: errors.in_order(&order),
         fields,
         cookies,
-        notice: t(req.lang, "fed_complete_help").to_string(),
+        message: t(req.lang, "fed_complete_help").to_string(),
         challenge: pool.seal_json(COMPLETE_PURPOSE, inc),
         req: inc.req.clone(),
         ..Page::default()
@@ -442,7 +470,7 @@ fn ask_for_attributes(
     identity: Identity,
     ask: Vec<String>,
     req_raw: &str,
-    errors: Vec<String>,
+    errors: super::pages::form::FormErrors,
 ) -> Response<Body> {
     let status = if req.field("challenge").is_empty() {
         StatusCode::OK

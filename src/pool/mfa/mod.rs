@@ -57,7 +57,7 @@ impl Pool {
             .open(purpose.as_bytes(), &URL_SAFE_NO_PAD.decode(sealed).ok()?)
     }
 
-    fn pending_cookie(&self, sub: &str) -> String {
+    pub(crate) fn pending_cookie(&self, sub: &str) -> String {
         let p = Pending {
             sub: sub.to_string(),
             exp: now() + PENDING_SECONDS,

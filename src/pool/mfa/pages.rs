@@ -261,6 +261,8 @@ fn setup_page(
         "secret": grouped(&totp::base32(secret)),
         "enrolment": sealed,
         "required": matches!(who, Enroller::SigningIn(_)),
+        // A step-up's set-up: the app asked for a second factor this user does not have yet.
+        "step_up": pool.open_request(req).ok().flatten().is_some_and(|a| a.mfa),
     });
     render(
         pool,

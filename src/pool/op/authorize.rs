@@ -43,7 +43,7 @@ fn client_error(
 }
 
 /// The parameters the authorization endpoint reads.
-const AUTH_PARAMS: [&str; 14] = [
+const AUTH_PARAMS: [&str; 15] = [
     "client_id",
     "redirect_uri",
     "response_type",
@@ -58,6 +58,13 @@ const AUTH_PARAMS: [&str; 14] = [
     "request_uri",
     "registration",
     "login_hint",
+    "acr_values",
+];
+
+/// The `acr_values` (OIDC Core 3.1.2.1, space-separated) that ask for a second factor.
+pub const MFA_ACR: [&str; 2] = [
+    "mfa",
+    "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
 ];
 
 fn valid_challenge(c: &str) -> bool {
@@ -190,6 +197,9 @@ pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bo
         scope,
         code_challenge: opt(challenge),
         exp: now() + 3600,
+        mfa: param("acr_values")
+            .split_ascii_whitespace()
+            .any(|v| MFA_ACR.contains(&v)),
     };
     if !prompts.contains(&"login")
         && let Some((user, auth_time)) = pool.session_user(ready, req).await
@@ -201,7 +211,8 @@ pub async fn authorize(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bo
         };
         let amr = crate::pool::mfa::session_amr(ready, req).await;
         // A session from before `mfa = "required"` (password only) does not answer for it.
-        if fresh && crate::pool::mfa::session_suffices(pool, &amr) {
+        let second_factor = !areq.mfa || amr.iter().any(|a| a == "mfa");
+        if fresh && second_factor && crate::pool::mfa::session_suffices(pool, &amr) {
             return issue_code(pool, ready, req, &areq, &user, auth_time, &amr, Vec::new()).await;
         }
     }

@@ -15,6 +15,58 @@ use crate::pool::lockout::{lock_duration, remaining_ms, retry_seconds};
 use crate::pool::store::{Reservation, Reserve, Store, StoreError, UserStatus};
 use crate::pool::{Pool, Ready, Req, delivery, hashing, now, now_ms, password, username};
 
+/// `GET /login`: a browser already signed in to the pool sees who it is signed in as, with
+/// "continue" and "switch account" (`switch=1` shows the form anyway). When an authorization
+/// request asks for a new sign-in (`prompt=login`, `max_age`, a step-up), the form is shown
+/// with the signed-in user's name filled in.
+pub async fn open(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
+    let signed_in = match req.param("switch") {
+        "1" => None,
+        _ => pool.session_user(ready, req).await.map(|(u, _)| u),
+    };
+    let Some(user) = signed_in else {
+        return show(pool, req, None);
+    };
+    if req.value("req").is_empty() {
+        let page = Page {
+            user: user.username.clone(),
+            extra: serde_json::json!({ "switch": true }),
+            ..Page::default()
+        };
+        return pool.pages.render(
+            pool,
+            req,
+            StatusCode::OK,
+            "message.html",
+            "signed_in_title",
+            page,
+        );
+    }
+    if pool.open_request(req).is_err() {
+        return show(pool, req, None);
+    }
+    let mut page = Page {
+        req: req.value("req").to_string(),
+        message: i18n::fill(
+            t(req.lang, "fl_signed_in_again"),
+            &[("user", &user.username)],
+        ),
+        ..Page::default()
+    };
+    let typed = req.value("username");
+    page.values.insert(
+        "username".into(),
+        if typed.is_empty() {
+            &user.username
+        } else {
+            typed
+        }
+        .to_string(),
+    );
+    pool.pages
+        .render(pool, req, StatusCode::OK, "login.html", "sign_in", page)
+}
+
 pub fn show(pool: &Pool, req: &Req<'_>, errors: Option<Vec<String>>) -> Response<Body> {
     if pool.open_request(req).is_err() {
         return pool.pages.message(

@@ -4,6 +4,7 @@
 //! `pool.ui.templates_dir`. This module also owns the pool's browser session and the sealed
 //! login request (`req`) that carries an authorization request through the pages.
 
+pub mod form;
 pub mod login;
 pub mod password;
 pub mod signup;
@@ -30,6 +31,12 @@ pub const SESSION_COOKIE: &str = "portcullis_pool_session";
 const FIRST_FACTOR_COOKIE: &str = "portcullis_pool_first";
 /// As long as the second-factor pages wait for the code.
 const FIRST_FACTOR_SECONDS: i64 = 600;
+
+/// Names the user this browser just signed up (sealed, [`SIGNED_UP_SECONDS`]): confirming the
+/// code in the same browser signs that user in.
+const SIGNED_UP_COOKIE: &str = "portcullis_pool_signed_up";
+/// As long as a sign-up's confirmation signs in automatically.
+const SIGNED_UP_SECONDS: i64 = 3600;
 
 /// The first factor of a sign-in waiting for its second (sealed into [`FIRST_FACTOR_COOKIE`]).
 #[derive(Serialize, Deserialize)]
@@ -233,6 +240,9 @@ impl Renderer {
             federated => pool.federation.buttons(&pool.base, &page.req, req.lang),
             data => &page.data,
             lang_links => i18n::switch_links(req.parts.uri.path(), req.parts.uri.query(), req.lang),
+            app => pool.app_home(),
+            ferr => page.form.by_field(),
+            summary => page.form.summary(&page.errors),
         };
         let html = match self.env.get_template(template).and_then(|t| t.render(ctx)) {
             Ok(h) => h,
@@ -283,9 +293,15 @@ impl Renderer {
         heading: &str,
         message: &str,
     ) -> Response<Body> {
+        // A request that no longer opens (expired, forged) is not carried on: the link then
+        // leads back to the application, which starts again.
+        let carried = match pool.open_request(req) {
+            Ok(Some(_)) => req.value("req").to_string(),
+            _ => String::new(),
+        };
         let page = Page {
             message: i18n::t(req.lang, message).to_string(),
-            req: req.value("req").to_string(),
+            req: carried,
             ..Page::default()
         };
         self.render(pool, req, status, "message.html", heading, page)
@@ -314,7 +330,10 @@ pub(crate) fn password_rules(pool: &Pool, lang: Lang) -> String {
 /// What a page shows besides the fixed texts.
 #[derive(Default)]
 pub struct Page {
+    /// Messages about the whole form (shown first in the list at the top).
     pub errors: Vec<String>,
+    /// Problems of single fields: next to each field, and listed at the top by label.
+    pub form: form::FormErrors,
     pub notice: String,
     pub values: BTreeMap<String, String>,
     pub fields: Vec<Field>,
@@ -389,6 +408,11 @@ pub struct AuthRequest {
     pub scope: String,
     pub code_challenge: Option<String>,
     pub exp: i64,
+    /// The client asked for a second factor (`acr_values` naming `mfa`, as the proxy's
+    /// step-up does): the sign-in is not complete without one, and a user who has none is
+    /// offered to set one up on the way, whatever `pool.mfa` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mfa: bool,
 }
 
 /// A `req` parameter that is forged, corrupt or expired.
@@ -520,7 +544,11 @@ impl Pool {
         amr: &[String],
     ) -> Response<Body> {
         // No session exists until every factor the pool asks for has been shown.
-        if let Some(mut r) = super::mfa::gate(self, ready, req, user).await {
+        let gated = match super::mfa::gate(self, ready, req, user).await {
+            Some(r) => Some(r),
+            None => self.step_up_gate(req, user, areq.as_ref(), amr),
+        };
+        if let Some(mut r) = gated {
             // The second-factor pages learn how the first factor was shown (a password's
             // sign-in clears what an earlier provider's sign-in left).
             let cookie = if amr.iter().any(|a| a == "pwd") {
@@ -542,6 +570,69 @@ impl Pool {
         }
         self.start_session(ready, req, user, areq, amr, Vec::new())
             .await
+    }
+
+    /// The cookie that marks this browser as the one that signed `sub` up.
+    pub fn signed_up_cookie(&self, sub: &str) -> String {
+        let mark = FirstFactor {
+            sub: sub.to_string(),
+            amr: Vec::new(),
+            exp: now() + SIGNED_UP_SECONDS,
+        };
+        let json = serde_json::to_vec(&mark).unwrap_or_default();
+        let sealed = URL_SAFE_NO_PAD.encode(self.sealer.seal(b"pool-signed-up", &json));
+        self.cookie(SIGNED_UP_COOKIE, &sealed, SIGNED_UP_SECONDS)
+    }
+
+    /// Whether this browser signed `sub` up (within [`SIGNED_UP_SECONDS`]).
+    pub fn signed_up_here(&self, req: &Req<'_>, sub: &str) -> bool {
+        cookie_value(req, SIGNED_UP_COOKIE)
+            .and_then(|raw| URL_SAFE_NO_PAD.decode(raw).ok())
+            .and_then(|sealed| self.sealer.open(b"pool-signed-up", &sealed))
+            .and_then(|plain| serde_json::from_slice::<FirstFactor>(&plain).ok())
+            .is_some_and(|m| m.sub == sub && m.exp >= now())
+    }
+
+    /// A client that asked for a second factor (a step-up, [`AuthRequest::mfa`]) from a user
+    /// whose sign-in has none and who has no TOTP (else [`super::mfa::gate`] asked for it):
+    /// set-up now, then on to the app. When the pool offers no second factor at all, a page
+    /// that says so; handing out a code would only send the browser round the same loop.
+    fn step_up_gate(
+        &self,
+        req: &Req<'_>,
+        user: &User,
+        areq: Option<&AuthRequest>,
+        amr: &[String],
+    ) -> Option<Response<Body>> {
+        let a = areq.filter(|a| a.mfa)?;
+        if amr.iter().any(|x| x == "mfa") {
+            return None;
+        }
+        if self.cfg.mfa == super::config::MfaMode::Off {
+            return Some(self.pages.message(
+                self,
+                req,
+                StatusCode::FORBIDDEN,
+                "fl_step_up_title",
+                "fl_step_up_unavailable",
+            ));
+        }
+        let to = format!(
+            "{}/mfa/setup?req={}",
+            self.base,
+            login::enc(&self.seal_request(a))
+        );
+        Some(redirect(&to, &[self.pending_cookie(&user.sub)]))
+    }
+
+    /// Where "continue to the app" leads when no authorization request is waiting: the root
+    /// of the proxy's public origin (which signs in through the pool and comes back).
+    pub fn app_home(&self) -> String {
+        self.clients
+            .get("portcullis")
+            .and_then(|c| c.post_logout_origin.clone())
+            .map(|o| format!("{}/", o.trim_end_matches('/')))
+            .unwrap_or_else(|| "/".to_string())
     }
 
     /// The `amr` of a sign-in the second-factor pages complete: they name the first factor

@@ -5,10 +5,11 @@
 use http::{Response, StatusCode};
 use serde_json::Value;
 
+use super::form::{self, FormErrors};
 use super::login::{enc, to_login_with_notice, user_key};
 use super::{Page, redirect};
 use crate::http::body::Body;
-use crate::pool::i18n::{self, t};
+use crate::pool::i18n::t;
 use crate::pool::store::{CodeCheck, UserStatus};
 use crate::pool::web::{PageError, PageResult};
 use crate::pool::{Pool, Ready, Req, delivery, now, password, username};
@@ -33,6 +34,40 @@ fn page(
     p.values
         .insert("code".into(), req.value("code").to_string());
     pool.pages.render(pool, req, status, template, heading, p)
+}
+
+/// The reset form again, with its problems at their fields; the user name and the code typed
+/// stay (a password-rule error must not make the user find the code again).
+fn reset_again(pool: &Pool, req: &Req<'_>, problems: FormErrors) -> Response<Body> {
+    let mut p = Page {
+        form: problems.in_order(&["username", "code", "new_password"]),
+        req: req.value("req").to_string(),
+        ..Page::default()
+    };
+    p.values
+        .insert("username".into(), req.value("username").to_string());
+    let code: String = req
+        .field("code")
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(6)
+        .collect();
+    p.values.insert("code".into(), code);
+    pool.pages.render(
+        pool,
+        req,
+        StatusCode::BAD_REQUEST,
+        "reset_password.html",
+        "reset_title",
+        p,
+    )
+}
+
+/// One problem of one field of the reset form.
+fn reset_problem(pool: &Pool, req: &Req<'_>, field: &str, message: &str) -> Response<Body> {
+    let mut e = FormErrors::default();
+    e.push(req.lang, field, message);
+    reset_again(pool, req, e)
 }
 
 pub fn unavailable(pool: &Pool, req: &Req<'_>, e: &dyn std::fmt::Display) -> Response<Body> {
@@ -128,24 +163,19 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
     if !pool.csrf_ok(req) {
         return pool.csrf_failed(req);
     }
-    let bad = |errors: Vec<String>| {
-        page(
-            pool,
-            req,
-            "reset_password.html",
-            "reset_title",
-            StatusCode::BAD_REQUEST,
-            errors,
-            String::new(),
-        )
-    };
+    let bad = |key: &str| reset_problem(pool, req, "code", t(req.lang, key));
     let rules = password::unmet_rules(req.field("new_password"), &pool.cfg.password_policy);
     if !rules.is_empty() {
-        return bad(vec![i18n::password_error(req.lang, &rules).replacen(
-            "password:",
-            "new_password:",
-            1,
-        )]);
+        let mut e = FormErrors::default();
+        if req.field("code").trim().is_empty() {
+            e.push(req.lang, "code", t(req.lang, "fl_required"));
+        }
+        e.push(
+            req.lang,
+            "new_password",
+            form::password_message(req.lang, &rules),
+        );
+        return reset_again(pool, req, e);
     }
     let raw = req.field("username");
     let user = match ready
@@ -157,7 +187,7 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         Err(e) => return unavailable(pool, req, &e),
     };
     let Some(user) = user.filter(|u| u.status != UserStatus::Disabled && !federated_only(u)) else {
-        return bad(vec![t(req.lang, "bad_code").to_string()]);
+        return bad("bad_code");
     };
     let t0 = now();
     match ready
@@ -171,10 +201,8 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         .await
     {
         Ok(CodeCheck::Ok) => {}
-        Ok(CodeCheck::TooManyAttempts) => {
-            return bad(vec![t(req.lang, "code_attempts").to_string()]);
-        }
-        Ok(_) => return bad(vec![t(req.lang, "bad_code").to_string()]),
+        Ok(CodeCheck::TooManyAttempts) => return bad("code_attempts"),
+        Ok(_) => return bad("bad_code"),
         Err(e) => return unavailable(pool, req, &e),
     }
     let hash = match password::hash(req.field("new_password")).await {
@@ -234,9 +262,15 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
     pool.verified_form(req)?;
     let challenge = req.field("challenge");
     let new_pw = req.field("new_password");
-    let rerender = |errors: Vec<String>| {
+    let rerender = |field: &str, message: String| {
+        let mut problems = FormErrors::default();
+        match field {
+            // The signed-in change's first field is the current password.
+            "password" => problems.add(field, t(req.lang, "current_password"), message),
+            _ => problems.push(req.lang, field, message),
+        }
         let p = Page {
-            errors,
+            form: problems,
             challenge: challenge.to_string(),
             req: req.value("req").to_string(),
             ..Page::default()
@@ -266,22 +300,22 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
         };
         match password::verify(req.field("password"), &u.password_hash).await {
             Ok(true) => {}
-            Ok(false) => return rerender(vec![t(req.lang, "bad_credentials").to_string()]),
+            Ok(false) => {
+                return rerender("password", t(req.lang, "fl_bad_current").to_string());
+            }
             Err(_) => return Err(PageError::Busy),
         }
         u
     };
     let rules = password::unmet_rules(new_pw, &pool.cfg.password_policy);
     if !rules.is_empty() {
-        return rerender(vec![i18n::password_error(req.lang, &rules).replacen(
-            "password:",
-            "new_password:",
-            1,
-        )]);
+        return rerender("new_password", form::password_message(req.lang, &rules));
     }
     match password::verify(new_pw, &user.password_hash).await {
         Ok(false) => {}
-        Ok(true) => return rerender(vec![t(req.lang, "same_password").to_string()]),
+        Ok(true) => {
+            return rerender("new_password", t(req.lang, "same_password").to_string());
+        }
         Err(_) => return Err(PageError::Busy),
     }
     let hash = match password::hash(new_pw).await {

@@ -4,6 +4,7 @@
 use http::{Response, StatusCode};
 use serde_json::Value;
 
+use super::form::{self, FormErrors};
 use super::login::{enc, to_login_with_notice};
 use super::{Field, Page, redirect};
 use crate::http::body::Body;
@@ -61,8 +62,36 @@ pub fn field_for(name: &str, lang: Lang, required: bool) -> Field {
     }
 }
 
+/// The sign-up form's fields in the order the page shows them.
+fn order(pool: &Pool) -> Vec<&str> {
+    let mut o = vec!["username"];
+    for a in pool
+        .cfg
+        .required_attributes
+        .iter()
+        .chain(pool.cfg.signup_attributes.iter())
+    {
+        if !o.contains(&a.as_str()) {
+            o.push(a);
+        }
+    }
+    o.push("password");
+    o
+}
+
 fn form(pool: &Pool, req: &Req<'_>, status: StatusCode, errors: Vec<String>) -> Response<Body> {
+    form_with(pool, req, status, errors, FormErrors::default())
+}
+
+fn form_with(
+    pool: &Pool,
+    req: &Req<'_>,
+    status: StatusCode,
+    errors: Vec<String>,
+    problems: FormErrors,
+) -> Response<Body> {
     let mut page = Page {
+        form: problems.in_order(&order(pool)),
         errors,
         fields: fields(pool, req, req.lang),
         req: req.value("req").to_string(),
@@ -129,6 +158,61 @@ pub fn problems_for(
     errors
 }
 
+/// [`problems_for`] as the sign-up page shows them: each at its field, named by its label.
+pub fn field_problems(
+    cfg: &PoolConfig,
+    lang: Lang,
+    name: &str,
+    pw: &str,
+    attrs: &Result<serde_json::Map<String, Value>, Vec<AttributeError>>,
+) -> FormErrors {
+    let mut e = FormErrors::default();
+    if username::reserved(
+        name,
+        cfg.identity_providers
+            .iter()
+            .map(|p| p.provider.name.as_str()),
+    ) {
+        e.push(lang, "username", t(lang, "fl_username_reserved"));
+    }
+    if let Err(problem) = username::validate(name) {
+        let key = match problem {
+            username::UsernameError::Empty => "fl_required",
+            username::UsernameError::TooLong => "fl_username_long",
+            username::UsernameError::BadCharacter => "fl_username_char",
+        };
+        e.push(lang, "username", t(lang, key));
+    }
+    let rules = password::unmet_rules(pw, &cfg.password_policy);
+    if !rules.is_empty() {
+        e.push(lang, "password", form::password_message(lang, &rules));
+    }
+    if let Err(list) = attrs {
+        for a in list {
+            e.push(lang, &a.name, form::attribute_message(lang, a));
+        }
+    }
+    e
+}
+
+/// The user name and email already taken, found before anything is created, so that they
+/// are reported with every other problem at once.
+async fn taken(ready: &Ready, req: &Req<'_>, lang: Lang, email: Option<&str>) -> FormErrors {
+    let mut e = FormErrors::default();
+    let raw = req.field("username");
+    if let Ok(canonical) = username::validate(raw)
+        && let Ok(Some(_)) = ready.store.user_by_username(&canonical).await
+    {
+        e.push(lang, "username", t(lang, "user_exists"));
+    }
+    if let Some(email) = email
+        && let Ok(Some(_)) = ready.store.user_by_email(email).await
+    {
+        e.push(lang, "email", t(lang, "email_exists"));
+    }
+    e
+}
+
 pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
     if !pool.csrf_ok(req) {
         return pool.csrf_failed(req);
@@ -159,18 +243,33 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         &pool.cfg.required_attributes,
         pool.cfg.default_phone_region,
     );
-    let errors = problems_for(
+    let mut problems = field_problems(
         &pool.cfg,
         req.lang,
         req.field("username"),
         req.field("password"),
         &attrs,
     );
-    let (Ok(mut attrs), true) = (attrs, errors.is_empty()) else {
-        return form(pool, req, StatusCode::BAD_REQUEST, errors);
+    let email = attrs
+        .as_ref()
+        .ok()
+        .and_then(|a| a.get("email"))
+        .and_then(Value::as_str);
+    // Only a name or address already taken: 409, as when the store refuses it below.
+    let taken = taken(ready, req, req.lang, email).await;
+    let status = if problems.is_empty() && !taken.is_empty() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    for p in taken.items() {
+        problems.add(&p.field, p.label.clone(), p.message.clone());
+    }
+    let (Ok(mut attrs), true) = (attrs, problems.is_empty()) else {
+        return form_with(pool, req, status, Vec::new(), problems);
     };
     let Ok(canonical) = username::validate(req.field("username")) else {
-        return form(pool, req, StatusCode::BAD_REQUEST, errors);
+        return form_with(pool, req, status, Vec::new(), problems);
     };
     if attrs.contains_key("email") {
         attrs.insert("email_verified".into(), Value::Bool(false));
@@ -225,21 +324,14 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     let t0 = now();
     match ready.store.create_user(&user, t0).await {
         Ok(()) => {}
-        Err(StoreError::Exists("email")) => {
-            return form(
-                pool,
-                req,
-                StatusCode::CONFLICT,
-                vec![t(req.lang, "email_exists").to_string()],
-            );
-        }
-        Err(StoreError::Exists(_)) => {
-            return form(
-                pool,
-                req,
-                StatusCode::CONFLICT,
-                vec![t(req.lang, "user_exists").to_string()],
-            );
+        Err(StoreError::Exists(what)) => {
+            let (field, key) = match what {
+                "email" => ("email", "email_exists"),
+                _ => ("username", "user_exists"),
+            };
+            let mut p = FormErrors::default();
+            p.push(req.lang, field, t(req.lang, key));
+            return form_with(pool, req, StatusCode::CONFLICT, Vec::new(), p);
         }
         Err(e) => return super::password::unavailable(pool, req, &e),
     }
@@ -273,7 +365,8 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     if !q.is_empty() {
         to.push_str(&format!("&req={}", enc(q)));
     }
-    redirect(&to, &[])
+    // This browser chose the password: confirming here signs it in (see `confirm`).
+    redirect(&to, &[pool.signed_up_cookie(&user.sub)])
 }
 
 fn confirm_page(
@@ -283,9 +376,31 @@ fn confirm_page(
     errors: Vec<String>,
     notice: String,
 ) -> Response<Body> {
+    confirm_form(pool, req, status, errors, notice, FormErrors::default())
+}
+
+/// The confirm form again with its problems at their fields.
+fn confirm_page_with(
+    pool: &Pool,
+    req: &Req<'_>,
+    status: StatusCode,
+    problems: FormErrors,
+) -> Response<Body> {
+    confirm_form(pool, req, status, Vec::new(), String::new(), problems)
+}
+
+fn confirm_form(
+    pool: &Pool,
+    req: &Req<'_>,
+    status: StatusCode,
+    errors: Vec<String>,
+    notice: String,
+    problems: FormErrors,
+) -> Response<Body> {
     let mut page = Page {
         errors,
         notice,
+        form: problems.in_order(&["username", "code"]),
         req: req.value("req").to_string(),
         ..Page::default()
     };
@@ -319,13 +434,9 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         Err(e) => return super::password::unavailable(pool, req, &e),
     };
     let bad = |key: &str| {
-        confirm_page(
-            pool,
-            req,
-            StatusCode::BAD_REQUEST,
-            vec![t(req.lang, key).to_string()],
-            String::new(),
-        )
+        let mut problems = FormErrors::default();
+        problems.push(req.lang, "code", t(req.lang, key));
+        confirm_page_with(pool, req, StatusCode::BAD_REQUEST, problems)
     };
     // Unknown users and already-confirmed users get the same answer as a wrong code.
     let Some(user) = user.filter(|u| u.status == UserStatus::Unconfirmed) else {
@@ -382,6 +493,31 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         );
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "confirmed", "user confirmed");
+    // In the browser that signed up (it knows the password; the code proves the address),
+    // the confirmed user is signed in and goes on to the app, through any second factor
+    // the pool asks for. Anywhere else (a code typed on another device): sign in first.
+    if pool.signed_up_here(req, &user.sub)
+        && let Ok(areq) = pool.open_request(req)
+        && let Ok(Some(now_confirmed)) = ready.store.user_by_sub(&user.sub).await
+    {
+        let waiting = areq.is_some();
+        let mut r = pool.finish_sign_in(ready, req, &now_confirmed, areq).await;
+        if !waiting && r.status() == StatusCode::OK {
+            // Signed in, and no application is waiting: on to the application's root
+            // rather than the "signed in" page.
+            let cookies: Vec<String> = r
+                .headers()
+                .get_all(http::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            r = redirect(&pool.app_home(), &cookies);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&pool.cookie(super::SIGNED_UP_COOKIE, "", 0)) {
+            r.headers_mut().append(http::header::SET_COOKIE, v);
+        }
+        return r;
+    }
     to_login_with_notice(pool, req, "confirmed", &user.username)
 }
 
