@@ -37,17 +37,7 @@ pub async fn list(c: &Console<'_>) -> Response<Body> {
         .filter(|e| {
             target.is_empty() || e.target == target || e.target.starts_with(&format!("{target} ("))
         })
-        .map(|e| {
-            json!({
-                "time": e.time.split('.').next().unwrap_or(&e.time).replace('T', " ") + " UTC",
-                "actor": e.actor,
-                "action": e.action,
-                // HTML-escaped by the template; control characters shown as escapes too.
-                "target": audit::printable(&e.target),
-                "outcome": e.outcome,
-                "reason": audit::printable(&e.reason),
-            })
-        })
+        .map(|e| super::history::row(c.req.lang, e))
         .collect();
     let page = Page::default();
     c.render(

@@ -373,6 +373,7 @@ pub async fn manage(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             return unavailable(pool, req, &e);
         }
         tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "mfa_turned_off", "TOTP turned off by the user");
+        crate::pool::audit::by_user(store, &user, "mfa_off").await;
         return pool.pages.message(
             pool,
             req,
@@ -386,6 +387,7 @@ pub async fn manage(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         return unavailable(pool, req, &e);
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "recovery_codes_renewed", "new recovery codes");
+    crate::pool::audit::by_user(store, &user, "recovery_codes").await;
     recovery_page(pool, req, &codes, Vec::new())
 }
 
@@ -466,6 +468,7 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response
         return unavailable(pool, req, &e);
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "mfa_enrolled", "TOTP set up");
+    crate::pool::audit::by_user(store, &user, "mfa_enrol").await;
     let mut cookies = Vec::new();
     if let Enroller::SigningIn(_) = who {
         // The first code was the second factor: the sign-in is complete.

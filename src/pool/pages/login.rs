@@ -312,7 +312,11 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             failures,
             "sign-in failed"
         );
-        if let Some(s) = locked_after(&user_held, policy.max_attempts, &policy) {
+        let lock = locked_after(&user_held, policy.max_attempts, &policy);
+        if let Some(u) = &user {
+            crate::pool::audit::sign_in_failed(store, u, failures, lock.is_some(), req.ip).await;
+        }
+        if let Some(s) = lock {
             return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, locked(req, s));
         }
         return error_page(

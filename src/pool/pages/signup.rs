@@ -244,6 +244,14 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         Err(e) => return super::password::unavailable(pool, req, &e),
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_up", "user signed up");
+    crate::pool::audit::by_user_named(
+        &ready.store,
+        &user.username,
+        &user.sub,
+        "sign_up",
+        serde_json::Value::Null,
+    )
+    .await;
     let mut notice = "";
     match ready.store.user_by_sub(&user.sub).await {
         Ok(Some(u)) => {
@@ -380,6 +388,7 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         );
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "confirmed", "user confirmed");
+    crate::pool::audit::by_user(&ready.store, &user, "confirm_sign_up").await;
     to_login_with_notice(pool, req, "confirmed", &user.username)
 }
 
