@@ -129,6 +129,7 @@ describe("admin console at scale", () => {
       const phone = await admin({ locale, width: 375, height: 812 });
       await noSidewaysScroll(phone, `users list on a phone (${tag})`);
       await shot(phone, `scale-06-phone-users-${tag}`);
+      await phone.screenshot({ path: path.join(SHOTS, `scale-06-phone-users-top-${tag}.png`) });
       await phone.goto(pc.url("/oauth2/pool/admin/user?u=u001"));
       await noSidewaysScroll(phone, `user page on a phone (${tag})`);
       await shot(phone, `scale-07-phone-user-${tag}`);

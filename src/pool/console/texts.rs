@@ -11,7 +11,7 @@ pub const EN: &[(&str, &str)] = &[
     ),
     ("console_signed_in_as", "Signed in as"),
     ("console_search", "Search"),
-    ("console_search_hint", "User name or email contains"),
+    ("console_search_hint", "User name or email starts with"),
     ("console_any_status", "Any status"),
     ("console_any_group", "Any group"),
     ("console_new_user", "Create user"),
@@ -246,7 +246,7 @@ pub const JA: &[(&str, &str)] = &[
     ("console_search", "検索"),
     (
         "console_search_hint",
-        "ユーザー名またはメールアドレスに含まれる文字",
+        "ユーザー名またはメールアドレスの先頭",
     ),
     ("console_any_status", "すべての状態"),
     ("console_any_group", "すべてのグループ"),
