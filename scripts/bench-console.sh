@@ -58,7 +58,7 @@ awk -v n="$USERS" 'BEGIN {
   for (i = 0; i < n; i++) printf "u%06d,u%06d@example.com,true,User %d\n", i, i, i;
 }' > "$DIR/users.csv"
 start=$(date +%s.%N)
-"$BIN" pool users import "$DIR/users.csv" --config "$DIR/portcullis.toml" > /dev/null
+"$BIN" pool users import "$DIR/users.csv" --config "$DIR/portcullis.toml" > /dev/null 2>&1
 end=$(date +%s.%N)
 printf 'import: %.1f s\n' "$(echo "$end - $start" | bc)"
 "$BIN" pool users add root --password "$PASSWORD" --permanent --attribute email=root@example.com \
@@ -81,7 +81,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -c "$JAR" -b "$JAR" \
 [ "$code" = 200 ] || { echo "admin sign-in failed ($code)"; cat "$DIR/server.log"; exit 1; }
 
 first=$(curl -fs -b "$JAR" "$BASE/oauth2/pool/admin/users")
-next=$(printf '%s' "$first" | grep -o 'rel="next" href="[^"]*"' | sed 's/.*href="//; s/"$//; s/&amp;/\&/g')
+next=$(printf '%s' "$first" | grep -o 'rel="next" href="[^"]*"' | sed 's/.*href="//; s/"$//; s/&amp;/\&/g; s|&#x2f;|/|g')
 
 row() {
   local label=$1 url=$2 times=() status bytes
@@ -96,7 +96,7 @@ echo
 printf '%-44s %4s %11s %11s\n' "request ($USERS users, median of $RUNS)" code size time
 A="$BASE/oauth2/pool/admin"
 row "users, first page" "$A/users"
-row "users, next page (cursor)" "$next"
+row "users, next page (cursor)" "$BASE$next"
 row "filter: name prefix q=u0999" "$A/users?q=u0999"
 row "filter: email prefix q=u012345@" "$A/users?q=u012345%40"
 row "filter: group=staff" "$A/users?group=staff"
@@ -105,5 +105,5 @@ row "filter: mfa=on" "$A/users?mfa=on"
 row "filter: locked now" "$A/users?locked=yes"
 row "sort: created, newest first" "$A/users?sort=created&order=desc"
 row "sort: last sign-in" "$A/users?sort=last_sign_in"
-row "a user's page" "$A/user?u=u050000"
+row "a user's page" "$A/user?u=$(printf 'u%06d' $((USERS / 2)))"
 row "export CSV, q=u0001 (100 users)" "$A/users.csv?q=u0001"

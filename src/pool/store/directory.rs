@@ -317,20 +317,6 @@ impl Store {
         Ok(())
     }
 
-    /// Whether any user comes before `p` in this order (for a "previous" link).
-    pub async fn any_before(
-        &self,
-        f: &Filter,
-        sort: Sort,
-        descending: bool,
-        p: &Position,
-    ) -> Result<bool, StoreError> {
-        Ok(!self
-            .list_page(f, sort, descending, Some(p), true, 1)
-            .await?
-            .is_empty())
-    }
-
     /// The (canonical) user names whose lockout key may be locked now: at least `threshold`
     /// failures, the latest after `since_ms`; the caller checks each exactly. At most `cap`.
     pub async fn lock_candidates(
