@@ -313,6 +313,17 @@ pub async fn of_user(
         .collect())
 }
 
+/// The newest `limit` entries whose target is `name` (or `name (group …)`), whoever they
+/// were about when recorded.
+pub async fn naming(store: &Store, name: &str, limit: i64) -> Result<Vec<Entry>, StoreError> {
+    Ok(store
+        .audit_named(name, false, limit)
+        .await?
+        .into_iter()
+        .map(entry)
+        .collect())
+}
+
 fn entry(r: AuditRow) -> Entry {
     Entry {
         time: rfc3339_us(r.at_us),

@@ -100,9 +100,31 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.db)
         .await?;
+        let mut out = self.audit_named(name, true, limit).await?;
+        for r in &by_sub {
+            out.push(audit_row(r)?);
+        }
+        out.sort_by(|a, b| (b.at_us, &b.id).cmp(&(a.at_us, &a.id)));
+        out.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(out)
+    }
+
+    /// The newest `limit` rows naming `name` as their target (`name` or `name (group …)`);
+    /// with `unattributed`, only those recorded without a user's `sub`.
+    pub async fn audit_named(
+        &self,
+        name: &str,
+        unattributed: bool,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let only = if unattributed {
+            " AND subject IS NULL"
+        } else {
+            ""
+        };
         let by_name = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE (target = $1 OR (target >= $2 AND target < $3 AND substr(target, 1, length($2)) = $2)) \
-             AND subject IS NULL ORDER BY at_us DESC LIMIT $4"
+             {only} ORDER BY at_us DESC LIMIT $4"
         )))
         .bind(name)
         .bind(format!("{name} ("))
@@ -110,12 +132,6 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.db)
         .await?;
-        let mut out = Vec::with_capacity(by_sub.len() + by_name.len());
-        for r in by_sub.iter().chain(by_name.iter()) {
-            out.push(audit_row(r)?);
-        }
-        out.sort_by(|a, b| (b.at_us, &b.id).cmp(&(a.at_us, &a.id)));
-        out.truncate(usize::try_from(limit).unwrap_or(0));
-        Ok(out)
+        by_name.iter().map(audit_row).collect()
     }
 }
