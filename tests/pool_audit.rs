@@ -333,7 +333,18 @@ async fn records_are_codes_and_cover_user_events(backend: Backend) {
         sign_in(&browser(), &s, &login, "kim", "Wrong-Password-1").await;
     }
 
+    // A name nobody has is recorded the same way (the same write, so the same time).
+    sign_in(&browser(), &s, &login, "ghost", "Wrong-Password-1").await;
     let entries = audit_json(&s, &[]);
+    let ghost = entries
+        .iter()
+        .find(|e| e["target"] == "ghost")
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(
+        (ghost["action"].as_str(), ghost["actor"].as_str()),
+        (Some("sign_in_failed"), Some("anonymous"))
+    );
+    assert!(ghost.get("subject").is_none(), "{ghost}");
     let refused = entries
         .iter()
         .find(|e| e["action"] == "create_user" && e["outcome"] == "failed")

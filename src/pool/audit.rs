@@ -219,23 +219,27 @@ pub async fn by_user_named(
     let _ = record_full(store, &actor, action, username, sub, &params, &Outcome::Ok).await;
 }
 
-/// A failed sign-in with this user's name (by someone not yet known), or the failure that
-/// locked the user out: `sign_in_failed` / `lockout`, with the failure count and address.
+/// A failed sign-in with this name, or the failure that locked the name out:
+/// `sign_in_failed` / `lockout`, by someone not yet known, with the failure count and address.
+/// Recorded alike whether a user has the name (`sub` set) or not (`sub` empty; the name cut
+/// to 128 characters), so the write costs the same and the time of the answer tells nothing.
 pub async fn sign_in_failed(
     store: &Store,
-    user: &super::store::User,
+    name: &str,
+    sub: &str,
     failures: u32,
     locked: bool,
     ip: std::net::IpAddr,
 ) {
     let params = serde_json::json!({"failures": failures, "ip": ip.to_string()});
     let action = if locked { "lockout" } else { "sign_in_failed" };
+    let target: String = name.chars().take(128).collect();
     let _ = record_full(
         store,
         &Actor::Anonymous,
         action,
-        &user.username,
-        &user.sub,
+        &target,
+        sub,
         &params,
         &Outcome::Failed("bad_credentials".into()),
     )

@@ -231,6 +231,10 @@ pub const EN: &[(&str, &str)] = &[
     ("audit_reason_database", "database unavailable"),
     ("audit_reason_delivery", "message not delivered"),
     ("audit_reason_busy", "server busy"),
+    (
+        "audit_reason_bad_credentials",
+        "wrong user name or password",
+    ),
 ];
 
 pub const JA: &[(&str, &str)] = &[
@@ -472,6 +476,10 @@ pub const JA: &[(&str, &str)] = &[
     ("audit_reason_database", "データベースを利用できません"),
     ("audit_reason_delivery", "メッセージを送信できませんでした"),
     ("audit_reason_busy", "サーバーが混み合っています"),
+    (
+        "audit_reason_bad_credentials",
+        "ユーザー名またはパスワードが違います",
+    ),
 ];
 
 /// A string of these tables in `lang`, falling back to English; `None` for a key they lack.
