@@ -181,20 +181,23 @@ fn filtered(f: &Filter) -> Query {
     if let Some(g) = &f.group {
         let p = q.bind(Arg::Text(g.clone()));
         q.sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM user_groups g WHERE g.sub = u.sub AND g.group_name = {p})"
+            " AND u.sub IN (SELECT g.sub FROM user_groups g WHERE g.group_name = {p})"
         ));
     }
     if let Some(on) = f.mfa {
-        q.sql.push_str(if on { " AND (" } else { " AND NOT (" });
-        q.sql.push_str(
-            "EXISTS (SELECT 1 FROM mfa_totp t WHERE t.sub = u.sub) \
-             OR EXISTS (SELECT 1 FROM mfa_passkeys k WHERE k.sub = u.sub))",
-        );
+        // A set read once (few users have a factor), not two lookups per user.
+        q.sql.push_str(if on {
+            " AND u.sub IN "
+        } else {
+            " AND u.sub NOT IN "
+        });
+        q.sql
+            .push_str("(SELECT t.sub FROM mfa_totp t UNION SELECT k.sub FROM mfa_passkeys k)");
     }
     if let Some(p) = &f.provider {
         let p = q.bind(Arg::Text(p.clone()));
         q.sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM federated_identities f WHERE f.sub = u.sub AND f.provider = {p})"
+            " AND u.sub IN (SELECT f.sub FROM federated_identities f WHERE f.provider = {p})"
         ));
     }
     if let Some(names) = &f.only {
