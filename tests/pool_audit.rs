@@ -280,3 +280,163 @@ async fn c1_controls_and_bidi_overrides_are_escaped(backend: Backend) {
     );
 }
 on_both!(c1_and_bidi, c1_controls_and_bidi_overrides_are_escaped);
+
+/// Records are language-neutral and cover users' own events: a create refused in a Japanese
+/// console is stored as the code `invalid` with the field names, read back in English and in
+/// Japanese; sign-in, its failures and the lockout are in the log with the user's `sub`; the
+/// CLI names itself `cli (user)`, refuses to unlock a name nobody has, and `users show` tells
+/// the lock state with readable times.
+async fn records_are_codes_and_cover_user_events(backend: Backend) {
+    let s = Server::start(
+        backend,
+        "admin_console = true\nlockout = { max_attempts = 3, initial = \"60s\", max = \"15m\" }",
+    )
+    .await;
+    for (name, groups) in [("root", vec!["--group", "admins"]), ("kim", vec![])] {
+        let mut args = vec![
+            "users",
+            "add",
+            name,
+            "--password",
+            PASSWORD,
+            "--permanent",
+            "--attribute",
+        ];
+        let email = format!("email={name}@example.com");
+        args.push(&email);
+        args.extend(groups);
+        let (ok, out, err) = s.cli(&args);
+        assert!(ok, "{out}{err}");
+    }
+    let login = s.url("/oauth2/pool/login");
+    let ja = browser_lang("ja");
+    let r = sign_in(&ja, &s, &login, "root", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let (_, html) = get_page(&ja, &s.url("/oauth2/pool/admin/users/new")).await;
+    let r = submit_form(
+        &ja,
+        &s.base,
+        &html,
+        "/users/new",
+        &[("username", "bad name"), ("email", "")],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    // kim: one sign-in, then three failures (the third locks).
+    assert_eq!(
+        sign_in(&browser(), &s, &login, "kim", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    for _ in 0..3 {
+        sign_in(&browser(), &s, &login, "kim", "Wrong-Password-1").await;
+    }
+
+    // A name nobody has is recorded the same way (the same write, so the same time).
+    sign_in(&browser(), &s, &login, "ghost", "Wrong-Password-1").await;
+    let entries = audit_json(&s, &[]);
+    let ghost = entries
+        .iter()
+        .find(|e| e["target"] == "ghost")
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(
+        (ghost["action"].as_str(), ghost["actor"].as_str()),
+        (Some("sign_in_failed"), Some("anonymous"))
+    );
+    assert!(ghost.get("subject").is_none(), "{ghost}");
+    let refused = entries
+        .iter()
+        .find(|e| e["action"] == "create_user" && e["outcome"] == "failed")
+        .unwrap_or_else(|| panic!("{entries:?}"));
+    assert_eq!(
+        refused["reason"], "invalid",
+        "a code, not the admin's words"
+    );
+    assert!(
+        refused["params"]["fields"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("username"))),
+        "{refused}"
+    );
+    let stored = serde_json::to_string(&entries).unwrap();
+    assert!(
+        !stored.contains("必須"),
+        "no Japanese in the records: {stored}"
+    );
+    let kim: Vec<&Value> = entries.iter().filter(|e| e["target"] == "kim").collect();
+    let actions: Vec<&str> = kim.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "create_user",
+            "sign_in",
+            "sign_in_failed",
+            "sign_in_failed",
+            "lockout"
+        ],
+        "{kim:?}"
+    );
+    let sign_in_entry = kim[1];
+    assert_eq!(sign_in_entry["actor"], "user:kim");
+    assert!(
+        sign_in_entry["subject"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert_eq!(sign_in_entry["params"]["amr"], json!(["pwd"]));
+    assert_eq!(kim[4]["actor"], "anonymous");
+    assert_eq!(kim[4]["params"]["failures"], 3);
+
+    // Rendered in the reader's language.
+    let (_, html) = get_page(&ja, &s.url("/oauth2/pool/admin/audit")).await;
+    for text in [
+        "ユーザーを作成",
+        "入力が正しくありません",
+        "サインイン失敗",
+        "ロックアウト",
+        "失敗",
+    ] {
+        assert!(html.contains(text), "{text}: {html}");
+    }
+    let en = browser();
+    sign_in(&en, &s, &login, "root", PASSWORD).await;
+    let (_, html) = get_page(&en, &s.url("/oauth2/pool/admin/audit")).await;
+    for text in [
+        "Created user",
+        "invalid (invalid input)",
+        "Locked out",
+        "cli (",
+    ] {
+        assert!(html.contains(text), "{text}: {html}");
+    }
+
+    // The CLI: a typo in unlock fails (and is logged as failed); show tells the lock state.
+    let (ok, out, err) = s.cli(&["users", "unlock", "nosuch"]);
+    assert!(!ok, "unlock of nobody exits non-zero: {out}");
+    assert!(err.contains("nosuch"), "{err}");
+    let last = audit_json(&s, &[]).pop().unwrap();
+    assert_eq!(
+        (last["action"].as_str(), last["outcome"].as_str()),
+        (Some("unlock_user"), Some("failed"))
+    );
+    let (ok, out, err) = s.cli(&["users", "show", "kim"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["lockout"]["locked"], true, "{out}");
+    assert_eq!(v["lockout"]["failures"], 3);
+    assert!(
+        v["lockout"]["locked_until"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(v["created"].as_str().unwrap().ends_with('Z'), "{out}");
+    assert!(v["last_sign_in"].as_str().is_some(), "{out}");
+    let (ok, out, _) = s.cli(&["audit"]);
+    assert!(ok && out.contains("\tcli ("), "{out}");
+}
+on_both!(
+    codes_and_user_events,
+    records_are_codes_and_cover_user_events
+);

@@ -126,20 +126,52 @@ impl Admin<'_> {
         target: &str,
         result: Result<T, AdminError>,
     ) -> Result<T, AdminError> {
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(e) => Self::outcome_of(e),
+        let (outcome, params) = match &result {
+            Ok(_) => (Outcome::Ok, Value::Null),
+            Err(e) => (Self::outcome_of(e), Self::params_of(e)),
         };
-        self.record(action, target, &outcome).await;
+        let _ = audit::record_full(
+            self.store,
+            &self.actor,
+            action,
+            target,
+            "",
+            &params,
+            &outcome,
+        )
+        .await;
         result
     }
 
-    /// The audit outcome of a failed action: its class and message (never a secret: no
-    /// message of [`AdminError`] holds a password or code).
+    /// The audit outcome of a failed action: its code only (`invalid`, `no_such_user`, …), so
+    /// the log reads the same whatever language the admin used; see [`Admin::params_of`].
     pub fn outcome_of(e: &AdminError) -> Outcome {
+        Outcome::Failed(e.code().into())
+    }
+
+    /// What a failed action's record keeps besides its code, language-neutral: the fields an
+    /// `invalid` named (the part of each message before `:`), the name not found.
+    pub fn params_of(e: &AdminError) -> Value {
         match e {
-            AdminError::Store(_) => Outcome::Failed("database".into()),
-            e => Outcome::Failed(format!("{}: {}", e.code(), e).chars().take(500).collect()),
+            AdminError::NoSuchUser(n) => serde_json::json!({"name": n}),
+            AdminError::Invalid(list) => {
+                let fields: Vec<&str> = list
+                    .iter()
+                    .filter_map(|m| m.split_once(':').map(|(f, _)| f.trim()))
+                    .filter(|f| {
+                        !f.is_empty()
+                            && f.len() <= 64
+                            && f.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-'))
+                    })
+                    .collect();
+                if fields.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::json!({"fields": fields})
+                }
+            }
+            _ => Value::Null,
         }
     }
 
@@ -378,12 +410,18 @@ impl Admin<'_> {
     /// Clears the lockout of the user (every spelling of the name shares it).
     pub async fn unlock(&self, name: &str) -> Result<bool, AdminError> {
         let r = async {
-            let key = match self.find(name).await {
-                Ok(u) => user_key(&u.username),
-                Err(AdminError::NoSuchUser(_)) => user_key(&username::canonical(name)),
+            // A name no user has can be locked too (sign-in counts failures for any name);
+            // clearing nothing for no user is a typo, and fails as one.
+            let (key, exists) = match self.find(name).await {
+                Ok(u) => (user_key(&u.username), true),
+                Err(AdminError::NoSuchUser(_)) => (user_key(&username::canonical(name)), false),
                 Err(e) => return Err(e),
             };
-            Ok(self.store.clear_attempts(&key).await?)
+            let was = self.store.clear_attempts(&key).await?;
+            if !exists && !was {
+                return Err(AdminError::NoSuchUser(name.to_string()));
+            }
+            Ok(was)
         }
         .await;
         self.audited("unlock_user", &Self::target(name), r).await
@@ -568,10 +606,14 @@ impl Admin<'_> {
     /// Removes TOTP and the recovery codes; with `pool.mfa = "required"` the user sets up a new
     /// authenticator at the next sign-in. Returns whether TOTP was set up.
     pub async fn mfa_reset(&self, name: &str) -> Result<bool, AdminError> {
-        let u = self.find(name).await?;
-        let had = self.store.reset_totp(&u.sub).await?;
-        tracing::info!(sub = %u.sub, "pool.event" = "admin_mfa_reset", "TOTP removed by an administrator");
-        Ok(had)
+        let r = async {
+            let u = self.find(name).await?;
+            let had = self.store.reset_totp(&u.sub).await?;
+            tracing::info!(sub = %u.sub, "pool.event" = "admin_mfa_reset", "TOTP removed by an administrator");
+            Ok(had)
+        }
+        .await;
+        self.audited("reset_mfa", &Self::target(name), r).await
     }
 
     pub async fn passkeys(&self, name: &str) -> Result<Vec<super::store::Passkey>, AdminError> {
@@ -580,13 +622,17 @@ impl Admin<'_> {
     }
 
     pub async fn remove_passkey(&self, name: &str, id: &str) -> Result<(), AdminError> {
-        let u = self.find(name).await?;
-        if !self.store.remove_passkey(&u.sub, id).await? {
-            return Err(AdminError::Invalid(vec![format!(
-                "{name} has no passkey {id:?} (see `pool users passkeys {name}`)"
-            )]));
+        let r = async {
+            let u = self.find(name).await?;
+            if !self.store.remove_passkey(&u.sub, id).await? {
+                return Err(AdminError::Invalid(vec![format!(
+                    "{name} has no passkey {id:?} (see `pool users passkeys {name}`)"
+                )]));
+            }
+            tracing::info!(sub = %u.sub, "pool.event" = "admin_passkey_removed", "passkey removed by an administrator");
+            Ok(())
         }
-        tracing::info!(sub = %u.sub, "pool.event" = "admin_passkey_removed", "passkey removed by an administrator");
-        Ok(())
+        .await;
+        self.audited("remove_passkey", &Self::target(name), r).await
     }
 }

@@ -1,6 +1,13 @@
-//! The audit log (SPEC §7.3): every administrative action — from the CLI, the admin JSON API or
-//! the web console — is recorded in the pool database (time, actor, action, target, outcome)
-//! and emitted as one structured `tracing` event (target `portcullis::audit`).
+//! The audit log: every administrative action — from the CLI, the admin JSON API or the web
+//! console — and every event of a user's own (sign-up, confirmation, sign-in and its failures,
+//! lockout, password and second-factor changes, links to providers, deletion) is recorded in
+//! the pool database (time, actor, action, target, the user's `sub`, outcome) and emitted as one
+//! structured `tracing` event (target `portcullis::audit`).
+//!
+//! Records are language-neutral: an action and a failure reason are codes (`create_user`,
+//! `invalid`) with parameters (`{"fields": ["email"]}`), rendered in the reader's language only
+//! when shown ([`describe_actor`], and the console's `audit_*` texts). Rows written before
+//! codes existed keep their free text and are shown as they are.
 //!
 //! Invariant: an entry names *what* was done to *whom*, never a value that grants access: no
 //! password, code, token or hash is ever passed to [`record`]. A failed write of the log is
@@ -19,6 +26,10 @@ pub enum Actor {
     Api,
     /// The web admin console, signed in as this pool user.
     Console(String),
+    /// A pool user acting on their own account (signed in, or proving who they are).
+    User(String),
+    /// Someone not (yet) known: a failed sign-in, a lockout.
+    Anonymous,
 }
 
 impl Actor {
@@ -30,11 +41,38 @@ impl Actor {
             .find(|v| !v.is_empty())
             .unwrap_or_else(|| {
                 use std::os::unix::fs::MetadataExt;
-                std::fs::metadata("/proc/self")
-                    .map(|m| format!("uid {}", m.uid()))
-                    .unwrap_or_else(|_| "unknown".into())
+                match std::fs::metadata("/proc/self") {
+                    Ok(m) => user_name_of(m.uid()).unwrap_or_else(|| format!("uid {}", m.uid())),
+                    Err(_) => "unknown".into(),
+                }
             });
         Actor::Cli(name)
+    }
+}
+
+/// The account name of `uid` in `/etc/passwd` (so `root` rather than `uid 0` when a shell has
+/// no `$USER`).
+fn user_name_of(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd_name(&text, uid)
+}
+
+fn passwd_name(text: &str, uid: u32) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?;
+        (id.parse::<u32>().ok()? == uid && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
+/// A stored actor as a person reads it: `cli:root` → `cli (root)`, `console:ann` →
+/// `console (ann)`, `user:bob` → `bob`; anything else as it is.
+pub fn describe_actor(stored: &str) -> String {
+    match stored.split_once(':') {
+        Some(("user", name)) => name.to_string(),
+        Some((kind @ ("cli" | "console"), who)) => format!("{kind} ({who})"),
+        _ => stored.to_string(),
     }
 }
 
@@ -44,6 +82,8 @@ impl fmt::Display for Actor {
             Actor::Cli(u) => write!(f, "cli:{u}"),
             Actor::Api => f.write_str("api"),
             Actor::Console(u) => write!(f, "console:{u}"),
+            Actor::User(u) => write!(f, "user:{u}"),
+            Actor::Anonymous => f.write_str("anonymous"),
         }
     }
 }
@@ -84,9 +124,16 @@ pub struct Entry {
     pub target: String,
     /// `ok` or `failed`.
     pub outcome: String,
-    /// Why it failed (empty on success).
+    /// Why it failed (empty on success): a code (`invalid`, `no_such_user`, …), or the free
+    /// text of a row written before codes.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// The `sub` of the user the entry is about, when known.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    /// The action's parameters (field names, a provider, a failure count, …); `null` when none.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub params: serde_json::Value,
 }
 
 /// Text from users or admins made safe for a terminal or a text log: control characters
@@ -131,6 +178,84 @@ pub async fn record(
     target: &str,
     outcome: &Outcome,
 ) -> Result<(), StoreError> {
+    record_full(
+        store,
+        actor,
+        action,
+        target,
+        "",
+        &serde_json::Value::Null,
+        outcome,
+    )
+    .await
+}
+
+/// An event of a user's own account, done by the user (sign-up, sign-in, a password or
+/// factor change, …): recorded with the user's name and `sub`. A failed write is logged and
+/// otherwise ignored (the event has happened). One line at the place the event happens.
+pub async fn by_user(store: &Store, user: &super::store::User, action: &str) {
+    by_user_with(store, user, action, serde_json::Value::Null).await;
+}
+
+/// [`by_user`] with parameters (a provider, the sign-in methods, …; never a secret).
+pub async fn by_user_with(
+    store: &Store,
+    user: &super::store::User,
+    action: &str,
+    params: serde_json::Value,
+) {
+    by_user_named(store, &user.username, &user.sub, action, params).await;
+}
+
+/// [`by_user_with`] for a user known by name and `sub` only (just created).
+pub async fn by_user_named(
+    store: &Store,
+    username: &str,
+    sub: &str,
+    action: &str,
+    params: serde_json::Value,
+) {
+    let actor = Actor::User(username.to_string());
+    let _ = record_full(store, &actor, action, username, sub, &params, &Outcome::Ok).await;
+}
+
+/// A failed sign-in with this name, or the failure that locked the name out:
+/// `sign_in_failed` / `lockout`, by someone not yet known, with the failure count and address.
+/// Recorded alike whether a user has the name (`sub` set) or not (`sub` empty; the name cut
+/// to 128 characters), so the write costs the same and the time of the answer tells nothing.
+pub async fn sign_in_failed(
+    store: &Store,
+    name: &str,
+    sub: &str,
+    failures: u32,
+    locked: bool,
+    ip: std::net::IpAddr,
+) {
+    let params = serde_json::json!({"failures": failures, "ip": ip.to_string()});
+    let action = if locked { "lockout" } else { "sign_in_failed" };
+    let target: String = name.chars().take(128).collect();
+    let _ = record_full(
+        store,
+        &Actor::Anonymous,
+        action,
+        &target,
+        sub,
+        &params,
+        &Outcome::Failed("bad_credentials".into()),
+    )
+    .await;
+}
+
+/// [`record`] with the `sub` of the user concerned (empty when none) and parameters.
+pub async fn record_full(
+    store: &Store,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    subject: &str,
+    params: &serde_json::Value,
+    outcome: &Outcome,
+) -> Result<(), StoreError> {
     let actor_s = actor.to_string();
     tracing::event!(
         target: "portcullis::audit",
@@ -150,6 +275,12 @@ pub async fn record(
         target: target.to_string(),
         outcome: outcome.as_str().to_string(),
         reason: outcome.reason().to_string(),
+        subject: subject.to_string(),
+        params: if params.is_null() {
+            String::new()
+        } else {
+            params.to_string()
+        },
     };
     let r = store.insert_audit(&row).await;
     if let Err(e) = &r {
@@ -166,16 +297,49 @@ pub async fn list(store: &Store, since: Option<i64>, limit: i64) -> Result<Vec<E
         .list_audit(since_us, limit)
         .await?
         .into_iter()
-        .map(|r| Entry {
-            time: rfc3339_us(r.at_us),
-            at_us: r.at_us,
-            actor: r.actor,
-            action: r.action,
-            target: r.target,
-            outcome: r.outcome,
-            reason: r.reason,
-        })
+        .map(entry)
         .collect())
+}
+
+/// The newest `limit` entries about one user: by `sub`, or (rows from before `sub` was
+/// recorded, and admin actions) by user name.
+pub async fn of_user(
+    store: &Store,
+    sub: &str,
+    username: &str,
+    limit: i64,
+) -> Result<Vec<Entry>, StoreError> {
+    Ok(store
+        .audit_of(sub, username, limit)
+        .await?
+        .into_iter()
+        .map(entry)
+        .collect())
+}
+
+/// The newest `limit` entries whose target is `name` (or `name (group …)`), whoever they
+/// were about when recorded.
+pub async fn naming(store: &Store, name: &str, limit: i64) -> Result<Vec<Entry>, StoreError> {
+    Ok(store
+        .audit_named(name, false, limit)
+        .await?
+        .into_iter()
+        .map(entry)
+        .collect())
+}
+
+fn entry(r: AuditRow) -> Entry {
+    Entry {
+        time: rfc3339_us(r.at_us),
+        at_us: r.at_us,
+        actor: r.actor,
+        action: r.action,
+        target: r.target,
+        outcome: r.outcome,
+        reason: r.reason,
+        subject: r.subject,
+        params: serde_json::from_str(&r.params).unwrap_or(serde_json::Value::Null),
+    }
 }
 
 /// The Unix time a duration such as `24h` ago (for `--since`); `None` when `text` is not a
@@ -224,6 +388,21 @@ mod tests {
         for (us, want) in table {
             assert_eq!(rfc3339_us(us), want, "{us}");
         }
+    }
+
+    #[test]
+    fn cli_actor_is_an_account_name_and_reads_as_cli_name() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nann:x:1000:1000::/home/ann:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 1000).as_deref(), Some("ann"));
+        assert_eq!(passwd_name(passwd, 5), None);
+        assert_eq!(passwd_name("broken", 0), None);
+        assert_eq!(describe_actor("cli:root"), "cli (root)");
+        assert_eq!(describe_actor("cli:uid 7"), "cli (uid 7)");
+        assert_eq!(describe_actor("console:ann"), "console (ann)");
+        assert_eq!(describe_actor("user:bob"), "bob");
+        assert_eq!(describe_actor("api"), "api");
+        assert_eq!(describe_actor("anonymous"), "anonymous");
     }
 
     #[test]

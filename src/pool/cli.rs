@@ -378,7 +378,23 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                 .collect::<Vec<_>>()
                 .join("\n"),
             UsersCommand::Show { username } => {
-                serde_json::to_string_pretty(&admin.show(&username).await?).unwrap_or_default()
+                let mut v = admin.show(&username).await?;
+                let u = admin.find(&username).await?;
+                let (failures, left) = admin.lockout(&u).await?;
+                let last = admin.store.last_sign_in(&u.sub).await?;
+                let at = |secs: i64| audit::rfc3339_us(secs.saturating_mul(1_000_000));
+                // Times as people read them (UTC), beside the epoch seconds scripts read.
+                v["created"] = serde_json::json!(at(u.created_at));
+                v["updated"] = serde_json::json!(at(u.updated_at));
+                v["last_sign_in"] = serde_json::json!(last.map(at));
+                v["lockout"] = serde_json::json!({
+                    "failures": failures,
+                    "locked": left > 0,
+                    "locked_until": (left > 0).then(|| {
+                        audit::rfc3339_us(super::now_ms().saturating_add(left).saturating_mul(1_000))
+                    }),
+                });
+                serde_json::to_string_pretty(&v).unwrap_or_default()
             }
             UsersCommand::Delete { username } => {
                 admin.delete(&username).await?;
@@ -480,7 +496,7 @@ async fn execute(admin: &Admin<'_>, cmd: PoolCommand) -> Result<Output, AdminErr
                         format!(
                             "{}\t{}\t{}\t{}\t{outcome}",
                             p(&e.time),
-                            p(&e.actor),
+                            p(&audit::describe_actor(&e.actor)),
                             p(&e.action),
                             p(&e.target)
                         )

@@ -81,7 +81,7 @@ describe("admin console", () => {
     await page.waitForSelector(".notice");
     assert.match(await page.locator(".notice").innerText(), /Temporary password \(shown once\): \S+/);
     assert.match(await page.locator("main").innerText(), /\+819012345678/);
-    assert.match(await page.locator("main").innerText(), /FORCE_CHANGE_PASSWORD/);
+    assert.match(await page.locator("main").innerText(), /Must change password/);
     await shot(page, "console-04-created");
   });
 
@@ -118,8 +118,11 @@ describe("admin console", () => {
     assert.equal(await carol.locator("#x-forwarded-email").innerText(), "carol@example.com");
 
     await page.click('form[action$="/user/disable"] button');
+    // Disabling asks first.
+    await page.waitForSelector("#question");
+    await page.click("#confirm");
     await page.waitForURL(/notice=console_done_disabled/);
-    assert.match(await page.locator("main").innerText(), /DISABLED/);
+    assert.match(await page.locator("main").innerText(), /Disabled/);
     await shot(page, "console-07-disabled");
     // Her proxy session has ended with her pool sessions: the app sends her to sign in again.
     await carol.goto(pc.url("/app"));
@@ -134,7 +137,7 @@ describe("admin console", () => {
     await page.click('a[href$="/admin/audit"]');
     await page.waitForURL(/\/admin\/audit$/);
     const log = await page.locator("table.audit").innerText();
-    for (const action of ["create_user", "unlock_user", "disable_user"]) assert.match(log, new RegExp(`console:root\\s+${action}`));
+    for (const action of ["Created user", "Unlocked user", "Disabled user"]) assert.match(log, new RegExp(`console \\(root\\)\\s+${action}`));
     await shot(page, "console-08-audit");
   });
 

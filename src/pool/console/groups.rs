@@ -8,9 +8,7 @@ use crate::http::body::Body;
 use crate::pool::admin::AdminError;
 use crate::pool::pages::Page;
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
+use super::enc;
 
 /// `GET /admin/groups`.
 pub async fn list(c: &Console<'_>) -> Response<Body> {
@@ -34,7 +32,7 @@ async fn page(c: &Console<'_>, status: StatusCode, errors: Vec<String>) -> Respo
         .collect();
     let mut p = Page {
         errors,
-        notice: c.notice(),
+        notice: c.flash(),
         ..Page::default()
     };
     p.values
@@ -85,7 +83,7 @@ async fn group_page(
     };
     let p = Page {
         errors,
-        notice: c.notice(),
+        notice: c.flash(),
         ..Page::default()
     };
     c.render(
@@ -118,6 +116,16 @@ pub async fn act(c: &Console<'_>, action: &str) -> Response<Body> {
             .remove_from_group(user, group)
             .await
             .map(|_| "console_done_group_removed"),
+        "delete" if c.req.field("confirm") != "yes" => {
+            return super::confirm::ask(
+                c,
+                "/group/delete",
+                "console_confirm_delete_group",
+                &[("g", group)],
+                &[("g", group)],
+                &back,
+            );
+        }
         "delete" => ops
             .delete_group(group)
             .await

@@ -10,7 +10,10 @@
 //! token (a temporary password the console generated is shown once, to the admin who asked).
 
 mod audit_log;
+mod confirm;
+mod directory;
 mod groups;
+mod history;
 pub mod texts;
 mod users;
 
@@ -56,7 +59,32 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin_audit.html",
         include_str!("../templates/admin_audit.html"),
     ),
+    (
+        "admin_confirm.html",
+        include_str!("../templates/admin_confirm.html"),
+    ),
 ];
+
+/// A notice for the page after a redirect that a query code cannot carry (a generated
+/// temporary password): sealed, bound to the admin, alive [`FLASH_SECONDS`], shown once.
+pub const FLASH_COOKIE: &str = "portcullis_console_flash";
+const FLASH_SECONDS: i64 = 60;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Flash {
+    me: String,
+    exp: i64,
+    text: String,
+}
+
+/// A string of the console's own tables, if it has one (no fallback to another key).
+pub fn text(lang: super::i18n::Lang, key: &str) -> Option<&'static str> {
+    texts::get(lang, key)
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
 
 /// One console request, past the gate.
 pub struct Console<'a> {
@@ -93,6 +121,9 @@ impl<'a> Console<'a> {
             m.insert("me".into(), json!(self.me.username));
             m.insert("admin".into(), json!(self.url("")));
         }
+        if super::pages::cookie_value(self.req, FLASH_COOKIE).is_some() {
+            page.cookies.push(self.pool.cookie(FLASH_COOKIE, "", 0));
+        }
         page.data = data;
         self.pool
             .pages
@@ -105,6 +136,24 @@ impl<'a> Console<'a> {
         redirect(&format!("{}{sep}notice={notice}", self.url(path)), &[])
     }
 
+    /// After a POST: back to a console page with a notice that is not a fixed text (sealed
+    /// into [`FLASH_COOKIE`] for the next page only).
+    fn done_with(&self, path: &str, text: &str) -> Response<Body> {
+        let flash = Flash {
+            me: self.me.sub.clone(),
+            exp: super::now() + FLASH_SECONDS,
+            text: text.to_string(),
+        };
+        let json = serde_json::to_vec(&flash).unwrap_or_default();
+        let sealed = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(self.pool.sealer.seal(b"console-flash", &json))
+        };
+        let cookie = self.pool.cookie(FLASH_COOKIE, &sealed, FLASH_SECONDS);
+        redirect(&self.url(path), &[cookie])
+    }
+
     /// The notice named by `?notice=`, when it is one of ours.
     fn notice(&self) -> String {
         let key = self.req.param("notice");
@@ -112,6 +161,24 @@ impl<'a> Console<'a> {
             super::i18n::t(self.req.lang, key).to_string()
         } else {
             String::new()
+        }
+    }
+
+    /// The notice of this page: the sealed one a POST left for this admin, else `?notice=`.
+    fn flash(&self) -> String {
+        use base64::Engine;
+        let sealed = super::pages::cookie_value(self.req, FLASH_COOKIE)
+            .and_then(|v| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(v)
+                    .ok()
+            })
+            .and_then(|b| self.pool.sealer.open(b"console-flash", &b))
+            .and_then(|p| serde_json::from_slice::<Flash>(&p).ok())
+            .filter(|f| f.me == self.me.sub && f.exp >= super::now());
+        match sealed {
+            Some(f) => f.text,
+            None => self.notice(),
         }
     }
 
@@ -170,6 +237,7 @@ pub const ROUTES: &[crate::surface::Route] = {
         R::exact("GET", ""),
         R::exact("GET", "/"),
         R::exact("GET", "/users"),
+        R::exact("GET", "/users.csv"),
         R::exact("GET", "/users/new"),
         R::exact("POST", "/users/new"),
         R::exact("GET", "/user"),
@@ -215,7 +283,8 @@ pub async fn handle(pool: &Pool, ready: &Ready, req: &Req<'_>, sub: &str) -> Res
     let path = sub.strip_prefix("/admin").unwrap_or(sub);
     match path {
         "" | "/" if get => redirect(&c.url("/users"), &[]),
-        "/users" if get => users::list(&c).await,
+        "/users" if get => directory::list(&c).await,
+        "/users.csv" if get => directory::export(&c).await,
         "/users/new" if get => users::new_form(&c, StatusCode::OK, Vec::new()),
         "/users/new" if post => users::create(&c).await,
         "/user" if get => users::show(&c).await,

@@ -1,7 +1,8 @@
-//! Users in the console: list and search, a user's page (attributes, status, groups, linked
-//! providers, last sign-in, lockout with one-click unlock), create (temporary password or
-//! invitation code; every required attribute is always on the form; every problem at once;
-//! phone numbers as typed), edit attributes, and the one-click actions.
+//! A user in the console: their page (attributes, status, groups, linked providers, last
+//! sign-in, lockout with unlock while locked, TOTP and passkeys with reset / remove, their own
+//! event history), create (temporary password or invitation code; every required attribute is
+//! always on the form; every problem at once; phone numbers as typed), edit attributes, and
+//! the actions — destructive ones after a confirmation step, every one answered by a redirect.
 
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -16,13 +17,11 @@ use crate::pool::pages::signup::field_for;
 use crate::pool::pages::{Field, Page};
 use crate::pool::store::{User, UserStatus};
 
-const STATUSES: [UserStatus; 5] = [
-    UserStatus::Unconfirmed,
-    UserStatus::Confirmed,
-    UserStatus::ForceChangePassword,
-    UserStatus::ResetRequired,
-    UserStatus::Disabled,
-];
+use super::directory::status_label;
+use super::{confirm, enc, history};
+
+/// Entries of a user's own history shown on their page.
+const HISTORY: i64 = 50;
 
 /// Attributes offered on the forms: every required one (always), the sign-up ones, the
 /// common ones, then whatever else the user already has.
@@ -76,62 +75,10 @@ fn submitted(c: &Console<'_>, names: &[String]) -> Vec<(String, String)> {
     out
 }
 
-fn summary(c: &Console<'_>, u: &User) -> Value {
-    json!({
-        "href": c.url(&format!("/user?u={}", enc(&u.username))),
-        "username": u.username,
-        "email": u.email().unwrap_or(""),
-        "status": u.status.as_str(),
-        "groups": u.groups,
-    })
-}
-
-/// `GET /admin/users?q=&status=&group=`.
-pub async fn list(c: &Console<'_>) -> Response<Body> {
-    let ops = c.ops();
-    let (users, groups) = match (ops.list().await, ops.groups().await) {
-        (Ok(u), Ok(g)) => (u, g),
-        (Err(e), _) | (_, Err(e)) => return c.failed(e),
-    };
-    let q = c.req.param("q").trim().to_lowercase();
-    let status = c.req.param("status");
-    let group = c.req.param("group");
-    let rows: Vec<Value> = users
-        .iter()
-        .filter(|u| {
-            q.is_empty()
-                || u.username.contains(&q)
-                || u.email().is_some_and(|e| e.to_lowercase().contains(&q))
-        })
-        .filter(|u| status.is_empty() || u.status.as_str() == status)
-        .filter(|u| group.is_empty() || u.groups.iter().any(|g| g == group))
-        .map(|u| summary(c, u))
-        .collect();
-    let data = json!({
-        "users": rows,
-        "q": c.req.param("q"),
-        "status": status,
-        "group": group,
-        "statuses": STATUSES.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "groups": groups.iter().map(|(g, _)| g).collect::<Vec<_>>(),
-    });
-    let page = Page {
-        notice: c.notice(),
-        ..Page::default()
-    };
-    c.render(
-        StatusCode::OK,
-        "admin_users.html",
-        "console_users",
-        page,
-        data,
-    )
-}
-
 /// `GET /admin/user?u=NAME`.
 pub async fn show(c: &Console<'_>) -> Response<Body> {
     let page = Page {
-        notice: c.notice(),
+        notice: c.flash(),
         ..Page::default()
     };
     user_page(c, c.req.param("u"), StatusCode::OK, page).await
@@ -180,7 +127,10 @@ async fn user_page(c: &Console<'_>, name: &str, status: StatusCode, page: Page) 
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            json!({"name": k, "label": i18n::attribute_label(lang, k), "value": shown})
+            let label = super::text(lang, &format!("console_attr_{k}"))
+                .map(str::to_string)
+                .unwrap_or_else(|| i18n::attribute_label(lang, k));
+            json!({"name": k, "label": label, "value": shown})
         })
         .collect();
     let identities = user
@@ -188,11 +138,40 @@ async fn user_page(c: &Console<'_>, name: &str, status: StatusCode, page: Page) 
         .get("identities")
         .cloned()
         .unwrap_or(Value::Array(Vec::new()));
+    let totp = match c.ready.store.totp_secret(&user.sub).await {
+        Ok(s) => s.is_some(),
+        Err(e) => return c.failed(e.into()),
+    };
+    let codes_left = match c.ready.store.recovery_codes_left(&user.sub).await {
+        Ok(n) => n,
+        Err(e) => return c.failed(e.into()),
+    };
+    let passkeys: Vec<Value> = match c.ready.store.passkeys_of(&user.sub).await {
+        Ok(list) => list
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id,
+                    "name": p.name,
+                    "created": time(p.created_at),
+                    "last_used": if p.last_used_at > 0 { time(p.last_used_at) } else { t(lang, "console_never").to_string() },
+                })
+            })
+            .collect(),
+        Err(e) => return c.failed(e.into()),
+    };
+    let events: Vec<Value> =
+        match crate::pool::audit::of_user(&c.ready.store, &user.sub, &user.username, HISTORY).await
+        {
+            Ok(list) => list.iter().map(|e| history::row(lang, e)).collect(),
+            Err(e) => return c.failed(e.into()),
+        };
     let data = json!({
         "user": {
             "username": user.username,
             "sub": user.sub,
             "status": user.status.as_str(),
+            "status_label": status_label(lang, user.status.as_str()),
             "disabled": user.status == UserStatus::Disabled,
             "groups": user.groups,
             "created": time(user.created_at),
@@ -203,6 +182,12 @@ async fn user_page(c: &Console<'_>, name: &str, status: StatusCode, page: Page) 
         "attributes": attributes,
         "identities": identities,
         "lockout": {"text": lockout, "locked": left > 0, "failures": failures},
+        "mfa": {
+            "totp": totp,
+            "codes_left": i18n::fill(t(lang, "console_codes_left"), &[("n", &codes_left.to_string())]),
+            "passkeys": passkeys,
+        },
+        "events": events,
         "other_groups": all_groups
             .iter()
             .map(|(g, _)| g)
@@ -257,22 +242,23 @@ pub async fn create(c: &Console<'_>) -> Response<Body> {
     };
     tracing::info!(sub = %user.sub, by = %c.me.sub, request_id = c.req.rid, "pool.event" = "console_create", "user created in the admin console");
     let lang = c.req.lang;
-    let notice = if invitation {
+    let page = format!("/user?u={}", enc(&user.username));
+    // Post/Redirect/Get: a reload of the user's page never creates the user again.
+    if invitation {
         // The user chooses a password with the code sent now (as after a reset).
         if let Err(e) = ops.invite(&user.username).await {
             return c.failed(e);
         }
-        t(lang, "console_created_invited").to_string()
+        c.done(&page, "console_done_invited")
     } else if let Some(p) = generated {
-        i18n::fill(t(lang, "console_created_temporary"), &[("p", &p)])
+        // Shown once: sealed into a one-minute cookie for the next page only.
+        c.done_with(
+            &page,
+            &i18n::fill(t(lang, "console_created_temporary"), &[("p", &p)]),
+        )
     } else {
-        t(lang, "console_created_with_password").to_string()
-    };
-    let page = Page {
-        notice,
-        ..Page::default()
-    };
-    user_page(c, &user.username, StatusCode::CREATED, page).await
+        c.done(&page, "console_done_created")
+    }
 }
 
 /// `GET /admin/user/edit?u=NAME`.
@@ -347,17 +333,65 @@ pub async fn edit(c: &Console<'_>) -> Response<Body> {
     }
 }
 
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+/// Actions that change a user beyond undoing with one click: asked first (see `confirm`).
+fn question(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "delete" => "console_confirm_delete",
+        "disable" => "console_confirm_disable",
+        "sign-out" => "console_confirm_sign_out",
+        "reset-password" => "console_confirm_reset_password",
+        "reset-mfa" => "console_confirm_reset_mfa",
+        "remove-passkey" => "console_confirm_remove_passkey",
+        _ => return None,
+    })
 }
 
-/// `POST /admin/user/{unlock|disable|enable|reset-password|sign-out|delete|add-group|remove-group}`
-/// with `u` (and `group`, `confirm`).
+/// `POST /admin/user/{unlock|disable|enable|reset-password|sign-out|delete|add-group|
+/// remove-group|reset-mfa|remove-passkey}` with `u` (and `group`, `id`, `confirm`).
 pub async fn act(c: &Console<'_>, action: &str) -> Response<Body> {
     let ops = c.ops();
     let name = c.req.field("u");
     let group = c.req.field("group").trim();
+    let id = c.req.field("id");
     let back = format!("/user?u={}", enc(&crate::pool::username::canonical(name)));
+    let confirmed = c.req.field("confirm") == "yes";
+    if let Some(q) = question(action)
+        && !confirmed
+    {
+        let label = c
+            .ready
+            .store
+            .passkeys_of(&ops.find(name).await.map(|u| u.sub).unwrap_or_default())
+            .await
+            .ok()
+            .and_then(|l| l.into_iter().find(|p| p.id == id))
+            .map(|p| p.name)
+            .unwrap_or_else(|| id.to_string());
+        return confirm::ask(
+            c,
+            &format!("/user/{action}"),
+            q,
+            &[("u", name), ("passkey", &label)],
+            &[("u", name), ("id", id)],
+            &back,
+        );
+    }
+    if action == "add-group" && !confirmed && !group.is_empty() {
+        match ops.groups().await {
+            Ok(all) if !all.iter().any(|(g, _)| g == group) => {
+                return confirm::ask(
+                    c,
+                    "/user/add-group",
+                    "console_confirm_new_group",
+                    &[("u", name), ("group", group)],
+                    &[("u", name), ("group", group)],
+                    &back,
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return c.failed(e),
+        }
+    }
     let result = match action {
         "unlock" => ops.unlock(name).await.map(|was| {
             if was {
@@ -378,9 +412,11 @@ pub async fn act(c: &Console<'_>, action: &str) -> Response<Body> {
             .remove_from_group(name, group)
             .await
             .map(|_| "console_done_group_removed"),
-        "delete" if c.req.field("confirm") != "yes" => Err(AdminError::Invalid(vec![
-            t(c.req.lang, "console_confirm_needed").to_string(),
-        ])),
+        "reset-mfa" => ops.mfa_reset(name).await.map(|_| "console_done_mfa_reset"),
+        "remove-passkey" => ops
+            .remove_passkey(name, id)
+            .await
+            .map(|_| "console_done_passkey_removed"),
         "delete" => ops.delete(name).await.map(|_| "console_done_deleted"),
         _ => return crate::error::RequestError::NotFound.render(c.req.rid, false),
     };

@@ -261,6 +261,13 @@ pub async fn sign_in(
                     return unavailable(pool, req, &e, cookies);
                 }
                 tracing::info!(provider = %id.provider, sub = %user.sub, request_id = req.rid, "pool.event" = "federation_linked", "provider user linked to an existing user by verified email");
+                crate::pool::audit::by_user_with(
+                    store,
+                    &user,
+                    "federation_link",
+                    serde_json::json!({"provider": id.provider}),
+                )
+                .await;
                 return existing(pool, ready, req, &id, user, areq, req_raw, cookies).await;
             }
             Ok(_) => {}
@@ -548,6 +555,14 @@ async fn create(
         return unavailable(pool, req, &e, cookies);
     }
     tracing::info!(provider = %id.provider, sub = %sub, request_id = req.rid, "pool.event" = "federation_user_created", "federated user created");
+    crate::pool::audit::by_user_named(
+        store,
+        &new.username,
+        &sub,
+        "federated_sign_up",
+        serde_json::json!({"provider": id.provider}),
+    )
+    .await;
     finish(
         pool,
         ready,

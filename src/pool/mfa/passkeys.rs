@@ -285,6 +285,7 @@ pub async fn add(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
         Err(e) => return unavailable(pool, req, &e),
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "passkey_added", "passkey added");
+    crate::pool::audit::by_user(store, &user, "passkey_add").await;
     redirect(
         &format!("{}/passkeys?notice=passkey_added", pool.base),
         &[pool.cookie(CHALLENGE_COOKIE, "", 0)],
@@ -302,6 +303,7 @@ pub async fn remove(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     match ready.store.remove_passkey(&user.sub, req.field("id")).await {
         Ok(_) => {
             tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "passkey_removed", "passkey removed");
+            crate::pool::audit::by_user(&ready.store, &user, "passkey_remove").await;
             redirect(
                 &format!("{}/passkeys?notice=passkey_removed", pool.base),
                 &[],

@@ -372,7 +372,14 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
             failures,
             "sign-in failed"
         );
-        if let Some(s) = locked_after(&user_held, policy.max_attempts, &policy) {
+        let lock = locked_after(&user_held, policy.max_attempts, &policy);
+        // Recorded for any name, known or not: the same write either way.
+        let (name, sub) = user.as_ref().map_or((canonical.as_str(), ""), |u| {
+            (u.username.as_str(), u.sub.as_str())
+        });
+        crate::pool::audit::sign_in_failed(store, name, sub, failures, lock.is_some(), req.ip)
+            .await;
+        if let Some(s) = lock {
             return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, locked(req, s));
         }
         return error_page(

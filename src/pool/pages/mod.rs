@@ -721,6 +721,13 @@ impl Pool {
             .clear_attempts(&login::user_key(&user.username))
             .await;
         tracing::info!(request_id = req.rid, sub = %user.sub, amr = %amr.join(" "), "pool.event" = "sign_in", "user signed in");
+        crate::pool::audit::by_user_with(
+            &ready.store,
+            user,
+            "sign_in",
+            serde_json::json!({"amr": amr}),
+        )
+        .await;
         Ok((self.cookie(SESSION_COOKIE, &id, max_age), t))
     }
 

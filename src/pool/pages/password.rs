@@ -234,6 +234,7 @@ pub async fn reset(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> 
         return unavailable(pool, req, &e);
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "password_reset", "password reset with a code");
+    crate::pool::audit::by_user(&ready.store, &user, "forgot_password").await;
     // Asked by an administrator (an invitation, or an admin reset): the password is "set".
     let done = if user.status == UserStatus::ResetRequired {
         "password_set"
@@ -328,6 +329,7 @@ pub async fn change(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
         .set_password(&user.sub, &hash, UserStatus::Confirmed, now())
         .await?;
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "password_changed", "password changed");
+    crate::pool::audit::by_user(&ready.store, &user, "change_password").await;
     if !challenge.is_empty() {
         let areq = pool.open_request(req).ok().flatten();
         let mut u = user;

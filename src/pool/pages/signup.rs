@@ -336,6 +336,14 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         Err(e) => return super::password::unavailable(pool, req, &e),
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "sign_up", "user signed up");
+    crate::pool::audit::by_user_named(
+        &ready.store,
+        &user.username,
+        &user.sub,
+        "sign_up",
+        serde_json::Value::Null,
+    )
+    .await;
     let mut notice = "";
     match ready.store.user_by_sub(&user.sub).await {
         Ok(Some(u)) => {
@@ -493,6 +501,7 @@ pub async fn confirm(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body
         );
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "confirmed", "user confirmed");
+    crate::pool::audit::by_user(&ready.store, &user, "confirm_sign_up").await;
     // In the browser that signed up (it knows the password; the code proves the address),
     // the confirmed user is signed in and goes on to the app, through any second factor
     // the pool asks for. Anywhere else (a code typed on another device): sign in first.

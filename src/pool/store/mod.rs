@@ -7,6 +7,7 @@
 mod account;
 mod audit;
 mod console;
+mod directory;
 mod federation;
 mod keys;
 mod mfa;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use account::SessionRow;
 pub use audit::AuditRow;
+pub use directory::{Filter, Listed, Position, Sort};
 pub use keys::KeyRow;
 pub use mfa::Passkey;
 pub use security::{CodeCheck, Reservation, Reserve};
@@ -204,6 +206,9 @@ impl Store {
         if result.is_ok() {
             result = users::migrate_v2(&mut conn).await;
         }
+        if result.is_ok() {
+            result = directory::migrate_v3(&mut conn).await;
+        }
         if self.backend == Backend::Postgres {
             conn.execute("SELECT pg_advisory_unlock(7305)").await?;
         }
@@ -232,6 +237,18 @@ impl Store {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.db).await.is_ok()
     }
+}
+
+/// The schema version recorded in `pool_meta` (0 when none is).
+async fn schema_version(conn: &mut sqlx::AnyConnection) -> Result<u32, StoreError> {
+    use sqlx::Row;
+    let version: Option<String> =
+        sqlx::query("SELECT value FROM pool_meta WHERE name = 'schema_version'")
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get("value"))
+            .transpose()?;
+    Ok(version.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0))
 }
 
 /// SHA-256 hex of a secret value, for storage and lookup.

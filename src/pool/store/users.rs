@@ -113,13 +113,7 @@ fn email_conflict(e: sqlx::Error) -> StoreError {
 /// newer's becomes unverified (logged), so the unique index can be built.
 pub(super) async fn migrate_v2(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
     use sqlx::Connection;
-    let version: Option<String> =
-        sqlx::query("SELECT value FROM pool_meta WHERE name = 'schema_version'")
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|r| r.try_get("value"))
-            .transpose()?;
-    if version.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0) >= 2 {
+    if super::schema_version(&mut *conn).await? >= 2 {
         return Ok(());
     }
     let mut tx = conn.begin().await?;
@@ -168,7 +162,7 @@ pub(super) async fn migrate_v2(conn: &mut sqlx::AnyConnection) -> Result<(), Sto
     Ok(())
 }
 
-fn user_from(row: &AnyRow) -> Result<User, StoreError> {
+pub(super) fn user_from(row: &AnyRow) -> Result<User, StoreError> {
     let status: String = row.try_get("status")?;
     let attrs: String = row.try_get("attributes")?;
     let attributes = match serde_json::from_str::<Value>(&attrs) {
@@ -231,7 +225,8 @@ pub(super) async fn insert_user(
     Ok(())
 }
 
-const COLUMNS: &str = "sub, username, status, password_hash, attributes, created_at, updated_at";
+pub(super) const COLUMNS: &str =
+    "sub, username, status, password_hash, attributes, created_at, updated_at";
 
 impl Store {
     pub async fn create_user(&self, u: &NewUser, now: i64) -> Result<(), StoreError> {
