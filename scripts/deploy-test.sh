@@ -170,10 +170,10 @@ fi
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
   skip "podman/runc/debootstrap missing and not root: no image built, run or sidecar pod"
 elif ! is_root; then
-  skip "not root: rootful podman is what was checked here (CONTAINERS.md); no image built, run or sidecar pod"
+  skip "not root: rootful podman is what was checked here; no image built, run or sidecar pod"
 else
-  # Debian's defaults fail here (crun and hybrid cgroups; RLIMIT_NOFILE refused): see
-  # ../shared/CONTAINERS.md.
+  # Debian's defaults fail on a machine like this one (crun with hybrid cgroups; a refused
+  # RLIMIT_NOFILE): runc, no default ulimits, cgroupfs, host networking.
   cat > "$WORK/containers.conf" <<'CONF'
 [containers]
 default_ulimits = []

@@ -151,7 +151,7 @@ pub struct App {
     /// Each route's upstream as a span names it (scheme and authority; no credentials).
     upstream_targets: Vec<Option<String>>,
     request_ids: RequestIds,
-    /// The built-in user pool (SPEC §7), when configured.
+    /// The built-in user pool (docs/src/pool/index.md), when configured.
     pub pool: Option<Arc<crate::pool::Pool>>,
 }
 
@@ -361,7 +361,11 @@ impl App {
             signer,
             metrics.clone(),
         );
-        let upstream_targets = cfg.routes.iter().map(|r| upstream_target(&cfg, r)).collect();
+        let upstream_targets = cfg
+            .routes
+            .iter()
+            .map(|r| upstream_target(&cfg, r))
+            .collect();
         Ok(App {
             cfg,
             shared,

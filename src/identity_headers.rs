@@ -1,4 +1,4 @@
-//! Identity headers sent upstream (SPEC §5). Owns three things:
+//! Identity headers sent upstream (docs/src/proxy/identity-headers.md). Owns three things:
 //! - [`strip`]: removes every client-sent copy of an identity header on every request, matching
 //!   case-insensitively with `_` and `.` read as `-` (some upstream stacks fold them together,
 //!   which lets `X_Amzn_Oidc_Identity` smuggle an identity past a naive filter);
@@ -20,7 +20,7 @@ use crate::http::headers::*;
 use crate::session::Session;
 use crate::signing::SigningKey;
 
-/// Lifetime of a signed `x-amzn-oidc-data` value (SPEC: at most 10 minutes).
+/// Lifetime of a signed `x-amzn-oidc-data` value (at most 10 minutes, as ALB does).
 pub const DATA_TTL_SECS: i64 = 600;
 /// A cached value is replaced this long before its `exp`, so upstreams never get a stale one.
 const DATA_RENEW_SECS: i64 = 60;
@@ -39,7 +39,7 @@ const PROTOCOL_CLAIMS: &[&str] = &[
     "jti",
     "sid",
     "acr",
-    // `amr` is kept: upstreams see how the user signed in (SPEC §7.1, RFC 8176).
+    // `amr` is kept: upstreams see how the user signed in (docs/src/pool/mfa.md, RFC 8176).
     "nbf",
 ];
 

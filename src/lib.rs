@@ -23,7 +23,7 @@ pub mod surface;
 pub mod trace;
 pub mod worker;
 
-/// Exit code for an invalid configuration (EX_USAGE … EX_DATAERR family; SPEC says 64).
+/// Exit code for an invalid configuration (EX_USAGE … EX_DATAERR family: 64, as the configuration reference says).
 pub const EXIT_CONFIG: u8 = 64;
 
 /// Installs the ring crypto provider for rustls once per process.

@@ -1,4 +1,4 @@
-//! The running configuration (SPEC §13): the [`App`] built from it sits behind a handle that
+//! The running configuration (docs/src/operating/reload.md): the [`App`] built from it sits behind a handle that
 //! a reload swaps, and is read per request — a connection opened before a reload serves the
 //! next request with the new rules, and in-flight requests finish with the rules they started
 //! with. `SIGHUP` reloads the file: a file that fails validation is rejected with every

@@ -44,7 +44,7 @@ async fn admin_api_manages_users(backend: Backend) {
         )
         .await
         .0,
-        // SPEC §6: no token 401, a wrong one 403.
+        // docs/src/reference/configuration.md: no token 401, a wrong one 403.
         403
     );
 

@@ -1,4 +1,4 @@
-//! The audit log (SPEC §7.3): every admin action from the CLI and the admin JSON API is
+//! The audit log (docs/src/pool/administration.md): every admin action from the CLI and the admin JSON API is
 //! recorded with its actor and outcome, shown by `portcullis pool audit [--since] [--json]` and
 //! `GET /pool/audit`, emitted as a structured log event — and never holds a password.
 

@@ -1,4 +1,4 @@
-//! The pool as an OpenID Provider with Back-Channel Logout 1.0 (SPEC §11): ID tokens carry the
+//! The pool as an OpenID Provider with Back-Channel Logout 1.0 (docs/src/proxy/backchannel-logout.md): ID tokens carry the
 //! pool session's `sid`; discovery advertises it; when a pool session ends — hosted sign-out,
 //! `pool users sign-out`, `disable`, `reset-password`, `delete` — every `[[pool.clients]]` with a
 //! `backchannel_logout_uri` that got tokens for the user receives a logout token, verified

@@ -1,4 +1,4 @@
-//! The admin console (SPEC §7.3) through the real binary: only members of `pool.admin_group`
+//! The admin console (docs/src/pool/administration.md) through the real binary: only members of `pool.admin_group`
 //! signed in through the pool get in (others 403, strangers to sign-in and back); every form
 //! needs its CSRF token; creating a user reports every missing or invalid attribute at once and
 //! takes phone numbers as typed; the lockout is visible and one click clears it; disable ends

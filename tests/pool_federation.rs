@@ -1,4 +1,4 @@
-//! Federation inside the pool (SPEC §7.2) against the real `oidc-provider` test IdP (tests/idp)
+//! Federation inside the pool (docs/src/pool/federation.md) against the real `oidc-provider` test IdP (tests/idp)
 //! as the pool's upstream provider: "Continue with …" → IdP login → back in the pool → the
 //! proxied app sees the federated user `{name}_{sub}` with its `identities`; required
 //! attributes the IdP did not give are asked for on one page; `link_by_email` links only a

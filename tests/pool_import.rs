@@ -1,4 +1,4 @@
-//! Moving users in and out (SPEC §7.4) through the real binary: a Cognito CSV whose password
+//! Moving users in and out (docs/src/pool/import-export.md) through the real binary: a Cognito CSV whose password
 //! hashes were made by independent implementations (Python's passlib, argon2-cffi, bcrypt),
 //! then sign-ins with those passwords through the hosted pages (and the re-hash to Argon2id);
 //! a file with problems in several rows (every one reported, nothing imported); `--skip-invalid`;

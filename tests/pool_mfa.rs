@@ -1,4 +1,4 @@
-//! Multi-factor sign-in through the real binary (SPEC §7.1): enrol TOTP after signing in, sign
+//! Multi-factor sign-in through the real binary (docs/src/pool/mfa.md): enrol TOTP after signing in, sign
 //! out, sign in with password + code; a used code, an older step and a used recovery code are
 //! refused; `pool.mfa = "required"` forces set-up right after the password; wrong codes feed
 //! the sign-in lockout, which the admin unlock lifts; `mfa-reset` removes the factor; the ID

@@ -1,4 +1,4 @@
-//! Lazy migration (`pool.migration`, SPEC §7.4) against a small local HTTP service standing in
+//! Lazy migration (`pool.migration`, docs/src/pool/import-export.md) against a small local HTTP service standing in
 //! for the old system: it accepts (the user is created and signed in, later sign-ins are local),
 //! refuses, answers garbage, vouches for unacceptable attributes, or hangs past the timeout —
 //! each of those an ordinary failed sign-in; the password never reaches the log.

@@ -1,4 +1,4 @@
-//! The request-path normaliser (src/http/normalize.rs, SPEC §3). Properties, for any text:
+//! The request-path normaliser (src/http/normalize.rs, docs/src/reference/http-paths.md). Properties, for any text:
 //! - a normalised path is final: normalising it again changes nothing (the fast "already
 //!   normal" check and the slow path agree);
 //! - a path reported normal, or produced, is absolute, has no empty segment, no dot segment

@@ -1,4 +1,4 @@
-//! Per-route authorization (SPEC §1.4): every configured list must pass. Emails and domains
+//! Per-route authorization (docs/src/proxy/routes.md): every configured list must pass. Emails and domains
 //! count only for a well-formed address whose `email_verified` is not false (an IdP that lets
 //! users type any address must not grant a domain); group names are exact and case-sensitive.
 //! A failure names what was required, never the user's own claims.

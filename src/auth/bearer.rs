@@ -1,4 +1,4 @@
-//! Bearer access tokens on `accept_bearer` routes (SPEC §12, RFC 6750). A request that carries
+//! Bearer access tokens on `accept_bearer` routes (docs/src/proxy/bearer-tokens.md, RFC 6750). A request that carries
 //! `Authorization: Bearer <JWT>` on such a route is decided by the token alone: the signature
 //! against the JWKS of the route's provider whose issuer the token names (asymmetric algorithms
 //! only, through [`OidcProvider::verify_jwt`]), `exp`/`nbf` with 60 s of leeway, `aud` one of
@@ -37,7 +37,7 @@ use crate::session::principal::Principal;
 use crate::session::revocation::Credential;
 use crate::worker::PerWorker;
 
-/// Clock skew tolerated on `exp` and `nbf` (SPEC §12).
+/// Clock skew tolerated on `exp` and `nbf` (docs/src/proxy/bearer-tokens.md).
 pub const LEEWAY_SECS: i64 = 60;
 /// Verified tokens kept in memory, over all workers.
 const CACHE_CAPACITY: usize = 16_384;

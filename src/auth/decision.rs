@@ -128,7 +128,7 @@ impl Auth {
         via: Via,
     ) -> Decision {
         // A bearer request on an `accept_bearer` route is decided by its token alone: no
-        // session is read, no cookie set, nothing redirected (SPEC §12).
+        // session is read, no cookie set, nothing redirected (docs/src/proxy/bearer-tokens.md).
         if let Some(rule) = &route.bearer
             && let Some(token) = bearer::token_of(headers)
         {

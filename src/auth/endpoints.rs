@@ -1,4 +1,4 @@
-//! Reserved paths under `/oauth2/` (SPEC §3), answered by Portcullis itself: callback, start,
+//! Reserved paths under `/oauth2/` (docs/src/reference/http-paths.md), answered by Portcullis itself: callback, start,
 //! sign-out, userinfo, forward-auth, and the header-signing keys. The built-in pool's paths are
 //! handed to the pool.
 

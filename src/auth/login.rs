@@ -49,7 +49,7 @@ pub fn start_url(rd: &str, provider: Option<&str>) -> String {
 /// `location` as a valid URI reference (RFC 3986 §4.1): every byte that may not appear in one
 /// (space, `"`, `<`, `>`, `\\`, `^`, `` ` ``, `{`, `|`, `}`, controls, non-ASCII) is
 /// percent-encoded; existing escapes are kept. A client-supplied `rd=/"><script>` thus comes
-/// back as `/%22%3E%3Cscript%3E` (SPEC §3; issue 9, item 5).
+/// back as `/%22%3E%3Cscript%3E` (docs/src/reference/http-paths.md; issue 9, item 5).
 pub fn uri_reference(location: &str) -> std::borrow::Cow<'_, str> {
     fn allowed(b: u8) -> bool {
         b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b)

@@ -381,7 +381,7 @@ impl OidcProvider {
             if signature_checked {
                 tracing::debug!(provider = %self.cfg.name, "ID token signature verified with ring");
             }
-            // SPEC §2: an `iat` more than 60 s ahead is refused (openidconnect accepts any).
+            // docs/src/proxy/providers.md: an `iat` more than 60 s ahead is refused (openidconnect accepts any).
             let mut verifier = d
                 .client
                 .id_token_verifier()
@@ -523,7 +523,7 @@ impl OidcProvider {
     }
 }
 
-/// Largest clock skew tolerated for an ID token's `iat` (SPEC §2).
+/// Largest clock skew tolerated for an ID token's `iat` (docs/src/proxy/providers.md).
 const IAT_LEEWAY_SECS: i64 = 60;
 
 fn iat_not_in_future(iat: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
@@ -556,7 +556,7 @@ mod tests {
     use super::*;
 
     /// Regression (issue 9, item 5): an ID token with `iat` one day in the future was
-    /// accepted; SPEC §2 allows at most 60 s of skew.
+    /// accepted; docs/src/proxy/providers.md allows at most 60 s of skew.
     #[test]
     fn iat_a_day_ahead_is_refused_and_small_skew_is_not() {
         let at = |secs: i64| {

@@ -131,7 +131,7 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Request worker threads (one single-threaded runtime each); default: one per CPU.
     pub workers: usize,
-    /// Forward `%2F` / `%5C` in paths instead of answering 400 (SPEC §3; unsafe when the
+    /// Forward `%2F` / `%5C` in paths instead of answering 400 (docs/src/reference/http-paths.md; unsafe when the
     /// upstream decodes them).
     pub insecure_allow_encoded_slashes: bool,
     /// Bearer token for the admin JSON APIs (`/sessions/…`, `/pool/…`).
@@ -261,7 +261,7 @@ pub struct RouteConfig {
     /// Indexes into [`Config::providers`]; more than one shows a chooser page.
     pub providers: Vec<usize>,
     pub authorization: Authorization,
-    /// `accept_bearer = true`: `Authorization: Bearer` access tokens (SPEC §12).
+    /// `accept_bearer = true`: `Authorization: Bearer` access tokens (docs/src/proxy/bearer-tokens.md).
     pub bearer: Option<BearerRule>,
 }
 
@@ -314,7 +314,7 @@ impl Config {
         self.public_url.scheme() == "https"
     }
 
-    /// How paths with `%2F` / `%5C` are treated (SPEC §3).
+    /// How paths with `%2F` / `%5C` are treated (docs/src/reference/http-paths.md).
     pub fn encoded_slashes(&self) -> crate::http::normalize::EncodedSlashes {
         if self.server.insecure_allow_encoded_slashes {
             crate::http::normalize::EncodedSlashes::InsecureKeep

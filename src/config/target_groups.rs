@@ -514,7 +514,9 @@ target_group = "app"
         assert_eq!(g.stickiness, None);
         assert_eq!(g.deregistration_delay, Duration::from_secs(300));
         match &c.routes[0].action {
-            crate::config::Action::Forward(Upstream::Groups(f)) => assert_eq!(f.groups, vec![(0, 1)]),
+            crate::config::Action::Forward(Upstream::Groups(f)) => {
+                assert_eq!(f.groups, vec![(0, 1)])
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -334,7 +334,7 @@ fn build(table: &toml::Table, path: &Path, p: &mut Problems) -> Option<Config> {
     })
 }
 
-/// The built-in pool is reached over OIDC like any provider (SPEC §2).
+/// The built-in pool is reached over OIDC like any provider (docs/src/proxy/providers.md).
 fn pool_provider(public_url: &Url) -> ProviderConfig {
     let issuer = format!(
         "{}{}",
@@ -1115,7 +1115,7 @@ fn default_route_name(c: &crate::config::Conditions) -> String {
     )
 }
 
-/// `accept_bearer`, `bearer_audience`, `allow_scopes` (SPEC §12): the audience is required with
+/// `accept_bearer`, `bearer_audience`, `allow_scopes` (docs/src/proxy/bearer-tokens.md): the audience is required with
 /// `accept_bearer`, and neither list means anything without it.
 fn bearer_rule(
     accept: Option<bool>,

@@ -1,5 +1,5 @@
 //! Is this request a browser navigation (gets redirects and HTML) or a script (gets 401 JSON)?
-//! SPEC §1.3: XHR marker, `Sec-Fetch-Mode` other than `navigate`, or an `Accept` that allows
+//! docs/src/proxy/routes.md: XHR marker, `Sec-Fetch-Mode` other than `navigate`, or an `Accept` that allows
 //! neither `text/html` nor `*/*`.
 
 use http::{HeaderMap, header};

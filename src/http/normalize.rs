@@ -1,4 +1,4 @@
-//! Request-path normalisation (SPEC §3): the path a route is matched against is exactly the
+//! Request-path normalisation (docs/src/reference/http-paths.md): the path a route is matched against is exactly the
 //! path the upstream receives, so the two can never disagree (path-confusion attacks such as
 //! `/public/../admin`, `/%61dmin`, `//admin`, Tomcat's `..;/`).
 //!

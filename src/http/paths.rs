@@ -1,4 +1,4 @@
-//! Every reserved path Portcullis answers itself, declared once (SPEC §3).
+//! Every reserved path Portcullis answers itself, declared once (docs/src/reference/http-paths.md).
 
 pub const RESERVED_PREFIX: &str = "/oauth2/";
 pub const CALLBACK: &str = "/oauth2/idpresponse";

@@ -581,7 +581,7 @@ impl Admin<'_> {
     }
 }
 
-/// Second factors (SPEC §7.1): what `users show` reports, `mfa-reset`, and passkeys.
+/// Second factors (docs/src/pool/mfa.md): what `users show` reports, `mfa-reset`, and passkeys.
 impl Admin<'_> {
     /// The user's factors: `{"totp": bool, "recovery_codes_left": n, "passkeys": [...]}`.
     pub async fn factors(&self, u: &User) -> Result<Value, AdminError> {

@@ -1,4 +1,4 @@
-//! Whether the pool's database answers (SPEC §8: PostgreSQL down → pool pages 503 with a plain
+//! Whether the pool's database answers (docs/src/deploying/scale-out.md: PostgreSQL down → pool pages 503 with a plain
 //! "try again" page, no hang, recovery without a restart). Every pool request first checks
 //! with one `SELECT 1` bounded by [`PING_TIMEOUT`]; a failure is remembered for [`RETRY_AFTER`],
 //! during which pool requests get their 503 at once instead of each waiting on a dead server.

@@ -1,4 +1,4 @@
-//! Progressive lockout arithmetic (SPEC §7): after `max_attempts` failures the key is locked for
+//! Progressive lockout arithmetic (docs/src/pool/index.md): after `max_attempts` failures the key is locked for
 //! `initial`, doubling with each further failure up to `max`; a key quiet for `reset_after`
 //! starts again from zero. Pure functions over millisecond timestamps, so the rules are tested
 //! without a clock; the counters themselves live in the database (`store::attempts`) so every

@@ -1,4 +1,4 @@
-//! Lazy migration from an old system (`pool.migration`, SPEC §7.4; Cognito's "migrate user"
+//! Lazy migration from an old system (`pool.migration`, docs/src/pool/import-export.md; Cognito's "migrate user"
 //! trigger without Lambda): when a sign-in names a user the pool does not have, the pool POSTs
 //! `{"username", "password"}` to the hook with `Authorization: Bearer {secret}`. A 200 answer
 //! `{"attributes": {...}}` creates the user, CONFIRMED, with that password hashed by the pool

@@ -1,4 +1,4 @@
-//! The built-in user pool (SPEC §7): a Cognito-style OpenID Provider served at
+//! The built-in user pool (docs/src/pool/index.md): a Cognito-style OpenID Provider served at
 //! `{public_url}/oauth2/pool`, with hosted sign-in pages, users in SQLite or PostgreSQL, and an
 //! admin CLI/API. The proxy reaches it over real HTTP/OIDC like any other provider; nothing in
 //! the relying party trusts the pool by any other path.

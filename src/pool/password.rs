@@ -2,7 +2,7 @@
 //! runs on the blocking pool; a fixed dummy hash is verified for unknown users so a failed
 //! sign-in costs the same whether or not the user exists.
 //!
-//! Imported users (SPEC §7.4) may carry a hash made elsewhere, in PHC string form: Argon2
+//! Imported users (docs/src/pool/import-export.md) may carry a hash made elsewhere, in PHC string form: Argon2
 //! (`$argon2id$`, also `$argon2i$`/`$argon2d$`), bcrypt (`$2b$`, `$2a$`, `$2y$`), scrypt
 //! (`$scrypt$`, passlib's and RustCrypto's form) and PBKDF2 (`$pbkdf2-sha256$`, also `-sha512`
 //! and `-sha1`, in passlib's form `$pbkdf2-sha256$ROUNDS$SALT$HASH` with its "adapted base64",

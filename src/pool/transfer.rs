@@ -1,4 +1,4 @@
-//! Moving users in and out (SPEC §7.4): Cognito's user-import CSV, read and written.
+//! Moving users in and out (docs/src/pool/import-export.md): Cognito's user-import CSV, read and written.
 //!
 //! The header row names the columns: Cognito's (`cognito:username`, the standard attributes,
 //! `email_verified`, `phone_number_verified`, `cognito:mfa_enabled`, `updated_at`), `custom:*`

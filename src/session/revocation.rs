@@ -1,4 +1,4 @@
-//! Revoked sessions (SPEC §4 "Revocation, with either store"): a session signed out, every
+//! Revoked sessions (docs/src/proxy/sessions.md "Revocation, with either store"): a session signed out, every
 //! session of a user, or every session made from one IdP session (back-channel logout).
 //!
 //! The list lives in memory and is checked on the request path without any I/O: a session is
@@ -13,7 +13,7 @@
 //! Entries expire with the sessions they can affect (a session's own expiry, or the longest
 //! session life for a user-wide revocation), so the list stays small.
 
-//! Revoked sessions and credentials (SPEC §4 "Revocation, with either store"; security
+//! Revoked sessions and credentials (docs/src/proxy/sessions.md "Revocation, with either store"; security
 //! invariant "revocation covers every credential"): a session signed out, every session and
 //! bearer token of a user, or every session and bearer token made from one IdP session
 //! (back-channel logout).

@@ -1,4 +1,4 @@
-//! Bearer tokens for APIs (SPEC §12), end to end: the real binary in front of an echo upstream,
+//! Bearer tokens for APIs (docs/src/proxy/bearer-tokens.md), end to end: the real binary in front of an echo upstream,
 //! tokens from the real `oidc-provider` (its own JWT access tokens through the
 //! client_credentials grant with a resource indicator, and tokens it signs with exactly the
 //! claims a case needs through its `/__test/sign` control), and tokens from the built-in pool's

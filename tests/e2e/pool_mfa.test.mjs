@@ -1,4 +1,4 @@
-// Multi-factor sign-in in real headless Chromium (SPEC §7.1): enrol TOTP from the page reachable
+// Multi-factor sign-in in real headless Chromium (docs/src/pool/mfa.md): enrol TOTP from the page reachable
 // after sign-in (the secret is read from the page, codes are computed here with node's crypto),
 // sign out, sign in with password + code; a recovery code once, then refused; `required`
 // forces set-up right after the password; wrong codes lock the account; and a route with

@@ -1,7 +1,7 @@
 //! Regression for the audit's authorization bypass (issue 9, item 1): with `/public/` allowed
 //! and `/` denied, `GET /public/..%2Fadmin/panel` reached the admin file, because Portcullis
 //! matched `..%2Fadmin` as one segment under `/public/` while the upstream decoded `%2F`,
-//! resolved `..` and served `/admin/panel`. SPEC §3 now says: 400 by default. Checked against
+//! resolved `..` and served `/admin/panel`. docs/src/reference/http-paths.md now says: 400 by default. Checked against
 //! upstreams that really decode (Python's `http.server`, nginx serving a directory), inline
 //! and behind nginx `auth_request`, anonymous and signed in without the required group.
 

@@ -68,7 +68,7 @@ async fn malformed_chunked_request_body_gets_400_not_502() {
     assert_eq!(status, 400, "{text}");
 }
 
-/// Item 5: `rd=/"><script>` came back unencoded in `Location` (SPEC §3).
+/// Item 5: `rd=/"><script>` came back unencoded in `Location` (docs/src/reference/http-paths.md).
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_target_with_markup_comes_back_percent_encoded() {
     setup();

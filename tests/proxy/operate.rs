@@ -1,4 +1,4 @@
-//! Operating it (issue 11, SPEC §13): SIGHUP reload — new routes for the next request on an
+//! Operating it (issue 11, docs/src/operating/reload.md): SIGHUP reload — new routes for the next request on an
 //! open connection, a bad file rejected with the old configuration kept, restart-only
 //! settings logged and kept, zero failed requests while routes change under load — and the
 //! access log (one line per request, no query string, no cookie, no token).

@@ -1,4 +1,4 @@
-//! The built-in pool across replicas (SPEC §7 storage, §8, §11): Portcullis as a registered
+//! The built-in pool across replicas (docs/src/pool/index.md storage, §8, §11): Portcullis as a registered
 //! pool client loses its sessions on every replica when the pool disables the user
 //! (back-channel logout into one replica, shared through Redis); two replicas on one
 //! PostgreSQL pool database share users and lockout counters; PostgreSQL down → pool pages

@@ -1,5 +1,5 @@
 //! Replicas that agree: a login on one is a session on all; a sign-out, a revocation or a
-//! back-channel logout on one is honoured by all within 5 s (SPEC §4, §8, §11).
+//! back-channel logout on one is honoured by all within 5 s (docs/src/proxy/sessions.md, §8, §11).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -209,7 +209,7 @@ async fn redis_store_login_on_a_use_on_b_sign_out_sticks() {
         "a signed-out session still works on replica B"
     );
     assert_eq!(status_with(&r.nodes[0].base, "/app", &cookie).await, 302);
-    // Every worker of every replica, within the 5 s SPEC §8 allows.
+    // Every worker of every replica, within the 5 s docs/src/deploying/scale-out.md allows.
     let ui = within(Duration::from_secs(5), || async {
         bare_client()
             .get(r.url(1, "/oauth2/userinfo"))
@@ -340,7 +340,7 @@ async fn cookie_store_revocations_are_shared_through_redis() {
 }
 
 /// Many parallel requests on two replicas when the access token has expired: all succeed and
-/// the IdP sees exactly one refresh (SPEC §8), with either store.
+/// the IdP sees exactly one refresh (docs/src/deploying/scale-out.md), with either store.
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_once_across_replicas_cookie_store() {
     refresh_once(false).await;

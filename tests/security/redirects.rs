@@ -2,7 +2,7 @@
 //! oauth2-proxy CVE-2020-4037 and CVE-2021-21291 class): every client-supplied redirect
 //! target (`rd` on sign-out and on `/oauth2/start`, kept through the login) resolves, as a
 //! browser resolves it, to Portcullis's own origin or an allowed one. And every `Location` is
-//! a valid URI reference: markup comes back percent-encoded (SPEC §3).
+//! a valid URI reference: markup comes back percent-encoded (docs/src/reference/http-paths.md).
 //!
 //! The classic forms (`//evil`, `/\evil`, `https://evil`, `https:evil`, `javascript:`, an
 //! allowed origin) on sign-out, and `//evil` through a login, are pinned by
@@ -123,7 +123,7 @@ async fn encoded_and_disguised_redirect_targets_stay_home() {
     }
 }
 
-/// SPEC §3 and RFC 3986 §2: characters not allowed in a URI stay percent-encoded in
+/// docs/src/reference/http-paths.md and RFC 3986 §2: characters not allowed in a URI stay percent-encoded in
 /// `Location`, so a target carrying markup cannot break out of an HTML attribute where a
 /// browser or app echoes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

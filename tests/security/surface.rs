@@ -1,4 +1,4 @@
-//! SPEC-level invariant "every unauthenticated endpoint is listed in SECURITY.md" (issue 16):
+//! Security invariant "every unauthenticated endpoint is listed in SECURITY.md" (issue 16):
 //! every route the dispatchers declare (their `ROUTES` tables, which their own unit tests keep
 //! equal to their `match`) is requested without a session — GET and POST, a POST with a valid
 //! anonymous CSRF pair so that the CSRF check is not what stops it — against the real binary

@@ -1,4 +1,4 @@
-//! `[[pool.identity_providers]]` (SPEC §7.2) → [`IdentityProviderConfig`]: the relying-party
+//! `[[pool.identity_providers]]` (docs/src/pool/federation.md) → [`IdentityProviderConfig`]: the relying-party
 //! settings are validated by the same code as the proxy's `[providers.NAME]`
 //! ([`crate::config::build_provider`]); this adds the pool's own keys (`name`,
 //! `attribute_mapping`, `link_by_email`).

@@ -1,4 +1,4 @@
-//! The `[pool]` table (SPEC §9) → a typed, immutable [`PoolConfig`]. Every problem is pushed
+//! The `[pool]` table (docs/src/reference/configuration.md) → a typed, immutable [`PoolConfig`]. Every problem is pushed
 //! into the shared [`Problems`] list with its key path (`pool.lockout.max`, `pool.clients[0]…`);
 //! unknown keys are errors; secrets are resolved here and never printed.
 
@@ -143,7 +143,7 @@ impl GrantType {
     }
 }
 
-/// `grant_types`, `scopes` and `audience` of one client (SPEC §12): a `client_credentials`
+/// `grant_types`, `scopes` and `audience` of one client (docs/src/proxy/bearer-tokens.md): a `client_credentials`
 /// client needs a secret and an audience; redirect URIs only matter for the code grant.
 fn client_grants(
     c: &RawClient,
@@ -222,7 +222,7 @@ fn client_grants(
     (grants, scopes, audience)
 }
 
-/// `pool.migration`: lazy migration of users from an old system (SPEC §7.4).
+/// `pool.migration`: lazy migration of users from an old system (docs/src/pool/import-export.md).
 #[derive(Debug, Clone)]
 pub struct MigrationConfig {
     /// Where `{"username", "password"}` is POSTed for a sign-in naming an unknown user.
@@ -233,7 +233,7 @@ pub struct MigrationConfig {
     pub timeout: Duration,
 }
 
-/// `pool.mfa` (SPEC §7.1, Cognito's OFF / OPTIONAL / ON).
+/// `pool.mfa` (docs/src/pool/mfa.md, Cognito's OFF / OPTIONAL / ON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MfaMode {
     /// No second factor is asked for or offered.
@@ -264,9 +264,9 @@ pub struct PoolConfig {
     pub admin_token: Option<Secret>,
     pub session_timeout: Duration,
     pub clients: Vec<ClientConfig>,
-    /// Upstream OpenID Providers offered as "Continue with …" (SPEC §7.2).
+    /// Upstream OpenID Providers offered as "Continue with …" (docs/src/pool/federation.md).
     pub identity_providers: Vec<IdentityProviderConfig>,
-    /// The web admin console at `{issuer}/admin` (SPEC §7.3), for members of `admin_group`.
+    /// The web admin console at `{issuer}/admin` (docs/src/pool/administration.md), for members of `admin_group`.
     pub admin_console: bool,
     pub admin_group: String,
     pub migration: Option<MigrationConfig>,

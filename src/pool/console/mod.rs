@@ -1,4 +1,4 @@
-//! The web admin console (SPEC §7.3) at `{issuer}/admin`, with `pool.admin_console = true`: a
+//! The web admin console (docs/src/pool/administration.md) at `{issuer}/admin`, with `pool.admin_console = true`: a
 //! third front end, beside `portcullis pool …` and the admin JSON API, over the same
 //! operations ([`Admin`]). Server-rendered with the hosted pages' templates, languages and
 //! branding; no script; the same strict CSP.

@@ -1,4 +1,4 @@
-//! Federation inside the pool (SPEC §7.2): "Continue with {display_name}" on the hosted sign-in
+//! Federation inside the pool (docs/src/pool/federation.md): "Continue with {display_name}" on the hosted sign-in
 //! and sign-up pages. The pool is a relying party of each `[[pool.identity_providers]]` entry
 //! through the proxy's own [`OidcProvider`] (discovery, PKCE S256, state, nonce, full ID token
 //! validation, userinfo), with its callback at `{issuer}/federation/callback`.
@@ -289,7 +289,7 @@ pub async fn callback(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Bod
             idp_error = error,
             "identity provider returned an error"
         );
-        // SPEC §10: an IdP error at the callback is ALB's 561, with the IdP's error code.
+        // docs/src/reference/status-codes.md: an IdP error at the callback is ALB's 561, with the IdP's error code.
         let status = StatusCode::from_u16(561).unwrap_or(StatusCode::BAD_GATEWAY);
         let code: String = error
             .chars()

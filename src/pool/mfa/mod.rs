@@ -1,4 +1,4 @@
-//! Multi-factor sign-in (SPEC §7.1): TOTP with recovery codes, passkeys, and the `amr`
+//! Multi-factor sign-in (docs/src/pool/mfa.md): TOTP with recovery codes, passkeys, and the `amr`
 //! (RFC 8176) that records how a session was authenticated and that every ID token carries.
 //!
 //! Invariants: no pool session exists until every factor the pool asks for was shown — after

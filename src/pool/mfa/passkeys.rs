@@ -1,4 +1,4 @@
-//! Passkeys (SPEC §7.1, `pool.passkeys = true`): WebAuthn discoverable credentials, added and
+//! Passkeys (docs/src/pool/mfa.md, `pool.passkeys = true`): WebAuthn discoverable credentials, added and
 //! removed by a signed-in user at `/passkeys`, and used from the sign-in page without a user
 //! name. Each ceremony's challenge is random and travels sealed (authenticated encryption with
 //! the key ring) in this browser's cookie, so it is bound to the browser that asked for it and

@@ -1,5 +1,5 @@
 //! `POST {issuer}/token`: `authorization_code`, `refresh_token` and (for machine clients,
-//! SPEC §12) `client_credentials` grants, each only for clients whose `grant_types` name it. Client
+//! docs/src/proxy/bearer-tokens.md) `client_credentials` grants, each only for clients whose `grant_types` name it. Client
 //! authentication by `client_secret_basic` or `client_secret_post` (exactly one), or none for
 //! public clients, which must prove PKCE. A replayed code revokes its whole token family
 //! (RFC 6749 §4.1.2); refresh tokens rotate and a replayed one revokes the family

@@ -333,7 +333,7 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     if user.is_none()
         && let Some(hook) = &pool.migration
     {
-        // Lazy migration (SPEC §7.4): the failure, whatever its cause, is an ordinary one.
+        // Lazy migration (docs/src/pool/import-export.md): the failure, whatever its cause, is an ordinary one.
         // The hook gets at most MIGRATION_PER_ADDRESS calls per client address (then backs
         // off like a lockout), whatever the address throttle says: each call sends a
         // password to the old system and waits for it.

@@ -1,4 +1,4 @@
-//! Federated identities (SPEC §7.2): which pool user a provider's user is. The pool user's
+//! Federated identities (docs/src/pool/federation.md): which pool user a provider's user is. The pool user's
 //! `identities` attribute carries the same links for tokens; this table is the lookup.
 //! A row whose user was deleted is ignored and replaced on the next sign-in.
 

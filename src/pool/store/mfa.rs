@@ -1,4 +1,4 @@
-//! Second factors (SPEC §7.1): TOTP secrets (sealed with the key ring by the caller — this
+//! Second factors (docs/src/pool/mfa.md): TOTP secrets (sealed with the key ring by the caller — this
 //! table never sees a usable secret), the last TOTP step used (so a code is accepted once),
 //! recovery codes (SHA-256 of 80-bit random codes), passkeys (public keys and sign counters),
 //! the ids of answered WebAuthn challenges (until they expire, for single use), and the `amr` of pool sessions and token families.

@@ -153,7 +153,7 @@ impl Store {
         Ok(row.try_get::<i64, _>("failures")?.clamp(0, u32::MAX as i64) as u32)
     }
 
-    /// Reserves one attempt on a lockout key *before* the secret is checked (SPEC: counters are
+    /// Reserves one attempt on a lockout key *before* the secret is checked (the rule: counters are
     /// reserved before verifying, so concurrent requests see each other and a burst cannot pass
     /// a limit that a sequence could not). One statement: the count goes up only while the key
     /// is not locked — `threshold` failures lock it for `lock` as [`crate::pool::lockout`]

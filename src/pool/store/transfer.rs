@@ -1,4 +1,4 @@
-//! Bulk reads and writes for moving users in and out (SPEC §7.4): the names and emails already
+//! Bulk reads and writes for moving users in and out (docs/src/pool/import-export.md): the names and emails already
 //! taken (checked before an import), and an import's users created in one transaction, so a
 //! file is imported whole or not at all.
 
