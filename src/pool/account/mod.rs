@@ -914,6 +914,15 @@ async fn delete(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResul
     ))
 }
 
+/// A code from a link's query, kept only when it is six digits.
+fn digits(v: &str) -> &str {
+    if v.len() == 6 && v.bytes().all(|b| b.is_ascii_digit()) {
+        v
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::device;
@@ -934,14 +943,5 @@ mod tests {
         );
         assert_eq!(device(""), "");
         assert_eq!(device("reqwest"), "reqwest");
-    }
-}
-
-/// A code from a link's query, kept only when it is six digits.
-fn digits(v: &str) -> &str {
-    if v.len() == 6 && v.bytes().all(|b| b.is_ascii_digit()) {
-        v
-    } else {
-        ""
     }
 }
