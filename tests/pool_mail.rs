@@ -496,14 +496,7 @@ async fn notices_of_new_devices_and_changed_factors(backend: Backend) {
     assert!(text.contains("127.0.0.1"), "{text}");
 
     // TOTP set up by nina: the factors-changed notice.
-    let page = c
-        .get(s.url("/oauth2/pool/mfa/setup"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/mfa/setup")).await;
     let secret = page
         .split("id=\"secret\" class=\"secret\">")
         .nth(1)
@@ -541,7 +534,30 @@ async fn notices_of_new_devices_and_changed_factors(backend: Backend) {
         text.contains("an administrator removed your authenticator app"),
         "{text}"
     );
-    assert_eq!(inbox.lock().unwrap().len(), 3, "one mail per event");
+
+    // A passkey removed by an administrator: told too.
+    let (ok, out, err) = s.cli(&["users", "show", "nina"]);
+    assert!(ok, "{err}");
+    let sub = serde_json::from_str::<serde_json::Value>(&out).unwrap()["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sqlx::query(
+        "INSERT INTO mfa_passkeys (credential_id, sub, public_key, sign_count, backup_eligible, \
+         name, created_at, last_used_at) VALUES ('cred-1', $1, 'pk', 0, 0, 'Laptop', 0, 0)",
+    )
+    .bind(&sub)
+    .execute(&s.database().await)
+    .await
+    .unwrap();
+    let (ok, out, err) = s.cli(&["users", "remove-passkey", "nina", "cred-1"]);
+    assert!(ok, "{out}{err}");
+    let text = mail_text(&nth_mail(&inbox, 4).await);
+    assert!(
+        text.contains("an administrator removed a passkey"),
+        "{text}"
+    );
+    assert_eq!(inbox.lock().unwrap().len(), 4, "one mail per event");
 }
 on_both!(
     new_device_and_factor_notices,
