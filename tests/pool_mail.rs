@@ -563,3 +563,44 @@ on_both!(
     new_device_and_factor_notices,
     notices_of_new_devices_and_changed_factors
 );
+
+async fn a_passkey_removed_by_its_user_is_told(backend: Backend) {
+    let (port, inbox) = smtp_sink().await;
+    let s = Server::start(backend, &smtp_pool(port, "passkeys = true")).await;
+    create_user(&s, "otto", "otto@example.com");
+    let (ok, out, err) = s.cli(&["users", "show", "otto"]);
+    assert!(ok, "{err}");
+    let sub = serde_json::from_str::<serde_json::Value>(&out).unwrap()["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sqlx::query(
+        "INSERT INTO mfa_passkeys (credential_id, sub, public_key, sign_count, backup_eligible, \
+         name, created_at, last_used_at) VALUES ('cred-2', $1, 'pk', 0, 0, 'Phone', 0, 0)",
+    )
+    .bind(&sub)
+    .execute(&s.database().await)
+    .await
+    .unwrap();
+    let c = browser();
+    let r = sign_in(&c, &s, &s.url("/oauth2/pool/login"), "otto", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let (status, page) = get_page(&c, &s.url("/oauth2/pool/passkeys")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Phone"), "{page}");
+    let r = submit_form(&c, &s.base, &page, "/passkeys/remove", &[("id", "cred-2")]).await;
+    assert_eq!(r.status(), 302);
+    // The first mail (the first sign-in sent none): the factors-changed notice.
+    let m = nth_mail(&inbox, 1).await;
+    assert_eq!(m.rcpt_to, ["<otto@example.com>"]);
+    let text = mail_text(&m);
+    assert!(text.contains("a passkey was removed"), "{text}");
+    // And the audit log has it, by otto.
+    let (ok, out, err) = s.cli(&["audit", "--json"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("passkey_remove"), "{out}");
+}
+on_both!(
+    passkey_removed_notice,
+    a_passkey_removed_by_its_user_is_told
+);
