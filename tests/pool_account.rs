@@ -569,6 +569,15 @@ async fn deleting_the_account_ends_every_session_and_token(backend: Backend) {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("Your account was deleted"));
     assert!(!s.cli(&["users", "show", "kate"]).0, "kate is gone");
+    // The deletion is in the audit log, by kate, after she is gone.
+    let (ok, out, err) = s.cli(&["audit", "--json"]);
+    assert!(ok, "{err}");
+    let log: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e["action"] == "delete_account" && e["target"] == "kate"),
+        "{out}"
+    );
     // Old cookies and tokens are refused everywhere.
     assert!(is_signed_out(&c, &s).await && is_signed_out(&app, &s).await);
     assert_eq!(proxy_status(&app, &s).await, 401);

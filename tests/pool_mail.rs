@@ -170,8 +170,8 @@ async fn an_invitation_by_email_sets_a_password(backend: Backend) {
         ],
     )
     .await;
-    // Post/Redirect/Get: the console answers a created user with a redirect to their page.
-    assert!(r.status().is_redirection(), "{}", r.status());
+    // Post/Redirect/Get: the console sends the browser on to the new user's page.
+    assert_eq!(r.status(), 302);
 
     let m = nth_mail(&inbox, 1).await;
     assert_eq!(
@@ -201,7 +201,7 @@ async fn an_invitation_by_email_sets_a_password(backend: Backend) {
     assert_eq!(
         link,
         s.url(&format!(
-            "/oauth2/pool/reset-password?username=erin&code={code}"
+            "/oauth2/pool/reset-password?username=erin&code={code}&invited=1"
         )),
         "the link is on the public URL"
     );
@@ -211,12 +211,45 @@ async fn an_invitation_by_email_sets_a_password(backend: Backend) {
         "the HTML part's button: {text}"
     );
 
-    // Opening the link (as a mail scanner would, twice) fills the code in and consumes nothing.
+    // Before choosing a password the invitee hears of the invitation email, with the words
+    // anyone gets for a wrong password (an invitee knows no password, so nothing more).
     let invitee = browser();
+    let answer = |name: &'static str| {
+        let (invitee, s) = (&invitee, &s);
+        async move {
+            let r = sign_in(
+                invitee,
+                s,
+                &s.url("/oauth2/pool/login"),
+                name,
+                "Guessing-42",
+            )
+            .await;
+            (r.status(), visible_text(&r.text().await.unwrap()))
+        }
+    };
+    let (status, invited) = answer("erin").await;
+    assert_eq!(status, 401);
+    assert!(
+        invited.contains("Incorrect user name or password.")
+            && invited.contains("link in your invitation email"),
+        "{invited}"
+    );
+    assert_eq!(
+        answer("nobody-here").await,
+        (status, invited),
+        "no account oracle"
+    );
+
+    // Opening the link (as a mail scanner would, twice) fills the code in and consumes nothing.
     for _ in 0..2 {
         let (status, page) = get_page(&invitee, &link).await;
         assert_eq!(status, 200);
         assert!(page.contains(&format!("value=\"{code}\"")), "{page}");
+        assert!(
+            page.contains("Choose your password") && !page.contains("Reset your password"),
+            "{page}"
+        );
     }
     let (_, page) = get_page(&invitee, &link).await;
     let r = submit_form(
@@ -426,3 +459,148 @@ async fn the_language_switch(backend: Backend) {
     }
 }
 on_both!(language_switch, the_language_switch);
+
+/// A mail's decoded text, whose subject or body must contain `needle`.
+fn mail_text(m: &Received) -> String {
+    unqp(&m.data)
+}
+
+async fn notices_of_new_devices_and_changed_factors(backend: Backend) {
+    let (port, inbox) = smtp_sink().await;
+    let s = Server::start(backend, &smtp_pool(port, "mfa = \"optional\"")).await;
+    create_user(&s, "nina", "nina@example.com");
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+    let with_ua = |ua: &str| {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(ua)
+            .build()
+            .unwrap()
+    };
+    let login = s.url("/oauth2/pool/login");
+    // The first sign-in ever, then a repeat from the same device: no notice.
+    for _ in 0..2 {
+        let r = sign_in(&with_ua(firefox), &s, &login, "nina", PASSWORD).await;
+        assert_eq!(r.status(), 200);
+    }
+    // Another browser: the notice, and it is the first mail (none came before it).
+    let c = with_ua(chrome);
+    let r = sign_in(&c, &s, &login, "nina", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let m = nth_mail(&inbox, 1).await;
+    assert_eq!(m.rcpt_to, ["<nina@example.com>"]);
+    let text = mail_text(&m);
+    assert!(text.contains("Chrome on Windows"), "{text}");
+    assert!(text.contains("127.0.0.1"), "{text}");
+
+    // TOTP set up by nina: the factors-changed notice.
+    let (_, page) = get_page(&c, &s.url("/oauth2/pool/mfa/setup")).await;
+    let secret = page
+        .split("id=\"secret\" class=\"secret\">")
+        .nth(1)
+        .and_then(|v| v.split('<').next())
+        .unwrap_or_else(|| panic!("no secret on:\n{page}"));
+    let secret = portcullis::pool::mfa::totp::base32_decode(&secret.replace(' ', "")).unwrap();
+    let enrolment = page
+        .split("name=\"enrolment\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .map(unescape)
+        .unwrap();
+    let (action, csrf) = form(&page, &s.base, "/mfa/setup");
+    let step = portcullis::pool::mfa::totp::step_at(portcullis::pool::now());
+    let code = portcullis::pool::mfa::totp::code_at_step(&secret, step);
+    let r = c
+        .post(action)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("enrolment", enrolment.as_str()),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = mail_text(&nth_mail(&inbox, 2).await);
+    assert!(text.contains("an authenticator app was set up"), "{text}");
+
+    // An administrator's reset: told too, with who did it.
+    let (ok, out, err) = s.cli(&["users", "mfa-reset", "nina"]);
+    assert!(ok, "{out}{err}");
+    let text = mail_text(&nth_mail(&inbox, 3).await);
+    assert!(
+        text.contains("an administrator removed your authenticator app"),
+        "{text}"
+    );
+
+    // A passkey removed by an administrator: told too.
+    let (ok, out, err) = s.cli(&["users", "show", "nina"]);
+    assert!(ok, "{err}");
+    let sub = serde_json::from_str::<serde_json::Value>(&out).unwrap()["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sqlx::query(
+        "INSERT INTO mfa_passkeys (credential_id, sub, public_key, sign_count, backup_eligible, \
+         name, created_at, last_used_at) VALUES ('cred-1', $1, 'pk', 0, 0, 'Laptop', 0, 0)",
+    )
+    .bind(&sub)
+    .execute(&s.database().await)
+    .await
+    .unwrap();
+    let (ok, out, err) = s.cli(&["users", "remove-passkey", "nina", "cred-1"]);
+    assert!(ok, "{out}{err}");
+    let text = mail_text(&nth_mail(&inbox, 4).await);
+    assert!(
+        text.contains("an administrator removed a passkey"),
+        "{text}"
+    );
+    assert_eq!(inbox.lock().unwrap().len(), 4, "one mail per event");
+}
+on_both!(
+    new_device_and_factor_notices,
+    notices_of_new_devices_and_changed_factors
+);
+
+async fn a_passkey_removed_by_its_user_is_told(backend: Backend) {
+    let (port, inbox) = smtp_sink().await;
+    let s = Server::start(backend, &smtp_pool(port, "passkeys = true")).await;
+    create_user(&s, "otto", "otto@example.com");
+    let (ok, out, err) = s.cli(&["users", "show", "otto"]);
+    assert!(ok, "{err}");
+    let sub = serde_json::from_str::<serde_json::Value>(&out).unwrap()["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sqlx::query(
+        "INSERT INTO mfa_passkeys (credential_id, sub, public_key, sign_count, backup_eligible, \
+         name, created_at, last_used_at) VALUES ('cred-2', $1, 'pk', 0, 0, 'Phone', 0, 0)",
+    )
+    .bind(&sub)
+    .execute(&s.database().await)
+    .await
+    .unwrap();
+    let c = browser();
+    let r = sign_in(&c, &s, &s.url("/oauth2/pool/login"), "otto", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let (status, page) = get_page(&c, &s.url("/oauth2/pool/passkeys")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Phone"), "{page}");
+    let r = submit_form(&c, &s.base, &page, "/passkeys/remove", &[("id", "cred-2")]).await;
+    assert_eq!(r.status(), 302);
+    // The first mail (the first sign-in sent none): the factors-changed notice.
+    let m = nth_mail(&inbox, 1).await;
+    assert_eq!(m.rcpt_to, ["<otto@example.com>"]);
+    let text = mail_text(&m);
+    assert!(text.contains("a passkey was removed"), "{text}");
+    // And the audit log has it, by otto.
+    let (ok, out, err) = s.cli(&["audit", "--json"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("passkey_remove"), "{out}");
+}
+on_both!(
+    passkey_removed_notice,
+    a_passkey_removed_by_its_user_is_told
+);

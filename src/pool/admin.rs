@@ -610,6 +610,8 @@ impl Admin<'_> {
             let u = self.find(name).await?;
             let had = self.store.reset_totp(&u.sub).await?;
             tracing::info!(sub = %u.sub, "pool.event" = "admin_mfa_reset", "TOTP removed by an administrator");
+            let change = super::events::FactorChange::TotpResetByAdmin;
+            super::events::factors_changed(self.cfg, self.store, &u, change, Lang::En).await;
             Ok(had)
         }
         .await;
@@ -630,6 +632,8 @@ impl Admin<'_> {
                 )]));
             }
             tracing::info!(sub = %u.sub, "pool.event" = "admin_passkey_removed", "passkey removed by an administrator");
+            let change = super::events::FactorChange::PasskeyRemovedByAdmin;
+            super::events::factors_changed(self.cfg, self.store, &u, change, Lang::En).await;
             Ok(())
         }
         .await;

@@ -150,11 +150,11 @@ pub fn code_mail(
     lang: Lang,
     code: &str,
 ) -> Result<smtp::Mail, DeliveryError> {
-    let link = link(
-        cfg,
-        purpose.page(),
-        &[("username", &user.username), ("code", code)],
-    )?;
+    let mut query = vec![("username", user.username.as_str()), ("code", code)];
+    if purpose == Purpose::Invitation {
+        query.push(("invited", "1"));
+    }
+    let link = link(cfg, purpose.page(), &query)?;
     let expiry = i18n::duration_words(lang, purpose.lifetime_secs(cfg));
     cfg.ui
         .mail
@@ -238,55 +238,6 @@ pub async fn issue(
             let mail = code_mail(cfg, user, purpose, user_lang(user, lang), &code)?;
             smtp::send(smtp_cfg, to, &mail).await?;
             tracing::info!(username = %crate::pool::audit::printable(&user.username), purpose = purpose.mail().name(), "one-time code sent by email");
-            Ok(())
-        }
-    }
-}
-
-/// Sends a code confirming `new_email` for `user` (an email change), to that new address: a
-/// code of kind `email_change` (check it with `store.check_code(sub, "email_change", …)`), and
-/// a link to `{issuer}/account/email?code=…`. The user's stored address is not changed here.
-pub async fn issue_email_change(
-    cfg: &PoolConfig,
-    store: &Store,
-    user: &User,
-    new_email: &str,
-    lang: Lang,
-    now: i64,
-) -> Result<(), DeliveryError> {
-    count_send(store, user, Some(new_email), now).await?;
-    let code = generate_code();
-    let ttl = 24 * 3600;
-    store
-        .put_code(&user.sub, "email_change", &code, now + ttl)
-        .await?;
-    match &cfg.delivery {
-        Delivery::Log => {
-            log_code(user, "email_change", mail::Purpose::EmailChange, &code);
-            Ok(())
-        }
-        Delivery::Smtp(smtp_cfg) => {
-            let lang = user_lang(user, lang);
-            let link = link(cfg, "/account/email", &[("code", &code)])?;
-            let expiry = i18n::duration_words(lang, ttl);
-            let mail = cfg
-                .ui
-                .mail
-                .email(
-                    mail::Purpose::EmailChange,
-                    lang,
-                    &cfg.ui.title,
-                    &user.username,
-                    &[
-                        ("code", &code),
-                        ("link", &link),
-                        ("expiry", &expiry),
-                        ("email", new_email),
-                    ],
-                )
-                .map_err(DeliveryError::Template)?;
-            smtp::send(smtp_cfg, new_email, &mail).await?;
-            tracing::info!(username = %crate::pool::audit::printable(&user.username), purpose = "email_change", "one-time code sent by email");
             Ok(())
         }
     }
@@ -520,23 +471,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_email_change_stores_its_own_kind_of_code_and_notices_render() {
+    async fn notices_render_and_links_are_on_the_public_url() {
         let cfg = pool_config();
-        for store in crate::pool::store::test_stores("emailchange").await {
-            let u = user("sub-email");
-            issue_email_change(&cfg, &store, &u, "new@example.com", Lang::Ja, 1_000)
-                .await
-                .unwrap();
-            // A code of kind email_change exists (a wrong guess is "wrong", not "missing").
-            let c = store
-                .check_code(&u.sub, "email_change", "000000x", 1_001)
-                .await
-                .unwrap();
-            assert!(matches!(c, crate::pool::store::CodeCheck::Wrong), "{c:?}");
-            notify_mfa_changed(&cfg, &u, "TOTP turned on", Lang::En, 1_002)
-                .await
-                .unwrap();
-        }
+        let u = user("sub-email");
+        notify_mfa_changed(&cfg, &u, "TOTP turned on", Lang::En, 1_002)
+            .await
+            .unwrap();
         let l = link(&cfg, "/confirm", &[("username", "a&b"), ("code", "1")]).unwrap();
         assert_eq!(
             l,

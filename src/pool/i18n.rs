@@ -30,6 +30,7 @@ const EN: &[(&str, &str)] = &[
     ),
     ("send_code", "Send code"),
     ("reset_title", "Reset your password"),
+    ("invite_title", "Choose your password"),
     ("reset", "Reset password"),
     ("change_title", "Choose a new password"),
     (
@@ -150,6 +151,10 @@ const EN: &[(&str, &str)] = &[
     ("optional", "optional"),
     ("error_title", "Something went wrong"),
     ("bad_credentials", "Incorrect user name or password."),
+    (
+        "bad_credentials_invited",
+        "Incorrect user name or password. Invited by an administrator? Choose your password with the link in your invitation email; if it has expired, ask the administrator for a new invitation.",
+    ),
     (
         "locked",
         "Too many failed sign-in attempts. Try again in {s}.",
@@ -306,6 +311,7 @@ const JA: &[(&str, &str)] = &[
     ),
     ("send_code", "コードを送信"),
     ("reset_title", "パスワードの再設定"),
+    ("invite_title", "パスワードを設定"),
     ("reset", "パスワードを再設定"),
     ("change_title", "新しいパスワードの設定"),
     ("change_help", "続行する前にパスワードを変更してください。"),
@@ -422,6 +428,10 @@ const JA: &[(&str, &str)] = &[
     (
         "bad_credentials",
         "ユーザー名またはパスワードが正しくありません。",
+    ),
+    (
+        "bad_credentials_invited",
+        "ユーザー名またはパスワードが正しくありません。管理者から招待された場合は、招待メールのリンクからパスワードを設定してください。期限が切れている場合は、管理者に招待の再送を依頼してください。",
     ),
     (
         "locked",

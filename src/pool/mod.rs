@@ -21,6 +21,7 @@ mod console;
 #[doc(hidden)]
 pub use console::ROUTES as CONSOLE_ROUTES;
 pub mod delivery;
+pub mod events;
 mod federation;
 pub mod hashing;
 mod health;

@@ -694,6 +694,14 @@ async fn remove_passkey(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> P
     }
     ready.store.remove_passkey(&me.user.sub, id).await?;
     tracing::info!(request_id = req.rid, sub = %me.user.sub, "pool.event" = "passkey_removed", "passkey removed by its user");
+    crate::pool::events::factors_changed(
+        &pool.cfg,
+        &ready.store,
+        &me.user,
+        crate::pool::events::FactorChange::PasskeyRemoved,
+        req.lang,
+    )
+    .await;
     home(pool, "acct_passkey_removed")
 }
 
@@ -893,6 +901,8 @@ async fn delete(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResul
         )
         .await;
     }
+    // Audited while the user's row is still there to name.
+    crate::pool::audit::by_user(&ready.store, u, "delete_account").await;
     ready.store.delete_account_rows(&u.sub).await?;
     ready.store.delete_user(&u.sub).await?;
     tracing::info!(request_id = req.rid, sub = %u.sub, "pool.event" = "account_deleted", "account deleted by its user");

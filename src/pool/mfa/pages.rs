@@ -352,7 +352,14 @@ pub async fn manage(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
     if action == "off" {
         store.reset_totp(&user.sub).await?;
         tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "mfa_turned_off", "TOTP turned off by the user");
-        crate::pool::audit::by_user(store, &user, "mfa_off").await;
+        crate::pool::events::factors_changed(
+            &pool.cfg,
+            store,
+            &user,
+            crate::pool::events::FactorChange::TotpOff,
+            req.lang,
+        )
+        .await;
         return Ok(pool.pages.message(
             pool,
             req,
@@ -364,7 +371,14 @@ pub async fn manage(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResult {
     let (codes, hashed) = new_recovery_codes();
     store.replace_recovery_codes(&user.sub, &hashed).await?;
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "recovery_codes_renewed", "new recovery codes");
-    crate::pool::audit::by_user(store, &user, "recovery_codes").await;
+    crate::pool::events::factors_changed(
+        &pool.cfg,
+        store,
+        &user,
+        crate::pool::events::FactorChange::RecoveryCodes,
+        req.lang,
+    )
+    .await;
     Ok(recovery_page(pool, req, &codes, Vec::new()))
 }
 
@@ -435,7 +449,14 @@ pub async fn submit_setup(pool: &Pool, ready: &Ready, req: &Req<'_>) -> PageResu
         )
         .await?;
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "mfa_enrolled", "TOTP set up");
-    crate::pool::audit::by_user(store, &user, "mfa_enrol").await;
+    crate::pool::events::factors_changed(
+        &pool.cfg,
+        store,
+        &user,
+        crate::pool::events::FactorChange::TotpOn,
+        req.lang,
+    )
+    .await;
     let mut cookies = Vec::new();
     if let Enroller::SigningIn(_) = who {
         // The first code was the second factor: the sign-in is complete.

@@ -285,7 +285,14 @@ pub async fn add(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body> {
         Err(e) => return unavailable(pool, req, &e),
     }
     tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "passkey_added", "passkey added");
-    crate::pool::audit::by_user(store, &user, "passkey_add").await;
+    crate::pool::events::factors_changed(
+        &pool.cfg,
+        store,
+        &user,
+        crate::pool::events::FactorChange::PasskeyAdded,
+        req.lang,
+    )
+    .await;
     redirect(
         &format!("{}/passkeys?notice=passkey_added", pool.base),
         &[pool.cookie(CHALLENGE_COOKIE, "", 0)],
@@ -303,7 +310,14 @@ pub async fn remove(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
     match ready.store.remove_passkey(&user.sub, req.field("id")).await {
         Ok(_) => {
             tracing::info!(request_id = req.rid, sub = %user.sub, "pool.event" = "passkey_removed", "passkey removed");
-            crate::pool::audit::by_user(&ready.store, &user, "passkey_remove").await;
+            crate::pool::events::factors_changed(
+                &pool.cfg,
+                &ready.store,
+                &user,
+                crate::pool::events::FactorChange::PasskeyRemoved,
+                req.lang,
+            )
+            .await;
             redirect(
                 &format!("{}/passkeys?notice=passkey_removed", pool.base),
                 &[],

@@ -382,11 +382,13 @@ pub async fn submit(pool: &Pool, ready: &Ready, req: &Req<'_>) -> Response<Body>
         if let Some(s) = lock {
             return error_page(pool, req, StatusCode::TOO_MANY_REQUESTS, locked(req, s));
         }
+        // The same words for every name, invited or not (an invitee knows no password, so
+        // nothing secret was shown): the hint to the invitation email reveals nothing.
         return error_page(
             pool,
             req,
             StatusCode::UNAUTHORIZED,
-            t(req.lang, "bad_credentials").to_string(),
+            t(req.lang, "bad_credentials_invited").to_string(),
         );
     }
     // The password was right: the address's attempt is given back.

@@ -715,6 +715,20 @@ impl Pool {
             ));
         }
         super::account::record_device(ready, req, &id, &user.sub, t).await;
+        let user_agent = req
+            .parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        super::events::signed_in(
+            self.cfg.clone(),
+            ready.store.clone(),
+            user.clone(),
+            user_agent.to_string(),
+            req.ip,
+            req.lang,
+        );
         // Every factor asked for was right: the failure count of the user starts again.
         let _ = ready
             .store

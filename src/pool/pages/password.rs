@@ -58,9 +58,19 @@ fn reset_again(pool: &Pool, req: &Req<'_>, problems: FormErrors) -> Response<Bod
         req,
         StatusCode::BAD_REQUEST,
         "reset_password.html",
-        "reset_title",
+        reset_title(req),
         p,
     )
+}
+
+/// The reset page's heading: "Choose your password" when opened from an invitation's link
+/// (`invited=1`, which only the invitation email's link carries), else "Reset your password".
+fn reset_title(req: &Req<'_>) -> &'static str {
+    if req.param("invited") == "1" {
+        "invite_title"
+    } else {
+        "reset_title"
+    }
 }
 
 /// One problem of one field of the reset form.
@@ -152,7 +162,7 @@ pub fn show_reset(pool: &Pool, req: &Req<'_>) -> Response<Body> {
         pool,
         req,
         "reset_password.html",
-        "reset_title",
+        reset_title(req),
         StatusCode::OK,
         Vec::new(),
         notice,
