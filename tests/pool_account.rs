@@ -425,7 +425,10 @@ async fn rd_back_to_the_app_is_checked(backend: Backend) {
         assert_eq!(status, 200);
         // The language switch links to this same page with its query (the refused `rd`
         // included, checked again there); no other link may carry it.
-        let html = match (html.find("<nav class=\"lang-switch\""), html.rfind("</nav>")) {
+        let html = match (
+            html.find("<nav class=\"lang-switch\""),
+            html.rfind("</nav>"),
+        ) {
             (Some(a), Some(b)) if a < b => format!("{}{}", &html[..a], &html[b..]),
             _ => html,
         };
