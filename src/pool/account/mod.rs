@@ -560,35 +560,15 @@ async fn verify_email(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> Pag
     let Some(new_email) = ready.store.pending(&u.sub, "email", t0).await? else {
         return home(pool, "acct_email_expired");
     };
-    match ready
+    let check = ready
         .store
         .check_code(&u.sub, EMAIL_PURPOSE, req.field("code"), t0)
-        .await?
-    {
-        CodeCheck::Ok => {}
-        CodeCheck::Wrong => {
-            return refuse(
-                pool,
-                ready,
-                req,
-                me,
-                "acct_code_wrong",
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
-        }
-        CodeCheck::Missing | CodeCheck::Expired | CodeCheck::TooManyAttempts => {
+        .await?;
+    if let Some(problem) = code_problem(check, "acct_email_expired") {
+        if check != CodeCheck::Wrong {
             ready.store.drop_pending(&u.sub, "email").await?;
-            return refuse(
-                pool,
-                ready,
-                req,
-                me,
-                "acct_email_expired",
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
         }
+        return refuse(pool, ready, req, me, problem, StatusCode::BAD_REQUEST).await;
     }
     let mut next = u.attributes.clone();
     next.insert("email".into(), Value::String(new_email));
@@ -816,34 +796,12 @@ async fn set_password(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> Pag
         return show_with(pool, ready, req, me, top, StatusCode::BAD_REQUEST, None).await;
     }
     if !reauth_fresh(ready, req, me).await {
-        match ready
+        let check = ready
             .store
             .check_code(&u.sub, SET_PASSWORD_PURPOSE, req.field("code"), now())
-            .await?
-        {
-            CodeCheck::Ok => {}
-            CodeCheck::Wrong => {
-                return refuse(
-                    pool,
-                    ready,
-                    req,
-                    me,
-                    "acct_code_wrong",
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
-            }
-            _ => {
-                return refuse(
-                    pool,
-                    ready,
-                    req,
-                    me,
-                    "acct_code_expired",
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
-            }
+            .await?;
+        if let Some(problem) = code_problem(check, "acct_code_expired") {
+            return refuse(pool, ready, req, me, problem, StatusCode::BAD_REQUEST).await;
         }
     }
     let hash = match password::hash(new_pw).await {
@@ -922,6 +880,16 @@ async fn delete(pool: &Pool, ready: &Ready, req: &Req<'_>, me: &Me) -> PageResul
         "acct_deleted_title",
         page,
     ))
+}
+
+/// The problem a checked code answers with: none for a good code, "wrong" for a wrong one, and
+/// `spent` for one that is missing, expired or void after too many tries.
+fn code_problem(check: CodeCheck, spent: &'static str) -> Option<&'static str> {
+    match check {
+        CodeCheck::Ok => None,
+        CodeCheck::Wrong => Some("acct_code_wrong"),
+        CodeCheck::Missing | CodeCheck::Expired | CodeCheck::TooManyAttempts => Some(spent),
+    }
 }
 
 /// A code from a link's query, kept only when it is six digits.
